@@ -1,0 +1,5 @@
+"""Allow ``python -m tradebot``."""
+
+from tradebot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The ``tradebot`` command line.
+
+Subcommand handlers are imported lazily so ``tradebot status`` over SSH does not pay for numpy, pandas
+and matplotlib, and a broken optional dependency only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tradebot import __version__
+from tradebot.core.config import ConfigError, Settings, load_settings
+from tradebot.core.logging import configure_logging, register_secret
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _lazy(target: str) -> Handler:
+    module, func = target.split(":")
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        handler: Handler = getattr(importlib.import_module(module), func)
+        return handler(args, settings)
+
+    return run
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the trading daemon (default: simulated feed, paper mode)")
+    p.add_argument("--symbol", help="contract root to trade (TRADING_SYMBOL)")
+    p.add_argument("--symbols", help="several roots at once, comma-separated (e.g. GC,SI,NQ)")
+    p.add_argument("--mode", choices=["paper", "live"], help="TRADING_MODE")
+    p.add_argument("--feed", choices=["demo", "databento", "replay"], help="market data source")
+    p.add_argument("--input", nargs="*", help="files for --feed replay")
+    p.add_argument("--speed", type=float, help="replay/simulation speed: 0 fastest, 1 real time")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = until signalled)")
+    p.add_argument("--sessions", type=int, help="simulated sessions to generate")
+    p.set_defaults(handler=_lazy("tradebot.runner:run_command"))
+
+
+def _add_data(sub: Any) -> None:
+    p = sub.add_parser("data", help="market data files: inspect")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    i = dsub.add_parser("inspect", help="print what a market data file holds")
+    i.add_argument("files", nargs="+")
+    i.add_argument("--symbol", help="contract root for files without one (CSV)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(handler=_lazy("tradebot.feeds.inspect:inspect_command"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_data(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(_env_file=args.env_file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    for secret in (settings.databento_api_key, settings.polygon_api_key, settings.discord_webhook_url):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Exchange time: which trading session a UTC-nanosecond timestamp belongs to.
+
+Sessions, holidays and early closes come from ``pandas_market_calendars`` (CME Globex calendars);
+regular-trading-hours windows are local US Central times converted through IANA zones, so DST is never
+a hard-coded offset. Lookups are a bisect over precomputed int64 arrays: cheap enough per bar.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+CT = ZoneInfo("America/Chicago")
+ET = ZoneInfo("America/New_York")
+UTC = dt.UTC
+NS = 1_000_000_000
+
+_CALENDAR_NAMES = {"equity": "CME_Equity", "energy": "CMEGlobex_Energy", "metals": "CMEGlobex_Metals"}
+_RTH = {  # local Chicago time
+    "equity": (dt.time(8, 30), dt.time(15, 0)),
+    "energy": (dt.time(8, 0), dt.time(13, 30)),
+    "metals": (dt.time(7, 20), dt.time(12, 30)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    trading_date: dt.date
+    open_ns: int
+    close_ns: int
+    rth_open_ns: int
+    rth_close_ns: int
+    early_close: bool
+
+    def contains(self, ts_ns: int) -> bool:
+        return self.open_ns <= ts_ns < self.close_ns
+
+    def in_rth(self, ts_ns: int) -> bool:
+        return self.rth_open_ns <= ts_ns < self.rth_close_ns
+
+
+def to_ns(when: dt.datetime) -> int:
+    if when.tzinfo is None:
+        raise ValueError("naive datetime: give a timezone")
+    delta = when.astimezone(UTC) - dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1000
+
+
+def from_ns(ts_ns: int, tz: dt.tzinfo = UTC) -> dt.datetime:
+    sec, rem = divmod(ts_ns, NS)
+    return (dt.datetime.fromtimestamp(sec, tz=UTC) + dt.timedelta(microseconds=rem // 1000)).astimezone(tz)
+
+
+def local_ns(day: dt.date, at: dt.time, tz: dt.tzinfo = CT) -> int:
+    return to_ns(dt.datetime.combine(day, at, tzinfo=tz))
+
+
+class ExchangeCalendar:
+    """Session lookups for one calendar template over a span of years."""
+
+    def __init__(self, template: str, first_year: int = 2015, last_year: int = 2032) -> None:
+        if template not in _CALENDAR_NAMES:
+            raise ValueError(f"unknown session template {template!r}; known: {', '.join(_CALENDAR_NAMES)}")
+        import pandas_market_calendars as mcal
+
+        self.template = template
+        cal = mcal.get_calendar(_CALENDAR_NAMES[template])
+        sched = cal.schedule(f"{first_year}-01-01", f"{last_year}-12-31")
+        rth_open_t, rth_close_t = _RTH[template]
+        self.sessions: list[Session] = []
+        regular_close = {}
+        for day, row in sched.iterrows():
+            d = day.date()
+            open_ns = to_ns(row["market_open"].to_pydatetime())
+            close_ns = to_ns(row["market_close"].to_pydatetime())
+            regular_close[d] = close_ns
+            rth_open = local_ns(d, rth_open_t)
+            rth_close = min(local_ns(d, rth_close_t), close_ns)
+            early = from_ns(close_ns, CT).time() < dt.time(16, 0)
+            self.sessions.append(Session(d, open_ns, close_ns, rth_open, rth_close, early))
+        self._opens = [s.open_ns for s in self.sessions]
+        self._closes = [s.close_ns for s in self.sessions]
+        self._by_date = {s.trading_date: s for s in self.sessions}
+        self.first_date = self.sessions[0].trading_date
+        self.last_date = self.sessions[-1].trading_date
+
+    def session_at(self, ts_ns: int) -> Session | None:
+        """The session open at ``ts_ns``, or ``None`` (maintenance break, weekend, holiday)."""
+        i = bisect.bisect_right(self._opens, ts_ns) - 1
+        if i >= 0 and ts_ns < self._closes[i]:
+            return self.sessions[i]
+        return None
+
+    def session_for(self, ts_ns: int) -> Session:
+        """The session a timestamp counts towards: the open one, else the next to open.
+
+        Used for trading-day boundaries (cumulative delta, daily P&L): a print in the daily break belongs
+        to the session that opens next, exactly as the 17:00 CT boundary says.
+        """
+        i = bisect.bisect_right(self._opens, ts_ns) - 1
+        if i >= 0 and ts_ns < self._closes[i]:
+            return self.sessions[i]
+        if i + 1 < len(self.sessions):
+            return self.sessions[i + 1]
+        raise ValueError(f"timestamp {from_ns(ts_ns).isoformat()} is beyond the calendar's span")
+
+    def trading_day(self, ts_ns: int) -> dt.date:
+        return self.session_for(ts_ns).trading_date
+
+    def session_on(self, day: dt.date) -> Session | None:
+        """The session whose trading date is ``day`` (``None`` on a holiday or weekend)."""
+        return self._by_date.get(day)
+
+    def is_trading_day(self, day: dt.date) -> bool:
+        return day in self._by_date
+
+    def next_session(self, ts_ns: int) -> Session:
+        i = bisect.bisect_right(self._opens, ts_ns)
+        if i >= len(self.sessions):
+            raise ValueError("beyond the calendar's span")
+        return self.sessions[i]
+
+    def sessions_between(self, start: dt.date, end: dt.date) -> list[Session]:
+        return [s for s in self.sessions if start <= s.trading_date <= end]
+
+
+@functools.lru_cache(maxsize=8)
+def calendar_for(template: str) -> ExchangeCalendar:
+    return ExchangeCalendar(template)

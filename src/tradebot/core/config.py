@@ -1,0 +1,148 @@
+"""Configuration from the environment and ``.env``.
+
+The seeds' variable names are kept where they exist (``TRADING_SYMBOL``, ``DAILY_LOSS_LIMIT``, ...) so a
+trader's existing ``.env`` keeps working; everything else lives under ``TRADEBOT_`` (nested groups with
+``__``, e.g. ``TRADEBOT_VALIDATION__STALE_SECONDS``). A bad value fails fast with one line naming the
+variable: see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tradebot.core.contracts import CONTRACTS, root_of
+
+ENV_PREFIX = "TRADEBOT_"
+
+
+class ValidationSettings(BaseModel):
+    """Thresholds of the validation layer between feeds and the engine (seed 000's rules)."""
+
+    stale_seconds: float = Field(5.0, gt=0, description="live only: reject events older than this")
+    future_seconds: float = Field(2.0, gt=0, description="reject events this far ahead of the clock")
+    out_of_order_ms: float = Field(0.0, ge=0, description="tolerated backwards step per stream")
+    max_jump_ticks: int = Field(400, gt=0, description="fat-finger bound vs the last accepted price")
+    jump_confirm_prints: int = Field(
+        5, ge=1, description="consecutive beyond-bound prints rejected before the level is believed")
+    check_staleness: bool = Field(False, description="on for live feeds; replay timestamps are old")
+
+
+class SimSettings(BaseModel):
+    """The built-in simulated market."""
+
+    seed: int = 7
+    speed: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = real time, N = N times")
+    trades_per_session: int = Field(60_000, gt=0)
+    book_depth: int = Field(10, ge=1, le=10)
+    sessions: int = Field(1, ge=1)
+    start_date: str = Field("2025-03-10", description="first trading date of the simulated sessions")
+
+
+class DatabentoSettings(BaseModel):
+    dataset: str = "GLBX.MDP3"
+    book_schema: Literal["mbp-1", "mbp-10", "tbbo", "none"] = "mbp-1"
+    stype_in: Literal["parent", "continuous", "raw_symbol"] = "parent"
+    gateway: str | None = Field(None, description="override the live gateway host (tests, proxies)")
+    port: int = Field(13000, gt=0, lt=65536)
+    reconnect_initial_seconds: float = Field(0.5, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    heartbeat_interval_seconds: int = Field(10, ge=5)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- the seeds' names ---------------------------------------------------------------------------
+    databento_api_key: SecretStr | None = Field(None, validation_alias="DATABENTO_API_KEY")
+    polygon_api_key: SecretStr | None = Field(None, validation_alias="POLYGON_API_KEY")
+    discord_webhook_url: SecretStr | None = Field(None, validation_alias="DISCORD_WEBHOOK_URL")
+    trading_symbol: str = Field("MES", validation_alias="TRADING_SYMBOL")
+    trading_mode: Literal["paper", "live"] = Field("paper", validation_alias="TRADING_MODE")
+    daily_profit_target: Decimal = Field(Decimal(500), gt=0, validation_alias="DAILY_PROFIT_TARGET")
+    daily_loss_limit: Decimal = Field(Decimal(-300), lt=0, validation_alias="DAILY_LOSS_LIMIT")
+    mes_margin_limit: Decimal = Field(Decimal(40), gt=0, validation_alias="MES_MARGIN_LIMIT")
+    es_margin_limit: Decimal = Field(Decimal(400), gt=0, validation_alias="ES_MARGIN_LIMIT")
+    order_flow_large_order_size: int | None = Field(
+        None, gt=0, validation_alias="ORDER_FLOW_LARGE_ORDER_SIZE",
+        description="unset: each contract's own default (the seed's 10,000 is a share count)",
+    )
+    order_flow_volume_spike_threshold: float = Field(
+        3.0, gt=0, validation_alias="ORDER_FLOW_VOLUME_SPIKE_THRESHOLD")
+    order_flow_red_burst_threshold: float = Field(4.0, gt=0, validation_alias="ORDER_FLOW_RED_BURST_THRESHOLD")
+    order_flow_alert_window_seconds: int = Field(120, gt=0, validation_alias="ORDER_FLOW_ALERT_WINDOW_SECONDS")
+    order_flow_monitoring_mode: Literal["positions_only", "all"] = Field(
+        "positions_only", validation_alias="ORDER_FLOW_MONITORING_MODE")
+
+    # --- TRADEBOT_* ------------------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    feed: Literal["demo", "databento", "dbn", "polygon", "csv"] = "demo"
+    symbols: str = Field("", description="comma-separated roots to trade at once; empty = TRADING_SYMBOL")
+    validation: ValidationSettings = ValidationSettings()
+    sim: SimSettings = SimSettings()
+    databento: DatabentoSettings = DatabentoSettings()
+
+    @field_validator("trading_symbol")
+    @classmethod
+    def _known_symbol(cls, v: str) -> str:
+        root = root_of(v)
+        if root is None:
+            raise ValueError(f"unknown contract; allowed: {', '.join(CONTRACTS)}")
+        return root
+
+    @field_validator("symbols")
+    @classmethod
+    def _known_symbols(cls, v: str) -> str:
+        roots = []
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            root = root_of(part)
+            if root is None:
+                raise ValueError(f"unknown contract {part!r}; allowed: {', '.join(CONTRACTS)}")
+            roots.append(root)
+        return ",".join(roots)
+
+    @property
+    def symbol_list(self) -> list[str]:
+        return self.symbols.split(",") if self.symbols else [self.trading_symbol]
+
+
+class ConfigError(Exception):
+    """One line per problem, each naming the environment variable; the CLI prints it and exits 2."""
+
+
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable a pydantic error location refers to."""
+    if not loc:
+        return "(settings)"
+    field = Settings.model_fields.get(str(loc[0]))
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        return str(field.validation_alias.choices[0])
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings or raise :class:`ConfigError` whose message has one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            value = err.get("input")
+            shown = "<secret>" if "KEY" in env_name(err["loc"]) or "WEBHOOK" in env_name(err["loc"]) else value
+            lines.append(f"config error: {env_name(err['loc'])}={shown!r}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

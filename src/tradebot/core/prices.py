@@ -1,0 +1,66 @@
+"""Exact price arithmetic.
+
+Prices travel as Databento-style fixed-point integers (1 unit = 1e-9) from the adapters, and as integer
+ticks inside the engine. Floats never become price keys: ``228.765 / 0.01`` in floats is
+``22876.4999...`` and that bug class must not exist here.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+PRICE_SCALE = 1_000_000_000
+"""Fixed-point units per 1.0 of price (Databento's convention)."""
+
+UNDEF_PRICE = 9_223_372_036_854_775_807
+"""Databento's sentinel for a missing price (INT64_MAX)."""
+
+
+def decimal_to_fp(value: Decimal | str | int) -> int | None:
+    """Convert a decimal price to fixed point; ``None`` when not a finite number or not representable."""
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not d.is_finite():
+        return None
+    scaled = d * PRICE_SCALE
+    if scaled != scaled.to_integral_value():
+        # Finer than 1e-9: cannot be a real exchange price; keep it off-grid by rounding away.
+        return int(scaled.to_integral_value()) + (1 if scaled > 0 else -1)
+    return int(scaled)
+
+
+def float_to_fp(value: float) -> int | None:
+    """Convert a vendor float (e.g. JSON) to fixed point via its shortest repr, never via binary maths."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return decimal_to_fp(Decimal(repr(float(value))))
+
+
+def fp_to_decimal(fp: int) -> Decimal:
+    return (Decimal(fp) / PRICE_SCALE).normalize()
+
+
+def tick_fp(tick_size: Decimal) -> int:
+    fp = decimal_to_fp(tick_size)
+    if fp is None or fp <= 0:
+        raise ValueError(f"tick size must be a positive decimal, got {tick_size!r}")
+    return fp
+
+
+def fp_to_ticks(fp: int, tick: int) -> int | None:
+    """Integer ticks for an on-grid fixed-point price, ``None`` when off the grid."""
+    q, r = divmod(fp, tick)
+    return q if r == 0 else None
+
+
+def ticks_to_decimal(ticks: int, tick_size: Decimal) -> Decimal:
+    return ticks * tick_size
+
+
+def format_ticks(ticks: int, tick_size: Decimal) -> str:
+    """Human form with the tick size's number of decimals (``100.25``, ``2050.5`` -> ``2050.50``)."""
+    exp = tick_size.as_tuple().exponent
+    places = -exp if isinstance(exp, int) and exp < 0 else 0
+    return f"{ticks * tick_size:.{places}f}"

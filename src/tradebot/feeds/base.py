@@ -1,0 +1,62 @@
+"""The feed contract shared by every adapter.
+
+A feed is an async iterator of :data:`~tradebot.core.types.FeedEvent` (raw records, gap events, feed
+status). Live and historical sources honour the same contract so the daemon and replay run one code
+path. Historical sources pace themselves with :class:`Pacer` to keep relative timing at a speed factor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from tradebot.core.types import FeedEvent, FeedState
+
+
+@runtime_checkable
+class Feed(Protocol):
+    name: str
+    state: FeedState
+    stats: Counter[str]
+
+    def __aiter__(self) -> AsyncIterator[FeedEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+class Pacer:
+    """Sleeps so that event timestamps replay at ``speed`` x real time (0 = as fast as possible).
+
+    Relative timing is kept from the first event; when the consumer falls behind the pacer does not try
+    to catch up by bursting, it simply stops sleeping until it is on schedule again. Even at full speed
+    it yields to the loop every ``yield_every`` events so timers and signals still run.
+    """
+
+    def __init__(self, speed: float, yield_every: int = 2048) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.speed = speed
+        self._t0_event: int | None = None
+        self._t0_wall = 0.0
+        self._count = 0
+        self._yield_every = yield_every
+
+    async def wait(self, ts_event: int) -> None:
+        self._count += 1
+        if self.speed == 0:
+            if self._count % self._yield_every == 0:
+                await asyncio.sleep(0)
+            return
+        if self._t0_event is None:
+            self._t0_event = ts_event
+            self._t0_wall = time.monotonic()
+            return
+        due = self._t0_wall + (ts_event - self._t0_event) / 1e9 / self.speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif self._count % self._yield_every == 0:
+            await asyncio.sleep(0)

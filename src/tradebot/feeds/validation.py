@@ -1,0 +1,211 @@
+"""The validation layer between every feed and the engine (seed 000's rules).
+
+Turns raw records into validated events (integer ticks, a known contract) or a counted rejection with a
+log line. It never raises into the loop: anything unexpected about a record is itself a rejection
+(``malformed``). Counts are a plain ``Counter`` the heartbeat reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.core.clock import Clock, SystemClock
+from tradebot.core.config import ValidationSettings
+from tradebot.core.contracts import ContractSpec, root_of, spec_for
+from tradebot.core.prices import UNDEF_PRICE, fp_to_ticks
+from tradebot.core.types import (
+    BookUpdate,
+    MarketEvent,
+    RawBook,
+    RawRecord,
+    RawStatus,
+    RawTrade,
+    StatusEvent,
+    Trade,
+)
+
+REASONS = (
+    "non_finite_price", "non_positive_price", "off_tick_grid", "non_positive_size", "stale",
+    "future", "out_of_order", "price_jump", "crossed_book", "unknown_instrument", "duplicate_sequence",
+    "malformed",
+)
+
+_LOG_EVERY = 1000  # after the first few, log one line per this many rejections of one reason
+
+
+@dataclass
+class _StreamState:
+    last_ts: int = -1
+    last_price: int | None = None
+    jump_rejects: int = 0
+    recent_seqs: set[int] = field(default_factory=set)
+
+
+class Validator:
+    """Validates raw records for a set of allowed contract roots (empty = any known contract)."""
+
+    def __init__(self, settings: ValidationSettings | None = None, symbols: list[str] | None = None,
+                 clock: Clock | None = None, logger: Any = None) -> None:
+        self.settings = settings or ValidationSettings()
+        self.allowed = {r for r in (root_of(s) for s in symbols or []) if r}
+        self.clock = clock or SystemClock()
+        self.log = logger
+        self.rejects: Counter[str] = Counter()
+        self.accepted = 0
+        self._streams: dict[tuple[str, str], _StreamState] = {}
+        self._specs: dict[str, ContractSpec | None] = {}
+        self._tolerance_ns = int(self.settings.out_of_order_ms * 1_000_000)
+        self._stale_ns = int(self.settings.stale_seconds * 1e9)
+        self._future_ns = int(self.settings.future_seconds * 1e9)
+
+    # -- public ------------------------------------------------------------------------------------
+
+    def validate(self, rec: RawRecord) -> MarketEvent | None:
+        try:
+            if isinstance(rec, RawTrade):
+                return self._trade(rec)
+            if isinstance(rec, RawBook):
+                return self._book(rec)
+            if isinstance(rec, RawStatus):
+                spec = self._spec(rec.symbol)
+                if spec is None:
+                    return self._reject("unknown_instrument", rec)
+                return StatusEvent(spec.root, rec.ts_event, rec.halted, rec.reason)
+            return self._reject("malformed", rec)
+        except Exception as exc:  # a record must never take the loop down
+            return self._reject("malformed", rec, error=repr(exc))
+
+    @property
+    def total_rejects(self) -> int:
+        return sum(self.rejects.values())
+
+    def snapshot(self) -> dict[str, int]:
+        return {"accepted": self.accepted, **dict(self.rejects)}
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _spec(self, symbol: object) -> ContractSpec | None:
+        if not isinstance(symbol, str):
+            return None
+        if symbol not in self._specs:
+            root = root_of(symbol)
+            ok = root is not None and (not self.allowed or root in self.allowed)
+            self._specs[symbol] = spec_for(root) if ok and root else None
+        return self._specs[symbol]
+
+    def _reject(self, reason: str, rec: object, **extra: Any) -> None:
+        self.rejects[reason] += 1
+        n = self.rejects[reason]
+        if self.log is not None and (n <= 5 or n % _LOG_EVERY == 0):
+            self.log.warning("record rejected", reason=reason, count=n, record=repr(rec)[:300], **extra)
+        return None
+
+    def _check_time(self, rec: RawTrade | RawBook, kind: str, key: str) -> str | None:
+        ts = rec.ts_event
+        if not isinstance(ts, int) or isinstance(ts, bool) or ts <= 0:
+            return "malformed"
+        now = self.clock.now_ns()
+        if self.settings.check_staleness:
+            if ts > now + self._future_ns:
+                return "future"
+            if ts < now - self._stale_ns:
+                return "stale"
+        st = self._streams.setdefault((kind, key), _StreamState())
+        if ts + self._tolerance_ns < st.last_ts:
+            return "out_of_order"
+        seq = rec.sequence
+        if seq:
+            if seq in st.recent_seqs:
+                return "duplicate_sequence"
+        return None
+
+    def _commit_time(self, rec: RawTrade | RawBook, kind: str, key: str) -> _StreamState:
+        st = self._streams[(kind, key)]
+        st.last_ts = max(st.last_ts, rec.ts_event)
+        if rec.sequence:
+            st.recent_seqs.add(rec.sequence)
+            if len(st.recent_seqs) > 4096:  # bounded memory: keep the newest half
+                keep = sorted(st.recent_seqs)[-2048:]
+                st.recent_seqs = set(keep)
+        return st
+
+    def _price(self, fp: object, spec: ContractSpec) -> tuple[int | None, str | None]:
+        if fp is None or isinstance(fp, bool) or fp == UNDEF_PRICE:
+            return None, "non_finite_price"
+        if isinstance(fp, float):
+            if not math.isfinite(fp):
+                return None, "non_finite_price"
+            return None, "malformed"
+        if not isinstance(fp, int):
+            return None, "malformed"
+        if fp <= 0:
+            return None, "non_positive_price"
+        ticks = fp_to_ticks(fp, spec.tick_fp)
+        if ticks is None:
+            return None, "off_tick_grid"
+        return ticks, None
+
+    def _trade(self, rec: RawTrade) -> Trade | None:
+        spec = self._spec(rec.symbol)
+        if spec is None:
+            return self._reject("unknown_instrument", rec)
+        ticks, why = self._price(rec.price_fp, spec)
+        if why:
+            return self._reject(why, rec)
+        assert ticks is not None
+        if not isinstance(rec.size, int) or isinstance(rec.size, bool) or rec.size <= 0:
+            return self._reject("non_positive_size", rec)
+        why = self._check_time(rec, "trade", rec.symbol)
+        if why:
+            return self._reject(why, rec)
+        st = self._streams[("trade", rec.symbol)]
+        if st.last_price is not None and abs(ticks - st.last_price) > self.settings.max_jump_ticks:
+            # A real gap repeats; a fat finger does not. Re-anchor after enough consistent prints.
+            st.jump_rejects += 1
+            if st.jump_rejects <= self.settings.jump_confirm_prints:
+                return self._reject("price_jump", rec, last=st.last_price, price=ticks)
+        st = self._commit_time(rec, "trade", rec.symbol)
+        st.jump_rejects = 0
+        st.last_price = ticks
+        self.accepted += 1
+        return Trade(spec.root, rec.ts_event, rec.ts_recv, ticks, rec.size, rec.side, rec.side_rule,
+                     rec.sequence, rec.symbol)
+
+    def _levels(self, pxs: tuple[int | None, ...], szs: tuple[int, ...],
+                spec: ContractSpec) -> tuple[tuple[int, ...], tuple[int, ...], str | None]:
+        out_px: list[int] = []
+        out_sz: list[int] = []
+        for fp, sz in zip(pxs, szs, strict=True):
+            if fp is None or fp == UNDEF_PRICE or (isinstance(sz, int) and sz == 0):
+                continue  # an empty level, not an error
+            ticks, why = self._price(fp, spec)
+            if why:
+                return (), (), why
+            if not isinstance(sz, int) or sz < 0:
+                return (), (), "non_positive_size"
+            assert ticks is not None
+            out_px.append(ticks)
+            out_sz.append(sz)
+        return tuple(out_px), tuple(out_sz), None
+
+    def _book(self, rec: RawBook) -> BookUpdate | None:
+        spec = self._spec(rec.symbol)
+        if spec is None:
+            return self._reject("unknown_instrument", rec)
+        bpx, bsz, why = self._levels(rec.bid_px_fp, rec.bid_sz, spec)
+        if why:
+            return self._reject(why, rec)
+        apx, asz, why = self._levels(rec.ask_px_fp, rec.ask_sz, spec)
+        if why:
+            return self._reject(why, rec)
+        if bpx and apx and bpx[0] >= apx[0]:
+            return self._reject("crossed_book", rec)
+        why = self._check_time(rec, "book", rec.symbol)
+        if why:
+            return self._reject(why, rec)
+        self._commit_time(rec, "book", rec.symbol)
+        self.accepted += 1
+        return BookUpdate(spec.root, rec.ts_event, rec.ts_recv, bpx, bsz, apx, asz, rec.sequence, rec.symbol)
