@@ -71,7 +71,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         [args.symbol] if args.symbol else settings.symbol_list)
     symbols = [spec_for(s).root for s in symbols]
     if args.sessions:
-        settings = settings.model_copy(update={"sim": settings.sim.model_copy(update={"sessions": args.sessions})})
+        sim = settings.sim.model_copy(update={"sessions": args.sessions})
+        settings = settings.model_copy(update={"sim": sim})
     feed = args.feed or ("demo" if settings.feed == "demo" else settings.feed)
     asyncio.run(stream_summary(settings, feed, symbols, args.input or [], args.speed, args.duration))
     return 0

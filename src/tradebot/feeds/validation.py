@@ -72,11 +72,14 @@ class Validator:
             if isinstance(rec, RawStatus):
                 spec = self._spec(rec.symbol)
                 if spec is None:
-                    return self._reject("unknown_instrument", rec)
+                    self._reject("unknown_instrument", rec)
+                    return None
                 return StatusEvent(spec.root, rec.ts_event, rec.halted, rec.reason)
-            return self._reject("malformed", rec)
+            self._reject("malformed", rec)
+            return None
         except Exception as exc:  # a record must never take the loop down
-            return self._reject("malformed", rec, error=repr(exc))
+            self._reject("malformed", rec, error=repr(exc))
+            return None
 
     @property
     def total_rejects(self) -> int:
@@ -101,7 +104,6 @@ class Validator:
         n = self.rejects[reason]
         if self.log is not None and (n <= 5 or n % _LOG_EVERY == 0):
             self.log.warning("record rejected", reason=reason, count=n, record=repr(rec)[:300], **extra)
-        return None
 
     def _check_time(self, rec: RawTrade | RawBook, kind: str, key: str) -> str | None:
         ts = rec.ts_event
@@ -116,10 +118,8 @@ class Validator:
         st = self._streams.setdefault((kind, key), _StreamState())
         if ts + self._tolerance_ns < st.last_ts:
             return "out_of_order"
-        seq = rec.sequence
-        if seq:
-            if seq in st.recent_seqs:
-                return "duplicate_sequence"
+        if rec.sequence and rec.sequence in st.recent_seqs:
+            return "duplicate_sequence"
         return None
 
     def _commit_time(self, rec: RawTrade | RawBook, kind: str, key: str) -> _StreamState:
@@ -151,22 +151,27 @@ class Validator:
     def _trade(self, rec: RawTrade) -> Trade | None:
         spec = self._spec(rec.symbol)
         if spec is None:
-            return self._reject("unknown_instrument", rec)
+            self._reject("unknown_instrument", rec)
+            return None
         ticks, why = self._price(rec.price_fp, spec)
         if why:
-            return self._reject(why, rec)
+            self._reject(why, rec)
+            return None
         assert ticks is not None
         if not isinstance(rec.size, int) or isinstance(rec.size, bool) or rec.size <= 0:
-            return self._reject("non_positive_size", rec)
+            self._reject("non_positive_size", rec)
+            return None
         why = self._check_time(rec, "trade", rec.symbol)
         if why:
-            return self._reject(why, rec)
+            self._reject(why, rec)
+            return None
         st = self._streams[("trade", rec.symbol)]
         if st.last_price is not None and abs(ticks - st.last_price) > self.settings.max_jump_ticks:
             # A real gap repeats; a fat finger does not. Re-anchor after enough consistent prints.
             st.jump_rejects += 1
             if st.jump_rejects <= self.settings.jump_confirm_prints:
-                return self._reject("price_jump", rec, last=st.last_price, price=ticks)
+                self._reject("price_jump", rec, last=st.last_price, price=ticks)
+                return None
         st = self._commit_time(rec, "trade", rec.symbol)
         st.jump_rejects = 0
         st.last_price = ticks
@@ -194,18 +199,23 @@ class Validator:
     def _book(self, rec: RawBook) -> BookUpdate | None:
         spec = self._spec(rec.symbol)
         if spec is None:
-            return self._reject("unknown_instrument", rec)
+            self._reject("unknown_instrument", rec)
+            return None
         bpx, bsz, why = self._levels(rec.bid_px_fp, rec.bid_sz, spec)
         if why:
-            return self._reject(why, rec)
+            self._reject(why, rec)
+            return None
         apx, asz, why = self._levels(rec.ask_px_fp, rec.ask_sz, spec)
         if why:
-            return self._reject(why, rec)
+            self._reject(why, rec)
+            return None
         if bpx and apx and bpx[0] >= apx[0]:
-            return self._reject("crossed_book", rec)
+            self._reject("crossed_book", rec)
+            return None
         why = self._check_time(rec, "book", rec.symbol)
         if why:
-            return self._reject(why, rec)
+            self._reject(why, rec)
+            return None
         self._commit_time(rec, "book", rec.symbol)
         self.accepted += 1
         return BookUpdate(spec.root, rec.ts_event, rec.ts_recv, bpx, bsz, apx, asz, rec.sequence, rec.symbol)
