@@ -54,6 +54,24 @@ class DatabentoSettings(BaseModel):
     heartbeat_interval_seconds: int = Field(10, ge=5)
 
 
+class FootprintSettings(BaseModel):
+    """Footprint bars and cumulative delta (order-flow engine)."""
+
+    bar_seconds: int = Field(300, gt=0, description="time-bar length; bars align to the session open")
+
+
+class PatternSettings(BaseModel):
+    """Pattern detector thresholds; defaults from reference/ORDERFLOW.md."""
+
+
+class ProfileSettings(BaseModel):
+    """Volume profile: value area, HVN/LVN."""
+
+
+class MicrostructureSettings(BaseModel):
+    """Book and trade-flow microstructure features."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -94,6 +112,10 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
     databento: DatabentoSettings = DatabentoSettings()
+    footprint: FootprintSettings = FootprintSettings()
+    patterns: PatternSettings = PatternSettings()
+    profile: ProfileSettings = ProfileSettings()
+    microstructure: MicrostructureSettings = MicrostructureSettings()
 
     @field_validator("trading_symbol")
     @classmethod
