@@ -149,6 +149,9 @@ def env_name(loc: tuple[Any, ...]) -> str:
     """The environment variable a pydantic error location refers to."""
     if not loc:
         return "(settings)"
+    aliases = {f.validation_alias for f in Settings.model_fields.values() if isinstance(f.validation_alias, str)}
+    if str(loc[0]) in aliases:
+        return str(loc[0])
     field = Settings.model_fields.get(str(loc[0]))
     if field is not None and isinstance(field.validation_alias, str):
         return field.validation_alias
