@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -394,5 +394,3 @@ def _int(text: str) -> int | None:
             return None
         return int(d) if d.is_finite() and d == d.to_integral_value() else None
 
-
-ParseFn = Callable[[list[str]], tuple[RawBook | None, RawTrade]]
