@@ -65,11 +65,39 @@ class PatternSettings(BaseModel):
 
 
 class ProfileSettings(BaseModel):
-    """Volume profile: value area, HVN/LVN."""
+    """Volume profile: value area, HVN/LVN, naked POCs, trading bias (reference/ORDERFLOW.md defaults)."""
+
+    value_area_pct: float = Field(0.70, gt=0, le=1, description="share of session volume in the value area")
+    value_area_method: Literal["two_level", "one_level"] = Field(
+        "two_level", description="two_level = Dalton/CBOT pairs; one_level = one tick at a time")
+    node_smoothing_ticks: int = Field(
+        1, ge=0, le=20, description="HVN/LVN: half-width of the moving sum smoothing the profile (1 = 3 ticks)")
+    node_min_prominence: float = Field(
+        0.10, gt=0, le=1, description="HVN/LVN: prominence as a share of the smoothed profile's maximum")
+    max_naked_pocs: int = Field(20, ge=0, description="naked POCs of prior sessions kept (newest first)")
+    bias_reference: Literal["prior_session", "developing"] = Field(
+        "prior_session", description="value area the trading bias compares price against")
+    bias_buffer_ticks: int = Field(0, ge=0, description="price must be this far beyond VAH/VAL to leave NEUTRAL")
 
 
 class MicrostructureSettings(BaseModel):
     """Book and trade-flow microstructure features."""
+
+    depth_levels: tuple[int, ...] = Field((5, 10), description="book depth/imbalance over these top-N levels")
+    ofi_levels: int = Field(5, ge=1, le=10, description="levels summed by the multi-level OFI")
+    ofi_windows_seconds: tuple[int, ...] = Field((10, 60, 300), description="OFI sums over these windows")
+    flow_window_seconds: int = Field(
+        60, gt=0, description="window of trade intensity, buy pressure and order imbalance")
+    bucket_ms: int = Field(100, gt=0, le=60_000, description="time resolution of the rolling windows")
+    impact_size: int = Field(10, gt=0, description="market-order size (contracts) for the slippage estimate")
+    vwap_reset: Literal["session", "never"] = Field("session", description="VWAP resets at the 17:00 CT boundary")
+
+    @field_validator("depth_levels", "ofi_windows_seconds")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(x <= 0 for x in v):
+            raise ValueError("give one or more positive integers")
+        return tuple(sorted(set(v)))
 
 
 class Settings(BaseSettings):
