@@ -26,7 +26,7 @@ def times(events: list[tuple[str, dt.date, dt.datetime]], name: str) -> list[tup
 
 
 def test_flatten_and_digest_stay_at_new_york_time_across_march_dst() -> None:
-    ev = fired_between(dt.datetime(2025, 3, 6, 18, tzinfo=ET), dt.datetime(2025, 3, 10, 17, tzinfo=ET))
+    ev = fired_between(dt.datetime(2025, 3, 6, 23, tzinfo=ET), dt.datetime(2025, 3, 10, 17, tzinfo=ET))
     assert times(ev, "auto_flatten") == [(dt.date(2025, 3, 7), "15:55 EST"), (dt.date(2025, 3, 10), "15:55 EDT")]
     assert times(ev, "daily_digest") == [(dt.date(2025, 3, 7), "16:00 EST"), (dt.date(2025, 3, 10), "16:00 EDT")]
     flat = [at for n, _, at in ev if n == "auto_flatten"]
