@@ -52,6 +52,12 @@ def _add_data(sub: Any) -> None:
     i.set_defaults(handler=_lazy("tradebot.feeds.inspect:inspect_command"))
 
 
+def _add_watchdog(sub: Any) -> None:
+    p = sub.add_parser("watchdog", help="separate health monitor: heartbeat, market data, memory, disk")
+    p.add_argument("--once", action="store_true", help="check once and exit (non-zero when a problem is open)")
+    p.set_defaults(handler=_lazy("tradebot.ops.watchdog:watchdog_command"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -59,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_data(sub)
+    _add_watchdog(sub)
     return parser
 
 

@@ -58,10 +58,53 @@ class FootprintSettings(BaseModel):
     """Footprint bars and cumulative delta (order-flow engine)."""
 
     bar_seconds: int = Field(300, gt=0, description="time-bar length; bars align to the session open")
+    bar_type: Literal["time", "volume"] = Field(
+        "time", description="time = bar_seconds bars aligned to the session open; volume = bar_volume contracts")
+    bar_volume: int = Field(
+        1000, gt=0, description="volume bars: a bar closes once it holds this many contracts (last trade kept whole)")
 
 
 class PatternSettings(BaseModel):
     """Pattern detector thresholds; defaults from reference/ORDERFLOW.md."""
+
+    imbalance_ratio: float = Field(
+        3.0, gt=0, description="R: buy imbalance when ask(p) > R * bid(p - 1 tick) (strict), sell mirrored")
+    imbalance_min_volume: int = Field(
+        10, ge=0, description="imbalanced side needs at least this volume (default for every symbol)")
+    imbalance_min_volume_by_symbol: dict[str, int] = Field(
+        default_factory=dict, description='per-root override of imbalance_min_volume, JSON: {"ES": 20, "MES": 5}')
+    stacked_min_levels: int = Field(3, ge=2, description="stacked imbalance: this many adjacent same-side levels")
+    exhaustion_abs_volume: int = Field(
+        5, ge=0, description="a: exhaustion when the aggressor volume at the extreme <= max(a, f * mean level volume)")
+    exhaustion_mean_fraction: float = Field(0.2, ge=0, description="f of the exhaustion rule")
+    exhaustion_levels: int = Field(
+        3, ge=2, description="k: aggressor volume must fall strictly over the last k levels toward the extreme")
+    absorption_mean_multiple: float = Field(
+        2.0, gt=0, description="m: absorption when aggressor volume at/near the extreme >= m * mean level volume")
+    absorption_close_ticks: int = Field(
+        2, ge=1, description="n: ...while the close stays at least this many ticks away from that extreme")
+    absorption_zone_ticks: int = Field(
+        1, ge=0, description="'near' the extreme: levels within this many ticks of it are checked")
+    unfinished_max_open: int = Field(
+        64, ge=0, description="unfinished-business levels kept open (oldest dropped first)")
+
+    @field_validator("imbalance_min_volume_by_symbol")
+    @classmethod
+    def _roots(cls, v: dict[str, int]) -> dict[str, int]:
+        out = {}
+        for sym, n in v.items():
+            root = root_of(sym)
+            if root is None:
+                raise ValueError(f"unknown contract {sym!r}; allowed: {', '.join(CONTRACTS)}")
+            if n < 0:
+                raise ValueError(f"minimum volume for {sym} must be >= 0")
+            out[root] = n
+        return out
+
+    def min_volume_for(self, symbol: str) -> int:
+        """Imbalance minimum for a root or contract code (the override map wins over the default)."""
+        root = root_of(symbol) or symbol
+        return self.imbalance_min_volume_by_symbol.get(root, self.imbalance_min_volume)
 
 
 class ProfileSettings(BaseModel):
@@ -98,6 +141,21 @@ class MicrostructureSettings(BaseModel):
         if not v or any(x <= 0 for x in v):
             raise ValueError("give one or more positive integers")
         return tuple(sorted(set(v)))
+
+
+class WatchdogSettings(BaseModel):
+    """The separate watchdog process (``tradebot watchdog``)."""
+
+    interval_seconds: float = Field(15.0, gt=0, description="how often the watchdog checks")
+    stale_heartbeat_seconds: float = Field(45.0, gt=0, description="heartbeat older than this: daemon stuck or dead")
+    stale_data_seconds: float = Field(120.0, gt=0, description="no market data for this long inside the session")
+    max_rss_mb: float = Field(1500.0, gt=0, description="daemon resident memory alert threshold")
+    max_memory_percent: float = Field(90.0, gt=0, le=100, description="machine memory use alert threshold")
+    min_disk_free_mb: float = Field(1024.0, ge=0, description="free space under the data directory")
+    reconnect_storm_count: int = Field(5, gt=0, description="this many feed reconnects ...")
+    reconnect_storm_seconds: float = Field(600.0, gt=0, description="... within this window is a storm")
+    realert_seconds: float = Field(1800.0, gt=0, description="repeat an unresolved alert this often")
+    report_at: str = Field("16:05", description="end-of-day health report time, America/New_York (HH:MM)")
 
 
 class Settings(BaseSettings):
@@ -140,6 +198,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
     databento: DatabentoSettings = DatabentoSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
     footprint: FootprintSettings = FootprintSettings()
     patterns: PatternSettings = PatternSettings()
     profile: ProfileSettings = ProfileSettings()
