@@ -158,6 +158,109 @@ class WatchdogSettings(BaseModel):
     report_at: str = Field("16:05", description="end-of-day health report time, America/New_York (HH:MM)")
 
 
+class ExecutionSettings(BaseModel):
+    """Execution: paper fills, daily risk, capital tiers, margin protection, the state database."""
+
+    db_path: Path | None = Field(None, description="state database; empty = <data_dir>/tradebot-<mode>.db")
+    commission_cents: int = Field(50, ge=0, description="broker commission per contract per side, cents")
+    fees_cents: str = Field(
+        "", description="exchange+NFA fees per contract per side, ROOT:cents pairs overriding the built-in table")
+    stop_slippage_ticks: int = Field(1, ge=0, le=20, description="paper: stop fills this many ticks beyond")
+    market_slippage_ticks: int = Field(0, ge=0, le=20, description="paper: market orders fill this much worse")
+    limit_fill_rule: Literal["through", "queue"] = Field(
+        "through", description="paper: limit fills when price trades through it, or at it after queue_ahead")
+    queue_ahead_contracts: int = Field(
+        0, ge=0, description="paper, queue rule: contracts traded at the limit price before ours fill")
+    submit_timeout_seconds: float = Field(5.0, gt=0, description="no broker answer: order UNKNOWN, then queried")
+    fill_dedupe_size: int = Field(1000, ge=10, description="fill ids remembered in memory (the DB is the backstop)")
+    flatten_on_limit: bool = Field(True, description="flatten open positions when a daily limit is reached")
+    limits_include_unrealized: bool = Field(True, description="daily limits count open P&L at the last price")
+    auto_flatten: bool = Field(True, description="flatten everything at auto_flatten_time")
+    auto_flatten_time: str = Field("15:55", description="America/New_York HH:MM; no new entries after it")
+    starting_balance: Decimal = Field(Decimal(2500), gt=0, description="paper account balance in USD at the start")
+    tiers_enabled: bool = Field(True, description="pick contract and size by account balance")
+    tiers: str = Field(
+        "0:MES:2:MES Building,3500:ES:1:ES Entry,5000:ES:2:ES Growth,7500:ES:3:ES Scaling,10000:ES:4:ES Full",
+        description="capital tiers, min_balance_usd:ROOT:max_contracts[:name], ascending")
+    max_position_size: int = Field(2, ge=1, description="contracts per bracket when no tier applies")
+    margin_overrides: str = Field("", description="margin requirement per contract in USD, ROOT:usd pairs")
+    margin_limits: str = Field(
+        "", description="ROOT:usd margin limits beyond MES_MARGIN_LIMIT/ES_MARGIN_LIMIT (others: no limit)")
+    heartbeat_stale_seconds: float = Field(60.0, gt=0, description="tradebot status: heartbeat older = unhealthy")
+
+    @field_validator("auto_flatten_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        parse_hhmm(v)
+        return v
+
+    @field_validator("fees_cents", "margin_overrides", "margin_limits")
+    @classmethod
+    def _root_map(cls, v: str) -> str:
+        parse_root_map(v)
+        return v
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, v: str) -> str:
+        parse_tiers(v)
+        return v
+
+
+def parse_hhmm(text: str) -> tuple[int, int]:
+    """``"15:55"`` -> ``(15, 55)``; raises ``ValueError`` with the accepted form."""
+    parts = text.strip().split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{text!r}: give HH:MM")
+    h, m = int(parts[0]), int(parts[1])
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError(f"{text!r}: give HH:MM")
+    return h, m
+
+
+def parse_root_map(text: str) -> dict[str, Decimal]:
+    """``"ES:500,MES:50"`` -> ``{"ES": Decimal(500), ...}``; roots must be known contracts."""
+    out: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        root, sep, value = part.partition(":")
+        r = root_of(root)
+        if not sep or r is None:
+            raise ValueError(f"{part!r}: give ROOT:value with a known root")
+        try:
+            d = Decimal(value.strip())
+        except ArithmeticError:
+            raise ValueError(f"{part!r}: value is not a number") from None
+        if not d.is_finite() or d < 0:
+            raise ValueError(f"{part!r}: value must be a non-negative number")
+        out[r] = d
+    return out
+
+
+def parse_tiers(text: str) -> list[tuple[Decimal, str, int, str]]:
+    """Capital tiers ``min_usd:ROOT:max_contracts[:name]`` -> sorted ``(min_usd, root, max, name)``."""
+    tiers: list[tuple[Decimal, str, int, str]] = []
+    for i, part in enumerate(filter(None, (p.strip() for p in text.split(","))), start=1):
+        fields = part.split(":", 3)
+        if len(fields) < 3:
+            raise ValueError(f"{part!r}: give min_balance_usd:ROOT:max_contracts[:name]")
+        root = root_of(fields[1])
+        try:
+            min_usd = Decimal(fields[0].strip())
+            max_n = int(fields[2])
+        except (ArithmeticError, ValueError):
+            raise ValueError(f"{part!r}: balance and max contracts must be numbers") from None
+        if root is None or not min_usd.is_finite() or min_usd < 0 or max_n < 1:
+            raise ValueError(f"{part!r}: need a known root, balance >= 0 and max contracts >= 1")
+        name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else f"Tier {i}"
+        tiers.append((min_usd, root, max_n, name))
+    if not tiers:
+        raise ValueError("give at least one tier")
+    mins = [t[0] for t in tiers]
+    if mins != sorted(mins) or len(set(mins)) != len(mins):
+        raise ValueError("tiers must be in strictly ascending min balance order")
+    return tiers
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -188,6 +291,9 @@ class Settings(BaseSettings):
     order_flow_alert_window_seconds: int = Field(120, gt=0, validation_alias="ORDER_FLOW_ALERT_WINDOW_SECONDS")
     order_flow_monitoring_mode: Literal["positions_only", "all"] = Field(
         "positions_only", validation_alias="ORDER_FLOW_MONITORING_MODE")
+    order_flow_exit_mode: Literal["alert", "auto"] = Field(
+        "alert", validation_alias="ORDER_FLOW_EXIT_MODE",
+        description="exit signals: alert = notify only (human in the loop), auto = close the position at market")
 
     # --- TRADEBOT_* ------------------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -203,6 +309,7 @@ class Settings(BaseSettings):
     patterns: PatternSettings = PatternSettings()
     profile: ProfileSettings = ProfileSettings()
     microstructure: MicrostructureSettings = MicrostructureSettings()
+    execution: ExecutionSettings = ExecutionSettings()
 
     @field_validator("trading_symbol")
     @classmethod
