@@ -429,3 +429,44 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(" 2 ") == 2.0
     assert parse_retry_after("-5") == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Throughput (make bench)
+
+
+def _big_page(name: str, n: int, step_ns: int) -> bytes:
+    """``n`` copies of the real record shape at increasing timestamps (prices cycling over 7 cents)."""
+    template = body(name)["results"][0]
+    t0 = template["sip_timestamp"]
+    priced = "price" in template
+    results = [{**template, "sip_timestamp": t0 + i * step_ns, "sequence_number": i,
+                **({"price": float(Decimal("150") + Decimal(i % 7) / 100)} if priced else {})} for i in range(n)]
+    return json.dumps({"results": results, "status": "OK"}).encode()
+
+
+@pytest.mark.bench
+async def test_bench_replay_rate_and_loop_stall(srv: PolygonStandIn) -> None:
+    n = 10_000
+    srv.set_body("/v3/trades/AAPL", _big_page(TRADES, n, 1000))
+    srv.set_body("/v3/quotes/AAPL", _big_page(QUOTES1, n, 999))
+    stall = 0.0
+    done = False
+
+    async def probe() -> None:
+        nonlocal stall
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            stall, last = max(stall, now - last - 0.001), now
+
+    task = asyncio.create_task(probe())
+    t0 = time.perf_counter()
+    events = await collect(make_feed(srv))
+    elapsed = time.perf_counter() - t0
+    done = True
+    await task
+    assert len(trades_of(events)) == n and len(books_of(events)) == n
+    print(f"polygon replay: {2 * n / elapsed:,.0f} events/s, max loop stall {stall * 1000:.1f} ms")
+    assert 2 * n / elapsed > 20_000 and stall < 0.25
