@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import databento as db
 import pandas as pd
@@ -48,8 +49,8 @@ def trade(price: str, size: int, side: Side, ts: int = T0) -> Trade:
     return Trade("ES", ts, ts, T(price), size, side, SideRule.EXCHANGE)
 
 
-def tracker(**kw: object) -> MicrostructureTracker:
-    return MicrostructureTracker(ES, MicrostructureSettings(**kw), calendar_for("equity"))  # type: ignore[arg-type]
+def tracker(**kw: Any) -> MicrostructureTracker:
+    return MicrostructureTracker(ES, MicrostructureSettings(**kw), calendar_for("equity"))
 
 
 # --- known answers ---------------------------------------------------------------------------------
