@@ -28,8 +28,9 @@ from tradebot.core.types import FeedEvent, FeedState, FeedStatus, RawRecord, Raw
 from tradebot.feeds.base import Pacer
 from tradebot.feeds.dbn_convert import DbnConverter, SymbolMap
 
-READ_SIZE = 1 << 20
-"""Bytes decoded per step: large enough that the per-chunk Python overhead vanishes, small for memory."""
+READ_SIZE = 1 << 16
+"""Bytes decoded per step (~800 MBP-1 records): the per-chunk overhead is already negligible, and a corrupt
+record costs at most the records decoded with it in one step (the decoder gives all or nothing)."""
 
 BOOK_SCHEMAS = ("tbbo", "mbp-1", "mbp-10")
 SUPPORTED_SCHEMAS = ("trades", *BOOK_SCHEMAS, "status")
@@ -132,6 +133,9 @@ class DbnFile:
     """The file's own schema; ``None`` for a mixed capture."""
     dataset: str
     symbols: frozenset[str]
+    start: int = 0
+    end: int = _MAX_TS
+    """The span the metadata says the file covers (end exclusive); unbounded when it does not say."""
     accept: Callable[[Any], bool] | None = None
     """Record filter from ``schema=`` for a mixed capture (control records always pass)."""
     trade_msgs: bool = False
@@ -149,9 +153,12 @@ class DbnFile:
         return _TRADE_RANK.get(self.schema or "mbp-1", 0)
 
     def overlaps(self, other: DbnFile) -> bool:
+        """Could both files hold the same prints? Unknown dataset, symbols or span count as "yes"."""
         if self.dataset and other.dataset and self.dataset != other.dataset:
             return False
-        return not self.symbols or not other.symbols or bool(self.symbols & other.symbols)
+        if self.symbols and other.symbols and not self.symbols & other.symbols:
+            return False
+        return self.start < other.end and other.start < self.end
 
 
 def prepare_files(paths: list[Path], schema: str | None = None, *,
@@ -168,7 +175,9 @@ def prepare_files(paths: list[Path], schema: str | None = None, *,
         if own is not None and own not in SUPPORTED_SCHEMAS and not allow_any_schema:
             raise DbnFileError(f"{path}: schema {own} carries no trades or book; replayable schemas: "
                                f"{', '.join(SUPPORTED_SCHEMAS)}")
-        f = DbnFile(path, store, own, str(store.dataset or ""), frozenset(s for s in (store.symbols or []) if s))
+        meta = store.metadata
+        f = DbnFile(path, store, own, str(store.dataset or ""), frozenset(s for s in (store.symbols or []) if s),
+                    start=int(meta.start or 0), end=int(meta.end) if meta.end else _MAX_TS)
         if own is None:
             f.accept = _SCHEMA_FILTERS[schema] if schema is not None else None
             f.trade_msgs = schema == "trades" or (schema is None and has_trade_msgs(store))
@@ -177,15 +186,15 @@ def prepare_files(paths: list[Path], schema: str | None = None, *,
             f.trade_msgs = own == "trades"
             f.book_trades = own in BOOK_SCHEMAS
         files.append(f)
-    for i, f in enumerate(files):
+    for f in files:
         if f.trade_msgs:
             # The TradeMsg stream owns trades; the same capture's action-T book records repeat them.
             f.trades_from_book = False
             continue
+        # Files of the same schema are different periods or sessions (day 1, day 2): each keeps its trades.
         f.trades_from_book = f.book_trades and not any(
-            (g.rank > f.rank or (g.rank == f.rank and j < i)) and (g.trade_msgs or g.book_trades)
-            and f.overlaps(g)
-            for j, g in enumerate(files) if j != i
+            g.rank > f.rank and (g.trade_msgs or g.book_trades) and f.overlaps(g)
+            for g in files if g is not f
         )
     return files
 
