@@ -53,7 +53,7 @@ def test_christmas_is_a_holiday_and_thanksgiving_friday_closes_early() -> None:
     assert cal.session_at(to_ns(dt.datetime(2025, 12, 25, 10, 0, tzinfo=CT))) is None
     friday = cal.session_on(dt.date(2025, 11, 28))
     assert friday is not None and friday.early_close
-    assert from_ns(friday.close_ns, CT).time() == dt.time(12, 0)
+    assert from_ns(friday.close_ns, CT).time() == dt.time(12, 15)
     assert friday.rth_close_ns == friday.close_ns  # RTH is cut by the early close
     normal = cal.session_on(dt.date(2025, 11, 25))
     assert normal is not None and not normal.early_close
@@ -70,3 +70,15 @@ def test_energy_and_metals_templates_have_their_own_rth() -> None:
 def test_ns_roundtrip() -> None:
     t = dt.datetime(2022, 1, 24, 19, 30, 0, 5000, tzinfo=UTC)
     assert from_ns(to_ns(t)) == t
+
+
+def test_equity_early_close_is_1215_on_holiday_eves_and_1200_on_holidays() -> None:
+    cal = calendar_for("equity")
+    for day in (dt.date(2024, 7, 3), dt.date(2024, 11, 29), dt.date(2024, 12, 24), dt.date(2025, 11, 28)):
+        s = cal.session_on(day)
+        assert s is not None and s.early_close
+        assert from_ns(s.close_ns, CT).time() == dt.time(12, 15), day
+    thanksgiving = cal.session_on(dt.date(2025, 11, 27))
+    assert thanksgiving is not None and from_ns(thanksgiving.close_ns, CT).time() == dt.time(12, 0)
+    # A 12:10 CT print on Black Friday belongs to that session, not the next one.
+    assert cal.trading_day(to_ns(dt.datetime(2024, 11, 29, 12, 10, tzinfo=CT))) == dt.date(2024, 11, 29)

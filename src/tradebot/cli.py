@@ -58,6 +58,11 @@ def _add_watchdog(sub: Any) -> None:
     p.set_defaults(handler=_lazy("tradebot.ops.watchdog:watchdog_command"))
 
 
+def _add_preflight(sub: Any) -> None:
+    p = sub.add_parser("preflight", help="check config, keys, database, disk, clock and webhook before a session")
+    p.set_defaults(handler=_lazy("tradebot.ops.preflight:preflight_command"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_data(sub)
     _add_watchdog(sub)
+    _add_preflight(sub)
     return parser
 
 

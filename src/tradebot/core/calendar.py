@@ -69,6 +69,7 @@ class ExchangeCalendar:
         self.template = template
         cal = mcal.get_calendar(_CALENDAR_NAMES[template])
         sched = cal.schedule(f"{first_year}-01-01", f"{last_year}-12-31")
+        federal = _federal_holidays(first_year, last_year)
         rth_open_t, rth_close_t = _RTH[template]
         self.sessions: list[Session] = []
         regular_close = {}
@@ -76,6 +77,11 @@ class ExchangeCalendar:
             d = day.date()
             open_ns = to_ns(row["market_open"].to_pydatetime())
             close_ns = to_ns(row["market_close"].to_pydatetime())
+            if template == "equity" and d not in federal and from_ns(close_ns, CT).time() == dt.time(12, 0):
+                # CME equity index early closes on the eve/day after a holiday halt at 12:15 CT (the Sierra
+                # ES bars trade at 12:10 CT on 2024-07-03 and 2024-11-29); the library says 12:00, which is
+                # only right on the holidays themselves (Thanksgiving, MLK, ...).
+                close_ns = local_ns(d, dt.time(12, 15))
             regular_close[d] = close_ns
             rth_open = local_ns(d, rth_open_t)
             rth_close = min(local_ns(d, rth_close_t), close_ns)
@@ -125,6 +131,13 @@ class ExchangeCalendar:
 
     def sessions_between(self, start: dt.date, end: dt.date) -> list[Session]:
         return [s for s in self.sessions if start <= s.trading_date <= end]
+
+
+def _federal_holidays(first_year: int, last_year: int) -> set[dt.date]:
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+
+    days = USFederalHolidayCalendar().holidays(f"{first_year}-01-01", f"{last_year}-12-31")
+    return {d.date() for d in days}
 
 
 @functools.lru_cache(maxsize=8)
