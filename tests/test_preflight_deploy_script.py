@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.discord_server import DiscordStandIn
 
+from support.discord_server import DiscordStandIn
 from tradebot.cli import main
 from tradebot.core.config import load_settings
 from tradebot.ops.preflight import check_webhook
@@ -56,7 +56,7 @@ async def test_webhook_check_against_the_stand_in(monkeypatch: pytest.MonkeyPatc
     finally:
         await server.stop()
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", "http://127.0.0.1:9/api/webhooks/1/x")
-    name, status, detail = check_webhook(load_settings(), timeout=2)
+    _, status, detail = check_webhook(load_settings(), timeout=2)
     assert status == "FAIL" and "unreachable" in detail and "/x" not in detail
 
 
