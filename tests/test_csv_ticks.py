@@ -13,11 +13,13 @@ import pytest
 
 from tradebot.core.calendar import to_ns
 from tradebot.core.config import ConfigError
+from tradebot.core.logging import configure_logging
 from tradebot.core.prices import decimal_to_fp
 from tradebot.core.types import FeedState, RawBook, RawTrade, Side, SideRule
 from tradebot.feeds.base import Feed
 from tradebot.feeds.csv_ticks import SIERRA_TICKS, CsvMapping, CsvMappingError, CsvTickFeed, DomColumns
 from tradebot.feeds.files import open_file_feed
+from tradebot.feeds.inspect import CurrentStderr
 from tradebot.feeds.validation import Validator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -26,6 +28,12 @@ BARS = DATA / "sierra" / "ESZ24_5m_bars.txt"
 REAL_TBBO = DATA / "real" / "ES_2022-01-24_sierra.tbbo.dbn.zst"
 REAL_MBP10 = DATA / "real" / "ES_2022-01-24_sierra.mbp-10.dbn.zst"
 CT = ZoneInfo("America/Chicago")
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    """Other tests may leave structlog bound to a closed capture stream; these log on damaged input."""
+    configure_logging("INFO", "console", stream=CurrentStderr())
 
 
 async def collect(feed: Feed) -> list[Any]:

@@ -13,10 +13,12 @@ import pytest
 import zstandard
 
 from tradebot.core.config import ConfigError
+from tradebot.core.logging import configure_logging
 from tradebot.core.types import FeedState, FeedStatus, RawBook, RawRecord, RawStatus, RawTrade, Side, SideRule
 from tradebot.feeds.base import Feed
 from tradebot.feeds.dbn_files import DbnFileError, DbnFileFeed
 from tradebot.feeds.files import open_file_feed
+from tradebot.feeds.inspect import CurrentStderr
 from tradebot.feeds.validation import Validator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -30,6 +32,12 @@ REPLAYABLE = [GLBX / f"test_data.{s}.dbn.zst" for s in ("trades", "tbbo", "mbp-1
     XNAS / "test_data.trades.dbn.zst", XNAS / "test_data.mbp-1.dbn.zst", REAL_TBBO, REAL_MBP10]
 NOT_REPLAYABLE = [GLBX / f"test_data.{s}.dbn.zst" for s in ("definition", "mbo", "ohlcv-1m", "statistics")]
 SIDE = {"B": Side.BUY, "A": Side.SELL, "N": Side.UNKNOWN}
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    """Other tests may leave structlog bound to a closed capture stream; these log on damaged input."""
+    configure_logging("INFO", "console", stream=CurrentStderr())
 
 
 async def collect(feed: Feed) -> list[Any]:

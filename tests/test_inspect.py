@@ -13,6 +13,8 @@ import pytest
 import zstandard
 
 from tradebot.cli import main
+from tradebot.core.logging import configure_logging
+from tradebot.feeds.inspect import CurrentStderr
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_TBBO = DATA / "real" / "ES_2022-01-24_sierra.tbbo.dbn.zst"
@@ -21,6 +23,12 @@ SIERRA = DATA / "sierra" / "ES_2022-01-24_tick_dom40.txt"
 LIVE = DATA / "databento" / "LIVE" / "test_data.live.dbn.zst"
 XNAS_TRADES = DATA / "databento" / "XNAS.ITCH" / "test_data.trades.dbn.zst"
 GLBX_DEF = DATA / "databento" / "GLBX.MDP3" / "test_data.definition.dbn.zst"
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    """Other tests may leave structlog bound to a closed capture stream; these log on damaged input."""
+    configure_logging("INFO", "console", stream=CurrentStderr())
 
 
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

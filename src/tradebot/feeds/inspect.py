@@ -34,6 +34,24 @@ _US_EQUITY_VENUES = ("XNAS", "XNYS", "XBOS", "XPSX", "XCHI", "XCIS", "BATS", "BA
                      "ARCX", "MEMX", "EPRL", "DBEQ", "EQUS", "XASE", "AMXO", "OPRA")
 
 
+class CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is *at write time*.
+
+    structlog keeps the file object it was configured with; binding ``sys.stderr`` itself would keep
+    writing to a stream that has since been replaced and closed (pytest's capture, a redirected CLI run),
+    and a log line must never be what raises.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 @dataclass
 class _Tally:
     """Counts over the raw and validated stream of one file."""
@@ -237,7 +255,7 @@ def render(report: dict[str, Any]) -> str:
 
 def inspect_command(args: argparse.Namespace, settings: Settings) -> int:
     # The report owns stdout (``--json`` must parse); warnings about damaged records go to stderr.
-    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format, stream=CurrentStderr())
     reports: list[dict[str, Any]] = []
     for name in args.files:
         try:
