@@ -175,12 +175,13 @@ def test_undefined_prices_become_none() -> None:
     v = Validator(symbols=["ES"])
     assert v.validate(t) is None and v.rejects["non_finite_price"] == 1
     levels = [dbn.BidAskPair(bid_px=4_000_000_000_000, ask_px=4_000_250_000_000, bid_sz=3, ask_sz=4)]
-    levels += [dbn.BidAskPair(bid_px=UNDEF_PRICE, ask_px=UNDEF_PRICE, bid_sz=0, ask_sz=0)] * 9
+    levels += [dbn.BidAskPair(bid_px=UNDEF_PRICE, ask_px=UNDEF_PRICE, bid_sz=5, ask_sz=6)] * 9  # stale sizes
     mbp = dbn.MBP10Msg(publisher_id=1, instrument_id=7, ts_event=10, price=UNDEF_PRICE, size=0, action=dbn.Action.ADD,
                        side=dbn.Side.BID, depth=0, ts_recv=11, levels=levels)
     (b,) = conv.convert(mbp)
     assert isinstance(b, RawBook)
     assert b.bid_px_fp[0] == 4_000_000_000_000 and b.bid_px_fp[1:] == (None,) * 9 and b.ask_sz[1:] == (0,) * 9
+    assert b.bid_sz == (3,) + (0,) * 9 and b.ask_px_fp == (4_000_250_000_000,) + (None,) * 9
     assert v.validate(b) is not None
 
 

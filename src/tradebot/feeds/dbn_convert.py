@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any
 
 import databento_dbn as dbn
@@ -40,6 +41,23 @@ _HALT_ACTIONS = frozenset(
 """Status actions during which no trading happens. ``PRE_OPEN``/``CLOSE`` are scheduled, not halts."""
 
 _SLOW_READER = int(dbn.SystemCode.SLOW_READER_WARNING)
+
+
+def _getters(depth: int) -> tuple[Callable[[Any], Any], ...]:
+    # One C-level call per side fetching every level; much cheaper than building ``rec.levels`` objects.
+    return tuple(attrgetter(*[f"{f}_{i:02d}" for i in range(depth)]) for f in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+
+
+def _as_tuple(v: Any) -> tuple[int, ...]:
+    return v if isinstance(v, tuple) else (v,)  # attrgetter with one name returns the bare value
+
+
+def _side_levels(px: tuple[int, ...], sz: tuple[int, ...]) -> tuple[tuple[int | None, ...], tuple[int, ...]]:
+    """Undefined levels become ``None`` with size 0 (the gateway may leave a stale size there)."""
+    if UNDEF_PRICE not in px:
+        return px, sz
+    return (tuple(None if p == UNDEF_PRICE else p for p in px),
+            tuple(0 if p == UNDEF_PRICE else q for p, q in zip(px, sz, strict=True)))
 
 
 def _fp(px: int) -> int | None:
@@ -144,6 +162,7 @@ class DbnConverter:
             dbn.ErrorMsg: self._error,
             dbn.InstrumentDefMsg: self._definition,
         }
+        self._levels = {dbn.MBP1Msg: _getters(1), dbn.MBP10Msg: _getters(10)}
 
     def convert(self, rec: Any) -> list[RawRecord]:
         handler = self._dispatch.get(type(rec))
@@ -177,16 +196,12 @@ class DbnConverter:
         return [self._trade_of(rec)]
 
     def _book(self, rec: Any) -> list[RawRecord]:
-        levels = rec.levels
+        bpx_get, bsz_get, apx_get, asz_get = self._levels[type(rec)]
+        bpx, bsz = _side_levels(_as_tuple(bpx_get(rec)), _as_tuple(bsz_get(rec)))
+        apx, asz = _side_levels(_as_tuple(apx_get(rec)), _as_tuple(asz_get(rec)))
         iid = rec.instrument_id
-        book = RawBook(
-            self.symbols.get(iid), rec.ts_event, rec.ts_recv,
-            tuple(_fp(lv.bid_px) for lv in levels),
-            tuple(lv.bid_sz if lv.bid_px != UNDEF_PRICE else 0 for lv in levels),
-            tuple(_fp(lv.ask_px) for lv in levels),
-            tuple(lv.ask_sz if lv.ask_px != UNDEF_PRICE else 0 for lv in levels),
-            rec.sequence, iid, self.source,
-        )
+        book = RawBook(self.symbols.get(iid), rec.ts_event, rec.ts_recv, bpx, bsz, apx, asz, rec.sequence, iid,
+                       self.source)
         self.stats["book"] += 1
         if rec.action == "T":
             if self.trades_from_book:
