@@ -294,3 +294,19 @@ async def test_close_during_a_hung_connect_is_prompt() -> None:
         await gw.wait_connections(1)
         assert await c.close() < 1.0
         assert feed.state is FeedState.STOPPED and feed.stats["connects"] == 0
+
+
+async def test_records_skipped_for_a_slow_reader_become_a_gap() -> None:
+    plan = ConnPlan(records=[mapping(1, FRONT), trade(1, PX, 1, "B", 1),
+                             error("skipped records", dbn.ErrorCode.SKIPPED_RECORDS_AFTER_SLOW_READING),
+                             trade(1, PX, 1, "A", 2)], interval_s=0.01)
+    async with DbnGateway(KEY, [plan]) as gw:
+        feed = DatabentoLiveFeed(_settings(gw.port), ["ES"])
+        c = Collector(feed)
+        await c.until(lambda: len(c.trades()) == 2)
+        (gap,) = c.of(GapEvent)
+        first, second = c.trades()
+        assert c.events.index(first) < c.events.index(gap) < c.events.index(second)
+        assert first.ts_event <= gap.start_ns < gap.end_ns < second.ts_recv and "skipped" in gap.reason
+        assert feed.stats["slow_reader_skips"] == 1 and feed.state is FeedState.STREAMING
+        await c.close()

@@ -16,8 +16,8 @@ Why it looks the way it does:
   (``async for`` on the client). We use it rather than a callback + ``call_soon_threadsafe`` because it
   gives real back-pressure: when we fall behind, the client pauses reading the socket (TCP
   back-pressure) instead of us dropping records, and the gateway's slow-reader policy then tells us
-  (a counted ``SystemMsg``/``ErrorMsg``). No record is ever dropped silently on our side, and there is
-  no per-record wake-up syscall.
+  (a counted ``SystemMsg``/``ErrorMsg``; records it skipped become a :class:`GapEvent`). No record is
+  ever dropped silently on our side, and there is no per-record wake-up syscall.
 * **Our own silence watchdog.** The client's monitor fires only after ``heartbeat + 10 s``; ours treats
   ``~2.5 x heartbeat`` without any record (heartbeats included) as a dead connection.
 """
@@ -45,6 +45,7 @@ from tradebot.core.types import FeedEvent, FeedState, FeedStatus, GapEvent, RawB
 from tradebot.feeds.dbn_convert import SOURCE, DbnConverter
 
 _FATAL_ERROR_CODES = frozenset(int(c) for c in (dbn.ErrorCode.AUTH_FAILED, dbn.ErrorCode.API_KEY_DEACTIVATED))
+_SKIPPED = int(dbn.ErrorCode.SKIPPED_RECORDS_AFTER_SLOW_READING)
 _TRANSIENT_REJECTION = re.compile(r"limit|internal|unavailable|try again|timeout|timed out|busy", re.I)
 _TRANSPORT_ERROR = re.compile(r"^(Connection to \S+ (timed out|failed)|Authentication with \S+ timed out)")
 
@@ -206,9 +207,11 @@ class DatabentoLiveFeed:
                             self.stats["gaps"] += 1
                             yield GapEvent(gap_start, end, SOURCE, gap_reason)
                             gap_start = None
-                    self._last_ts = ts
                     if type(rec) is dbn.ErrorMsg:
-                        self._on_error(rec)
+                        skipped = self._on_error(rec, self._last_ts)
+                        if skipped is not None:
+                            yield skipped
+                    self._last_ts = ts
                     for out in self.converter.convert(rec):
                         if self._wanted(out):
                             yield out
@@ -263,10 +266,18 @@ class DatabentoLiveFeed:
             with contextlib.suppress(Exception):
                 client.terminate()
 
-    def _on_error(self, rec: Any) -> None:
+    def _on_error(self, rec: Any, last_ts: int | None) -> GapEvent | None:
+        """Key errors end the feed once the session closes; records skipped for a slow reader are a gap."""
         code = rec.code
-        if code is not None and int(code) in _FATAL_ERROR_CODES:
+        if code is None:
+            return None
+        if int(code) in _FATAL_ERROR_CODES:
             self._fatal = str(rec.err)
+        elif int(code) == _SKIPPED and last_ts is not None and rec.ts_event > last_ts:
+            self.stats["gaps"] += 1
+            self.stats["slow_reader_skips"] += 1
+            return GapEvent(last_ts, rec.ts_event, SOURCE, f"gateway skipped records: {rec.err}")
+        return None
 
     def _wanted(self, out: RawTrade | RawBook | RawStatus) -> bool:
         """Parent symbology (``ES.FUT``) streams every ES expiry and spread; keep the front month only.
