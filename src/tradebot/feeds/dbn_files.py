@@ -310,10 +310,11 @@ class DbnFileFeed:
         wait = pacer.wait
         self.state = FeedState.STREAMING
         self._failures.clear()
+        paced = self.speed > 0  # at full speed the pacer only counts, so skip working out timestamps
         for rec in self._merged():
             if self._closed:
                 return
-            await wait(_order_key(rec))
+            await wait(_order_key(rec) if paced else 0)
             while self._failures:
                 yield self._failures.pop(0)
             yield rec
