@@ -44,8 +44,9 @@ def test_holiday_has_no_jobs_and_early_close_moves_them() -> None:
     ev = fired_between(dt.datetime(2025, 12, 24, 8, tzinfo=ET), dt.datetime(2025, 12, 26, 17, tzinfo=ET))
     dates = {d for _, d, _ in ev}
     assert dt.date(2025, 12, 25) not in dates
-    assert times(ev, "auto_flatten") == [(dt.date(2025, 12, 24), "12:55 EST"), (dt.date(2025, 12, 26), "15:55 EST")]
-    assert times(ev, "daily_digest")[0] == (dt.date(2025, 12, 24), "13:00 EST")
+    # Christmas Eve halts at 12:15 CT (13:15 ET): flatten 5 minutes before, digest at the close.
+    assert times(ev, "auto_flatten") == [(dt.date(2025, 12, 24), "13:10 EST"), (dt.date(2025, 12, 26), "15:55 EST")]
+    assert times(ev, "daily_digest")[0] == (dt.date(2025, 12, 24), "13:15 EST")
 
 
 def test_each_job_fires_once_per_day_even_with_dense_ticks() -> None:
