@@ -279,3 +279,11 @@ async def test_speed_paces_csv_replay(tmp_path: Path) -> None:
     elapsed = time.monotonic() - t0
     assert len(trades) == n
     assert span / 4 * 0.95 <= elapsed < span / 4 + 1.0
+
+
+def test_symbol_that_contradicts_the_file_name_is_refused() -> None:
+    # The daemon's default TRADING_SYMBOL is MES: it must not silently relabel an ES file.
+    with pytest.raises(ConfigError, match="pass --symbol ES"):
+        open_file_feed([SIERRA], symbol="MES")
+    feed = open_file_feed([SIERRA], symbol="ESH2")  # a contract of the same root is fine
+    assert isinstance(feed, CsvTickFeed) and feed.symbol == "ESH2"

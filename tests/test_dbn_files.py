@@ -324,3 +324,23 @@ async def test_close_mid_stream_stops_the_feed() -> None:
             break
     assert feed.state is FeedState.STOPPED
     assert len(seen) == 10
+
+
+async def test_close_from_another_task_while_pacing() -> None:
+    import asyncio
+
+    feed = DbnFileFeed([REAL_TBBO], speed=1.0)  # real time: the reader spends its life in the pacer
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        async for ev in feed:
+            seen.append(ev)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    await feed.close()  # must not raise although the generator is suspended inside the pacer's sleep
+    assert feed.state is FeedState.STOPPED
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert 0 < len(seen) < 2 * len(records(REAL_TBBO))

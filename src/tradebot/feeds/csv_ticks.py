@@ -11,6 +11,7 @@ Rows that do not parse are skipped and counted (``stats["malformed_rows"]`` plus
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 from collections import Counter
@@ -272,8 +273,10 @@ class CsvTickFeed:
         self.state = FeedState.STOPPED
         gen = self._gen
         self._gen = None
-        if gen is not None and hasattr(gen, "aclose") and not getattr(gen, "ag_running", False):
-            await gen.aclose()
+        if gen is not None and hasattr(gen, "aclose"):
+            # Closed from another task while the reader awaits the pacer: aclose() refuses, the flag ends it.
+            with contextlib.suppress(RuntimeError):
+                await gen.aclose()
 
     # -- reading -----------------------------------------------------------------------------------
 

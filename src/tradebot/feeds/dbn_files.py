@@ -12,6 +12,7 @@ reported as a :class:`FeedStatus`, and the replay carries on with the other file
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import time
 from collections import Counter
@@ -260,8 +261,10 @@ class DbnFileFeed:
         self.state = FeedState.STOPPED
         gen = self._gen
         self._gen = None
-        if gen is not None and hasattr(gen, "aclose") and not getattr(gen, "ag_running", False):
-            await gen.aclose()
+        if gen is not None and hasattr(gen, "aclose"):
+            # Closed from another task while the reader awaits the pacer: aclose() refuses, the flag ends it.
+            with contextlib.suppress(RuntimeError):
+                await gen.aclose()
 
     def symbol_maps(self) -> dict[Path, SymbolMap]:
         """Per file, what its instrument ids mean (after a pass, including in-stream mappings)."""

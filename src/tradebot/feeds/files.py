@@ -61,11 +61,19 @@ def csv_mapping_for(path: Path) -> CsvMapping:
 
 
 def symbol_for_csv(path: Path, symbol: str | None) -> str:
-    """The symbol a CSV's trades carry: as given, else the contract root at the start of the file name."""
-    if symbol:
-        return symbol
+    """The symbol a CSV's trades carry: as given, else the contract root at the start of the file name.
+
+    A given symbol of another contract than the file name says is refused: the daemon's default symbol
+    (MES) silently relabelling an ES file would price every tick at a tenth of its value.
+    """
     guess = path.name.split("_", 1)[0].split(".", 1)[0]
-    if root_of(guess):
+    named = root_of(guess)
+    if symbol:
+        if named and root_of(symbol) != named:
+            raise ConfigError(f"{path}: the file name says {named} but the symbol is {symbol}; "
+                              f"pass --symbol {named} (or rename the file)")
+        return symbol
+    if named:
         return guess
     raise ConfigError(f"{path}: which contract is this? give --symbol (e.g. ES)")
 
