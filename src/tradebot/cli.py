@@ -52,6 +52,20 @@ def _add_data(sub: Any) -> None:
     i.set_defaults(handler=_lazy("tradebot.feeds.inspect:inspect_command"))
 
 
+def _add_analyze(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="run a market data file through the order-flow engine")
+    p.add_argument("files", nargs="+", help="DBN (.dbn, .dbn.zst) or CSV tick files")
+    p.add_argument("--symbol", help="contract root (needed for CSV files)")
+    p.add_argument("--contract", help="raw contract to report when the file holds several (e.g. ESH2)")
+    p.add_argument("--bar-seconds", type=int, help="footprint bar length (default TRADEBOT_FOOTPRINT__BAR_SECONDS)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--features", metavar="OUT.parquet", help="per-bar feature vectors for research")
+    p.add_argument("--plot", metavar="OUT.png", help="footprint chart")
+    p.add_argument("--plot-bars", type=int, default=12, help="bars in the chart (the last N)")
+    p.add_argument("--decisions", action="store_true", help="list every signal with regime, filters, verdict")
+    p.set_defaults(handler=_lazy("tradebot.analyze:analyze_command"))
+
+
 def _add_watchdog(sub: Any) -> None:
     p = sub.add_parser("watchdog", help="separate health monitor: heartbeat, market data, memory, disk")
     p.add_argument("--once", action="store_true", help="check once and exit (non-zero when a problem is open)")
@@ -70,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_data(sub)
+    _add_analyze(sub)
     _add_watchdog(sub)
     _add_preflight(sub)
     return parser

@@ -57,6 +57,7 @@ class Validator:
         self.accepted = 0
         self._streams: dict[tuple[str, str], _StreamState] = {}
         self._specs: dict[str, ContractSpec | None] = {}
+        self._tick_fp: dict[str, int] = {}  # per root: ContractSpec.tick_fp re-parses a Decimal each call
         self._tolerance_ns = int(self.settings.out_of_order_ms * 1_000_000)
         self._stale_ns = int(self.settings.stale_seconds * 1e9)
         self._future_ns = int(self.settings.future_seconds * 1e9)
@@ -143,7 +144,10 @@ class Validator:
             return None, "malformed"
         if fp <= 0:
             return None, "non_positive_price"
-        ticks = fp_to_ticks(fp, spec.tick_fp)
+        tick = self._tick_fp.get(spec.root)
+        if tick is None:
+            tick = self._tick_fp[spec.root] = spec.tick_fp
+        ticks = fp_to_ticks(fp, tick)
         if ticks is None:
             return None, "off_tick_grid"
         return ticks, None
