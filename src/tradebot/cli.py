@@ -77,6 +77,17 @@ def _add_preflight(sub: Any) -> None:
     p.set_defaults(handler=_lazy("tradebot.ops.preflight:preflight_command"))
 
 
+def _add_control(sub: Any) -> None:
+    helps = {"halt": "stop new entries now (exits still allowed); survives restarts",
+             "resume": "allow new entries again", "flatten": "close every position at market",
+             "ping": "check that the daemon answers"}
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=f"operator: {text}")
+        p.add_argument("--reason", help="recorded with the command")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -87,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_watchdog(sub)
     _add_preflight(sub)
+    _add_control(sub)
     return parser
 
 
