@@ -384,6 +384,7 @@ async def test_feed_passes_validation_with_zero_rejects() -> None:
 def test_raw_records_carry_the_columns_exactly(es: SessionData) -> None:
     recs = list(raw_records(es, sequence_start=100, instrument_id=9))
     assert len(recs) == es.n_rows
+    assert recs == list(raw_records(es, sequence_start=100, instrument_id=9, chunk=777))  # chunking is invisible
     i = int(es.trade_rows[10])
     t = recs[i]
     assert isinstance(t, RawTrade)
@@ -404,6 +405,7 @@ async def test_close_stops_the_stream() -> None:
                 await feed.close()
     assert n == 50
     assert feed.state == FeedState.STOPPED
+    assert feed.stats["events"] == 50 and feed.stats["sessions"] == 1
 
 
 async def test_speed_zero_streams_a_session_quickly() -> None:

@@ -653,34 +653,38 @@ def iter_sessions(sim: SimSettings, spec: ContractSpec, start_price_ticks: int |
 
 
 def raw_records(data: SessionData, sequence_start: int = 1, instrument_id: int = 0,
-                source: str = "sim") -> Iterator[RawTrade | RawBook]:
+                source: str = "sim", chunk: int = 65_536) -> Iterator[RawTrade | RawBook]:
     """The session as adapter output (fixed-point prices), in row order.
 
-    Columns are turned into Python lists once per session: indexing numpy scalars per record would cost
-    more than building the records themselves.
+    Columns become Python lists a chunk at a time: indexing numpy scalars per record would cost more than
+    building the records, and converting a 750k-trade day at once would hold a gigabyte of Python ints.
     """
     tick = data.tick_fp
     sym = data.symbol
-    ts = data.ts_event.tolist()
-    tr = data.ts_recv.tolist()
-    trade = data.is_trade.tolist()
-    px = (data.price * tick).tolist()
-    sz = data.size.tolist()
-    sd = data.side.tolist()
-    bi = data.book_idx.tolist()
-    bpx = [tuple(r) for r in (data.bid_px * tick).tolist()]
-    apx = [tuple(r) for r in (data.ask_px * tick).tolist()]
-    bsz = [tuple(r) for r in data.bid_sz.tolist()]
-    asz = [tuple(r) for r in data.ask_sz.tolist()]
     buy, sell, rule = Side.BUY, Side.SELL, SideRule.EXCHANGE
-    for i in range(len(ts)):
-        if trade[i]:
-            yield RawTrade(sym, ts[i], tr[i], px[i], sz[i], buy if sd[i] > 0 else sell, rule, sequence_start + i,
-                           instrument_id, source)
-        else:
-            b = bi[i]
-            yield RawBook(sym, ts[i], tr[i], bpx[b], bsz[b], apx[b], asz[b], sequence_start + i, instrument_id,
-                          source)
+    for c0 in range(0, data.n_rows, chunk):
+        c1 = min(c0 + chunk, data.n_rows)
+        ts = data.ts_event[c0:c1].tolist()
+        tr = data.ts_recv[c0:c1].tolist()
+        trade = data.is_trade[c0:c1].tolist()
+        px = (data.price[c0:c1] * tick).tolist()
+        sz = data.size[c0:c1].tolist()
+        sd = data.side[c0:c1].tolist()
+        b0 = int(data.book_idx[c0])
+        b1 = int(data.book_idx[c1 - 1]) + 1
+        bi = (data.book_idx[c0:c1] - b0).tolist()
+        bpx = [tuple(r) for r in (data.bid_px[b0:b1] * tick).tolist()]
+        apx = [tuple(r) for r in (data.ask_px[b0:b1] * tick).tolist()]
+        bsz = [tuple(r) for r in data.bid_sz[b0:b1].tolist()]
+        asz = [tuple(r) for r in data.ask_sz[b0:b1].tolist()]
+        seq = sequence_start + c0
+        for i in range(c1 - c0):
+            if trade[i]:
+                yield RawTrade(sym, ts[i], tr[i], px[i], sz[i], buy if sd[i] > 0 else sell, rule, seq + i,
+                               instrument_id, source)
+            else:
+                b = bi[i]
+                yield RawBook(sym, ts[i], tr[i], bpx[b], bsz[b], apx[b], asz[b], seq + i, instrument_id, source)
 
 
 # --- the feed -----------------------------------------------------------------------------------------------
@@ -746,6 +750,8 @@ class SimulatedMarket:
                     break
                 emitted += 1
                 last_ts = ev.ts_event
+                if not emitted & 4095:  # the heartbeat reads stats while we stream
+                    self.stats["events"] = emitted
                 yield ev
             else:
                 self.state = FeedState.STOPPED
