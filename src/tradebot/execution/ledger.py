@@ -1,0 +1,765 @@
+"""The ledger: execution state as a pure function of the journal.
+
+``Ledger.apply(record)`` is the only way state changes, for the live path and for a replay alike, so
+"the current state is derivable from the journal" holds by construction: recovery is ``replay(journal)``
+and :func:`rebuild_from_journal` rewrites the projection tables from it. The manager decides (policy, I/O);
+the ledger only records what was decided or reported and enforces the bracket state machine, which rejects
+illegal transitions loudly (logged, counted, reported as an effect) instead of corrupting state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.core.logging import get_logger
+from tradebot.core.types import Side
+from tradebot.execution.model import (
+    OPEN_BRACKET,
+    TERMINAL_LEG,
+    BracketState,
+    HaltKind,
+    LegRole,
+    LegState,
+    OrderType,
+    TradingState,
+    client_order_id,
+)
+from tradebot.execution.positions import PositionBook
+from tradebot.state.store import JournalRecord, StateStore
+
+log = get_logger(__name__)
+
+B = BracketState
+ALLOWED: dict[BracketState, frozenset[BracketState]] = {
+    B.PENDING: frozenset({B.WORKING, B.PARTIALLY_FILLED, B.FILLED, B.CANCELLED, B.REJECTED, B.UNKNOWN}),
+    B.UNKNOWN: frozenset({B.WORKING, B.PARTIALLY_FILLED, B.FILLED, B.CANCELLED, B.REJECTED}),
+    B.WORKING: frozenset({B.PARTIALLY_FILLED, B.FILLED, B.CANCELLED, B.REJECTED}),
+    B.PARTIALLY_FILLED: frozenset({B.FILLED, B.CLOSED}),
+    B.FILLED: frozenset({B.CLOSED}),
+    B.CANCELLED: frozenset({B.PARTIALLY_FILLED, B.FILLED}),  # a fill that raced our cancel is still a fill
+    B.CLOSED: frozenset(),
+    B.REJECTED: frozenset(),
+}
+"""Legal bracket transitions. Staying in the same state is a no-op, never a transition."""
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Something the manager may have to act on or notify about, produced while applying a record."""
+
+    kind: str
+    signal_id: str = ""
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Leg:
+    client_order_id: str
+    signal_id: str
+    role: LegRole
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: int
+    price: int | None
+    state: LegState
+    created_ns: int
+    updated_ns: int
+    filled_qty: int = 0
+    fill_value: int = 0
+    fills: int = 0
+    reason: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {"client_order_id": self.client_order_id, "signal_id": self.signal_id, "role": self.role.value,
+                "symbol": self.symbol, "side": int(self.side), "order_type": self.order_type.value,
+                "quantity": self.quantity, "price": self.price, "state": self.state.value,
+                "filled_qty": self.filled_qty, "fill_value": self.fill_value, "created_ns": self.created_ns,
+                "updated_ns": self.updated_ns, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Bracket:
+    signal_id: str
+    symbol: str
+    side: Side
+    quantity: int
+    entry_type: OrderType
+    entry_price: int | None
+    stop_price: int
+    target_price: int
+    tick_value_cents: int
+    """Captured at submission (audit C4): P&L of this bracket never uses a later tier's tick value."""
+    pattern: str
+    submitted_ns: int
+    state: BracketState = BracketState.PENDING
+    entry_filled: int = 0
+    exit_filled: int = 0
+    entry_value: int = 0
+    exit_value: int = 0
+    book: PositionBook = field(default_factory=PositionBook)
+    exit_reason: str = ""
+    pending_exit_reason: str = ""
+    opened_ns: int | None = None
+    closed_ns: int | None = None
+    trading_day: str | None = None
+    exits: int = 0
+
+    @property
+    def entry_id(self) -> str:
+        return client_order_id(self.signal_id, LegRole.ENTRY)
+
+    @property
+    def stop_id(self) -> str:
+        return client_order_id(self.signal_id, LegRole.STOP)
+
+    @property
+    def target_id(self) -> str:
+        return client_order_id(self.signal_id, LegRole.TARGET)
+
+    @property
+    def position(self) -> int:
+        """Open contracts, unsigned."""
+        return self.entry_filled - self.exit_filled
+
+    @property
+    def net_cents(self) -> int:
+        return self.book.realized_cents - self.book.commission_cents
+
+    def row(self) -> dict[str, Any]:
+        return {"signal_id": self.signal_id, "symbol": self.symbol, "side": int(self.side),
+                "quantity": self.quantity, "entry_type": self.entry_type.value, "entry_price": self.entry_price,
+                "stop_price": self.stop_price, "target_price": self.target_price,
+                "tick_value_cents": self.tick_value_cents, "state": self.state.value,
+                "entry_filled": self.entry_filled, "exit_filled": self.exit_filled,
+                "entry_value": self.entry_value, "exit_value": self.exit_value,
+                "realized_cents": self.book.realized_cents, "commission_cents": self.book.commission_cents,
+                "exit_reason": self.exit_reason, "pattern": self.pattern, "submitted_ns": self.submitted_ns,
+                "opened_ns": self.opened_ns, "closed_ns": self.closed_ns, "trading_day": self.trading_day,
+                "exits": self.exits}
+
+
+@dataclass(slots=True)
+class DailyStats:
+    trading_day: str
+    realized_cents: int = 0
+    commission_cents: int = 0
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    gross_profit_cents: int = 0
+    gross_loss_cents: int = 0
+    peak_net_cents: int = 0
+    max_drawdown_cents: int = 0
+
+    @property
+    def net_cents(self) -> int:
+        return self.realized_cents - self.commission_cents
+
+    def touch(self) -> None:
+        net = self.net_cents
+        self.peak_net_cents = max(self.peak_net_cents, net)
+        self.max_drawdown_cents = max(self.max_drawdown_cents, self.peak_net_cents - net)
+
+    def row(self) -> dict[str, Any]:
+        return {"trading_day": self.trading_day, "realized_cents": self.realized_cents,
+                "commission_cents": self.commission_cents, "net_cents": self.net_cents, "trades": self.trades,
+                "wins": self.wins, "losses": self.losses, "gross_profit_cents": self.gross_profit_cents,
+                "gross_loss_cents": self.gross_loss_cents, "peak_net_cents": self.peak_net_cents,
+                "max_drawdown_cents": self.max_drawdown_cents}
+
+
+@dataclass(slots=True)
+class TradingStatus:
+    state: TradingState = TradingState.ACTIVE
+    kind: HaltKind = HaltKind.NONE
+    reason: str = ""
+    since_ns: int = 0
+    trading_day: str | None = None
+    tier_number: int | None = None
+    tier_name: str | None = None
+    tier_symbol: str | None = None
+    tier_max: int | None = None
+    auto_flatten_day: str | None = None
+
+
+class Ledger:
+    """All execution state. Mutated only by :meth:`apply`."""
+
+    def __init__(self, starting_balance_cents: int = 0) -> None:
+        self.starting_balance_cents = starting_balance_cents
+        self.brackets: dict[str, Bracket] = {}
+        self.legs: dict[str, Leg] = {}
+        self.positions: dict[str, PositionBook] = {}
+        self.position_updated: dict[str, int] = {}
+        self.daily: dict[str, DailyStats] = {}
+        self.signals: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.fills: dict[str, dict[str, Any]] = {}
+        self.margin: dict[tuple[str, str], dict[str, Any]] = {}
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.trading = TradingStatus()
+        self.total_net_cents = 0
+        self.anomalies: Counter[str] = Counter()
+        self.last_seq = 0
+        self.to_flatten: dict[str, str] = {}
+        """Brackets a journaled decision ordered closed (signal id -> reason), until their flatten is recorded."""
+        self.limit_day: str | None = None
+        """Trading day on which a daily profit target / loss limit was hit (checked once per day)."""
+        self._dirty: dict[str, set[Any]] = {}
+
+    # -- derived ------------------------------------------------------------------------------------
+
+    @property
+    def balance_cents(self) -> int:
+        return self.starting_balance_cents + self.total_net_cents
+
+    def open_brackets(self) -> list[Bracket]:
+        """Brackets that are not terminal (pending, working, partially filled, filled, unknown)."""
+        return [b for b in self.brackets.values() if b.state not in (B.CLOSED, B.CANCELLED, B.REJECTED)]
+
+    def position_qty(self, symbol: str) -> int:
+        book = self.positions.get(symbol)
+        return book.qty if book is not None else 0
+
+    def day_stats(self, day: str) -> DailyStats:
+        return self.daily.get(day) or DailyStats(day)
+
+    # -- applying -----------------------------------------------------------------------------------
+
+    def apply(self, rec: JournalRecord) -> list[Effect]:
+        handler = _HANDLERS.get(rec.kind)
+        self.last_seq = rec.seq
+        if handler is None:
+            self._anomaly("unknown_journal_kind", "", rec.kind)
+            return [Effect("anomaly", "", f"unknown journal kind {rec.kind}")]
+        effects: list[Effect] = []
+        handler(self, rec, effects)
+        self._mark("trading_state", 1)
+        return effects
+
+    def replay(self, records: Iterable[JournalRecord]) -> None:
+        for rec in records:
+            self.apply(rec)
+
+    # -- projections --------------------------------------------------------------------------------
+
+    def take_dirty(self) -> dict[str, list[dict[str, Any]]]:
+        dirty, self._dirty = self._dirty, {}
+        return {table: [self._row(table, key) for key in sorted(keys, key=repr)] for table, keys in dirty.items()}
+
+    def all_rows(self) -> dict[str, list[dict[str, Any]]]:
+        self._dirty = {
+            "sessions": set(self.sessions), "signals": set(self.signals), "brackets": set(self.brackets),
+            "orders": set(self.legs), "fills": set(self.fills), "positions": set(self.positions),
+            "daily_stats": set(self.daily), "trading_state": {1}, "margin_checks": set(self.margin),
+            "decisions": set(self.decisions),
+        }
+        return self.take_dirty()
+
+    def _row(self, table: str, key: Any) -> dict[str, Any]:
+        if table == "brackets":
+            return self.brackets[key].row()
+        if table == "orders":
+            return self.legs[key].row()
+        if table == "positions":
+            book = self.positions[key]
+            return {"symbol": key, "qty": book.qty, "lots": _json_lots(book), "realized_cents": book.realized_cents,
+                    "commission_cents": book.commission_cents, "updated_ns": self.position_updated.get(key, 0)}
+        if table == "daily_stats":
+            return self.daily[key].row()
+        if table == "trading_state":
+            t = self.trading
+            return {"id": 1, "state": t.state.value, "halt_kind": t.kind.value, "reason": t.reason,
+                    "since_ns": t.since_ns, "trading_day": t.trading_day, "tier_number": t.tier_number,
+                    "tier_name": t.tier_name, "tier_symbol": t.tier_symbol, "tier_max": t.tier_max,
+                    "balance_cents": self.balance_cents, "auto_flatten_day": t.auto_flatten_day,
+                    "anomalies": sum(self.anomalies.values())}
+        sources: dict[str, dict[Any, dict[str, Any]]] = {
+            "sessions": self.sessions, "signals": self.signals, "fills": self.fills, "margin_checks": self.margin,
+            "decisions": self.decisions}
+        return sources[table][key]
+
+    def _mark(self, table: str, key: Any) -> None:
+        self._dirty.setdefault(table, set()).add(key)
+
+    def _anomaly(self, kind: str, signal_id: str, detail: str) -> None:
+        self.anomalies[kind] += 1
+        log.warning("execution anomaly", kind=kind, signal_id=signal_id, detail=detail)
+
+    def _transition(self, b: Bracket, new: BracketState, cause: str, effects: list[Effect]) -> bool:
+        if new == b.state:
+            return True
+        if new not in ALLOWED[b.state]:
+            self._anomaly("illegal_transition", b.signal_id, f"{b.state.value} -> {new.value} on {cause}")
+            effects.append(Effect("illegal", b.signal_id, f"{b.state.value} -> {new.value} on {cause}"))
+            return False
+        b.state = new
+        self._mark("brackets", b.signal_id)
+        return True
+
+    def _set_leg(self, leg: Leg, state: LegState, ts_ns: int, reason: str = "") -> None:
+        leg.state = state
+        leg.updated_ns = max(leg.updated_ns, ts_ns)
+        if reason:
+            leg.reason = reason
+        self._mark("orders", leg.client_order_id)
+
+    def _children(self, b: Bracket) -> list[Leg]:
+        return [leg for cid in (b.stop_id, b.target_id) if (leg := self.legs.get(cid)) is not None]
+
+    def _resize_children(self, b: Bracket, ts_ns: int) -> None:
+        """A working child covers exactly the open position (plus what it already filled)."""
+        for leg in self._children(b):
+            if leg.state in TERMINAL_LEG:
+                continue
+            want = leg.filled_qty + b.position
+            if leg.quantity != want:
+                leg.quantity = want
+                self._mark("orders", leg.client_order_id)
+            if leg.state == LegState.HELD and b.entry_filled > 0:
+                self._set_leg(leg, LegState.WORKING, ts_ns)
+
+    def _entry_done(self, b: Bracket) -> bool:
+        entry = self.legs.get(b.entry_id)
+        return entry is None or entry.state in TERMINAL_LEG
+
+    def _maybe_close(self, b: Bracket, ts_ns: int, day: str | None, reason: str, effects: list[Effect]) -> None:
+        if b.state in (B.CLOSED, B.CANCELLED, B.REJECTED) or b.entry_filled == 0:
+            return
+        if b.position != 0 or not self._entry_done(b):
+            return
+        if not self._transition(b, B.CLOSED, "flat", effects):
+            return
+        b.closed_ns = ts_ns
+        b.exit_reason = reason or b.pending_exit_reason or "closed"
+        b.trading_day = day
+        if day is not None:
+            stats = self.daily.setdefault(day, DailyStats(day))
+            stats.trades += 1
+            net = b.net_cents
+            if net > 0:
+                stats.wins += 1
+                stats.gross_profit_cents += net
+            else:
+                stats.losses += 1
+                stats.gross_loss_cents += -net
+            self._mark("daily_stats", day)
+        self._mark("brackets", b.signal_id)
+        effects.append(Effect("closed", b.signal_id, b.exit_reason))
+
+    # -- handlers -----------------------------------------------------------------------------------
+
+    def _on_session(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        day = str(p["day"])
+        self.sessions[day] = {"trading_day": day, "started_ns": rec.ts_ns, "mode": str(p.get("mode", "")),
+                              "symbols": ",".join(p.get("symbols", [])), "balance_cents": self.balance_cents}
+        self.trading.trading_day = day
+        self._mark("sessions", day)
+        self._apply_state(rec)
+
+    def _on_signal(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        sid = str(p["signal_id"])
+        self.signals[sid] = {
+            "signal_id": sid, "ts_ns": int(p["ts_ns"]), "symbol": str(p["symbol"]), "side": int(p["side"]),
+            "pattern": str(p.get("pattern", "")), "confidence": float(p.get("confidence", 0.0)),
+            "regime": str(p.get("regime", "")), "reasons": "\n".join(p.get("reasons", [])),
+            "entry_type": str(p["entry_type"]), "entry_price": p.get("entry_price"),
+            "stop_price": int(p["stop_price"]), "target_price": int(p["target_price"]),
+            "quantity": int(p["quantity"]), "verdict": str(p["verdict"]), "reason": str(p.get("reason", "")),
+            "traded_symbol": str(p.get("traded_symbol", "")), "traded_qty": int(p.get("traded_qty", 0)),
+        }
+        self._mark("signals", sid)
+        if p["verdict"] != "taken":
+            return
+        if sid in self.brackets:
+            self._anomaly("duplicate_bracket", sid, "signal already has a bracket")
+            return
+        side = Side(int(p["side"]))
+        b = Bracket(sid, str(p["traded_symbol"]), side, int(p["traded_qty"]), OrderType(str(p["entry_type"])),
+                    p.get("entry_price"), int(p["stop_price"]), int(p["target_price"]), int(p["tick_value_cents"]),
+                    str(p.get("pattern", "")), rec.ts_ns)
+        self.brackets[sid] = b
+        exit_side = Side.SELL if side == Side.BUY else Side.BUY
+        legs = [
+            Leg(b.entry_id, sid, LegRole.ENTRY, b.symbol, side, b.entry_type, b.quantity, b.entry_price,
+                LegState.PENDING, rec.ts_ns, rec.ts_ns),
+            Leg(b.stop_id, sid, LegRole.STOP, b.symbol, exit_side, OrderType.STOP, 0, b.stop_price,
+                LegState.HELD, rec.ts_ns, rec.ts_ns),
+            Leg(b.target_id, sid, LegRole.TARGET, b.symbol, exit_side, OrderType.LIMIT, 0, b.target_price,
+                LegState.HELD, rec.ts_ns, rec.ts_ns),
+        ]
+        for leg in legs:
+            self.legs[leg.client_order_id] = leg
+            self._mark("orders", leg.client_order_id)
+        self._mark("brackets", sid)
+
+    def _on_flatten_request(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        b = self.brackets.get(str(p["signal_id"]))
+        if b is None:
+            self._anomaly("unknown_bracket", str(p["signal_id"]), "flatten request")
+            return
+        b.exits += 1
+        b.pending_exit_reason = str(p.get("reason", "flatten"))
+        self.to_flatten.pop(b.signal_id, None)
+        self._mark("brackets", b.signal_id)
+        qty = int(p["quantity"])
+        if qty > 0:
+            leg = Leg(str(p["exit_id"]), b.signal_id, LegRole.EXIT, b.symbol, Side(int(p["side"])),
+                      OrderType.MARKET, qty, None, LegState.PENDING, rec.ts_ns, rec.ts_ns,
+                      reason=b.pending_exit_reason)
+            self.legs[leg.client_order_id] = leg
+            self._mark("orders", leg.client_order_id)
+
+    def _on_noop(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        """Requests whose outcome arrives as a broker event (cancel, modify): journaled for audit and replay."""
+
+    def _on_ack(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        coid = str(rec.payload["client_order_id"])
+        leg = self.legs.get(coid)
+        if leg is None:
+            self._anomaly("unknown_order", "", f"ack {coid}")
+            effects.append(Effect("unknown_order", "", coid))
+            return
+        b = self.brackets[leg.signal_id]
+        if leg.state in (LegState.PENDING, LegState.UNKNOWN):
+            self._set_leg(leg, LegState.WORKING, rec.ts_ns)
+            if leg.role == LegRole.ENTRY and b.state in (B.PENDING, B.UNKNOWN):
+                self._transition(b, B.WORKING, "ack", effects)
+        elif leg.state in (LegState.WORKING, LegState.HELD):
+            self.anomalies["duplicate_ack"] += 1
+        else:
+            self.anomalies["stale_ack"] += 1  # the ack arrived after a fill or cancel: out of order, harmless
+
+    def _on_reject(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        coid, reason = str(p["client_order_id"]), str(p.get("reason", ""))
+        self._reject(coid, reason, rec.ts_ns, effects)
+
+    def _reject(self, coid: str, reason: str, ts_ns: int, effects: list[Effect]) -> None:
+        leg = self.legs.get(coid)
+        if leg is None:
+            self._anomaly("unknown_order", "", f"reject {coid}")
+            return
+        b = self.brackets[leg.signal_id]
+        if leg.state in TERMINAL_LEG:
+            self._anomaly("stale_reject", b.signal_id, f"{coid} already {leg.state.value}")
+            return
+        if leg.role == LegRole.ENTRY:
+            if leg.filled_qty or not self._transition(b, B.REJECTED, "reject", effects):
+                if leg.filled_qty:
+                    self._anomaly("illegal_transition", b.signal_id, f"reject after fills on {coid}")
+                    effects.append(Effect("illegal", b.signal_id, f"reject after fills on {coid}"))
+                return
+            self._set_leg(leg, LegState.REJECTED, ts_ns, reason)
+            for child in self._children(b):
+                if child.state not in TERMINAL_LEG:
+                    self._set_leg(child, LegState.CANCELLED, ts_ns, "entry rejected")
+            b.exit_reason = f"rejected: {reason}"
+            effects.append(Effect("rejected", b.signal_id, reason))
+            return
+        self._set_leg(leg, LegState.REJECTED, ts_ns, reason)
+        if leg.role == LegRole.EXIT:
+            effects.append(Effect("exit_rejected", b.signal_id, reason))
+        elif b.position > 0:
+            effects.append(Effect("protect_rejected", b.signal_id, f"{leg.role.name.lower()}: {reason}"))
+
+    def _on_fill(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        fid, coid = str(p["fill_id"]), str(p["client_order_id"])
+        symbol, qty, price = str(p["symbol"]), int(p["quantity"]), int(p["price"])
+        side, ts, comm, day = Side(int(p["side"])), int(p["ts_ns"]), int(p["commission_cents"]), str(p["day"])
+        if fid in self.fills:
+            self._anomaly("duplicate_fill", "", fid)  # the manager dedupes first; a replay must not double count
+            return
+        signed = qty if side == Side.BUY else -qty
+        leg = self.legs.get(coid)
+        b = self.brackets.get(leg.signal_id) if leg is not None else None
+        tick_value = b.tick_value_cents if b is not None else int(p.get("tick_value_cents", 0))
+        book = self.positions.setdefault(symbol, PositionBook())
+        realized = book.apply(signed, price, tick_value, comm)
+        self.position_updated[symbol] = ts
+        self._mark("positions", symbol)
+        stats = self.daily.setdefault(day, DailyStats(day))
+        stats.realized_cents += realized
+        stats.commission_cents += comm
+        stats.touch()
+        self.total_net_cents += realized - comm
+        self._mark("daily_stats", day)
+        self.fills[fid] = {"fill_id": fid, "client_order_id": coid, "signal_id": leg.signal_id if leg else "",
+                           "role": leg.role.value if leg else "", "symbol": symbol, "side": int(side),
+                           "quantity": qty, "price": price, "ts_ns": ts, "commission_cents": comm,
+                           "realized_cents": realized, "trading_day": day}
+        self._mark("fills", fid)
+        if leg is None or b is None:
+            self._anomaly("orphan_fill", "", f"{fid} for unknown order {coid}")
+            effects.append(Effect("orphan_fill", "", f"{fid} {coid} {symbol} {signed}@{price}"))
+            return
+        if side != leg.side:
+            self._anomaly("fill_side_mismatch", b.signal_id, fid)
+        late = leg.state in TERMINAL_LEG
+        if late:
+            self._anomaly("late_fill", b.signal_id, f"{fid} on {leg.state.value} {coid}")
+            effects.append(Effect("late_fill", b.signal_id, f"{fid} on {leg.state.value} {coid}"))
+        leg.filled_qty += qty
+        leg.fill_value += qty * price
+        leg.fills += 1
+        self._set_leg(leg, LegState.FILLED if leg.filled_qty >= leg.quantity else LegState.PARTIALLY_FILLED, ts)
+        b.book.apply(signed, price, tick_value, comm)
+        self._mark("brackets", b.signal_id)
+        if leg.role == LegRole.ENTRY:
+            b.entry_filled += qty
+            b.entry_value += qty * price
+            if b.opened_ns is None:
+                b.opened_ns = ts
+                effects.append(Effect("opened", b.signal_id))
+            if b.entry_filled > b.quantity:
+                self._anomaly("overfill", b.signal_id, f"entry filled {b.entry_filled} of {b.quantity}")
+                effects.append(Effect("overfill", b.signal_id, f"entry {b.entry_filled}/{b.quantity}"))
+            if b.state in (B.CLOSED, B.REJECTED):
+                self._anomaly("illegal_transition", b.signal_id, f"entry fill on {b.state.value}")
+                effects.append(Effect("illegal", b.signal_id, f"entry fill on {b.state.value}"))
+            else:
+                full = b.entry_filled >= b.quantity
+                self._transition(b, B.FILLED if full else B.PARTIALLY_FILLED, "entry fill", effects)
+            self._resize_children(b, ts)
+            return
+        b.exit_filled += qty
+        b.exit_value += qty * price
+        if b.exit_filled > b.entry_filled:
+            self._anomaly("overfill", b.signal_id, f"exits {b.exit_filled} > entries {b.entry_filled}")
+            effects.append(Effect("overfill", b.signal_id, f"exits {b.exit_filled} > entries {b.entry_filled}"))
+        if b.state in (B.CLOSED, B.REJECTED, B.CANCELLED) and not late:
+            self._anomaly("illegal_transition", b.signal_id, f"exit fill on {b.state.value}")
+            effects.append(Effect("illegal", b.signal_id, f"exit fill on {b.state.value}"))
+        self._resize_children(b, ts)
+        # The last exit fill names the close (a stop that fills after a flatten request closed it as a stop).
+        b.pending_exit_reason = ({LegRole.STOP: "stop", LegRole.TARGET: "target"}.get(leg.role)
+                                 or leg.reason or b.pending_exit_reason)
+        self._maybe_close(b, ts, day, b.pending_exit_reason, effects)
+        if b.position == 0 and not self._entry_done(b) and b.state in OPEN_BRACKET:
+            effects.append(Effect("flat_entry_working", b.signal_id))
+
+    def _on_cancelled(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        self._cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")), str(p.get("day", "")) or None,
+                     effects)
+
+    def _cancel(self, coid: str, ts_ns: int, reason: str, day: str | None, effects: list[Effect]) -> None:
+        leg = self.legs.get(coid)
+        if leg is None:
+            self._anomaly("unknown_order", "", f"cancel {coid}")
+            return
+        b = self.brackets[leg.signal_id]
+        if leg.state == LegState.CANCELLED:
+            self.anomalies["duplicate_cancel"] += 1
+            return
+        if leg.state in TERMINAL_LEG:
+            self.anomalies["stale_cancel"] += 1  # filled or rejected first: the cancel lost the race
+            return
+        self._set_leg(leg, LegState.CANCELLED, ts_ns, reason)
+        if leg.role == LegRole.ENTRY:
+            if b.entry_filled == 0:
+                if self._transition(b, B.CANCELLED, "entry cancelled", effects):
+                    for child in self._children(b):
+                        if child.state not in TERMINAL_LEG:
+                            self._set_leg(child, LegState.CANCELLED, ts_ns, "entry cancelled")
+                    b.exit_reason = reason or "cancelled"
+                    self._mark("brackets", b.signal_id)
+                    effects.append(Effect("cancelled", b.signal_id, reason))
+            elif b.position == 0:
+                self._maybe_close(b, ts_ns, day, "", effects)
+            else:
+                self._transition(b, B.FILLED, "entry remainder cancelled", effects)
+            return
+        if leg.role == LegRole.EXIT:
+            if b.position > 0:
+                effects.append(Effect("exit_cancelled", b.signal_id, reason))
+            return
+        if b.position > 0 and not self.protected(b):
+            effects.append(Effect("unprotected", b.signal_id, f"{leg.role.name.lower()} cancelled"))
+
+    def protected(self, b: Bracket) -> bool:
+        """A working stop or closing order covers the open position."""
+        for leg in self.legs_of(b):
+            if leg.role in (LegRole.STOP, LegRole.EXIT) and leg.state not in TERMINAL_LEG:
+                return True
+        return False
+
+    def legs_of(self, b: Bracket) -> list[Leg]:
+        ids = [b.entry_id, b.stop_id, b.target_id] + [client_order_id(b.signal_id, LegRole.EXIT, n)
+                                                       for n in range(1, b.exits + 1)]
+        return [leg for cid in ids if (leg := self.legs.get(cid)) is not None]
+
+    def _on_modified(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        leg = self.legs.get(str(p["client_order_id"]))
+        if leg is None or leg.role != LegRole.STOP or leg.state in TERMINAL_LEG:
+            self.anomalies["stale_modify"] += 1
+            return
+        leg.price = int(p["stop_price"])
+        self._set_leg(leg, leg.state, rec.ts_ns)
+        b = self.brackets[leg.signal_id]
+        b.stop_price = leg.price
+        self._mark("brackets", b.signal_id)
+
+    def _on_status(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        coid = str(p["client_order_id"])
+        leg = self.legs.get(coid)
+        if leg is None:
+            self._anomaly("unknown_order", "", f"status {coid}")
+            effects.append(Effect("mismatch", "", f"broker reports unknown order {coid}"))
+            return
+        state = LegState(str(p["state"])) if p.get("state") else None
+        filled = int(p.get("filled_qty", 0))
+        b = self.brackets[leg.signal_id]
+        if state is None:
+            if leg.state in (LegState.PENDING, LegState.UNKNOWN):
+                self._reject(coid, "not found at broker (never reached it)", rec.ts_ns, effects)
+            elif leg.state not in TERMINAL_LEG and leg.state != LegState.HELD:
+                effects.append(Effect("mismatch", b.signal_id, f"broker lost working order {coid}"))
+            return
+        if filled > leg.filled_qty:
+            effects.append(Effect("mismatch", b.signal_id,
+                                  f"broker filled {filled} of {coid}, we know {leg.filled_qty}"))
+            return
+        if state == LegState.CANCELLED:
+            self._cancel(coid, rec.ts_ns, "reported cancelled", str(p.get("day", "")) or None, effects)
+        elif state == LegState.REJECTED:
+            self._reject(coid, "reported rejected", rec.ts_ns, effects)
+        elif state in (LegState.WORKING, LegState.PARTIALLY_FILLED, LegState.FILLED):
+            if leg.state in (LegState.PENDING, LegState.UNKNOWN):
+                self._set_leg(leg, LegState.WORKING if leg.filled_qty == 0 else leg.state, rec.ts_ns)
+                if leg.role == LegRole.ENTRY and b.state in (B.PENDING, B.UNKNOWN):
+                    self._transition(b, B.WORKING, "status", effects)
+            effects.append(Effect("resolved", b.signal_id, f"{coid} {state.value}"))
+
+    def _on_timeout(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        sid = str(rec.payload["signal_id"])
+        b = self.brackets.get(sid)
+        if b is None or b.state != B.PENDING:
+            self.anomalies["stale_timeout"] += 1
+            return
+        self._transition(b, B.UNKNOWN, "submit timeout", effects)
+        entry = self.legs[b.entry_id]
+        if entry.state == LegState.PENDING:
+            self._set_leg(entry, LegState.UNKNOWN, rec.ts_ns, "submit timeout")
+        effects.append(Effect("unknown", sid))
+
+    def _apply_state(self, rec: JournalRecord) -> None:
+        """A decision record may carry the trading-state change it causes (applied atomically with it)."""
+        change = rec.payload.get("set_state")
+        if change:
+            t = self.trading
+            t.state, t.kind = TradingState(str(change["state"])), HaltKind(str(change.get("kind", "")))
+            t.reason, t.since_ns = str(change.get("reason", "")), rec.ts_ns
+
+    def _note_flatten(self, rec: JournalRecord) -> None:
+        reason = str(rec.payload.get("flatten_reason", "flatten"))
+        for sid in rec.payload.get("flatten", []):
+            b = self.brackets.get(str(sid))
+            if b is not None and b.state not in (B.CLOSED, B.CANCELLED, B.REJECTED):
+                self.to_flatten[b.signal_id] = reason
+
+    def _on_trading_state(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        t = self.trading
+        t.state = TradingState(str(p["state"]))
+        t.kind = HaltKind(str(p.get("kind", "")))
+        t.reason = str(p.get("reason", ""))
+        t.since_ns = rec.ts_ns
+
+    def _on_tier(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        t = self.trading
+        t.tier_number, t.tier_name = int(p["number"]), str(p["name"])
+        t.tier_symbol, t.tier_max = str(p["symbol"]), int(p["max_contracts"])
+
+    def _on_margin(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        day = str(p["day"])
+        for r in p["results"]:
+            key = (day, str(r["symbol"]))
+            self.margin[key] = {"trading_day": day, "symbol": key[1], "margin_cents": int(r["margin_cents"]),
+                                "limit_cents": r.get("limit_cents"), "ok": int(bool(r["ok"])),
+                                "source": str(r.get("source", ""))}
+            self._mark("margin_checks", key)
+        self._apply_state(rec)
+
+    def _on_decision(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        p = rec.payload
+        symbol = str(p.get("symbol", ""))
+        # Keyed by what was decided, not by journal position: an input delivered again after a crash
+        # re-decides the same thing and must not add a second row.
+        key = f"{rec.kind}:{rec.ts_ns}:{symbol}"
+        self.decisions[key] = {"id": key, "ts_ns": rec.ts_ns, "kind": rec.kind, "symbol": symbol,
+                               "reason": str(p.get("reason", "")), "decision": str(p.get("decision", ""))}
+        self._mark("decisions", key)
+
+    def _on_daily_limit(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        self.limit_day = str(rec.payload["day"])
+        self._on_decision(rec, effects)
+        self._apply_state(rec)
+        self._note_flatten(rec)
+
+    def _on_auto_flatten(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        self.trading.auto_flatten_day = str(rec.payload["day"])
+        self._on_decision(rec, effects)
+        self._apply_state(rec)
+        self._note_flatten(rec)
+
+    def _on_exit_signal(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        self._on_decision(rec, effects)
+        self._note_flatten(rec)
+
+    def _on_recovery(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        self._apply_state(rec)
+
+
+def _json_lots(book: PositionBook) -> str:
+    import json
+
+    return json.dumps(book.to_json(), separators=(",", ":"))
+
+
+_HANDLERS = {
+    "session_start": Ledger._on_session,
+    "signal": Ledger._on_signal,
+    "flatten_request": Ledger._on_flatten_request,
+    "cancel_request": Ledger._on_noop,
+    "modify_request": Ledger._on_noop,
+    "status_request": Ledger._on_noop,
+    "broker_ack": Ledger._on_ack,
+    "broker_reject": Ledger._on_reject,
+    "broker_fill": Ledger._on_fill,
+    "broker_cancelled": Ledger._on_cancelled,
+    "broker_modified": Ledger._on_modified,
+    "broker_status": Ledger._on_status,
+    "submit_timeout": Ledger._on_timeout,
+    "trading_state": Ledger._on_trading_state,
+    "tier": Ledger._on_tier,
+    "margin_check": Ledger._on_margin,
+    "exit_signal": Ledger._on_exit_signal,
+    "auto_flatten": Ledger._on_auto_flatten,
+    "anomaly": Ledger._on_decision,
+    "daily_limit": Ledger._on_daily_limit,
+    "recovery": Ledger._on_recovery,
+}
+
+
+def rebuild_from_journal(store: StateStore, starting_balance_cents: int, *, write: bool = True) -> Ledger:
+    """Replay the whole journal into a fresh ledger; with ``write`` rewrite the projection tables from it."""
+    ledger = Ledger(starting_balance_cents)
+    ledger.replay(store.journal())
+    if write:
+        store.replace_projections(ledger.all_rows())
+    else:
+        ledger.take_dirty()
+    return ledger

@@ -1,0 +1,864 @@
+"""The execution manager: intents in, brackets out, every decision journaled before it is acted on.
+
+Flow of every entry point: decide -> commit a journal record (with its projection rows and notifications,
+one transaction) -> apply it to the ledger -> only then talk to the broker -> drain the broker's answers the
+same way. A crash at any point therefore leaves a journal from which :meth:`ExecutionManager.recover`
+rebuilds the exact state, reconciles it with the broker and carries on; what it cannot explain halts trading
+(fail closed) with a critical notification.
+
+Notifications are only *recorded* (outbox rows, plus an optional non-blocking callback); the ops notifier
+delivers them. Nothing here waits on the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.core.calendar import ET, ExchangeCalendar, calendar_for, local_ns
+from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.logging import get_logger
+from tradebot.core.orders import EntryType, OrderIntent
+from tradebot.core.types import MarketEvent, Side, Trade
+from tradebot.execution.broker import Broker, RestorableBroker
+from tradebot.execution.ledger import Bracket, Effect, Ledger
+from tradebot.execution.model import (
+    DAILY_KINDS,
+    TERMINAL_BRACKET,
+    TERMINAL_LEG,
+    Ack,
+    BracketRequest,
+    BracketState,
+    BrokerEvent,
+    Cancelled,
+    Fill,
+    FlattenRequest,
+    HaltKind,
+    LegRole,
+    LegState,
+    Modified,
+    Notification,
+    OrderType,
+    Reject,
+    Severity,
+    StatusReport,
+    TradingState,
+    Verdict,
+    client_order_id,
+)
+from tradebot.execution.risk import (
+    MICRO_OF,
+    MarginProvider,
+    MarginResult,
+    Tier,
+    choose_contract,
+    family,
+    fmt_cents,
+    margin_for,
+    same_family,
+    tier_for_balance,
+    tiers_from,
+    usd_to_cents,
+)
+from tradebot.state.store import StateStore
+
+log = get_logger(__name__)
+
+NotificationSink = Callable[[Notification], None]
+_FAR = 1 << 62
+
+
+class FillDeduper:
+    """Fill ids already applied, bounded (audit H2): oldest ids are forgotten first, never all at once.
+
+    The database's fills table (primary key ``fill_id``) is the backstop for ids that aged out, so a bounded
+    memory never lets a duplicate through.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, fill_id: object) -> bool:
+        return fill_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, fill_id: str) -> None:
+        self._ids[fill_id] = None
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    ok: bool
+    journal_records: int
+    open_brackets: list[str]
+    mismatches: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+
+class ExecutionManager:
+    """Owns the ledger, the broker conversation and the risk rules. Call :meth:`recover` once before use."""
+
+    def __init__(self, settings: Settings, store: StateStore, broker: Broker, *,
+                 on_notification: NotificationSink | None = None, margin_provider: MarginProvider | None = None,
+                 calendar: ExchangeCalendar | None = None, symbols: Sequence[str] | None = None) -> None:
+        self.settings = settings
+        self.ex = settings.execution
+        self.store = store
+        self.broker = broker
+        self.on_notification = on_notification
+        self.margin_provider = margin_provider
+        self.symbols = list(symbols) if symbols else settings.symbol_list
+        self.calendar = calendar or calendar_for(spec_for(self.symbols[0]).session)
+        self.ledger = Ledger(usd_to_cents(self.ex.starting_balance))
+        self.stats: Counter[str] = Counter()
+        self.tiers: list[Tier] = tiers_from(settings)
+        self.profit_target_cents = usd_to_cents(settings.daily_profit_target)
+        self.loss_limit_cents = usd_to_cents(settings.daily_loss_limit)
+        self._flatten_hm = parse_hhmm(self.ex.auto_flatten_time)
+        self._timeout_ns = int(self.ex.submit_timeout_seconds * 1e9)
+        self._dedupe = FillDeduper(self.ex.fill_dedupe_size)
+        self._fill_lock = threading.Lock()
+        self._marks: dict[str, int] = {}
+        self._now = 0
+        self._session_open_ns = _FAR
+        self._session_close_ns = 0
+        self._session_day = ""
+        self._flatten_at_ns = _FAR
+        self._status_asked: dict[str, int] = {}
+        self._recovered = False
+        self._pumping = False
+
+    # ==============================================================================================
+    # Start-up
+
+    def recover(self, now_ns: int) -> RecoveryReport:
+        """Rebuild from the journal, restore a journal-backed broker, reconcile, resume open brackets."""
+        records = list(self.store.journal())
+        self.ledger = Ledger(usd_to_cents(self.ex.starting_balance))
+        self.ledger.replay(records)
+        self.store.replace_projections(self.ledger.all_rows())
+        for fid in list(self.ledger.fills)[-self._dedupe.capacity:]:
+            self._dedupe.add(fid)
+        self._now = max(now_ns, records[-1].ts_ns if records else 0)
+        if isinstance(self.broker, RestorableBroker):
+            self.broker.restore(records)
+        self._recovered = True
+        mismatches, actions = self._reconcile()
+        open_ids = [b.signal_id for b in self.ledger.open_brackets()]
+        if mismatches:
+            self.stats["recovery_mismatch"] += 1
+            self._record("recovery", self._now, {
+                "decision": "mismatch", "reason": "; ".join(mismatches),
+                "set_state": _state(TradingState.HALTED, HaltKind.ERROR,
+                                    "recovery mismatch: " + "; ".join(mismatches[:5]))},
+                [Notification("recovery_mismatch", Severity.CRITICAL, "Trading halted: state does not match the broker",
+                              {"mismatches": mismatches[:20], "open_brackets": open_ids})])
+        else:
+            self._record("recovery", self._now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
+        # Finish whatever a crash interrupted: session duties, decided flattens, bracket invariants.
+        self._complete_session(self._now)
+        self._complete_flattens(self._now)
+        for b in list(self.ledger.open_brackets()):
+            self._enforce(b, self._now)
+        self.pump()
+        if self.ledger.trading.trading_day:
+            self._set_session_times(self._now)
+        log.info("execution recovered", records=len(records), open=len(open_ids), mismatches=len(mismatches),
+                 state=self.ledger.trading.state.value)
+        return RecoveryReport(not mismatches, len(records), open_ids, mismatches, actions)
+
+    def _reconcile(self) -> tuple[list[str], list[str]]:
+        mismatches: list[str] = []
+        actions: list[str] = []
+        broker_orders = {o.client_order_id: o for o in self.broker.query_orders()}
+        for leg in list(self.ledger.legs.values()):
+            if leg.state in TERMINAL_LEG:
+                continue
+            bo = broker_orders.get(leg.client_order_id)
+            if bo is None:
+                if leg.state in (LegState.PENDING, LegState.UNKNOWN):
+                    self._ask_status(leg.client_order_id, self._now)
+                    actions.append(f"status asked for {leg.client_order_id}")
+                elif leg.state != LegState.HELD:
+                    mismatches.append(f"{leg.client_order_id} is {leg.state.value} here but unknown to the broker")
+                continue
+            if bo.filled_qty != leg.filled_qty:
+                mismatches.append(f"{leg.client_order_id}: broker filled {bo.filled_qty}, journal {leg.filled_qty}")
+                continue
+            if bo.state == leg.state:
+                continue
+            day = self._day_of(bo.updated_ns or self._now)
+            if bo.state == LegState.CANCELLED:
+                self._record_event("broker_cancelled", bo.updated_ns or self._now,
+                                   {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
+                                    "day": day, "source": "reconcile"})
+                actions.append(f"{bo.client_order_id} cancelled at broker")
+            elif bo.state == LegState.REJECTED:
+                self._record_event("broker_reject", bo.updated_ns or self._now,
+                                   {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
+                                    "source": "reconcile"})
+                actions.append(f"{bo.client_order_id} rejected at broker")
+            elif bo.state in (LegState.WORKING, LegState.PARTIALLY_FILLED) and leg.state in (
+                    LegState.PENDING, LegState.UNKNOWN, LegState.HELD):
+                if leg.state != LegState.HELD:
+                    self._record_event("broker_ack", bo.updated_ns or self._now,
+                                       {"client_order_id": bo.client_order_id, "source": "reconciled"})
+                    actions.append(f"{bo.client_order_id} working at broker")
+            elif bo.state == LegState.HELD and leg.state == LegState.WORKING and leg.filled_qty == 0:
+                continue
+            else:
+                mismatches.append(f"{leg.client_order_id}: broker {bo.state.value}, journal {leg.state.value}")
+        for coid, bo in broker_orders.items():
+            if coid not in self.ledger.legs and bo.state not in TERMINAL_LEG:
+                mismatches.append(f"broker has working order {coid} the journal does not know")
+        ours = {s: q for s, book in self.ledger.positions.items() if (q := book.qty)}
+        theirs = self.broker.query_positions()
+        for sym in sorted(set(ours) | set(theirs)):
+            if ours.get(sym, 0) != theirs.get(sym, 0):
+                mismatches.append(f"position {sym}: journal {ours.get(sym, 0)}, broker {theirs.get(sym, 0)}")
+        return mismatches, actions
+
+    def start_session(self, day: dt.date, now_ns: int) -> None:
+        """A new trading day: record it, clear daily halts, re-evaluate the tier and check margins."""
+        self._require()
+        self._now = max(self._now, now_ns)
+        iso = day.isoformat()
+        if iso != self.ledger.trading.trading_day:
+            payload: dict[str, Any] = {"day": iso, "mode": self.settings.trading_mode, "symbols": self.symbols}
+            t = self.ledger.trading
+            notes = []
+            if t.state != TradingState.ACTIVE and t.kind in DAILY_KINDS:
+                payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "new trading day")
+                notes.append(Notification("trading_state", Severity.INFO, "Trading resumed",
+                                          {"state": "active", "kind": "", "reason": "new trading day"}, now_ns))
+            self._record("session_start", now_ns, payload, notes)
+        self._complete_session(now_ns)
+        self._set_session_times(now_ns)
+
+    def _complete_session(self, now_ns: int) -> None:
+        """Session duties, idempotent (a crash may have interrupted them): tier, then today's margin check."""
+        day = self.ledger.trading.trading_day
+        if not day:
+            return
+        self._evaluate_tier(now_ns)
+        if any((day, s) not in self.ledger.margin for s in self._traded_symbols()):
+            self.check_margin(dt.date.fromisoformat(day))
+
+    def _set_session_times(self, now_ns: int) -> None:
+        day = self.ledger.trading.trading_day
+        sess = self.calendar.session_on(dt.date.fromisoformat(day)) if day else None
+        if sess is None:
+            sess = self.calendar.session_for(now_ns)
+        self._session_open_ns, self._session_close_ns = sess.open_ns, sess.close_ns
+        self._session_day = sess.trading_date.isoformat()
+        self._flatten_at_ns = self._flatten_time(sess.trading_date, sess.close_ns)
+        if not self.ex.auto_flatten or self.ledger.trading.auto_flatten_day == self._session_day:
+            self._flatten_at_ns = _FAR
+
+    def _flatten_time(self, day: dt.date, close_ns: int) -> int:
+        h, m = self._flatten_hm
+        # On an early close the flatten comes five minutes before the close instead.
+        return min(local_ns(day, dt.time(h, m), ET), close_ns - 300 * 1_000_000_000)
+
+    def _advance(self, ts_ns: int) -> None:
+        """Event time moved: roll the trading day when a session ended, auto-flatten when it is time."""
+        if ts_ns > self._now:
+            self._now = ts_ns
+        if ts_ns >= self._session_close_ns or ts_ns < self._session_open_ns:
+            sess = self.calendar.session_for(ts_ns)
+            if sess.trading_date.isoformat() != self.ledger.trading.trading_day:
+                self.start_session(sess.trading_date, ts_ns)
+            else:
+                self._set_session_times(ts_ns)
+        if ts_ns >= self._flatten_at_ns:
+            self.auto_flatten(ts_ns)
+
+    # ==============================================================================================
+    # Inputs
+
+    def on_intent(self, intent: OrderIntent) -> Verdict:
+        """Take (send a bracket) or reject an intent; the verdict and its reason are journaled either way."""
+        self._require()
+        if intent.signal_id in self.ledger.signals:
+            self.stats["duplicate_intent"] += 1
+            return Verdict(intent.signal_id, False, "duplicate signal id", duplicate=True)
+        self._advance(intent.ts_ns)
+        reason, symbol, qty = self._gate(intent)
+        tick_value = spec_for(symbol).tick_value_cents if symbol else 0
+        payload: dict[str, Any] = {
+            "signal_id": intent.signal_id, "ts_ns": intent.ts_ns, "symbol": intent.symbol, "side": int(intent.side),
+            "quantity": intent.quantity, "entry_type": intent.entry_type.value, "entry_price": intent.entry_price,
+            "stop_price": intent.stop_price, "target_price": intent.target_price,
+            "confidence": float(intent.confidence), "pattern": intent.pattern, "regime": intent.regime,
+            "reasons": list(intent.reasons), "verdict": "rejected" if reason else "taken", "reason": reason,
+            "traded_symbol": symbol, "traded_qty": qty, "tick_value_cents": tick_value,
+        }
+        self._record("signal", intent.ts_ns, payload)
+        if reason:
+            self.stats["intent_rejected"] += 1
+            return Verdict(intent.signal_id, False, reason, symbol, qty)
+        self.stats["intent_taken"] += 1
+        self.broker.submit_bracket(BracketRequest(
+            intent.signal_id, symbol, intent.side, qty, OrderType(intent.entry_type.value), intent.entry_price,
+            intent.stop_price, intent.target_price, intent.ts_ns))
+        self.pump()
+        return Verdict(intent.signal_id, True, "", symbol, qty)
+
+    def _gate(self, intent: OrderIntent) -> tuple[str, str, int]:
+        t = self.ledger.trading
+        if t.state != TradingState.ACTIVE:
+            return f"trading {t.state.value}: {t.reason}", "", 0
+        problem = _intent_problem(intent)
+        if problem:
+            return f"invalid intent: {problem}", "", 0
+        tier = self._current_tier()
+        symbol, qty = choose_contract(self.settings, tier, intent.symbol, intent.quantity)
+        if qty <= 0:
+            return "size 0 after tier/size limits", symbol, 0
+        day = self.ledger.trading.trading_day or self._session_day
+        if day and (day, symbol) not in self.ledger.margin:
+            self.check_margin(dt.date.fromisoformat(day), [symbol])
+        m = self.ledger.margin.get((day, symbol))
+        if m is not None and not m["ok"]:
+            return (f"margin {fmt_cents(m['margin_cents'])} above limit {fmt_cents(m['limit_cents'])} "
+                    f"for {symbol} on {day}"), symbol, qty
+        if self.ledger.trading.state != TradingState.ACTIVE:  # the margin check may just have halted us
+            return f"trading {t.state.value}: {t.reason}", symbol, qty
+        for b in self.ledger.open_brackets():
+            if same_family(b.symbol, symbol):
+                return f"bracket {b.signal_id} still open on {family(symbol)}", symbol, qty
+        return "", symbol, qty
+
+    def on_market_event(self, ev: MarketEvent) -> None:
+        """Per market event: cheap unless something is working or open on the symbol."""
+        ts = ev.ts_event
+        if ts >= self._session_close_ns or ts >= self._flatten_at_ns or ts < self._session_open_ns:
+            self._advance(ts)
+        elif ts > self._now:
+            self._now = ts
+        if isinstance(ev, Trade):
+            self._marks[ev.symbol] = ev.price
+        self.broker.on_market_event(ev)
+        self.pump()
+        if self.ledger.positions:
+            self._check_limits(ts, ev.symbol)
+        if self._status_asked or any(b.state == BracketState.PENDING for b in self._pending_brackets()):
+            self.check_timeouts(ts)
+
+    def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
+        """Bars-only replay: the paper broker applies its pessimistic bar rules."""
+        self._advance(ts_ns)
+        self._marks[symbol] = close
+        on_bar = getattr(self.broker, "on_bar", None)
+        if on_bar is not None:
+            on_bar(symbol, ts_ns, open_, high, low, close)
+        self.pump()
+        self._check_limits(ts_ns, symbol)
+
+    def pump(self) -> int:
+        """Drain and apply the broker's events (journaled first, one transaction each).
+
+        Not re-entrant on purpose: an action taken while applying an event (a flatten after a limit) queues
+        more broker events, and the outer loop applies them after the ones already drained, in broker order.
+        """
+        if self._pumping:
+            return 0
+        self._pumping = True
+        n = 0
+        try:
+            while True:
+                events = self.broker.poll_events()
+                if not events:
+                    return n
+                for ev in events:
+                    self.on_broker_event(ev)
+                    n += 1
+        finally:
+            self._pumping = False
+
+    def on_broker_event(self, ev: BrokerEvent) -> None:
+        if isinstance(ev, Fill):
+            with self._fill_lock:  # audit C1: the duplicate check and the record are one atomic step
+                if ev.fill_id in self._dedupe or self.store.fill_seen(ev.fill_id):
+                    self.stats["duplicate_fill"] += 1
+                    log.info("duplicate fill dropped", fill_id=ev.fill_id)
+                    return
+                effects = self._record("broker_fill", ev.ts_ns, {
+                    "fill_id": ev.fill_id, "client_order_id": ev.client_order_id, "symbol": ev.symbol,
+                    "side": int(ev.side), "quantity": ev.quantity, "price": ev.price, "ts_ns": ev.ts_ns,
+                    "commission_cents": ev.commission_cents, "day": self._day_of(ev.ts_ns),
+                    "tick_value_cents": _tick_value(ev.symbol)})
+                self._dedupe.add(ev.fill_id)
+            self.stats["fills"] += 1
+            self._act(effects, ev.ts_ns)
+            self._check_limits(ev.ts_ns, ev.symbol)
+            return
+        if isinstance(ev, Ack):
+            self._record_event("broker_ack", ev.ts_ns, {"client_order_id": ev.client_order_id})
+        elif isinstance(ev, Reject):
+            self._record_event("broker_reject", ev.ts_ns, {"client_order_id": ev.client_order_id,
+                                                           "reason": ev.reason})
+        elif isinstance(ev, Cancelled):
+            self._record_event("broker_cancelled", ev.ts_ns, {"client_order_id": ev.client_order_id,
+                                                              "reason": ev.reason, "day": self._day_of(ev.ts_ns)})
+        elif isinstance(ev, Modified):
+            self._record_event("broker_modified", ev.ts_ns, {"client_order_id": ev.client_order_id,
+                                                             "stop_price": ev.stop_price})
+        elif isinstance(ev, StatusReport):
+            self._status_asked.pop(ev.client_order_id, None)
+            self._record_event("broker_status", ev.ts_ns or self._now, {
+                "client_order_id": ev.client_order_id, "state": ev.state.value if ev.state else None,
+                "filled_qty": ev.filled_qty, "day": self._day_of(ev.ts_ns or self._now)})
+
+    def on_exit_signal(self, symbol: str, ts_ns: int, reason: str) -> str:
+        """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market."""
+        self._require()
+        self._advance(ts_ns)
+        affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0]
+        seen = self.ledger.decisions.get(f"exit_signal:{ts_ns}:{symbol}")
+        if seen is not None:
+            # The same signal again (delivered twice, or replayed after a crash): finish what it decided,
+            # without a second record or notification.
+            self.stats["duplicate_exit_signal"] += 1
+            self._complete_flattens(ts_ns)
+            return str(seen["decision"])
+        if not affected:
+            decision = "no_position"
+        elif self.settings.order_flow_exit_mode == "auto":
+            decision = "auto_exit"
+        else:
+            decision = "alert"
+        notes = [] if not affected else [Notification(
+            "exit_signal", Severity.WARNING,
+            f"Exit signal on {symbol}: {'closing at market' if decision == 'auto_exit' else 'review the position'}",
+            {"symbol": symbol, "reason": reason, "decision": decision,
+             "positions": [f"{b.symbol} {'long' if b.side == Side.BUY else 'short'} {b.position}" for b in affected]},
+            ts_ns)]
+        self._record("exit_signal", ts_ns, {
+            "symbol": symbol, "reason": reason, "decision": decision, "signal_ids": [b.signal_id for b in affected],
+            "flatten": [b.signal_id for b in affected] if decision == "auto_exit" else [],
+            "flatten_reason": "exit_signal"}, notes)
+        self._complete_flattens(ts_ns)
+        return decision
+
+    # ==============================================================================================
+    # Scheduled / operator actions
+
+    def check_timeouts(self, now_ns: int) -> None:
+        """Brackets without a broker answer become UNKNOWN and are queried (never re-sent)."""
+        for b in self._pending_brackets():
+            if b.state == BracketState.PENDING and now_ns - b.submitted_ns >= self._timeout_ns:
+                effects = self._record("submit_timeout", now_ns, {"signal_id": b.signal_id})
+                self._act(effects, now_ns)
+        for coid, asked in list(self._status_asked.items()):
+            if now_ns - asked >= self._timeout_ns:
+                self._ask_status(coid, now_ns)  # still no answer: ask again (a query is safe to repeat)
+        self.pump()
+
+    def auto_flatten(self, now_ns: int) -> bool:
+        """Flatten everything at the configured time; idempotent per trading day. True when it acted."""
+        self._require()
+        if not self.ex.auto_flatten:
+            return False
+        sess = self.calendar.session_for(now_ns)
+        day = sess.trading_date.isoformat()
+        if now_ns < self._flatten_time(sess.trading_date, sess.close_ns) or self.ledger.trading.auto_flatten_day == day:
+            return False
+        open_now = self.ledger.open_brackets()
+        payload: dict[str, Any] = {
+            "day": day, "decision": "flatten", "reason": self.ex.auto_flatten_time,
+            "symbol": ",".join(sorted({b.symbol for b in open_now})),
+            "flatten": [b.signal_id for b in open_now], "flatten_reason": "auto_flatten"}
+        if self.ledger.trading.state == TradingState.ACTIVE:
+            payload["set_state"] = _state(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
+        self._record("auto_flatten", now_ns, payload, [Notification(
+            "auto_flatten", Severity.INFO, "Auto-flatten: end of day",
+            {"day": day, "open_brackets": len(open_now), "time_et": self.ex.auto_flatten_time}, now_ns)])
+        if day == self._session_day:
+            self._flatten_at_ns = _FAR
+        self._complete_flattens(now_ns)
+        return True
+
+    def check_margin(self, day: dt.date, symbols: Sequence[str] | None = None) -> list[MarginResult]:
+        """Margin protection for a day: above the limit, that contract is not traded today (re-run next day)."""
+        self._require()
+        syms = list(symbols) if symbols else self._traded_symbols()
+        results = [margin_for(self.settings, s, day, self.margin_provider) for s in syms]
+        blocked = [r for r in results if not r.ok]
+        notes = [Notification("margin_high", Severity.WARNING, "Not trading: margin above the limit", {
+            "day": day.isoformat(),
+            "symbols": {r.symbol: f"{fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}" for r in blocked},
+        }, self._now)] if blocked else []
+        payload: dict[str, Any] = {"day": day.isoformat(), "results": [
+            {"symbol": r.symbol, "margin_cents": r.margin_cents, "limit_cents": r.limit_cents, "ok": r.ok,
+             "source": r.source} for r in results]}
+        if symbols is None:  # the session-wide check decides the session's state, in the same record
+            t = self.ledger.trading
+            all_blocked = bool(results) and len(blocked) == len(results)
+            if all_blocked and t.state == TradingState.ACTIVE:
+                why = ", ".join(f"{r.symbol} {fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}"
+                                for r in blocked)
+                payload["set_state"] = _state(TradingState.HALTED, HaltKind.MARGIN, f"margin above limit: {why}")
+            elif not all_blocked and t.state == TradingState.HALTED and t.kind == HaltKind.MARGIN:
+                payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
+                notes.append(Notification("trading_state", Severity.INFO, "Trading resumed",
+                                          {"state": "active", "kind": "", "reason": "margin within limits"},
+                                          self._now))
+        self._record("margin_check", self._now, payload, notes)
+        return results
+
+    def halt(self, reason: str, now_ns: int, kind: HaltKind = HaltKind.OPERATOR) -> None:
+        """Stop new entries (working brackets keep their stops and targets)."""
+        self._require()
+        self._set_state(TradingState.HALTED, kind, reason, now_ns)
+
+    def reduce(self, reason: str, now_ns: int) -> None:
+        """Exits only, until resumed."""
+        self._require()
+        self._set_state(TradingState.REDUCING, HaltKind.OPERATOR, reason, now_ns)
+
+    def resume(self, now_ns: int, reason: str = "operator resume") -> None:
+        self._require()
+        self._set_state(TradingState.ACTIVE, HaltKind.NONE, reason, now_ns)
+
+    def flatten(self, reason: str, now_ns: int, symbol: str | None = None) -> int:
+        """Close every open bracket (or those on ``symbol``'s family) at market; returns how many."""
+        self._require()
+        self._now = max(self._now, now_ns)
+        n = 0
+        for b in list(self.ledger.open_brackets()):
+            if symbol is None or same_family(b.symbol, symbol):
+                n += self._flatten_bracket(b, reason, now_ns)
+        self.pump()
+        return n
+
+    def modify_stop(self, signal_id: str, stop_price: int, now_ns: int) -> bool:
+        """Move a working stop (breakeven, trailing); refused when it would cross the target."""
+        self._require()
+        b = self.ledger.brackets.get(signal_id)
+        leg = self.ledger.legs.get(client_order_id(signal_id, LegRole.STOP))
+        if b is None or leg is None or leg.state in TERMINAL_LEG or b.state in TERMINAL_BRACKET:
+            return False
+        long = b.side == Side.BUY
+        if (stop_price >= b.target_price) if long else (stop_price <= b.target_price):
+            return False
+        self._record("modify_request", now_ns, {"client_order_id": leg.client_order_id, "stop_price": stop_price})
+        self.broker.modify_stop(leg.client_order_id, stop_price)
+        self.pump()
+        return True
+
+    # ==============================================================================================
+    # Views
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.ledger.trading.state
+
+    def current_tier(self) -> Tier | None:
+        return self._current_tier()
+
+    def mark(self, symbol: str) -> int | None:
+        for s in (symbol, family(symbol), MICRO_OF.get(symbol)):
+            if s is not None and s in self._marks:
+                return self._marks[s]
+        return None
+
+    def unrealized_cents(self, symbol: str | None = None) -> int:
+        total = 0
+        for sym, book in self.ledger.positions.items():
+            if book.lots and (symbol is None or same_family(sym, symbol)):
+                total += book.unrealized_cents(self.mark(sym))
+        return total
+
+    def day_pnl_cents(self, include_unrealized: bool = True) -> int:
+        day = self.ledger.trading.trading_day or ""
+        pnl = self.ledger.day_stats(day).net_cents
+        return pnl + (self.unrealized_cents() if include_unrealized else 0)
+
+    def flush_marks(self) -> None:
+        """Persist last prices for ``tradebot status`` (call from the heartbeat, not per tick)."""
+        for sym, px in self._marks.items():
+            self.store.set_mark(sym, px, self._now)
+
+    def snapshot(self) -> dict[str, Any]:
+        t = self.ledger.trading
+        return {
+            "trading_state": t.state.value, "halt_kind": t.kind.value, "reason": t.reason,
+            "trading_day": t.trading_day, "tier": t.tier_name, "tier_symbol": t.tier_symbol,
+            "balance_cents": self.ledger.balance_cents, "day_pnl_cents": self.day_pnl_cents(),
+            "open_brackets": [b.signal_id for b in self.ledger.open_brackets()],
+            "positions": {s: b.qty for s, b in self.ledger.positions.items() if b.qty},
+            "anomalies": dict(self.ledger.anomalies), "stats": dict(self.stats),
+        }
+
+    # ==============================================================================================
+    # Internals
+
+    def _require(self) -> None:
+        if not self._recovered:
+            raise RuntimeError("ExecutionManager.recover() must run before trading")
+
+    def _pending_brackets(self) -> list[Bracket]:
+        return [b for b in self.ledger.brackets.values() if b.state in (BracketState.PENDING, BracketState.UNKNOWN)]
+
+    def _day_of(self, ts_ns: int) -> str:
+        if self._session_open_ns <= ts_ns < self._session_close_ns:
+            return self._session_day
+        return self.calendar.session_for(ts_ns).trading_date.isoformat()
+
+    def _traded_symbols(self) -> list[str]:
+        tier = self._current_tier()
+        out: list[str] = []
+        for s in self.symbols:
+            sym, _ = choose_contract(self.settings, tier, s, 1)
+            if sym not in out:
+                out.append(sym)
+        return out
+
+    def _current_tier(self) -> Tier | None:
+        n = self.ledger.trading.tier_number
+        if not self.ex.tiers_enabled:
+            return None
+        if n is None:
+            return tier_for_balance(self.tiers, self.ledger.balance_cents)
+        for t in self.tiers:
+            if t.number == n:
+                return t
+        return tier_for_balance(self.tiers, self.ledger.balance_cents)
+
+    def _evaluate_tier(self, now_ns: int) -> None:
+        if not self.ex.tiers_enabled:
+            return
+        t = tier_for_balance(self.tiers, self.ledger.balance_cents)
+        cur = self.ledger.trading
+        if cur.tier_number == t.number and cur.tier_name == t.name:
+            return
+        previous = cur.tier_name
+        notes = [] if previous is None else [Notification(
+            "tier_change", Severity.INFO,
+            f"Tier change: {previous} -> {t.name}",
+            {"from": previous, "to": t.name, "contract": t.symbol, "max_contracts": t.max_contracts,
+             "balance": fmt_cents(self.ledger.balance_cents),
+             "direction": "promoted" if (cur.tier_number or 0) < t.number else "demoted"}, now_ns)]
+        self._record("tier", now_ns, {"number": t.number, "name": t.name, "symbol": t.symbol,
+                                      "max_contracts": t.max_contracts, "balance_cents": self.ledger.balance_cents,
+                                      "previous": previous}, notes)
+
+    def _set_state(self, state: TradingState, kind: HaltKind, reason: str, now_ns: int, *, notify: bool = True) -> None:
+        t = self.ledger.trading
+        if t.state == state and t.kind == kind and t.reason == reason:
+            return
+        notes: list[Notification] = []
+        if notify:
+            sev = Severity.CRITICAL if kind == HaltKind.ERROR else (
+                Severity.WARNING if state != TradingState.ACTIVE else Severity.INFO)
+            title = {TradingState.ACTIVE: "Trading resumed", TradingState.HALTED: "Trading halted",
+                     TradingState.REDUCING: "Exits only"}[state]
+            notes.append(Notification("trading_state", sev, title, {"state": state.value, "kind": kind.value,
+                                                                   "reason": reason}, now_ns))
+        self._record("trading_state", now_ns, {"state": state.value, "kind": kind.value, "reason": reason}, notes)
+
+    def _check_limits(self, ts_ns: int, symbol: str) -> None:
+        t = self.ledger.trading
+        day = t.trading_day
+        if day is None or self._limit_day == day:
+            return
+        realized = self.ledger.day_stats(day).net_cents
+        pnl = realized + (self.unrealized_cents() if self.ex.limits_include_unrealized else 0)
+        if self.loss_limit_cents < pnl < self.profit_target_cents:
+            return
+        hit = "profit_target" if pnl >= self.profit_target_cents else "loss_limit"
+        limit = self.profit_target_cents if hit == "profit_target" else self.loss_limit_cents
+        title = "Profit target hit" if hit == "profit_target" else "Loss limit hit: session halted"
+        payload: dict[str, Any] = {
+            "day": day, "symbol": symbol, "reason": hit, "decision": "halt", "pnl_cents": pnl,
+            "flatten": [b.signal_id for b in self.ledger.open_brackets()] if self.ex.flatten_on_limit else [],
+            "flatten_reason": hit}
+        if t.state == TradingState.ACTIVE or t.kind in DAILY_KINDS:
+            payload["set_state"] = _state(TradingState.HALTED, HaltKind.LIMIT,
+                                          f"daily {hit.replace('_', ' ')} reached ({fmt_cents(pnl)})")
+        self._record("daily_limit", ts_ns, payload, [Notification(
+            "profit_target_hit" if hit == "profit_target" else "loss_limit_hit",
+            Severity.INFO if hit == "profit_target" else Severity.WARNING, title,
+            {"day": day, "pnl": fmt_cents(pnl), "limit": fmt_cents(limit), "flatten": self.ex.flatten_on_limit},
+            ts_ns)])
+        self._complete_flattens(ts_ns)
+
+    @property
+    def _limit_day(self) -> str | None:
+        return self.ledger.limit_day
+
+    def _complete_flattens(self, ts_ns: int) -> None:
+        """Carry out flattens a journaled decision ordered (limit, auto-flatten, exit signal), crash or not."""
+        for sid, reason in list(self.ledger.to_flatten.items()):
+            b = self.ledger.brackets.get(sid)
+            if b is not None:
+                self._flatten_bracket(b, reason, ts_ns)
+        self.pump()
+
+    def _flatten_bracket(self, b: Bracket, reason: str, ts_ns: int) -> int:
+        if b.state in TERMINAL_BRACKET:
+            return 0
+        legs = self.ledger.legs_of(b)
+        if any(leg.role == LegRole.EXIT and leg.state not in TERMINAL_LEG for leg in legs):
+            return 0  # already closing
+        cancel_ids = tuple(leg.client_order_id for leg in legs
+                           if leg.role != LegRole.EXIT and leg.state not in TERMINAL_LEG)
+        qty = max(b.position, 0)
+        if qty == 0 and not cancel_ids:
+            return 0
+        exit_id = client_order_id(b.signal_id, LegRole.EXIT, b.exits + 1)
+        side = Side.SELL if b.side == Side.BUY else Side.BUY
+        self._record("flatten_request", ts_ns, {"signal_id": b.signal_id, "symbol": b.symbol, "exit_id": exit_id,
+                                                "side": int(side), "quantity": qty, "cancel_ids": list(cancel_ids),
+                                                "reason": reason})
+        self.broker.flatten(FlattenRequest(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason, ts_ns))
+        return 1
+
+    def _ask_status(self, coid: str, now_ns: int) -> None:
+        self._status_asked[coid] = now_ns
+        self._record("status_request", now_ns, {"client_order_id": coid})
+        self.broker.request_status(coid)
+
+    def _enforce(self, b: Bracket, ts_ns: int) -> None:
+        """Invariants of an open bracket: a flat bracket has no working entry; an open one is protected."""
+        if b.state in TERMINAL_BRACKET:
+            return
+        entry = self.ledger.legs.get(b.entry_id)
+        if b.entry_filled > 0 and b.position == 0 and entry is not None and entry.state not in TERMINAL_LEG:
+            self._record("cancel_request", ts_ns, {"client_order_id": b.entry_id, "reason": "flat"})
+            self.broker.cancel(b.entry_id)
+            return
+        if b.position > 0 and not self.ledger.protected(b):
+            self.stats["unprotected"] += 1
+            self._flatten_bracket(b, "unprotected", ts_ns)
+
+    def _act(self, effects: list[Effect], ts_ns: int) -> None:
+        for e in effects:
+            b = self.ledger.brackets.get(e.signal_id)
+            if e.kind == "closed":
+                self._evaluate_tier(ts_ns)
+            elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected"):
+                self.stats[e.kind] += 1
+                self._set_state(TradingState.HALTED, HaltKind.ERROR, f"{e.kind}: {e.detail}", ts_ns)
+                if b is not None:
+                    self._enforce(b, ts_ns)
+            elif e.kind in ("protect_rejected", "unprotected", "exit_cancelled", "late_fill", "flat_entry_working"):
+                self.stats[e.kind] += 1
+                if b is not None:
+                    self._enforce(b, ts_ns)
+            elif e.kind == "unknown" and b is not None:
+                self._ask_status(b.entry_id, ts_ns)
+            elif e.kind == "illegal":
+                self.stats["illegal_transition"] += 1
+
+    def _record_event(self, kind: str, ts_ns: int, payload: dict[str, Any]) -> None:
+        effects = self._record(kind, ts_ns, payload)
+        self._act(effects, ts_ns)
+
+    def _record(self, kind: str, ts_ns: int, payload: dict[str, Any],
+                notes: Sequence[Notification] = ()) -> list[Effect]:
+        """Commit one journal record with its projection rows and notifications, then apply nothing else."""
+        with self.store.transaction() as tx:
+            rec = tx.journal(kind, ts_ns, payload)
+            effects = self.ledger.apply(rec)
+            tx.upsert(self.ledger.take_dirty())
+            all_notes = list(notes) + self._notes_for(effects, ts_ns)
+            for n in all_notes:
+                tx.outbox(n.ts_ns or ts_ns, n.kind, n.severity.value, n.payload(), rec.seq)
+        if self.on_notification is not None:
+            for n in all_notes:
+                try:
+                    self.on_notification(n)
+                except Exception as exc:  # a notifier bug must never stop trading
+                    log.error("notification callback failed", kind=n.kind, error=str(exc))
+        return effects
+
+    def _notes_for(self, effects: list[Effect], ts_ns: int) -> list[Notification]:
+        out: list[Notification] = []
+        for e in effects:
+            b = self.ledger.brackets.get(e.signal_id)
+            if e.kind == "opened" and b is not None:
+                out.append(Notification("trade_opened", Severity.INFO, f"Trade opened: {b.symbol} {_dir(b)}", {
+                    "symbol": b.symbol, "side": _dir(b), "quantity": b.entry_filled,
+                    "entry": _px(b.symbol, b.entry_value, b.entry_filled), "stop": _px(b.symbol, b.stop_price, 1),
+                    "target": _px(b.symbol, b.target_price, 1), "signal_id": b.signal_id, "pattern": b.pattern},
+                    ts_ns))
+            elif e.kind == "closed" and b is not None:
+                out.append(Notification("trade_closed", Severity.INFO,
+                                        f"Trade closed: {b.symbol} {fmt_cents(b.net_cents)} ({b.exit_reason})", {
+                    "symbol": b.symbol, "side": _dir(b), "quantity": b.entry_filled,
+                    "entry": _px(b.symbol, b.entry_value, b.entry_filled),
+                    "exit": _px(b.symbol, b.exit_value, b.exit_filled), "pnl": fmt_cents(b.net_cents),
+                    "commission": fmt_cents(b.book.commission_cents), "reason": b.exit_reason,
+                    "signal_id": b.signal_id}, ts_ns))
+            elif e.kind == "rejected":
+                out.append(Notification("order_rejected", Severity.WARNING, "Order rejected",
+                                        {"signal_id": e.signal_id, "reason": e.detail}, ts_ns))
+            elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected", "protect_rejected",
+                            "unprotected", "exit_cancelled"):
+                out.append(Notification("execution_anomaly", Severity.CRITICAL, f"Execution problem: {e.kind}",
+                                        {"signal_id": e.signal_id, "detail": e.detail}, ts_ns))
+            elif e.kind in ("illegal", "late_fill"):
+                out.append(Notification("execution_anomaly", Severity.WARNING, f"Broker event out of order: {e.kind}",
+                                        {"signal_id": e.signal_id, "detail": e.detail}, ts_ns))
+        return out
+
+
+def _state(state: TradingState, kind: HaltKind, reason: str) -> dict[str, str]:
+    """A trading-state change carried inside the decision record that causes it (one atomic record)."""
+    return {"state": state.value, "kind": kind.value, "reason": reason}
+
+
+def _dir(b: Bracket) -> str:
+    return "long" if b.side == Side.BUY else "short"
+
+
+def _px(symbol: str, value: int, qty: int) -> str:
+    """A price for humans: the average ``value / qty`` ticks in the contract's decimals."""
+    if qty <= 0:
+        return ""
+    spec = spec_for(symbol)
+    if value % qty == 0:
+        return spec.fmt(value // qty)
+    return f"{(value * spec.tick_size / qty):.{len(str(spec.tick_size)) + 1}f}"
+
+
+def _tick_value(symbol: str) -> int:
+    try:
+        return spec_for(symbol).tick_value_cents
+    except UnknownContractError:
+        return 0
+
+
+def _intent_problem(intent: OrderIntent) -> str:
+    if intent.quantity <= 0:
+        return "quantity must be positive"
+    try:
+        spec_for(intent.symbol)
+    except UnknownContractError:
+        return f"unknown contract {intent.symbol}"
+    if intent.side not in (Side.BUY, Side.SELL):
+        return "side must be BUY or SELL"
+    long = intent.side == Side.BUY
+    if (intent.stop_price >= intent.target_price) if long else (intent.stop_price <= intent.target_price):
+        return "stop must be on the losing side of the target"
+    if intent.entry_type != EntryType.MARKET:
+        e = intent.entry_price
+        if e is None:
+            return f"{intent.entry_type.value} entry needs a price"
+        lo, hi = (intent.stop_price, intent.target_price) if long else (intent.target_price, intent.stop_price)
+        inside = lo < e < hi
+        if not inside:
+            return "entry must lie between stop and target"
+    return ""

@@ -1,0 +1,420 @@
+"""Paper broker: fills simulated from the market event stream the engine sees, tick by tick.
+
+Fill rules (the README's "Paper fill assumptions" section says the same in prose):
+
+- Orders are evaluated only on market events with a timestamp strictly after the time they were placed
+  (their decision time); children of a bracket are armed at the entry fill's time. A reaction to a print never
+  trades in that print or in the rest of its same-nanosecond sweep, and one print never both opens and closes
+  a trade. Because the rule uses journaled times, a restored broker behaves exactly like the original.
+- Market orders fill on the next event for the symbol: a trade at its price, a book update at the best ask
+  (buy) / bid (sell), plus ``market_slippage_ticks`` against us. The whole quantity fills.
+- Limit orders fill at the limit price, never better. Rule ``through``: a trade strictly beyond the limit
+  fills the whole remainder. Rule ``queue``: a trade beyond fills everything too; prints *at* the limit first
+  consume ``queue_ahead_contracts`` (the orders ahead of ours), then fill ours, possibly partially.
+- Stop orders elect on a trade at or beyond the stop and fill at the stop, or at the trade price if it gapped
+  past, plus ``stop_slippage_ticks`` against us.
+- Stop and target are one-cancels-other: a fill of one shrinks the other to the open position, and a flat
+  position cancels the rest.
+- Bars only (``on_bar``): a market order fills at the open; a limit needs the bar to trade through it; a stop
+  elects when the range reaches it (at the open if the bar opened beyond). A bar touching both stop and
+  target is a stop (pessimistic), and on the bar that fills the entry only the stop is checked.
+- Commission plus exchange fees per contract per side, integer cents, on every fill.
+- Fill ids are ``<client order id>.<n>`` (n-th fill of that order): deterministic, so a replay after a crash
+  regenerates the same id and the manager's de-duplication drops what it already has.
+- State is restored from the journal (:meth:`PaperBroker.restore`); queue progress of resting limits is not
+  journaled, so a restored limit starts again behind ``queue_ahead_contracts``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from tradebot.core.config import Settings
+from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
+from tradebot.execution.model import (
+    TERMINAL_LEG,
+    Ack,
+    BracketRequest,
+    BrokerEvent,
+    Cancelled,
+    Fill,
+    FlattenRequest,
+    LegRole,
+    LegState,
+    Modified,
+    OrderType,
+    OrderView,
+    Reject,
+    StatusReport,
+    client_order_id,
+)
+from tradebot.execution.risk import MICRO_OF, MINI_OF, fee_table
+from tradebot.state.store import JournalRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PaperConfig:
+    stop_slippage_ticks: int = 1
+    market_slippage_ticks: int = 0
+    limit_fill_rule: str = "through"
+    queue_ahead_contracts: int = 0
+    fees_cents: dict[str, int] = field(default_factory=dict)
+    """Commission + fees per contract per side, by root."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PaperConfig:
+        ex = settings.execution
+        return cls(ex.stop_slippage_ticks, ex.market_slippage_ticks, ex.limit_fill_rule, ex.queue_ahead_contracts,
+                   fee_table(settings))
+
+
+@dataclass(slots=True)
+class _Order:
+    coid: str
+    signal_id: str
+    role: LegRole
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: int
+    price: int | None
+    state: LegState
+    updated_ns: int
+    filled: int = 0
+    fills: int = 0
+    queue_left: int = 0
+    reason: str = ""
+    armed_ns: int = 0
+    """Event time at activation: the order is evaluated only on events strictly later (a reaction to a print
+    cannot trade in that print, nor in the rest of its same-timestamp sweep)."""
+
+    def view(self) -> OrderView:
+        return OrderView(self.coid, self.symbol, self.side, self.order_type, self.quantity, self.filled,
+                         self.price, self.state, self.updated_ns, self.reason)
+
+
+@dataclass(slots=True)
+class _Bracket:
+    signal_id: str
+    entry: _Order
+    stop: _Order
+    target: _Order
+    exit_filled: int = 0
+    exits: list[_Order] = field(default_factory=list)
+
+    @property
+    def position(self) -> int:
+        return self.entry.filled - self.exit_filled
+
+
+_ROLE_ORDER = {LegRole.ENTRY: 0, LegRole.EXIT: 1, LegRole.STOP: 2, LegRole.TARGET: 3}
+
+
+class PaperBroker:
+    """Implements :class:`~tradebot.execution.broker.Broker` (and ``restore``) with simulated fills."""
+
+    name = "paper"
+
+    def __init__(self, config: PaperConfig | None = None, data_symbols: Collection[str] | None = None) -> None:
+        self.config = config or PaperConfig()
+        self.data_symbols = set(data_symbols) if data_symbols is not None else None
+        self._orders: dict[str, _Order] = {}
+        self._brackets: dict[str, _Bracket] = {}
+        self._working: dict[str, list[_Order]] = {}
+        self._positions: dict[str, int] = {}
+        self._events: deque[BrokerEvent] = deque()
+        self._restoring = False
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def submit_bracket(self, req: BracketRequest) -> None:
+        if req.entry_id in self._orders:
+            self._status(req.entry_id, req.ts_ns)  # a re-sent request is answered, never executed twice
+            return
+        problem = _check_bracket(req)
+        exit_side = Side.SELL if req.side == Side.BUY else Side.BUY
+        entry = _Order(req.entry_id, req.signal_id, LegRole.ENTRY, req.symbol, req.side, req.entry_type,
+                       req.quantity, req.entry_price, LegState.WORKING, req.ts_ns,
+                       queue_left=self.config.queue_ahead_contracts)
+        stop = _Order(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, exit_side, OrderType.STOP, 0,
+                      req.stop_price, LegState.HELD, req.ts_ns)
+        target = _Order(req.target_id, req.signal_id, LegRole.TARGET, req.symbol, exit_side, OrderType.LIMIT, 0,
+                        req.target_price, LegState.HELD, req.ts_ns, queue_left=self.config.queue_ahead_contracts)
+        for o in (entry, stop, target):
+            self._orders[o.coid] = o
+        self._brackets[req.signal_id] = _Bracket(req.signal_id, entry, stop, target)
+        if problem:
+            for o in (entry, stop, target):
+                o.state, o.reason = LegState.REJECTED, problem
+            self._emit(Reject(req.entry_id, req.ts_ns, problem))
+            return
+        self._activate(entry, req.ts_ns)
+        self._emit(Ack(req.entry_id, req.ts_ns))
+
+    def cancel(self, client_order_id: str, ts_ns: int | None = None, reason: str = "requested") -> None:
+        o = self._orders.get(client_order_id)
+        if o is None or o.state in TERMINAL_LEG:
+            return  # unknown or already done: nothing to cancel (the fill or cancel event already went out)
+        ts = o.updated_ns if ts_ns is None else ts_ns
+        self._terminate(o, LegState.CANCELLED, ts, reason)
+        self._emit(Cancelled(o.coid, ts, reason))
+        b = self._brackets.get(o.signal_id)
+        if b is not None and o.role == LegRole.ENTRY and b.position == 0:
+            self._close_children(b, ts, "entry cancelled, flat" if o.filled else "")
+
+    def modify_stop(self, client_order_id: str, stop_price: int, ts_ns: int | None = None) -> None:
+        o = self._orders.get(client_order_id)
+        if o is None or o.state in TERMINAL_LEG or o.role != LegRole.STOP:
+            return
+        o.price = stop_price
+        ts = o.updated_ns if ts_ns is None else ts_ns
+        o.updated_ns = ts
+        self._emit(Modified(o.coid, ts, stop_price))
+
+    def flatten(self, req: FlattenRequest) -> None:
+        for coid in req.cancel_ids:
+            self.cancel(coid, req.ts_ns, req.reason)
+        if req.quantity <= 0 or req.exit_id in self._orders:
+            return
+        b = self._brackets.get(req.signal_id)
+        o = _Order(req.exit_id, req.signal_id, LegRole.EXIT, req.symbol, req.side, OrderType.MARKET, req.quantity,
+                   None, LegState.WORKING, req.ts_ns)
+        self._orders[o.coid] = o
+        if b is not None:
+            b.exits.append(o)
+        self._activate(o, req.ts_ns)
+        self._emit(Ack(o.coid, req.ts_ns))
+
+    def request_status(self, client_order_id: str) -> None:
+        o = self._orders.get(client_order_id)
+        self._status(client_order_id, o.updated_ns if o else 0)
+
+    def query_orders(self) -> list[OrderView]:
+        return [o.view() for o in self._orders.values()]
+
+    def query_positions(self) -> dict[str, int]:
+        return {s: q for s, q in self._positions.items() if q}
+
+    def poll_events(self) -> list[BrokerEvent]:
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # -- market data --------------------------------------------------------------------------------
+
+    def on_market_event(self, ev: MarketEvent) -> None:
+        orders = self._working.get(ev.symbol)
+        if not orders:
+            return
+        ts = ev.ts_event
+        if isinstance(ev, Trade):
+            for o in sorted(orders, key=_priority):
+                if o.armed_ns < ts and o.state not in TERMINAL_LEG:
+                    self._on_trade(o, ev.price, ev.size, ev.ts_event)
+        elif isinstance(ev, BookUpdate):
+            slip = self.config.market_slippage_ticks
+            for o in sorted(orders, key=_priority):
+                if o.order_type != OrderType.MARKET or o.armed_ns >= ts or o.state in TERMINAL_LEG:
+                    continue
+                if o.side == Side.BUY and ev.ask_px:
+                    self._fill(o, o.quantity - o.filled, ev.ask_px[0] + slip, ev.ts_event)
+                elif o.side == Side.SELL and ev.bid_px:
+                    self._fill(o, o.quantity - o.filled, ev.bid_px[0] - slip, ev.ts_event)
+
+    def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
+        """Bars only: see the module docstring for the (pessimistic) rules."""
+        if not self._working.get(symbol):
+            return
+        for roles in ((LegRole.ENTRY, LegRole.EXIT), (LegRole.STOP,), (LegRole.TARGET,)):
+            # Re-read the working list per role group: a stop armed by an entry filled on this bar is checked
+            # on this bar too (pessimistic: the range may have reached it after the entry).
+            for o in [o for o in self._working.get(symbol, ()) if o.role in roles]:
+                if o.state not in TERMINAL_LEG:
+                    self._bar_order(o, ts_ns, open_, high, low)
+
+    def _bar_order(self, o: _Order, ts_ns: int, open_: int, high: int, low: int) -> None:
+        if o.armed_ns > ts_ns:
+            return
+        fresh_child = o.armed_ns == ts_ns
+        if fresh_child and o.role != LegRole.STOP:
+            return  # armed on this bar: only the stop may be hit on the entry's bar
+        remaining = o.quantity - o.filled
+        if remaining <= 0:
+            return
+        if o.order_type == OrderType.MARKET:
+            slip = self.config.market_slippage_ticks
+            self._fill(o, remaining, open_ + slip if o.side == Side.BUY else open_ - slip, ts_ns)
+        elif o.order_type == OrderType.LIMIT and o.price is not None:
+            if (o.side == Side.BUY and low < o.price) or (o.side == Side.SELL and high > o.price):
+                self._fill(o, remaining, o.price, ts_ns)
+        elif o.order_type == OrderType.STOP and o.price is not None:
+            slip = self.config.stop_slippage_ticks
+            base = o.price if fresh_child else open_
+            if o.side == Side.BUY and high >= o.price:
+                self._fill(o, remaining, max(o.price, base) + slip, ts_ns)
+            elif o.side == Side.SELL and low <= o.price:
+                self._fill(o, remaining, min(o.price, base) - slip, ts_ns)
+
+    # -- restore ------------------------------------------------------------------------------------
+
+    def restore(self, records: list[JournalRecord]) -> None:
+        """Rebuild orders and positions from the journal (our only record of a simulated broker)."""
+        self._restoring = True
+        try:
+            for rec in records:
+                self._restore_one(rec)
+        finally:
+            self._restoring = False
+            self._events.clear()
+        for o in self._orders.values():
+            o.queue_left = self.config.queue_ahead_contracts
+
+    def _restore_one(self, rec: JournalRecord) -> None:
+        p = rec.payload
+        if rec.kind == "signal" and p.get("verdict") == "taken":
+            self.submit_bracket(BracketRequest(
+                str(p["signal_id"]), str(p["traded_symbol"]), Side(int(p["side"])), int(p["traded_qty"]),
+                OrderType(str(p["entry_type"])), p.get("entry_price"), int(p["stop_price"]),
+                int(p["target_price"]), rec.ts_ns))
+        elif rec.kind == "cancel_request":
+            self.cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")))
+        elif rec.kind == "modify_request":
+            self.modify_stop(str(p["client_order_id"]), int(p["stop_price"]), rec.ts_ns)
+        elif rec.kind == "flatten_request":
+            self.flatten(FlattenRequest(str(p["signal_id"]), str(p["symbol"]), str(p["exit_id"]),
+                                        Side(int(p["side"])), int(p["quantity"]), tuple(p.get("cancel_ids", [])),
+                                        str(p.get("reason", "")), rec.ts_ns))
+        elif rec.kind == "broker_fill":
+            o = self._orders.get(str(p["client_order_id"]))
+            if o is not None:
+                self._fill(o, int(p["quantity"]), int(p["price"]), int(p["ts_ns"]), int(p["commission_cents"]))
+        elif rec.kind == "broker_cancelled":
+            self.cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")))
+        elif rec.kind == "broker_reject":
+            o = self._orders.get(str(p["client_order_id"]))
+            if o is not None and o.state not in TERMINAL_LEG:
+                self._terminate(o, LegState.REJECTED, rec.ts_ns, str(p.get("reason", "")))
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _driver(self, symbol: str) -> str:
+        """The market data symbol that drives fills of ``symbol`` (an MES order on an ES-only feed: ES)."""
+        if self.data_symbols is None or symbol in self.data_symbols:
+            return symbol
+        for other in (MINI_OF.get(symbol), MICRO_OF.get(symbol)):
+            if other is not None and other in self.data_symbols:
+                return other
+        return symbol
+
+    def _activate(self, o: _Order, ts_ns: int) -> None:
+        o.armed_ns = ts_ns
+        self._working.setdefault(self._driver(o.symbol), []).append(o)
+
+    def _terminate(self, o: _Order, state: LegState, ts_ns: int, reason: str = "") -> None:
+        was_working = o.state in (LegState.WORKING, LegState.PARTIALLY_FILLED)
+        o.state = state
+        o.updated_ns = ts_ns
+        o.reason = reason or o.reason
+        if was_working:
+            lst = self._working.get(self._driver(o.symbol))
+            if lst is not None and o in lst:
+                lst.remove(o)
+
+    def _close_children(self, b: _Bracket, ts_ns: int, reason: str) -> None:
+        for child in (b.stop, b.target):
+            if child.state not in TERMINAL_LEG:
+                announce = child.state != LegState.HELD or child.filled > 0
+                self._terminate(child, LegState.CANCELLED, ts_ns, reason)
+                if announce:
+                    self._emit(Cancelled(child.coid, ts_ns, reason))
+
+    def _on_trade(self, o: _Order, price: int, size: int, ts_ns: int) -> None:
+        remaining = o.quantity - o.filled
+        if remaining <= 0:
+            return
+        if o.order_type == OrderType.MARKET:
+            slip = self.config.market_slippage_ticks
+            self._fill(o, remaining, price + slip if o.side == Side.BUY else price - slip, ts_ns)
+        elif o.order_type == OrderType.LIMIT and o.price is not None:
+            through = price < o.price if o.side == Side.BUY else price > o.price
+            if through:
+                self._fill(o, remaining, o.price, ts_ns)
+            elif price == o.price and self.config.limit_fill_rule == "queue":
+                if o.queue_left >= size:
+                    o.queue_left -= size
+                    return
+                available = size - o.queue_left
+                o.queue_left = 0
+                self._fill(o, min(remaining, available), o.price, ts_ns)
+        elif o.order_type == OrderType.STOP and o.price is not None:
+            slip = self.config.stop_slippage_ticks
+            if o.side == Side.BUY and price >= o.price:
+                self._fill(o, remaining, max(o.price, price) + slip, ts_ns)
+            elif o.side == Side.SELL and price <= o.price:
+                self._fill(o, remaining, min(o.price, price) - slip, ts_ns)
+
+    def _fill(self, o: _Order, qty: int, price: int, ts_ns: int, commission: int | None = None) -> None:
+        if qty <= 0:
+            return
+        o.filled += qty
+        o.fills += 1
+        o.updated_ns = ts_ns
+        if o.filled >= o.quantity:
+            self._terminate(o, LegState.FILLED, ts_ns)
+        else:
+            o.state = LegState.PARTIALLY_FILLED
+        signed = qty if o.side == Side.BUY else -qty
+        self._positions[o.symbol] = self._positions.get(o.symbol, 0) + signed
+        fee = self.config.fees_cents.get(o.symbol, 0) * qty if commission is None else commission
+        self._emit(Fill(f"{o.coid}.{o.fills}", o.coid, o.symbol, o.side, qty, price, ts_ns, fee))
+        b = self._brackets.get(o.signal_id)
+        if b is None:
+            return
+        if o.role == LegRole.ENTRY:
+            for child in (b.stop, b.target):
+                if child.state in TERMINAL_LEG:
+                    continue
+                child.quantity = child.filled + b.position
+                if child.state == LegState.HELD:
+                    child.state = LegState.WORKING
+                    child.updated_ns = ts_ns
+                    self._activate(child, ts_ns)
+            return
+        b.exit_filled += qty
+        for child in (b.stop, b.target):
+            if child is not o and child.state not in TERMINAL_LEG:
+                child.quantity = child.filled + max(b.position, 0)
+        if b.position <= 0 and b.entry.state in TERMINAL_LEG:
+            self._close_children(b, ts_ns, "oco")
+
+    def _status(self, coid: str, ts_ns: int) -> None:
+        o = self._orders.get(coid)
+        self._emit(StatusReport(coid, ts_ns, o.state if o else None, o.filled if o else 0))
+
+    def _emit(self, ev: BrokerEvent) -> None:
+        if not self._restoring:
+            self._events.append(ev)
+
+
+def _priority(o: _Order) -> int:
+    return _ROLE_ORDER[o.role]
+
+
+def _check_bracket(req: BracketRequest) -> str:
+    if req.quantity <= 0:
+        return "quantity must be positive"
+    long = req.side == Side.BUY
+    if (req.stop_price >= req.target_price) if long else (req.stop_price <= req.target_price):
+        return "stop must be on the losing side of the target"
+    if req.entry_price is not None and req.entry_type != OrderType.MARKET:
+        e = req.entry_price
+        if not ((req.stop_price < e < req.target_price) if long else (req.target_price < e < req.stop_price)):
+            return "entry must lie between stop and target"
+    elif req.entry_type != OrderType.MARKET:
+        return f"{req.entry_type.value} entry needs a price"
+    return ""
+
+
+__all__ = ["PaperBroker", "PaperConfig", "client_order_id"]

@@ -1,0 +1,79 @@
+"""Positions and P&L in exact integers.
+
+A position is a FIFO list of lots, each carrying the tick value of its contract *at entry* (audit C4: a tier
+change from MES to ES mid-trade must not re-price an open MES lot at ES's tick value). Realized P&L is
+``(exit - entry) * qty * tick_value * direction`` per matched lot, so everything is integer ticks times
+integer cents and never needs rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+
+@dataclass(slots=True)
+class Lot:
+    qty: int
+    """Signed: positive long, negative short."""
+    price: int
+    tick_value_cents: int
+
+
+@dataclass(slots=True)
+class PositionBook:
+    """One symbol's (or one bracket's) position, FIFO-matched."""
+
+    lots: list[Lot] = field(default_factory=list)
+    realized_cents: int = 0
+    """Gross realized P&L (before commissions)."""
+    commission_cents: int = 0
+
+    @property
+    def qty(self) -> int:
+        return sum(lot.qty for lot in self.lots)
+
+    @property
+    def net_realized_cents(self) -> int:
+        return self.realized_cents - self.commission_cents
+
+    def apply(self, signed_qty: int, price: int, tick_value_cents: int, commission_cents: int = 0) -> int:
+        """Apply a fill (``signed_qty`` > 0 bought, < 0 sold); returns the gross P&L it realized."""
+        if signed_qty == 0:
+            raise ValueError("fill quantity must not be zero")
+        self.commission_cents += commission_cents
+        realized = 0
+        remaining = signed_qty
+        while remaining and self.lots and (self.lots[0].qty > 0) != (remaining > 0):
+            lot = self.lots[0]
+            matched = min(abs(remaining), abs(lot.qty))
+            direction = 1 if lot.qty > 0 else -1
+            realized += (price - lot.price) * matched * lot.tick_value_cents * direction
+            lot.qty -= matched * direction
+            remaining += matched * direction
+            if lot.qty == 0:
+                self.lots.pop(0)
+        if remaining:
+            self.lots.append(Lot(remaining, price, tick_value_cents))
+        self.realized_cents += realized
+        return realized
+
+    def unrealized_cents(self, mark: int | None) -> int:
+        if mark is None:
+            return 0
+        return sum((mark - lot.price) * lot.qty * lot.tick_value_cents for lot in self.lots)
+
+    def avg_entry_ticks(self) -> Fraction | None:
+        """Average entry of the open lots in ticks, exact (display only, never used for money)."""
+        q = self.qty
+        if q == 0:
+            return None
+        return Fraction(sum(lot.price * lot.qty for lot in self.lots), q)
+
+    def to_json(self) -> list[list[int]]:
+        return [[lot.qty, lot.price, lot.tick_value_cents] for lot in self.lots]
+
+    @classmethod
+    def from_json(cls, lots: Any, realized_cents: int = 0, commission_cents: int = 0) -> PositionBook:
+        return cls([Lot(int(q), int(p), int(tv)) for q, p, tv in lots], realized_cents, commission_cents)
