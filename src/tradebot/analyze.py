@@ -24,17 +24,22 @@ from tradebot.feeds.validation import Validator
 from tradebot.orderflow.engine import BarClose, OrderFlowEngine
 from tradebot.orderflow.events import Pattern
 from tradebot.orderflow.microstructure import MicrostructureSnapshot
-
-BarHook = Callable[[str, OrderFlowEngine, BarClose], None]
+from tradebot.regime.decisions import Decision, decision_to_dict, format_decision
+from tradebot.regime.pipeline import StrategyStep, SymbolStrategy
 
 
 @dataclass
 class ContractRun:
     raw_symbol: str
-    engine: OrderFlowEngine
+    strategy: SymbolStrategy
     bars: list[BarClose] = field(default_factory=list)
     micro_at_close: list[MicrostructureSnapshot] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     volume: int = 0
+
+    @property
+    def engine(self) -> OrderFlowEngine:
+        return self.strategy.engine
 
 
 @dataclass
@@ -45,7 +50,7 @@ class AnalyzeResult:
 
 
 async def run_file(paths: list[Path], settings: Settings, symbol: str | None = None,
-                   contract: str | None = None, on_bar: BarHook | None = None) -> AnalyzeResult:
+                   contract: str | None = None) -> AnalyzeResult:
     feed = open_file_feed(paths, speed=0.0, symbol=symbol)
     validator = Validator(settings.validation, [symbol] if symbol else [])
     runs: dict[str, ContractRun] = {}
@@ -53,16 +58,15 @@ async def run_file(paths: list[Path], settings: Settings, symbol: str | None = N
     def run_for(raw: str, root: str) -> ContractRun:
         r = runs.get(raw)
         if r is None:
-            r = runs[raw] = ContractRun(raw, OrderFlowEngine(spec_for(root), settings))
+            r = runs[raw] = ContractRun(raw, SymbolStrategy(spec_for(root), settings))
         return r
 
-    def closed(r: ContractRun, bc: BarClose | None) -> None:
-        if bc is None:
+    def closed(r: ContractRun, step: StrategyStep) -> None:
+        r.decisions.extend(step.decisions)
+        if step.closed is None:
             return
-        r.bars.append(bc)
-        r.micro_at_close.append(r.engine.micro.snapshot(bc.bar.end_ns))
-        if on_bar is not None:
-            on_bar(r.raw_symbol, r.engine, bc)
+        r.bars.append(step.closed)
+        r.micro_at_close.append(r.engine.micro.snapshot(step.closed.bar.end_ns))
 
     try:
         async for ev in feed:
@@ -73,16 +77,21 @@ async def run_file(paths: list[Path], settings: Settings, symbol: str | None = N
             if not isinstance(ev, RawTrade | RawBook | RawStatus):
                 continue
             out = validator.validate(ev)
-            if out is None or isinstance(out, StatusEvent):
+            if out is None:
+                continue
+            if isinstance(out, StatusEvent):
+                for r in runs.values():
+                    if r.strategy.symbol == out.symbol:
+                        r.strategy.on_event(out)
                 continue
             r = run_for(out.raw_symbol or out.symbol, out.symbol)
             if isinstance(out, Trade):
                 r.volume += out.size
-            closed(r, r.engine.on_event(out).closed)
+            closed(r, r.strategy.on_event(out))
     finally:
         await feed.close()
     for r in runs.values():
-        closed(r, r.engine.flush())
+        closed(r, r.strategy.flush())
     chosen = runs.get(contract) if contract else max(runs.values(), key=lambda r: r.volume, default=None)
     return AnalyzeResult(runs, validator, chosen)
 
@@ -199,16 +208,8 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.bar_seconds:
         settings = settings.model_copy(update={"footprint": settings.footprint.model_copy(
             update={"bar_seconds": args.bar_seconds})})
-    decisions: list[Any] = []
-    hook = None
-    if getattr(args, "decisions", False):
-        from tradebot.regime.pipeline import DecisionRecorder
-
-        recorder = DecisionRecorder(settings)
-        hook = recorder.on_bar
-        decisions = recorder.decisions
     try:
-        res = asyncio.run(run_file(paths, settings, args.symbol, args.contract, hook))
+        res = asyncio.run(run_file(paths, settings, args.symbol, args.contract))
     except (ValueError, OSError) as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
@@ -218,20 +219,17 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
         from tradebot.orderflow.plot import plot_footprint
 
         plot_footprint(res.chosen.engine, res.chosen.bars, Path(args.plot), max_bars=args.plot_bars)
+    decisions = res.chosen.decisions if res.chosen is not None and args.decisions else []
     if args.json:
         doc = result_json(res)
-        if decisions:
-            from tradebot.regime.decisions import decision_to_dict
-
-            doc["decisions"] = [decision_to_dict(d) for d in decisions]
+        if args.decisions:
+            doc["decisions"] = [decision_to_dict(d, spec_for(d.symbol)) for d in decisions]
         json.dump(doc, sys.stdout, separators=(",", ":"))
         print()
     else:
         print_table(res)
-        if decisions:
-            from tradebot.regime.decisions import format_decision
-
-            print(f"decisions ({len(decisions)}):")
+        if args.decisions:
+            print(f"decisions ({len(decisions)}, {sum(d.taken for d in decisions)} taken):")
             for d in decisions:
                 print("  " + format_decision(d, spec_for(d.symbol)))
     return 0

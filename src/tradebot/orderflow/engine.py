@@ -10,6 +10,7 @@ snapshots (profile, microstructure) are taken per bar or on demand, never per tr
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,9 @@ class OrderFlowEngine:
         self.last_close: BarClose | None = None
         self.recent_alerts: list[Alert] = []
         self.stats: Counter[str] = Counter()
+        self.on_close: Callable[[BarClose], None] | None = None
+        """Called when a bar closes, *before* the event that closed it touches profile or microstructure, so
+        whatever runs on bar close sees exactly the state at the bar's end whichever event closed it."""
 
     # -- events ----------------------------------------------------------------------------------------
 
@@ -103,23 +107,25 @@ class OrderFlowEngine:
 
     def on_trade(self, t: Trade) -> EngineOutput:
         self.last_ts = t.ts_event
-        self.last_price = t.price
         bar = self.footprint.on_trade(t)
+        closed = self._closed(bar) if bar is not None else None
+        self.last_price = t.price
         self.profiles.on_trade(t)
         self.micro.on_trade(t)
         alerts = self.alerts.on_trade(t)
         if alerts:
             self._keep(alerts)
-        return EngineOutput(self._closed(bar) if bar is not None else None, alerts)
+        return EngineOutput(closed, alerts)
 
     def on_book(self, b: BookUpdate) -> EngineOutput:
         self.last_ts = b.ts_event
         bar = self.footprint.close_until(b.ts_event)
+        closed = self._closed(bar) if bar is not None else None
         self.micro.on_book(b)
         alerts = self.alerts.on_book(b)
         if alerts:
             self._keep(alerts)
-        return EngineOutput(self._closed(bar) if bar is not None else None, alerts)
+        return EngineOutput(closed, alerts)
 
     def on_time(self, now_ns: int) -> BarClose | None:
         """Close a due bar without waiting for an event (a quiet market); returns what closed."""
@@ -146,6 +152,8 @@ class OrderFlowEngine:
         self.last_close = BarClose(bar, patterns)
         self.stats["bars"] += 1
         self.stats["patterns"] += len(patterns)
+        if self.on_close is not None:
+            self.on_close(self.last_close)
         return self.last_close
 
     def _keep(self, alerts: tuple[Alert, ...]) -> None:

@@ -1,0 +1,94 @@
+"""The per-symbol decision chain: order-flow engine -> regime detector -> router.
+
+One class, used by ``tradebot analyze --decisions``, the daemon, replay and the event-driven backtest, so they
+cannot drift apart. Decisions are made on bar close, from the state at the bar's end (see
+:attr:`OrderFlowEngine.on_close`), at the bar's end time: the same bars give the same decisions whichever event
+happened to close them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tradebot.core.calendar import ExchangeCalendar, calendar_for
+from tradebot.core.config import Settings
+from tradebot.core.contracts import ContractSpec
+from tradebot.core.types import MarketEvent, StatusEvent
+from tradebot.orderflow.alerts import Alert
+from tradebot.orderflow.engine import BarClose, OrderFlowEngine
+from tradebot.regime.decisions import Decision
+from tradebot.regime.detector import RegimeDetector, RegimeState
+from tradebot.regime.router import Router, RouterContext
+
+HasPosition = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class StrategyStep:
+    """What one event produced."""
+
+    closed: BarClose | None
+    regime: RegimeState | None
+    decisions: tuple[Decision, ...]
+    alerts: tuple[Alert, ...]
+
+
+class SymbolStrategy:
+    def __init__(self, spec: ContractSpec, settings: Settings, calendar: ExchangeCalendar | None = None,
+                 has_position: HasPosition | None = None, logger: Any = None) -> None:
+        cal = calendar or calendar_for(spec.session)
+        self.spec = spec
+        self.symbol = spec.root
+        self.engine = OrderFlowEngine(spec, settings, cal, logger)
+        self.detector = RegimeDetector(spec, settings, cal, logger=logger)
+        self.router = Router(spec, settings, cal, logger=logger)
+        self.has_position: HasPosition = has_position or (lambda _symbol: False)
+        self.engine.on_close = self._on_close
+        self._regime: RegimeState | None = None
+        self._decisions: tuple[Decision, ...] = ()
+
+    def on_event(self, ev: MarketEvent) -> StrategyStep:
+        if isinstance(ev, StatusEvent):
+            self.router.on_status(ev)
+        out = self.engine.on_event(ev)
+        return self._step(out.closed, out.alerts)
+
+    def on_time(self, now_ns: int) -> StrategyStep:
+        return self._step(self.engine.on_time(now_ns), ())
+
+    def flush(self) -> StrategyStep:
+        return self._step(self.engine.flush(), ())
+
+    def _step(self, closed: BarClose | None, alerts: tuple[Alert, ...]) -> StrategyStep:
+        if closed is None:
+            return StrategyStep(None, None, (), alerts)
+        step = StrategyStep(closed, self._regime, self._decisions, alerts)
+        self._regime, self._decisions = None, ()
+        return step
+
+    def _on_close(self, bc: BarClose) -> None:
+        regime = self.detector.on_bar(bc.bar)
+        ctx = None
+        if bc.patterns:  # snapshots cost milliseconds: only when there is something to decide
+            e = self.engine
+            ctx = RouterContext(cum_delta=bc.bar.cum_delta, micro=e.micro.snapshot(bc.bar.end_ns),
+                                profile=e.profiles.snapshot(), last_price=bc.bar.close, last_trade_ns=bc.bar.last_ts)
+        self._regime = regime
+        self._decisions = tuple(self.router.on_bar(bc.bar, bc.patterns, regime, ctx, bc.bar.end_ns,
+                                                   self.has_position))
+
+
+class DecisionRecorder:
+    """Collects every decision of a file run (``tradebot analyze --decisions``): no execution, no positions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.decisions: list[Decision] = []
+        self.regimes: list[RegimeState] = []
+
+    def record(self, step: StrategyStep) -> None:
+        if step.regime is not None:
+            self.regimes.append(step.regime)
+        self.decisions.extend(step.decisions)
