@@ -1,0 +1,378 @@
+"""Operator commands over the state database: ``status``, ``trades``, ``signals``, ``stats``.
+
+They open the database read-only and never need the daemon (or pandas): over SSH on a stopped or halted
+box they still say what is open and why. ``status`` exits non-zero when something needs a human: no or a
+stale heartbeat, or trading halted by an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tradebot.core.calendar import ET, from_ns
+from tradebot.core.config import Settings
+from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.execution.risk import fmt_cents
+from tradebot.state.store import StateError, StateStore, default_db_path
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1
+EXIT_STATE_ERROR = 2
+OPEN_STATES = ("pending", "working", "partially_filled", "filled", "unknown")
+
+
+def add_state_commands(sub: Any) -> None:
+    """Register ``status``, ``trades``, ``signals`` and ``stats`` on the CLI's subparsers."""
+    p = sub.add_parser("status", help="mode, trading state, tier, open positions, today's P&L, heartbeat")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=status_command)
+    p = sub.add_parser("trades", help="closed trades with P&L and exit reason")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--today", action="store_true", help="only the current trading day")
+    g.add_argument("--days", type=int, default=0, help="the last N trading days")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=trades_command)
+    p = sub.add_parser("signals", help="recent signals and what became of them")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=signals_command)
+    p = sub.add_parser("stats", help="trading statistics over all recorded days")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=stats_command)
+
+
+def db_path(settings: Settings) -> Path:
+    return settings.execution.db_path or default_db_path(settings.data_dir, settings.trading_mode)
+
+
+def _open(settings: Settings) -> StateStore:
+    return StateStore.open(db_path(settings), mode=settings.trading_mode, readonly=True)
+
+
+def _when(ts_ns: Any) -> str:
+    if not ts_ns:
+        return ""
+    return from_ns(int(ts_ns), ET).strftime("%Y-%m-%d %H:%M:%S ET")
+
+
+def _px(symbol: str, ticks: int | None) -> str:
+    if ticks is None:
+        return ""
+    try:
+        return spec_for(symbol).fmt(int(ticks))
+    except UnknownContractError:
+        return str(ticks)
+
+
+def _avg_px(symbol: str, value: int, qty: int) -> str:
+    if qty <= 0:
+        return ""
+    try:
+        spec = spec_for(symbol)
+    except UnknownContractError:
+        return f"{value / qty:.2f}"
+    if value % qty == 0:
+        return spec.fmt(value // qty)
+    return str((value * spec.tick_size / qty).quantize(spec.tick_size / 100))
+
+
+def _flag(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    return getattr(args, name, default)
+
+
+# ---------------------------------------------------------------------------------------------------
+# status
+
+
+def read_heartbeat(path: Path, now_ns: int, stale_seconds: float) -> dict[str, Any]:
+    """Heartbeat health from ``heartbeat.json`` (``ts_ns``, ``feed_state``): absent or unreadable is unhealthy."""
+    if not path.exists():
+        return {"present": False, "healthy": False, "detail": "no heartbeat"}
+    try:
+        data = json.loads(path.read_text())
+        ts = int(data["ts_ns"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {"present": True, "healthy": False, "detail": f"heartbeat unreadable: {exc}"}
+    age = (now_ns - ts) / 1e9
+    healthy = age <= stale_seconds
+    return {"present": True, "healthy": healthy, "age_seconds": round(age, 1), "ts_ns": ts,
+            "feed_state": str(data.get("feed_state", "")) if isinstance(data, dict) else "",
+            "detail": "ok" if healthy else f"stale heartbeat ({age:.0f}s old)"}
+
+
+def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, Any]:
+    """Everything ``tradebot status`` shows, from the database and the heartbeat file only."""
+    now = time.time_ns() if now_ns is None else now_ns
+    hb = read_heartbeat(settings.data_dir / "heartbeat.json", now, settings.execution.heartbeat_stale_seconds)
+    out: dict[str, Any] = {"mode": settings.trading_mode, "database": str(db_path(settings)), "heartbeat": hb}
+    store = _open(settings)
+    try:
+        ts = store.query("SELECT * FROM trading_state WHERE id = 1")
+        t = ts[0] if ts else {"state": "active", "halt_kind": "", "reason": "", "since_ns": 0, "trading_day": None,
+                              "tier_name": None, "tier_symbol": None, "tier_max": None, "balance_cents": 0}
+        sess = store.query("SELECT * FROM sessions ORDER BY trading_day DESC LIMIT 1")
+        day = t.get("trading_day") or (sess[0]["trading_day"] if sess else None)
+        daily = store.query("SELECT * FROM daily_stats WHERE trading_day = ?", (day,)) if day else []
+        marks = {r["symbol"]: r for r in store.query("SELECT * FROM marks")}
+        brackets = store.query(
+            f"SELECT * FROM brackets WHERE state IN ({','.join('?' for _ in OPEN_STATES)}) ORDER BY submitted_ns",
+            OPEN_STATES)
+        last_journal = store.query("SELECT MAX(ts_ns) AS ts FROM journal")
+        books = store.query("SELECT symbol, lots FROM positions WHERE qty != 0")
+    finally:
+        store.close()
+    unrealized: dict[str, int] = {}
+    for row in books:
+        mark = marks.get(row["symbol"])
+        if mark is not None:
+            # Exact: every open lot carries its own entry price and tick value (FIFO, see positions.py).
+            unrealized[row["symbol"]] = sum((int(mark["price"]) - int(px)) * int(q) * int(tv)
+                                            for q, px, tv in json.loads(row["lots"]))
+    positions = []
+    for b in brackets:
+        pos = int(b["entry_filled"]) - int(b["exit_filled"])
+        mark = marks.get(b["symbol"])
+        positions.append({
+            "signal_id": b["signal_id"], "symbol": b["symbol"], "side": "long" if int(b["side"]) > 0 else "short",
+            "state": b["state"], "position": pos, "entry": _avg_px(b["symbol"], b["entry_value"], b["entry_filled"]),
+            "stop": _px(b["symbol"], b["stop_price"]), "target": _px(b["symbol"], b["target_price"]),
+            "mark": _px(b["symbol"], mark["price"]) if mark else "",
+            "unrealized_cents": unrealized.get(b["symbol"]) if pos else None,
+            "pattern": b["pattern"], "submitted": _when(b["submitted_ns"]),
+        })
+    unrealized_total = sum(unrealized.values())
+    d = daily[0] if daily else None
+    error_halt = t["state"] != "active" and t.get("halt_kind") == "error"
+    problems = []
+    if not hb["healthy"]:
+        problems.append(hb["detail"])
+    if error_halt:
+        problems.append(f"halted by error: {t['reason']}")
+    out.update({
+        "session": {"trading_day": day, "started": _when(sess[0]["started_ns"]) if sess else ""},
+        "trading": {"state": t["state"], "kind": t.get("halt_kind", ""), "reason": t.get("reason", ""),
+                    "since": _when(t.get("since_ns"))},
+        "tier": {"name": t.get("tier_name"), "contract": t.get("tier_symbol"), "max_contracts": t.get("tier_max"),
+                 "balance_cents": t.get("balance_cents")},
+        "positions": positions,
+        "today": {"trading_day": day, "net_cents": d["net_cents"] if d else 0,
+                  "realized_cents": d["realized_cents"] if d else 0,
+                  "commission_cents": d["commission_cents"] if d else 0, "trades": d["trades"] if d else 0,
+                  "wins": d["wins"] if d else 0, "losses": d["losses"] if d else 0,
+                  "unrealized_cents": unrealized_total},
+        "last_event": _when(last_journal[0]["ts"] if last_journal else None),
+        "healthy": not problems, "problems": problems,
+    })
+    return out
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        st = collect_status(settings)
+    except StateError as exc:
+        hb = read_heartbeat(settings.data_dir / "heartbeat.json", time.time_ns(),
+                            settings.execution.heartbeat_stale_seconds)
+        if _flag(args, "json", False):
+            print(json.dumps({"mode": settings.trading_mode, "error": str(exc), "heartbeat": hb, "healthy": False}))
+        else:
+            print(f"tradebot status ({settings.trading_mode}): {exc}")
+            print(f"heartbeat: {hb['detail']}")
+        return EXIT_STATE_ERROR
+    if _flag(args, "json", False):
+        print(json.dumps(st, indent=2, default=str))
+        return EXIT_OK if st["healthy"] else EXIT_UNHEALTHY
+    t, tier, today, hb = st["trading"], st["tier"], st["today"], st["heartbeat"]
+    lines = [
+        f"mode        {st['mode']}   ({st['database']})",
+        f"session     {st['session']['trading_day'] or '-'}   started {st['session']['started'] or '-'}",
+        f"trading     {t['state'].upper()}" + (f" ({t['kind']}): {t['reason']}" if t["state"] != "active" else ""),
+        "tier        " + (f"{tier['name']}   {tier['contract']} max {tier['max_contracts']}" if tier["name"]
+                              else "tiers off") + f"   balance {fmt_cents(int(tier['balance_cents'] or 0))}",
+        f"today       {fmt_cents(today['net_cents'])} net ({today['trades']} trades, {today['wins']}W/"
+        f"{today['losses']}L, commissions {fmt_cents(today['commission_cents'])}), open "
+        f"{fmt_cents(today['unrealized_cents'])}",
+        "heartbeat   " + (f"{hb['age_seconds']}s ago, feed {hb.get('feed_state') or '?'}" if hb.get("ts_ns")
+                          else hb["detail"]),
+        f"last event  {st['last_event'] or '-'}",
+    ]
+    if st["positions"]:
+        lines.append("open:")
+        for p in st["positions"]:
+            un = "" if p["unrealized_cents"] is None else f"  open P&L {fmt_cents(p['unrealized_cents'])}"
+            lines.append(f"  {p['symbol']:<4} {p['side']:<5} {p['position']} @ {p['entry'] or '-'}  stop {p['stop']}"
+                         f"  target {p['target']}  [{p['state']}]{un}")
+    else:
+        lines.append("open:       none")
+    lines.append("health      " + ("OK" if st["healthy"] else "UNHEALTHY: " + "; ".join(st["problems"])))
+    print("\n".join(lines))
+    return EXIT_OK if st["healthy"] else EXIT_UNHEALTHY
+
+
+# ---------------------------------------------------------------------------------------------------
+# trades / signals / stats
+
+
+def load_trades(store: StateStore, today: bool = False, days: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    closed = "state = 'closed'"
+    if today or days:
+        rows = store.query("SELECT DISTINCT trading_day FROM daily_stats ORDER BY trading_day DESC LIMIT ?",
+                           (1 if today else days,))
+        if today:
+            ts = store.query("SELECT trading_day FROM trading_state WHERE id = 1")
+            wanted = [ts[0]["trading_day"]] if ts and ts[0]["trading_day"] else [r["trading_day"] for r in rows]
+        else:
+            wanted = [r["trading_day"] for r in rows]
+        if not wanted:
+            return []
+        sql = (f"SELECT * FROM brackets WHERE {closed} AND trading_day IN ({','.join('?' for _ in wanted)}) "
+               "ORDER BY closed_ns DESC LIMIT ?")
+        raw = store.query(sql, [*wanted, limit])
+    else:
+        raw = store.query(f"SELECT * FROM brackets WHERE {closed} ORDER BY closed_ns DESC LIMIT ?", (limit,))
+    out = []
+    for b in raw:
+        out.append({
+            "signal_id": b["signal_id"], "trading_day": b["trading_day"], "closed": _when(b["closed_ns"]),
+            "opened": _when(b["opened_ns"]), "symbol": b["symbol"], "side": "long" if b["side"] > 0 else "short",
+            "quantity": b["entry_filled"], "entry": _avg_px(b["symbol"], b["entry_value"], b["entry_filled"]),
+            "exit": _avg_px(b["symbol"], b["exit_value"], b["exit_filled"]),
+            "gross_cents": b["realized_cents"], "commission_cents": b["commission_cents"],
+            "net_cents": b["realized_cents"] - b["commission_cents"], "reason": b["exit_reason"],
+            "pattern": b["pattern"],
+        })
+    return out
+
+
+def trades_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        store = _open(settings)
+    except StateError as exc:
+        print(f"tradebot trades: {exc}")
+        return EXIT_STATE_ERROR
+    try:
+        rows = load_trades(store, bool(_flag(args, "today", False)), int(_flag(args, "days", 0) or 0))
+    finally:
+        store.close()
+    if _flag(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no closed trades")
+        return EXIT_OK
+    print(f"{'closed':<23} {'sym':<4} {'side':<5} {'qty':>3} {'entry':>10} {'exit':>10} {'net':>11}  reason")
+    for r in rows:
+        print(f"{r['closed']:<23} {r['symbol']:<4} {r['side']:<5} {r['quantity']:>3} {r['entry']:>10} "
+              f"{r['exit']:>10} {fmt_cents(r['net_cents']):>11}  {r['reason']} ({r['pattern']})")
+    total = sum(r["net_cents"] for r in rows)
+    print(f"{len(rows)} trades, net {fmt_cents(total)}")
+    return EXIT_OK
+
+
+def load_signals(store: StateStore, limit: int = 20) -> list[dict[str, Any]]:
+    rows = store.query("SELECT * FROM signals ORDER BY ts_ns DESC, signal_id LIMIT ?", (max(1, limit),))
+    return [{
+        "signal_id": r["signal_id"], "time": _when(r["ts_ns"]), "symbol": r["symbol"],
+        "side": "long" if r["side"] > 0 else "short", "pattern": r["pattern"], "confidence": r["confidence"],
+        "regime": r["regime"], "verdict": r["verdict"], "reason": r["reason"], "traded_symbol": r["traded_symbol"],
+        "traded_qty": r["traded_qty"], "entry_type": r["entry_type"], "entry": _px(r["symbol"], r["entry_price"]),
+        "stop": _px(r["symbol"], r["stop_price"]), "target": _px(r["symbol"], r["target_price"]),
+        "reasons": [x for x in str(r["reasons"]).split("\n") if x],
+    } for r in rows]
+
+
+def signals_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        store = _open(settings)
+    except StateError as exc:
+        print(f"tradebot signals: {exc}")
+        return EXIT_STATE_ERROR
+    try:
+        rows = load_signals(store, int(_flag(args, "limit", 20) or 20))
+    finally:
+        store.close()
+    if _flag(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no signals")
+        return EXIT_OK
+    for r in rows:
+        taken = r["verdict"] == "taken"
+        what = f"taken {r['traded_qty']} {r['traded_symbol']}" if taken else f"rejected: {r['reason']}"
+        print(f"{r['time']:<23} {r['symbol']:<4} {r['side']:<5} {r['pattern']:<24} conf {r['confidence']:.2f}  {what}")
+    return EXIT_OK
+
+
+def compute_stats(store: StateStore) -> dict[str, Any]:
+    days = store.query("SELECT * FROM daily_stats ORDER BY trading_day")
+    trades = store.query("SELECT pattern, realized_cents - commission_cents AS net FROM brackets "
+                         "WHERE state = 'closed' ORDER BY closed_ns")
+    wins = [t["net"] for t in trades if t["net"] > 0]
+    losses = [t["net"] for t in trades if t["net"] <= 0]
+    gross_win, gross_loss = sum(wins), -sum(losses)
+    equity = peak = max_dd = 0
+    for d in days:
+        equity += d["net_cents"]
+        peak = max(peak, equity)
+        max_dd = max(max_dd, peak - equity)
+    streak = worst_streak = 0
+    for t in trades:
+        streak = streak + 1 if t["net"] <= 0 else 0
+        worst_streak = max(worst_streak, streak)
+    by_pattern: dict[str, dict[str, Any]] = {}
+    for t in trades:
+        p = by_pattern.setdefault(t["pattern"] or "-", {"trades": 0, "wins": 0, "net_cents": 0, "won": 0, "lost": 0})
+        p["trades"] += 1
+        p["net_cents"] += t["net"]
+        if t["net"] > 0:
+            p["wins"] += 1
+            p["won"] += t["net"]
+        else:
+            p["lost"] += -t["net"]
+    for p in by_pattern.values():
+        p["win_rate"] = round(p["wins"] / p["trades"], 4)
+        p["profit_factor"] = round(p.pop("won") / p["lost"], 2) if p["lost"] else None
+        p.pop("lost")
+    net = sum(d["net_cents"] for d in days)
+    return {
+        "days": len(days), "winning_days": sum(1 for d in days if d["net_cents"] > 0), "trades": len(trades),
+        "wins": len(wins), "losses": len(losses), "win_rate": round(len(wins) / len(trades), 4) if trades else None,
+        "net_cents": net, "commission_cents": sum(d["commission_cents"] for d in days),
+        "gross_profit_cents": gross_win, "gross_loss_cents": gross_loss,
+        "profit_factor": round(gross_win / gross_loss, 2) if gross_loss else None,
+        "avg_daily_cents": net // len(days) if days else 0,
+        "best_day_cents": max((d["net_cents"] for d in days), default=0),
+        "worst_day_cents": min((d["net_cents"] for d in days), default=0),
+        "max_drawdown_cents": max_dd, "max_consecutive_losses": worst_streak, "by_pattern": by_pattern,
+    }
+
+
+def stats_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        store = _open(settings)
+    except StateError as exc:
+        print(f"tradebot stats: {exc}")
+        return EXIT_STATE_ERROR
+    try:
+        st = compute_stats(store)
+    finally:
+        store.close()
+    if _flag(args, "json", False):
+        print(json.dumps(st, indent=2))
+        return EXIT_OK
+    wr = f"{st['win_rate'] * 100:.0f}%" if st["win_rate"] is not None else "-"
+    pf = st["profit_factor"] if st["profit_factor"] is not None else "-"
+    print(f"days {st['days']} ({st['winning_days']} winning)   trades {st['trades']}   win rate {wr}   "
+          f"profit factor {pf}")
+    print(f"net {fmt_cents(st['net_cents'])}   avg/day {fmt_cents(st['avg_daily_cents'])}   best "
+          f"{fmt_cents(st['best_day_cents'])}   worst {fmt_cents(st['worst_day_cents'])}   max drawdown "
+          f"{fmt_cents(st['max_drawdown_cents'])}   commissions {fmt_cents(st['commission_cents'])}")
+    print(f"max consecutive losses {st['max_consecutive_losses']}")
+    for name, p in sorted(st["by_pattern"].items(), key=lambda kv: -kv[1]["net_cents"]):
+        print(f"  {name:<24} {p['trades']:>4} trades  {p['win_rate'] * 100:5.1f}%  {fmt_cents(p['net_cents']):>12}"
+              f"  PF {p['profit_factor'] if p['profit_factor'] is not None else '-'}")
+    return EXIT_OK
