@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradebot.core.contracts import CONTRACTS, root_of
@@ -261,6 +261,198 @@ def parse_tiers(text: str) -> list[tuple[Decimal, str, int, str]]:
     return tiers
 
 
+def parse_time_windows(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """``"07:00-10:00,13:30-15:00"`` -> ``[((7, 0), (10, 0)), ...]``; a window may wrap midnight (``22:00-02:00``)."""
+    out: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        start, sep, end = part.partition("-")
+        if not sep:
+            raise ValueError(f"{part!r}: give HH:MM-HH:MM")
+        a, b = parse_hhmm(start), parse_hhmm(end)
+        if a == b:
+            raise ValueError(f"{part!r}: a window needs a start different from its end")
+        out.append((a, b))
+    return out
+
+
+def _check_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. America/New_York)") from None
+    return name
+
+
+class RegimeSettings(BaseModel):
+    """Regime detection on each closed bar (seed 002): trending, ranging, volatile or no-trade."""
+
+    adx_period: int = Field(14, ge=2, le=500, description="ADX/DMI period (Wilder)")
+    atr_period: int = Field(14, ge=1, le=500, description="ATR period (Wilder)")
+    ema_fast: int = Field(9, ge=2, le=500, description="fast EMA period")
+    ema_slow: int = Field(21, ge=3, le=500, description="slow EMA period")
+    structure_lookback: int = Field(
+        5, ge=1, le=100, description="market structure: swing high/low of the last N bars vs the N before")
+    adx_trend_threshold: float = Field(
+        25.0, gt=0, lt=100, description="trend when ADX is above this with matching structure; range otherwise")
+    volatile_percentile: float = Field(
+        0.90, gt=0, lt=1, description="VOLATILE when the ATR's mid-rank in its recent history is at least this")
+    atr_history_bars: int = Field(100, ge=10, le=10_000, description="ATR values kept for the percentile")
+    atr_min_history: int = Field(
+        20, ge=1, le=10_000, description="ATR values needed before the percentile counts (part of the warm-up)")
+    session_basis: Literal["rth", "full"] = Field(
+        "rth", description="rth = trade regular hours only, edges from the RTH open/close; full = the Globex session")
+    open_buffer_minutes: int = Field(15, ge=0, le=600, description="no trading in the first N minutes (basis)")
+    close_buffer_minutes: int = Field(15, ge=0, le=600, description="no trading in the last N minutes (basis)")
+    low_volume_ratio: float = Field(
+        0.25, ge=0, le=1, description="NO_TRADE when bar volume < this x the recent average (0 = off)")
+    volume_average_bars: int = Field(20, ge=1, le=10_000, description="bars in the rolling volume average")
+    volume_min_history: int = Field(10, ge=1, le=10_000, description="bars needed before the low-volume rule applies")
+    trading_windows: str = Field(
+        "", description="HH:MM-HH:MM[,...] in trading_windows_tz when entries are allowed; empty = whole session "
+        "(seed 000: 07:00-10:00)")
+    trading_windows_tz: str = Field("America/New_York", description="IANA zone of trading_windows (DST-correct)")
+    blackout_file: Path | None = Field(
+        None, description="CSV or JSON of news blackouts (FOMC, CPI); see data/samples/blackouts.example.csv")
+    blackout_tz: str = Field(
+        "America/New_York", description="zone of blackout times that carry no offset and no tz column")
+
+    @field_validator("blackout_file", mode="before")
+    @classmethod
+    def _no_file(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v  # an empty .env value means "none"
+
+    @field_validator("trading_windows")
+    @classmethod
+    def _windows(cls, v: str) -> str:
+        parse_time_windows(v)
+        return v
+
+    @field_validator("trading_windows_tz", "blackout_tz")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _check_zone(v)
+
+    @model_validator(mode="after")
+    def _blackouts(self) -> RegimeSettings:
+        if self.blackout_file is not None:
+            from tradebot.regime.blackouts import load_blackouts  # lazy: the regime stage imports this module
+
+            load_blackouts(self.blackout_file, self.blackout_tz)  # a bad file fails at startup, every line named
+        return self
+
+    @model_validator(mode="after")
+    def _periods(self) -> RegimeSettings:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(f"ema_fast ({self.ema_fast}) must be shorter than ema_slow ({self.ema_slow})")
+        if self.atr_min_history > self.atr_history_bars:
+            raise ValueError("atr_min_history cannot exceed atr_history_bars")
+        return self
+
+
+class RouteOverride(BaseModel):
+    """One regime's row of the routing table; unset fields keep the built-in default (regime/router.py)."""
+
+    model_config = {"extra": "forbid"}
+
+    patterns: list[str] | None = None
+    directions: list[Literal["LONG", "SHORT"]] | None = None
+    size_multiplier: float | None = Field(None, ge=0, le=10)
+    min_strength: float | None = Field(None, ge=0, le=1)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    location: Literal["any", "extreme"] | None = None
+    style: Literal["trend", "reversion"] | None = None
+
+
+class RouterSettings(BaseModel):
+    """Strategy router: regime table, confluence scoring (seed 004), cooldown, stops and targets."""
+
+    table: dict[str, RouteOverride] = Field(
+        default_factory=dict,
+        description='routing-table overrides per regime, JSON: {"VOLATILE": {"size_multiplier": 0.25}}')
+    table_file: Path | None = Field(None, description="JSON file of routing-table overrides (applied before table)")
+    base_size: int = Field(1, ge=1, le=1000, description="contracts before the regime multiplier")
+    cooldown_seconds: int = Field(300, ge=0, description="per symbol: no new signal this long after a taken one")
+    stop_mode: Literal["fixed", "atr"] = Field(
+        "fixed", description="fixed = the contract's stop_points (or stop_points_by_symbol); atr = k x ATR")
+    stop_points_by_symbol: str = Field("", description="ROOT:points pairs overriding the contracts' stop distance")
+    atr_stop_multiple: float = Field(1.5, gt=0, le=50, description="k of the ATR stop")
+    min_stop_ticks: int = Field(1, ge=1, description="no stop tighter than this many ticks")
+    risk_reward: float = Field(2.0, gt=0, le=50, description="target distance = this x stop distance (rounded up)")
+    entry_type: Literal["market", "limit"] = Field("market", description="limit = at the signal bar's last price")
+    weight_trigger: float = Field(0.50, gt=0, le=1, description="confluence weight of the pattern's strength")
+    weight_cum_delta: float = Field(0.15, ge=0, le=1, description="... cumulative delta beyond the threshold")
+    weight_buy_pressure: float = Field(0.10, ge=0, le=1, description="... aggressive buy/sell share")
+    weight_depth_imbalance: float = Field(0.10, ge=0, le=1, description="... book depth imbalance")
+    weight_intensity: float = Field(0.05, ge=0, le=1, description="... trade intensity above its average")
+    weight_profile: float = Field(0.10, ge=0, le=1, description="... volume-profile location")
+    min_confirmations: int = Field(
+        1, ge=0, le=5, description="confirmed terms (besides the trigger) a signal needs, whatever its confidence")
+    cum_delta_threshold: int = Field(1000, ge=0, description="session cumulative delta confirming a signal (seed 004)")
+    cum_delta_threshold_by_symbol: str = Field("", description="ROOT:contracts pairs overriding cum_delta_threshold")
+    buy_pressure_threshold: float = Field(
+        0.55, gt=0.5, le=1, description="aggressor share in the signal's direction that confirms it")
+    depth_imbalance_threshold: float = Field(
+        0.20, gt=0, le=1, description="book depth imbalance in the signal's direction that confirms it")
+    intensity_ratio: float = Field(1.5, gt=0, description="trades/minute vs its recent average that confirms")
+    intensity_bars: int = Field(20, ge=1, le=10_000, description="bars in the trade-intensity average")
+    intensity_min_history: int = Field(5, ge=1, le=10_000, description="bars needed before intensity counts")
+    near_extreme_atr: float = Field(
+        0.5, ge=0, le=10, description="'near' a value-area edge or session extreme: within this x ATR ...")
+    near_extreme_ticks: int = Field(4, ge=0, description="... but never less than this many ticks")
+
+    @field_validator("stop_points_by_symbol", "cum_delta_threshold_by_symbol")
+    @classmethod
+    def _root_map(cls, v: str) -> str:
+        parse_root_map(v)
+        return v
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: dict[str, RouteOverride]) -> dict[str, RouteOverride]:
+        from tradebot.regime.router import check_overrides  # lazy: the regime stage imports this module
+
+        check_overrides(v)
+        return v
+
+    @field_validator("table_file", mode="before")
+    @classmethod
+    def _no_file(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v  # an empty .env value means "none"
+
+    @field_validator("table_file")
+    @classmethod
+    def _table_file(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            from tradebot.regime.router import check_overrides, load_table_file
+
+            check_overrides(load_table_file(v))
+        return v
+
+
+class FilterSettings(BaseModel):
+    """Tradeability filters (seed 003) in futures terms: spread in ticks, dollar depth, gaps, halts."""
+
+    mode: Literal["safe", "aggressive"] = Field("safe", description="which spread/depth thresholds apply")
+    safe_max_spread_ticks: int = Field(1, ge=1, description="SAFE: widest best bid/ask spread, ticks")
+    safe_min_depth_usd: Decimal = Field(
+        Decimal(2_000_000), ge=0, description="SAFE: notional of the thinner side's top-N levels, USD")
+    aggressive_max_spread_ticks: int = Field(2, ge=1, description="AGGRESSIVE: widest spread, ticks")
+    aggressive_min_depth_usd: Decimal = Field(
+        Decimal(500_000), ge=0, description="AGGRESSIVE: thinner side's top-N notional, USD")
+    depth_levels: int = Field(5, ge=1, le=10, description="N of the depth rule (must be a microstructure depth)")
+    missing_book: Literal["pass", "fail"] = Field(
+        "pass", description="no (fresh) book: the spread/depth checks report unavailable and then pass or fail")
+    book_stale_seconds: float = Field(10.0, gt=0, description="a book older than this counts as unavailable")
+    gap_max_pct: float = Field(5.0, gt=0, le=100, description="risky when price moved more than this % ...")
+    gap_window_seconds: int = Field(300, gt=0, description="... within this window (seed 003: 5% in 5 minutes)")
+    gap_max_ticks: int = Field(0, ge=0, description="also risky when the move exceeds this many ticks (0 = off)")
+    halt_recent_seconds: int = Field(300, ge=0, description="risky for this long after an exchange halt ends")
+    no_trade_seconds: int = Field(
+        120, ge=0, description="risky when no trade for this long inside the session (0 = off)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -294,6 +486,9 @@ class Settings(BaseSettings):
     order_flow_exit_mode: Literal["alert", "auto"] = Field(
         "alert", validation_alias="ORDER_FLOW_EXIT_MODE",
         description="exit signals: alert = notify only (human in the loop), auto = close the position at market")
+    min_confidence: float = Field(
+        0.6, ge=0, le=1, validation_alias="MIN_CONFIDENCE",
+        description="router: trade only when the confluence confidence is at least this (seed 004)")
 
     # --- TRADEBOT_* ------------------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -310,6 +505,9 @@ class Settings(BaseSettings):
     profile: ProfileSettings = ProfileSettings()
     microstructure: MicrostructureSettings = MicrostructureSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    regime: RegimeSettings = RegimeSettings()
+    router: RouterSettings = RouterSettings()
+    filters: FilterSettings = FilterSettings()
 
     @field_validator("trading_symbol")
     @classmethod
