@@ -48,7 +48,8 @@ the operator sees what the confidence stood on.
 **Per symbol**: one position at a time (the caller says whether one is open), a cooldown after each taken
 signal (default 300 s of event time; a signal exactly ``cooldown`` after is allowed), at most one signal per
 bar: when several qualify the highest confidence wins (then strength, then detector order) and the others are
-recorded as SUPERSEDED.
+recorded as SUPERSEDED. Quantity = ``floor(base_size x the regime's size multiplier)``, at least 1, at most
+``TRADEBOT_EXECUTION__MAX_POSITION_SIZE`` (the execution stage may cap it further by capital tier).
 
 **Stops and targets** are integer ticks: fixed = the contract's ``stop_points`` (or ``stop_points_by_symbol``)
 rounded *up* to ticks; atr = ``ceil(k x ATR)`` ticks (ATR rounded to 1e-9 first so float noise cannot add a
@@ -194,6 +195,13 @@ def build_table(settings: RouterSettings) -> dict[Regime, RouteRule]:
     return apply_overrides(table, settings.table)
 
 
+def _describe(rule: RouteRule) -> str:
+    pats = ",".join(sorted(rule.patterns)) or "none"
+    dirs = ",".join(sorted(rule.directions)) or "none"
+    return (f"patterns={pats} directions={dirs} size={rule.size_multiplier:g} min_strength={rule.min_strength:g} "
+            f"min_confidence={rule.min_confidence} location={rule.location} style={rule.style}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Stops and targets
 
@@ -277,6 +285,9 @@ class Router:
         self.cum_delta_threshold = int(parse_root_map(self.rs.cum_delta_threshold_by_symbol).get(
             spec.root, self.rs.cum_delta_threshold))
         self._log = logger if logger is not None else get_logger("tradebot.regime.router")
+        changed = {str(r): _describe(rule) for r, rule in self.table.items() if rule != DEFAULT_TABLE[r]}
+        if changed:
+            self._log.info("routing table overrides in force", symbol=self.symbol, rows=changed)
         self._rates: deque[float] = deque(maxlen=self.rs.intensity_bars)
         self._session_date: Any = None
         self.session_high: int | None = None
