@@ -192,6 +192,8 @@ class Ledger:
     def __init__(self, starting_balance_cents: int = 0) -> None:
         self.starting_balance_cents = starting_balance_cents
         self.brackets: dict[str, Bracket] = {}
+        self.live: dict[str, Bracket] = {}
+        """Non-terminal brackets, kept apart so per-tick checks never scan the whole history."""
         self.legs: dict[str, Leg] = {}
         self.positions: dict[str, PositionBook] = {}
         self.position_updated: dict[str, int] = {}
@@ -218,8 +220,8 @@ class Ledger:
         return self.starting_balance_cents + self.total_net_cents
 
     def open_brackets(self) -> list[Bracket]:
-        """Brackets that are not terminal (pending, working, partially filled, filled, unknown)."""
-        return [b for b in self.brackets.values() if b.state not in (B.CLOSED, B.CANCELLED, B.REJECTED)]
+        """Brackets that are not terminal (pending, working, partially filled, filled, unknown), oldest first."""
+        return list(self.live.values())
 
     def position_qty(self, symbol: str) -> int:
         book = self.positions.get(symbol)
@@ -298,6 +300,10 @@ class Ledger:
             effects.append(Effect("illegal", b.signal_id, f"{b.state.value} -> {new.value} on {cause}"))
             return False
         b.state = new
+        if new in (B.CLOSED, B.CANCELLED, B.REJECTED):
+            self.live.pop(b.signal_id, None)
+        else:
+            self.live[b.signal_id] = b
         self._mark("brackets", b.signal_id)
         return True
 
@@ -385,6 +391,7 @@ class Ledger:
                     p.get("entry_price"), int(p["stop_price"]), int(p["target_price"]), int(p["tick_value_cents"]),
                     str(p.get("pattern", "")), rec.ts_ns)
         self.brackets[sid] = b
+        self.live[sid] = b
         exit_side = Side.SELL if side == Side.BUY else Side.BUY
         legs = [
             Leg(b.entry_id, sid, LegRole.ENTRY, b.symbol, side, b.entry_type, b.quantity, b.entry_price,

@@ -137,6 +137,7 @@ class ExecutionManager:
         self._status_asked: dict[str, int] = {}
         self._recovered = False
         self._pumping = False
+        self.last_recovery: RecoveryReport | None = None
 
     # ==============================================================================================
     # Start-up
@@ -175,7 +176,8 @@ class ExecutionManager:
             self._set_session_times(self._now)
         log.info("execution recovered", records=len(records), open=len(open_ids), mismatches=len(mismatches),
                  state=self.ledger.trading.state.value)
-        return RecoveryReport(not mismatches, len(records), open_ids, mismatches, actions)
+        self.last_recovery = RecoveryReport(not mismatches, len(records), open_ids, mismatches, actions)
+        return self.last_recovery
 
     def _reconcile(self) -> tuple[list[str], list[str]]:
         mismatches: list[str] = []
@@ -352,7 +354,8 @@ class ExecutionManager:
         self.pump()
         if self.ledger.positions:
             self._check_limits(ts, ev.symbol)
-        if self._status_asked or any(b.state == BracketState.PENDING for b in self._pending_brackets()):
+        if self._status_asked or (self.ledger.live and any(
+                b.state == BracketState.PENDING for b in self.ledger.live.values())):
             self.check_timeouts(ts)
 
     def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
@@ -587,8 +590,7 @@ class ExecutionManager:
 
     def flush_marks(self) -> None:
         """Persist last prices for ``tradebot status`` (call from the heartbeat, not per tick)."""
-        for sym, px in self._marks.items():
-            self.store.set_mark(sym, px, self._now)
+        self.store.set_marks(self._marks, self._now)
 
     def snapshot(self) -> dict[str, Any]:
         t = self.ledger.trading
@@ -609,7 +611,7 @@ class ExecutionManager:
             raise RuntimeError("ExecutionManager.recover() must run before trading")
 
     def _pending_brackets(self) -> list[Bracket]:
-        return [b for b in self.ledger.brackets.values() if b.state in (BracketState.PENDING, BracketState.UNKNOWN)]
+        return [b for b in self.ledger.live.values() if b.state in (BracketState.PENDING, BracketState.UNKNOWN)]
 
     def _day_of(self, ts_ns: int) -> str:
         if self._session_open_ns <= ts_ns < self._session_close_ns:

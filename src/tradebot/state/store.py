@@ -245,10 +245,13 @@ class StateStore:
                 self.conn.execute(f"DELETE FROM {table}")
             tx.upsert(rows)
 
-    def set_mark(self, symbol: str, price: int, ts_ns: int) -> None:
-        """Last price per symbol for ``tradebot status`` (not journaled: market data, not an execution event)."""
-        self.conn.execute("INSERT OR REPLACE INTO marks (symbol, price, ts_ns) VALUES (?, ?, ?)",
-                          (symbol, price, ts_ns))
+    def set_marks(self, marks: Mapping[str, int], ts_ns: int) -> None:
+        """Last prices for ``tradebot status`` (not journaled: market data, not an execution event)."""
+        if self.readonly or not marks:
+            return
+        with self.transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO marks (symbol, price, ts_ns) VALUES (?, ?, ?)",
+                                  [(sym, px, ts_ns) for sym, px in marks.items()])
 
     # -- reading ------------------------------------------------------------------------------------
 
