@@ -7,6 +7,7 @@ A test fails when a variable is missing from the file.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -21,11 +22,16 @@ HEADER = """# tradebot configuration. Copy to .env and edit; real environment va
 
 
 def _value(field: FieldInfo) -> str:
+    """The default as the environment must spell it (complex values are JSON for pydantic-settings)."""
     default: Any = field.get_default(call_default_factory=True)
     if default is None or isinstance(default, SecretStr):
         return ""
     if isinstance(default, bool):
         return str(default).lower()
+    if isinstance(default, tuple | list | dict):
+        return json.dumps(default, default=str)
+    if isinstance(default, BaseModel):
+        return default.model_dump_json()
     return str(default)
 
 

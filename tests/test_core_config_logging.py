@@ -132,3 +132,9 @@ def test_json_logs_redact_keys_and_webhooks() -> None:
 
 def test_redact_text_leaves_ordinary_text_alone() -> None:
     assert redact_text("ES 4500.25 bid 10") == "ES 4500.25 bid 10"
+
+
+def test_a_copied_env_example_loads_to_the_defaults(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text((ROOT / ".env.example").read_text())
+    assert load_settings(_env_file=env).model_dump() == load_settings(_env_file=None).model_dump()

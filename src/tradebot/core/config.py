@@ -461,6 +461,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        env_ignore_empty=True,  # `KEY=` in a copied .env.example means "use the default", not "empty"
     )
 
     # --- the seeds' names ---------------------------------------------------------------------------
