@@ -332,3 +332,41 @@ def test_modify_stop_round_trip_and_refusal(sys_: System) -> None:
     push(sys_, Modified(f"{sid}-S", T0 + 3 * S, 1000))
     assert sys_.manager.ledger.brackets[sid].stop_price == 1000
     assert sys_.store.query("SELECT stop_price FROM brackets")[0]["stop_price"] == 1000
+
+
+@pytest.mark.parametrize("bad", [
+    Fill("f.1", "X-E", "ES", Side.BUY, 0, 1000, T0, 0),
+    Fill("f.1", "X-E", "ES", Side.BUY, -2, 1000, T0, 0),
+    Fill("f.1", "X-E", "ES", Side.BUY, 1, 1000.25, T0, 0),  # type: ignore[arg-type]
+    Fill("f.1", "X-E", "ES", Side.UNKNOWN, 1, 1000, T0, 0),
+    Fill("f.1", "X-E", "ZZZ", Side.BUY, 1, 1000, T0, 0),
+    Fill("", "X-E", "ES", Side.BUY, 1, 1000, T0, 0),
+    Fill("f.1", "X-E", "ES", Side.BUY, 1, 1000, T0, -5),
+    Ack("", T0),
+    Ack("X-E", None),  # type: ignore[arg-type]
+    "not an event",
+])
+def test_malformed_broker_events_are_dropped_counted_and_alerted(sys_: System, bad: object) -> None:
+    sid = submit(sys_, qty=1)
+    push(sys_, bad)
+    assert sys_.manager.stats["bad_broker_event"] == 1
+    assert state(sys_, sid) == B.PENDING and sys_.manager.ledger.positions == {}
+    assert sys_.store.query("SELECT COUNT(*) AS n FROM fills")[0]["n"] == 0
+    (note,) = [n for n in sys_.notes if n.kind == "execution_anomaly"]
+    assert note.severity == "critical"
+    push(sys_, fill(sid, LegRole.ENTRY, 1, 1000, 2))  # and the manager carries on
+    assert state(sys_, sid) == B.FILLED
+
+
+def test_a_failing_broker_call_never_raises_into_the_loop(tmp_path: Path) -> None:
+    class Flaky(FakeBroker):
+        def submit_bracket(self, req: object) -> None:
+            raise ConnectionError("socket closed")
+
+    s = System(tmp_path / "t.db", settings(), Flaky())
+    v = s.manager.on_intent(intent(1, stop=990, target=1010))
+    assert v.taken and s.manager.stats["broker_error"] == 1
+    s.manager.check_timeouts(T0 + 10 * S)
+    assert state(s, v.signal_id) == B.UNKNOWN and fb(s).kinds("status") == [f"{v.signal_id}-E"]
+    push(s, StatusReport(f"{v.signal_id}-E", T0 + 11 * S, None))
+    assert state(s, v.signal_id) == B.REJECTED

@@ -127,3 +127,15 @@ def test_open_execution_builds_a_recovered_paper_manager(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="live broker"):
         open_execution(live, now_ns=T0)
     assert not (tmp_path / "tradebot-live.db").exists()
+
+
+def test_bars_only_session_through_the_manager_is_pessimistic(tmp_path: Path) -> None:
+    s = System(tmp_path / "t.db", exec_settings())
+    bar = 300 * S
+    s.manager.on_bar("ES", T0, 1000, 1002, 998, 1000)
+    sid = s.manager.on_intent(intent(1, stop=990, target=1010)).signal_id  # decided after the bar closed
+    s.manager.on_bar("ES", T0 + bar, 1001, 1003, 999, 1002)  # market entry at this bar's open
+    s.manager.on_bar("ES", T0 + 2 * bar, 1002, 1012, 988, 1000)  # touches target and stop: a loss
+    b = s.manager.ledger.brackets[sid]
+    assert (b.entry_value, b.exit_value, b.exit_reason) == (1001, 990 - 1, "stop")  # 1 tick stop slippage
+    assert b.book.realized_cents == -12 * 1250

@@ -271,3 +271,17 @@ def test_intent_validation_and_one_bracket_per_family(tmp_path: Path) -> None:
     assert dup.duplicate and s.manager.stats["duplicate_intent"] == 1
     rows = s.store.query("SELECT verdict, reason FROM signals ORDER BY ts_ns")
     assert [r["verdict"] for r in rows] == ["rejected", "taken", "rejected"]
+
+
+def test_garbage_timestamps_never_roll_the_day_back_or_crash(tmp_path: Path) -> None:
+    s = System(tmp_path / "t.db", settings())
+    s.manager.on_market_event(trade(1, 1000))
+    day = s.manager.ledger.trading.trading_day
+    old = s.manager.on_intent(intent_at(1))  # 1970
+    assert not old.taken and "before the current session" in old.reason
+    far = s.manager.on_intent(intent_at(4_102_444_800 * S))  # 2100: beyond the calendar
+    assert not far.taken and "calendar" in far.reason
+    s.manager.on_market_event(tr(5, 999))
+    assert s.manager.stats["bad_event_time"] >= 1 and s.manager.ledger.trading.trading_day == day
+    assert not s.manager.auto_flatten(4_102_444_800 * S)
+    assert s.manager.on_intent(intent(3, stop=980, target=1040)).taken

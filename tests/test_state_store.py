@@ -197,3 +197,10 @@ def test_creation_never_replaces_an_existing_path(tmp_path: Path, monkeypatch: p
         StateStore.open(path)
     assert path.read_bytes() == b"someone else's"
     assert [p.name for p in tmp_path.iterdir()] == ["t.db"]
+
+
+def test_leftovers_of_a_killed_creation_are_cleared(tmp_path: Path) -> None:
+    stale = tmp_path / ".t.db.init-99999"
+    stale.write_bytes(b"half-written")
+    StateStore.open(tmp_path / "t.db").close()
+    assert not stale.exists() and (tmp_path / "t.db").exists()

@@ -127,7 +127,7 @@ class ExecutionManager:
         self._flatten_hm = parse_hhmm(self.ex.auto_flatten_time)
         self._timeout_ns = int(self.ex.submit_timeout_seconds * 1e9)
         self._dedupe = FillDeduper(self.ex.fill_dedupe_size)
-        self._fill_lock = threading.Lock()
+        self._fill_lock = threading.RLock()  # re-entrant: a notification callback may call back in
         self._marks: dict[str, int] = {}
         self._now = 0
         self._session_open_ns = _FAR
@@ -272,18 +272,30 @@ class ExecutionManager:
         # On an early close the flatten comes five minutes before the close instead.
         return min(local_ns(day, dt.time(h, m), ET), close_ns - 300 * 1_000_000_000)
 
-    def _advance(self, ts_ns: int) -> None:
-        """Event time moved: roll the trading day when a session ended, auto-flatten when it is time."""
-        if ts_ns > self._now:
-            self._now = ts_ns
-        if ts_ns >= self._session_close_ns or ts_ns < self._session_open_ns:
-            sess = self.calendar.session_for(ts_ns)
+    def _advance(self, ts_ns: int) -> bool:
+        """Event time moved: roll the trading day when a session ended, auto-flatten when it is time.
+
+        Only ever rolls forward: a timestamp from before the current session (a stale or garbage time) never
+        takes the trading day back. False when the time is outside the exchange calendar (counted, ignored).
+        """
+        if ts_ns >= self._session_close_ns:
+            try:
+                sess = self.calendar.session_for(ts_ns)
+            except ValueError:
+                self.stats["bad_event_time"] += 1
+                log.error("timestamp outside the exchange calendar", ts_ns=ts_ns)
+                return False
+            if ts_ns > self._now:
+                self._now = ts_ns
             if sess.trading_date.isoformat() != self.ledger.trading.trading_day:
                 self.start_session(sess.trading_date, ts_ns)
             else:
                 self._set_session_times(ts_ns)
+        elif ts_ns > self._now:
+            self._now = ts_ns
         if ts_ns >= self._flatten_at_ns:
             self.auto_flatten(ts_ns)
+        return True
 
     # ==============================================================================================
     # Inputs
@@ -294,8 +306,12 @@ class ExecutionManager:
         if intent.signal_id in self.ledger.signals:
             self.stats["duplicate_intent"] += 1
             return Verdict(intent.signal_id, False, "duplicate signal id", duplicate=True)
-        self._advance(intent.ts_ns)
-        reason, symbol, qty = self._gate(intent)
+        if not self._advance(intent.ts_ns):
+            reason, symbol, qty = "timestamp outside the exchange calendar", "", 0
+        elif intent.ts_ns < self._session_open_ns:
+            reason, symbol, qty = "intent from before the current session", "", 0
+        else:
+            reason, symbol, qty = self._gate(intent)
         tick_value = spec_for(symbol).tick_value_cents if symbol else 0
         payload: dict[str, Any] = {
             "signal_id": intent.signal_id, "ts_ns": intent.ts_ns, "symbol": intent.symbol, "side": int(intent.side),
@@ -310,7 +326,7 @@ class ExecutionManager:
             self.stats["intent_rejected"] += 1
             return Verdict(intent.signal_id, False, reason, symbol, qty)
         self.stats["intent_taken"] += 1
-        self.broker.submit_bracket(BracketRequest(
+        self._send("submit_bracket", BracketRequest(
             intent.signal_id, symbol, intent.side, qty, OrderType(intent.entry_type.value), intent.entry_price,
             intent.stop_price, intent.target_price, intent.ts_ns))
         self.pump()
@@ -344,8 +360,9 @@ class ExecutionManager:
     def on_market_event(self, ev: MarketEvent) -> None:
         """Per market event: cheap unless something is working or open on the symbol."""
         ts = ev.ts_event
-        if ts >= self._session_close_ns or ts >= self._flatten_at_ns or ts < self._session_open_ns:
-            self._advance(ts)
+        if ts >= self._session_close_ns or ts >= self._flatten_at_ns:
+            if not self._advance(ts):
+                return
         elif ts > self._now:
             self._now = ts
         if isinstance(ev, Trade):
@@ -360,7 +377,8 @@ class ExecutionManager:
 
     def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
         """Bars-only replay: the paper broker applies its pessimistic bar rules."""
-        self._advance(ts_ns)
+        if not self._advance(ts_ns):
+            return
         self._marks[symbol] = close
         on_bar = getattr(self.broker, "on_bar", None)
         if on_bar is not None:
@@ -390,6 +408,14 @@ class ExecutionManager:
             self._pumping = False
 
     def on_broker_event(self, ev: BrokerEvent) -> None:
+        problem = _event_problem(ev)
+        if problem:
+            self.stats["bad_broker_event"] += 1
+            log.error("malformed broker event dropped", problem=problem, broker_event=repr(ev))
+            self._record("anomaly", self._now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
+                         [Notification("execution_anomaly", Severity.CRITICAL, "Malformed broker event dropped",
+                                       {"problem": problem, "event": repr(ev)[:300]}, self._now)])
+            return
         if isinstance(ev, Fill):
             with self._fill_lock:  # audit C1: the duplicate check and the record are one atomic step
                 if ev.fill_id in self._dedupe or self.store.fill_seen(ev.fill_id):
@@ -426,7 +452,8 @@ class ExecutionManager:
     def on_exit_signal(self, symbol: str, ts_ns: int, reason: str) -> str:
         """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market."""
         self._require()
-        self._advance(ts_ns)
+        if not self._advance(ts_ns):
+            ts_ns = self._now
         affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0]
         seen = self.ledger.decisions.get(f"exit_signal:{ts_ns}:{symbol}")
         if seen is not None:
@@ -473,7 +500,11 @@ class ExecutionManager:
         self._require()
         if not self.ex.auto_flatten:
             return False
-        sess = self.calendar.session_for(now_ns)
+        try:
+            sess = self.calendar.session_for(now_ns)
+        except ValueError:
+            self.stats["bad_event_time"] += 1
+            return False
         day = sess.trading_date.isoformat()
         if now_ns < self._flatten_time(sess.trading_date, sess.close_ns) or self.ledger.trading.auto_flatten_day == day:
             return False
@@ -556,7 +587,7 @@ class ExecutionManager:
         if (stop_price >= b.target_price) if long else (stop_price <= b.target_price):
             return False
         self._record("modify_request", now_ns, {"client_order_id": leg.client_order_id, "stop_price": stop_price})
-        self.broker.modify_stop(leg.client_order_id, stop_price)
+        self._send("modify_stop", leg.client_order_id, stop_price)
         self.pump()
         return True
 
@@ -724,13 +755,22 @@ class ExecutionManager:
         self._record("flatten_request", ts_ns, {"signal_id": b.signal_id, "symbol": b.symbol, "exit_id": exit_id,
                                                 "side": int(side), "quantity": qty, "cancel_ids": list(cancel_ids),
                                                 "reason": reason})
-        self.broker.flatten(FlattenRequest(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason, ts_ns))
+        self._send("flatten", FlattenRequest(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason, ts_ns))
         return 1
+
+    def _send(self, method: str, *args: Any) -> None:
+        """A request to the broker, after its journal record. A failing call is logged and counted, never
+        raised into the trading loop: the order stays PENDING, times out to UNKNOWN and is queried."""
+        try:
+            getattr(self.broker, method)(*args)
+        except Exception as exc:
+            self.stats["broker_error"] += 1
+            log.error("broker request failed", method=method, error=repr(exc))
 
     def _ask_status(self, coid: str, now_ns: int) -> None:
         self._status_asked[coid] = now_ns
         self._record("status_request", now_ns, {"client_order_id": coid})
-        self.broker.request_status(coid)
+        self._send("request_status", coid)
 
     def _enforce(self, b: Bracket, ts_ns: int) -> None:
         """Invariants of an open bracket: a flat bracket has no working entry; an open one is protected."""
@@ -739,7 +779,7 @@ class ExecutionManager:
         entry = self.ledger.legs.get(b.entry_id)
         if b.entry_filled > 0 and b.position == 0 and entry is not None and entry.state not in TERMINAL_LEG:
             self._record("cancel_request", ts_ns, {"client_order_id": b.entry_id, "reason": "flat"})
-            self.broker.cancel(b.entry_id)
+            self._send("cancel", b.entry_id)
             return
         if b.position > 0 and not self.ledger.protected(b):
             self.stats["unprotected"] += 1
@@ -841,6 +881,33 @@ def _tick_value(symbol: str) -> int:
         return spec_for(symbol).tick_value_cents
     except UnknownContractError:
         return 0
+
+
+def _event_problem(ev: object) -> str:
+    """Why a broker event cannot be applied (it would corrupt the books), or ``""``."""
+    coid = getattr(ev, "client_order_id", None)
+    if not isinstance(coid, str) or not coid:
+        return "missing client order id"
+    if not isinstance(getattr(ev, "ts_ns", None), int):
+        return "timestamp is not an integer"
+    if isinstance(ev, Fill):
+        if not ev.fill_id or not isinstance(ev.fill_id, str):
+            return "fill without a fill id"
+        if not isinstance(ev.quantity, int) or ev.quantity <= 0:
+            return f"fill quantity {ev.quantity!r}"
+        if not isinstance(ev.price, int) or isinstance(ev.price, bool):
+            return f"fill price {ev.price!r} is not integer ticks"
+        if ev.side not in (Side.BUY, Side.SELL):
+            return f"fill side {ev.side!r}"
+        if not isinstance(ev.commission_cents, int) or ev.commission_cents < 0:
+            return f"commission {ev.commission_cents!r}"
+        try:
+            spec_for(ev.symbol)
+        except (UnknownContractError, AttributeError):
+            return f"fill for unknown contract {ev.symbol!r}"
+    if not isinstance(ev, Ack | Reject | Fill | Cancelled | Modified | StatusReport):
+        return f"unknown event type {type(ev).__name__}"
+    return ""
 
 
 def _intent_problem(intent: OrderIntent) -> str:

@@ -299,7 +299,7 @@ def _create(path: Path, mode: str) -> None:
     """Build a fresh database under a temporary name and rename it into place (atomic, never over a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
-    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+    for leftover in path.parent.glob(f".{path.name}.init-*"):  # a creation killed half-way: never the real file
         leftover.unlink(missing_ok=True)
     conn = sqlite3.connect(str(tmp), isolation_level=None)
     try:
