@@ -39,17 +39,25 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--speed", type=float, help="replay/simulation speed: 0 fastest, 1 real time")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = until signalled)")
     p.add_argument("--sessions", type=int, help="simulated sessions to generate")
-    p.set_defaults(handler=_lazy("tradebot.runner:run_command"))
+    p.add_argument("--timeframe", type=int, help="footprint bar seconds (default 300)")
+    p.add_argument("--profit-target", type=float, help="DAILY_PROFIT_TARGET in USD")
+    p.add_argument("--loss-limit", type=float, help="DAILY_LOSS_LIMIT in USD (negative)")
+    p.add_argument("--position-size", type=int, help="max contracts per bracket")
+    p.add_argument("--stay", action="store_true", help="keep running after a finite feed ends")
+    p.set_defaults(handler=_lazy("tradebot.daemon:run_daemon"))
 
 
 def _add_data(sub: Any) -> None:
-    p = sub.add_parser("data", help="market data files: inspect")
+    p = sub.add_parser("data", help="market data files: inspect, fetch, synth")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     i = dsub.add_parser("inspect", help="print what a market data file holds")
     i.add_argument("files", nargs="+")
     i.add_argument("--symbol", help="contract root for files without one (CSV)")
     i.add_argument("--json", action="store_true")
     i.set_defaults(handler=_lazy("tradebot.feeds.inspect:inspect_command"))
+    from tradebot.feeds.fetch import add_data_commands
+
+    add_data_commands(dsub)
 
 
 def _add_analyze(sub: Any) -> None:
@@ -88,6 +96,12 @@ def _add_control(sub: Any) -> None:
         p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
 
 
+def _add_state(sub: Any) -> None:
+    from tradebot.execution.status import add_state_commands
+
+    add_state_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -99,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watchdog(sub)
     _add_preflight(sub)
     _add_control(sub)
+    _add_state(sub)
     return parser
 
 

@@ -143,6 +143,18 @@ class MicrostructureSettings(BaseModel):
         return tuple(sorted(set(v)))
 
 
+class DaemonSettings(BaseModel):
+    """The trading daemon (``tradebot run``)."""
+
+    heartbeat_seconds: float = Field(5.0, gt=0, description="how often data/heartbeat.json is rewritten")
+    stale_feed_seconds: float = Field(30.0, gt=0, description="live feed: no data this long in session = reconnect")
+    flatten_on_shutdown: bool = Field(False, description="flatten open positions on SIGTERM (else resume them)")
+    shutdown_flush_seconds: float = Field(10.0, gt=0, description="time to deliver queued alerts on shutdown")
+    loop_lag_seconds: float = Field(2.0, gt=0, description="event-loop lag above this withholds WATCHDOG=1")
+    notify_disabled: str = Field("", description="comma-separated alert kinds not to send (e.g. trade_opened)")
+    status_log_seconds: float = Field(10.0, gt=0, description="how often a one-line status is logged")
+
+
 class WatchdogSettings(BaseModel):
     """The separate watchdog process (``tradebot watchdog``)."""
 
@@ -500,6 +512,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
     databento: DatabentoSettings = DatabentoSettings()
+    daemon: DaemonSettings = DaemonSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
     footprint: FootprintSettings = FootprintSettings()
     patterns: PatternSettings = PatternSettings()

@@ -84,8 +84,18 @@ MIGRATIONS: list[list[str]] = [
             symbol TEXT NOT NULL, reason TEXT NOT NULL, decision TEXT NOT NULL)""",
         "CREATE INDEX decisions_ts ON decisions (ts_ns)",
     ],
+    [
+        # Router decisions that did not trade: why the bot did *not* act. Not derived from the journal (they
+        # change no execution state), so they are kept across journal rebuilds.
+        """CREATE TABLE router_decisions (signal_id TEXT PRIMARY KEY, ts_ns INTEGER NOT NULL, symbol TEXT NOT NULL,
+            pattern TEXT NOT NULL, direction TEXT NOT NULL, regime TEXT NOT NULL, confidence REAL NOT NULL,
+            verdict TEXT NOT NULL, codes TEXT NOT NULL, reasons TEXT NOT NULL)""",
+        "CREATE INDEX router_decisions_ts ON router_decisions (ts_ns)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+RECORD_TABLES = ("router_decisions",)
+"""Written directly (not projections of the journal) and therefore never wiped by a rebuild."""
 PROJECTION_TABLES = ("sessions", "signals", "brackets", "orders", "fills", "positions", "daily_stats",
                      "trading_state", "margin_checks", "decisions")
 
@@ -231,8 +241,8 @@ class StateStore:
         key = (table, cols)
         sql = self._upsert_sql.get(key)
         if sql is None:
-            if table not in PROJECTION_TABLES:
-                raise ValueError(f"not a projection table: {table}")
+            if table not in PROJECTION_TABLES and table not in RECORD_TABLES:
+                raise ValueError(f"not a projection or record table: {table}")
             sql = (f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) "
                    f"VALUES ({', '.join('?' for _ in cols)})")
             self._upsert_sql[key] = sql

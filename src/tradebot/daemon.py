@@ -1,0 +1,512 @@
+"""The headless trading daemon: one asyncio application wiring every stage.
+
+feed -> validation -> trading core (engine, regime, router, execution, state) with the notifier, heartbeat,
+scheduler hooks, operator control socket and systemd integration beside it. Nothing on the event path waits
+on the network or a log flush: notifications are queued (and durable in SQLite), heartbeats are written from
+a worker thread, and the notifier delivers from its own task.
+
+Failure policy: a bad record is a counted rejection; an exception inside the core is logged with the event,
+turns trading into HALTED (error) with a critical alert, and the loop carries on managing exits; a live feed
+that dies or goes quiet is reconnected with alerts on both edges; an authentication failure is fatal (exit 2)
+because restarting cannot fix a wrong key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import psutil
+
+from tradebot import __version__
+from tradebot.core.calendar import ET, from_ns
+from tradebot.core.config import ConfigError, Settings
+from tradebot.core.contracts import spec_for
+from tradebot.core.logging import get_logger
+from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
+from tradebot.execution.model import HaltKind
+from tradebot.feeds.base import Feed
+from tradebot.feeds.factory import make_feed
+from tradebot.feeds.validation import Validator
+from tradebot.ops.control import SOCKET_NAME, ControlServer
+from tradebot.ops.digest import digest_data, digest_notification
+from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
+from tradebot.ops.notifications import Notification, Severity
+from tradebot.ops.notifier import Notifier
+from tradebot.ops.store_outbox import StoreOutbox
+from tradebot.ops.systemd import SystemdNotifier
+from tradebot.state.store import StateError, StateStore, default_db_path
+from tradebot.trading import TradingCore
+
+NS = 1_000_000_000
+LIVE_FEEDS = {"databento"}
+
+
+class FatalFeedError(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, settings: Settings, symbols: list[str], feed_kind: str, inputs: list[str] | None = None,
+                 speed: float | None = None, duration: float = 0.0, exit_on_feed_end: bool = True) -> None:
+        self.settings = settings
+        self.symbols = [spec_for(s).root for s in symbols]
+        self.feed_kind = feed_kind
+        self.inputs = inputs or []
+        self.speed = speed
+        self.duration = duration
+        self.exit_on_feed_end = exit_on_feed_end
+        self.live = feed_kind in LIVE_FEEDS
+        self.log = get_logger("tradebot.daemon")
+        self.cfg = settings.daemon
+        self.data_dir = settings.data_dir
+        self.started_ns = time.time_ns()
+        self.stop_event = asyncio.Event()
+        self.exit_code = 0
+        self.stats: Counter[str] = Counter()
+        self.feed: Feed | None = None
+        self.feed_state = FeedState.CONNECTING
+        self.reconnects = 0
+        self.last_event_wall: dict[str, int] = {}
+        self.last_event_ts: dict[str, int] = {}
+        self.last_any_wall = 0
+        self.loop_lag = 0.0
+        self.errors = 0
+        self._lost_since: int | None = None
+        self.systemd = SystemdNotifier()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self.store: StateStore | None = None
+        self.core: TradingCore | None = None
+        self.notifier: Notifier | None = None
+        self.validator = Validator(settings.validation, self.symbols, logger=self.log)
+        if self.live:
+            self.validator.settings = settings.validation.model_copy(update={"check_staleness": True})
+
+    # -- time ------------------------------------------------------------------------------------------
+
+    def market_now(self) -> int:
+        """Wall time for a live feed; event time for simulated and replayed data (so journals match replays)."""
+        if self.live or self.core is None or not self.core.last_event_ns:
+            return time.time_ns()
+        return self.core.last_event_ns
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        if self.settings.trading_mode == "live":
+            print("refusing to start: TRADING_MODE=live needs a live broker adapter, which does not exist yet "
+                  "(use paper mode)", file=sys.stderr)
+            return 2
+        db = self.settings.execution.db_path or default_db_path(self.data_dir, self.settings.trading_mode)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = StateStore.open(db, mode=self.settings.trading_mode)
+        except (StateError, OSError) as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
+        webhook = self.settings.discord_webhook_url
+        disabled = {k.strip() for k in self.cfg.notify_disabled.split(",") if k.strip()}
+        self.notifier = Notifier(webhook.get_secret_value() if webhook else None,
+                                 StoreOutbox(self.store, attachment_dir=self.data_dir / "outbox"),
+                                 disabled_kinds=disabled)
+        try:
+            self.feed = self._open_feed()  # bad feed settings stop us before anything starts
+        except (ValueError, ConfigError) as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            self.store.close()
+            return 2
+        self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=lambda _n: self._wake(),
+                                logger=self.log)
+        self.core.on_digest = self._digest
+        report = self.core.start(self.market_now())
+        if not report.ok:
+            self.notifier.notify(self._note("halted", Severity.CRITICAL, "Recovery mismatch: trading halted",
+                                            "; ".join(report.mismatches)[:1000]))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        control = ControlServer(self.data_dir / SOCKET_NAME, self._control)
+        try:
+            await control.start()
+        except RuntimeError as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            self.store.close()
+            return 2
+        self._boot_notifications(report.open_brackets)
+        tasks = [asyncio.create_task(self._feed_loop(), name="feed"),
+                 asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                 asyncio.create_task(self.notifier.run(), name="notifier")]
+        if self.live:
+            tasks.append(asyncio.create_task(self._clock_loop(), name="clock"))
+        if self.duration:
+            tasks.append(asyncio.create_task(self._stop_after(self.duration), name="duration"))
+        self.systemd.ready(self._status_line())
+        self.log.info("daemon ready", version=__version__, symbols=self.symbols, feed=self.feed_kind,
+                      mode=self.settings.trading_mode, recovery=report.actions or "clean")
+        try:
+            await self.stop_event.wait()
+        finally:
+            await self._shutdown(tasks, control)
+        return self.exit_code
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.log.info("signal received, shutting down", signal=sig.name)
+        self.stop_event.set()
+
+    async def _stop_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.log.info("duration reached, shutting down", seconds=seconds)
+        self.stop_event.set()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], control: ControlServer) -> None:
+        assert self.core is not None and self.store is not None and self.notifier is not None
+        self.systemd.stopping()
+        for t in tasks:
+            if t.get_name() != "notifier":
+                t.cancel()
+        for t in tasks:
+            if t.get_name() != "notifier":
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+        if self.feed is not None:
+            with contextlib.suppress(Exception):
+                await self.feed.close()
+        if self._side_tasks:  # a digest being rendered still goes out
+            await asyncio.wait(list(self._side_tasks), timeout=self.cfg.shutdown_flush_seconds)
+        now = self.market_now()
+        if self.cfg.flatten_on_shutdown and self.core.manager.ledger.open_brackets():
+            n = self.core.manager.flatten("shutdown", now)
+            self.log.info("flattened on shutdown", brackets=n)
+        snap = self.core.manager.snapshot()
+        self.notifier.notify(self._note("system_stop", Severity.INFO, "tradebot stopped",
+                                        f"day P&L {snap['day_pnl_cents'] / 100:+.2f} USD; "
+                                        f"open brackets {len(snap['open_brackets'])}"))
+        self.notifier.stop()
+        notifier_task = next(t for t in tasks if t.get_name() == "notifier")
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(notifier_task, 5)
+        delivered = await self.notifier.flush(self.cfg.shutdown_flush_seconds)
+        if not delivered:
+            self.log.warning("some alerts were not delivered before shutdown; they stay in the outbox")
+        await control.stop()
+        self.feed_state = FeedState.STOPPED
+        await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
+        self.store.close()
+        self.log.info("daemon stopped", exit_code=self.exit_code, events=self.stats["events"],
+                      rejects=self.validator.total_rejects, errors=self.errors)
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    def _open_feed(self) -> Feed:
+        return make_feed(self.feed_kind, self.settings, self.symbols, self.inputs, self.speed)
+
+    async def _feed_loop(self) -> None:
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            if self.feed is None:
+                try:
+                    self.feed = self._open_feed()
+                except (ValueError, ConfigError) as exc:
+                    self.log.error("cannot open the feed", error=str(exc))
+                    self.exit_code = 2
+                    self.stop_event.set()
+                    return
+            try:
+                ended = await self._consume(self.feed)
+            except FatalFeedError as exc:
+                self.log.error("feed failed permanently", error=str(exc))
+                self.notifier_notify("connection_lost", Severity.CRITICAL, "Market data failed", str(exc))
+                self.core_halt(f"market data failed: {exc}")
+                self.exit_code = 2
+                self.stop_event.set()
+                return
+            except Exception as exc:
+                self.log.error("feed crashed", error=repr(exc), exc_info=True)
+                if not self.live:  # a file or simulation cannot resume where it was: stop, loudly
+                    self.notifier_notify("component_error", Severity.CRITICAL, "Market data feed crashed", repr(exc))
+                    self.exit_code = 1
+                    self.stop_event.set()
+                    return
+                ended = False
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.feed.close()
+                self.feed = None
+            if ended and not self.live:
+                assert self.core is not None
+                self.core.finish()
+                self.feed_state = FeedState.STOPPED
+                self.log.info("feed finished", events=self.stats["events"], rejects=self.validator.total_rejects)
+                if self.exit_on_feed_end:
+                    self.stop_event.set()
+                return
+            # A live feed ended or crashed: reconnect with backoff.
+            self.reconnects += 1
+            self._connection_lost("feed ended" if ended else "feed crashed")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    async def _consume(self, feed: Feed) -> bool:
+        assert self.core is not None
+        core, validator, log = self.core, self.validator, self.log
+        wall = time.time_ns
+        async for ev in feed:
+            if isinstance(ev, RawTrade | RawBook | RawStatus):
+                out = validator.validate(ev)
+                if out is None:
+                    continue
+                now = wall()
+                self.last_any_wall = now
+                self.last_event_wall[out.symbol] = now
+                self.last_event_ts[out.symbol] = out.ts_event
+                if self._lost_since is not None:
+                    self._connection_restored(now)
+                self.stats["events"] += 1
+                try:
+                    core.on_event(out)
+                except Exception as exc:
+                    self._component_error("trading core", exc, repr(out)[:300])
+            elif isinstance(ev, FeedStatus):
+                self._feed_status(ev)
+            elif isinstance(ev, GapEvent):
+                self.stats["gaps"] += 1
+                for strat in core.strategies.values():
+                    strat.engine.on_gap()
+                log.warning("market data gap", start=ev.start_ns, end=ev.end_ns, seconds=(ev.end_ns - ev.start_ns) / NS)
+            if self.feed_state != FeedState.STREAMING and self.stats["events"]:
+                self.feed_state = FeedState.STREAMING
+        return True
+
+    def _feed_status(self, ev: FeedStatus) -> None:
+        prev = self.feed_state
+        self.feed_state = ev.state
+        if ev.state == FeedState.FAILED:
+            raise FatalFeedError(ev.detail or "feed failed")
+        if ev.state == FeedState.RECONNECTING and prev != FeedState.RECONNECTING:
+            self.reconnects += 1
+            self._connection_lost(ev.detail or "feed reconnecting")
+        elif ev.state == FeedState.STREAMING and self._lost_since is not None:
+            self._connection_restored(time.time_ns())
+
+    def _connection_lost(self, why: str) -> None:
+        if self._lost_since is None:
+            self._lost_since = time.time_ns()
+            self.feed_state = FeedState.RECONNECTING
+            self.notifier_notify("connection_lost", Severity.WARNING, "Connection lost",
+                                 f"{why} at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC")
+
+    def _connection_restored(self, now_ns: int) -> None:
+        assert self._lost_since is not None
+        gap = (now_ns - self._lost_since) / NS
+        self._lost_since = None
+        self.feed_state = FeedState.STREAMING
+        self.notifier_notify("connection_restored", Severity.SUCCESS, "Connection restored",
+                             f"market data back after {gap:.1f}s", (("Gap", f"{gap:.1f} s"),))
+
+    async def _clock_loop(self) -> None:
+        """Live only: bars close and jobs run on wall time in a quiet market; a silent feed is reconnected."""
+        assert self.core is not None
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time_ns()
+            try:
+                self.core.on_time(now)
+            except Exception as exc:
+                self._component_error("clock tick", exc, "")
+            if self.feed is not None and self.last_any_wall and self._in_session(now) \
+                    and now - self.last_any_wall > self.cfg.stale_feed_seconds * NS:
+                self.log.warning("no market data in session, reconnecting",
+                                 silent_s=(now - self.last_any_wall) / NS)
+                self.last_any_wall = now
+                self._connection_lost("no market data inside the session")
+                with contextlib.suppress(Exception):
+                    await self.feed.close()
+
+    def _in_session(self, now_ns: int) -> bool:
+        assert self.core is not None
+        return self.core.calendar.session_at(now_ns) is not None
+
+    # -- failures ----------------------------------------------------------------------------------------
+
+    def _component_error(self, where: str, exc: Exception, context: str) -> None:
+        self.errors += 1
+        if self.errors <= 5 or self.errors % 1000 == 0:
+            self.log.error("component error", component=where, error=repr(exc), record=context, count=self.errors,
+                           exc_info=self.errors <= 5)
+        if self.errors == 1:
+            self.core_halt(f"{where} error: {type(exc).__name__}: {exc}")
+            self.notifier_notify("component_error", Severity.CRITICAL, f"Trading halted: {where} error",
+                                 f"{type(exc).__name__}: {exc}"[:1000])
+
+    def core_halt(self, reason: str) -> None:
+        if self.core is None:
+            return
+        try:
+            self.core.manager.halt(reason, self.market_now(), HaltKind.ERROR)
+        except Exception as exc:
+            self.log.error("could not record the halt", error=repr(exc))
+
+    # -- notifications -------------------------------------------------------------------------------------
+
+    def _note(self, kind: str, sev: Severity, title: str, desc: str = "",
+              fields: tuple[tuple[str, str], ...] = ()) -> Notification:
+        return Notification(kind, sev, title, time.time_ns(), desc, fields)
+
+    def notifier_notify(self, kind: str, sev: Severity, title: str, desc: str = "",
+                        fields: tuple[tuple[str, str], ...] = ()) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(self._note(kind, sev, title, desc, fields))
+
+    def _wake(self) -> None:
+        if self.notifier is not None:
+            self.notifier.wake()
+
+    def _boot_notifications(self, open_brackets: list[str]) -> None:
+        marker = self.data_dir / "boot_time"
+        boot = int(psutil.boot_time())
+        try:
+            previous = int(marker.read_text().strip())
+        except (OSError, ValueError):
+            previous = None
+        if previous is not None and previous != boot:
+            self.notifier_notify("system_reboot", Severity.WARNING, "Server restarted",
+                                 f"boot at {dt.datetime.fromtimestamp(boot, dt.UTC):%Y-%m-%d %H:%M} UTC")
+        with contextlib.suppress(OSError):
+            marker.write_text(str(boot))
+        assert self.core is not None
+        snap = self.core.manager.snapshot()
+        s = self.settings
+        self.notifier_notify("system_start", Severity.INFO, "tradebot started", f"version {__version__}", (
+            ("Mode", s.trading_mode), ("Symbols", ",".join(self.symbols)), ("Feed", self.feed_kind),
+            ("Profit target", f"${s.daily_profit_target}"), ("Loss limit", f"${s.daily_loss_limit}"),
+            ("Tier", str(snap.get("tier") or "-")), ("State", str(snap["trading_state"])),
+            ("Open brackets", str(len(open_brackets)))))
+
+    def _digest(self, day: dt.date, at_ns: int) -> None:
+        assert self.store is not None
+        task = asyncio.get_running_loop().create_task(self._send_digest(self.store, day))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _send_digest(self, store: StateStore, day: dt.date) -> None:
+        try:
+            data = digest_data(store, day)  # SQLite stays on the loop's thread; the chart renders off it
+            note = await asyncio.to_thread(digest_notification, data, day, time.time_ns())
+        except Exception as exc:
+            self.log.error("daily digest failed", error=repr(exc))
+            return
+        if self.notifier is not None:
+            self.notifier.notify(note)
+
+    # -- operator ------------------------------------------------------------------------------------------
+
+    async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.core is not None
+        m = self.core.manager
+        now = self.market_now()
+        reason = str(args.get("reason") or f"operator {cmd}")
+        if cmd == "halt":
+            m.halt(reason, now)
+            self.notifier_notify("halted", Severity.WARNING, "Trading halted by the operator", reason)
+        elif cmd == "resume":
+            m.resume(now, reason)
+            self.notifier_notify("resumed", Severity.INFO, "Trading resumed by the operator", reason)
+        elif cmd == "flatten":
+            n = m.flatten(reason, now)
+            return {"ok": True, "flattened": n, "state": m.trading_state.value}
+        snap = m.snapshot()
+        return {"ok": True, "state": snap["trading_state"], "positions": snap["positions"],
+                "day_pnl_cents": snap["day_pnl_cents"], "feed": str(self.feed_state)}
+
+    # -- heartbeat -------------------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        period = self.cfg.heartbeat_seconds
+        next_log = 0.0
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(period)
+            self.loop_lag = max(0.0, time.monotonic() - t0 - period)
+            hb = self._heartbeat()
+            try:
+                await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, hb)
+            except OSError as exc:
+                self.log.error("heartbeat write failed", error=str(exc))
+                continue
+            healthy = self.loop_lag < self.cfg.loop_lag_seconds and self.feed_state not in (
+                FeedState.FAILED, FeedState.RECONNECTING)
+            if healthy:
+                self.systemd.watchdog()
+            self.systemd.status(self._status_line())
+            if time.monotonic() >= next_log:
+                next_log = time.monotonic() + self.cfg.status_log_seconds
+                self.log.info("status", line=self._status_line())
+
+    def _heartbeat(self) -> dict[str, Any]:
+        now = time.time_ns()
+        snap: dict[str, Any] = self.core.manager.snapshot() if self.core is not None else {}
+        ages = {s: round((now - w) / NS, 3) for s, w in self.last_event_wall.items()}
+        return {
+            "pid": os.getpid(), "version": __version__, "started_ns": self.started_ns, "ts_ns": now,
+            "last_loop_ns": now, "mode": self.settings.trading_mode, "symbols": self.symbols,
+            "feed": self.feed_kind, "feed_state": str(self.feed_state), "reconnects": self.reconnects,
+            "market": {s: {"last_event_ns": self.last_event_ts.get(s), "age_s": ages.get(s)} for s in self.symbols},
+            "market_data_age_s": round((now - self.last_any_wall) / NS, 3) if self.last_any_wall else None,
+            "events": self.stats["events"], "validation": self.validator.snapshot(),
+            "validation_rejects": self.validator.total_rejects, "errors": self.errors,
+            "trading_state": snap.get("trading_state"), "tier": snap.get("tier"),
+            "positions": snap.get("positions", {}), "day_pnl_cents": snap.get("day_pnl_cents"),
+            "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "notifier": {"mode": self.notifier.mode if self.notifier else None,
+                         **(dict(self.notifier.stats) if self.notifier else {})},
+        }
+
+    def _status_line(self) -> str:
+        snap: dict[str, Any] = self.core.manager.snapshot() if self.core is not None else {}
+        pnl = (snap.get("day_pnl_cents") or 0) / 100
+        pos = ",".join(f"{k}:{v:+d}" for k, v in (snap.get("positions") or {}).items()) or "flat"
+        last = max(self.last_event_ts.values(), default=0)
+        at = f"{from_ns(last, ET):%Y-%m-%d %H:%M} ET" if last else "-"
+        return (f"{self.settings.trading_mode} {'/'.join(self.symbols)} {snap.get('trading_state', '?')} "
+                f"{pos} P&L {pnl:+.2f} feed {self.feed_state} market {at} events {self.stats['events']}")
+
+
+def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
+    mode = args.mode or settings.trading_mode
+    if mode == "live":
+        print("refusing to start: --mode live needs a live broker adapter, which does not exist yet; "
+              "tradebot never falls back to paper silently (use --mode paper)", file=sys.stderr)
+        return 2
+    updates: dict[str, Any] = {"trading_mode": mode}
+    if getattr(args, "profit_target", None) is not None:
+        updates["daily_profit_target"] = args.profit_target
+    if getattr(args, "loss_limit", None) is not None:
+        updates["daily_loss_limit"] = args.loss_limit
+    if getattr(args, "timeframe", None):
+        updates["footprint"] = settings.footprint.model_copy(update={"bar_seconds": args.timeframe})
+    if getattr(args, "position_size", None):
+        updates["execution"] = settings.execution.model_copy(update={"max_position_size": args.position_size})
+    if getattr(args, "sessions", None):
+        updates["sim"] = settings.sim.model_copy(update={"sessions": args.sessions})
+    settings = settings.model_copy(update=updates)
+    if args.symbols:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    else:
+        symbols = [args.symbol] if args.symbol else settings.symbol_list
+    feed = args.feed or settings.feed
+    if feed == "replay" and not args.input:
+        print("--feed replay needs --input FILE [FILE ...]", file=sys.stderr)
+        return 2
+    daemon = Daemon(settings, symbols, feed, args.input, args.speed, args.duration,
+                    exit_on_feed_end=not getattr(args, "stay", False))
+    return asyncio.run(daemon.run())
+

@@ -1,0 +1,97 @@
+"""The 16:00 ET daily digest: the day's numbers and a P&L chart with the trades marked.
+
+Built from the state database only (read in a worker thread), so it shows what was really recorded and can be
+rebuilt for any past day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Any
+
+from tradebot.core.calendar import ET, from_ns
+from tradebot.ops.notifications import Notification, Severity
+from tradebot.state.store import StateStore
+
+
+def _usd(cents: int) -> str:
+    sign = "-" if cents < 0 else "+"
+    return f"{sign}${abs(cents) / 100:,.2f}"
+
+
+DigestData = dict[str, list[dict[str, Any]]]
+
+
+def digest_data(store: StateStore, day: dt.date) -> DigestData:
+    """The rows a digest needs (read on the store's own thread)."""
+    iso = day.isoformat()
+    return {
+        "stats": store.query("SELECT * FROM daily_stats WHERE trading_day = ?", (iso,)),
+        "trades": store.query("SELECT * FROM brackets WHERE trading_day = ? AND closed_ns IS NOT NULL "
+                              "AND entry_filled > 0 ORDER BY closed_ns", (iso,)),
+        "state": store.query("SELECT * FROM trading_state WHERE id = 1"),
+    }
+
+
+def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notification:
+    iso = day.isoformat()
+    stats, trades, state = data["stats"], data["trades"], data["state"]
+    s = stats[0] if stats else {}
+    net = int(s.get("net_cents", 0) or 0)
+    n, wins, losses = int(s.get("trades", 0) or 0), int(s.get("wins", 0) or 0), int(s.get("losses", 0) or 0)
+    fields: list[tuple[str, str]] = [
+        ("Net P&L", _usd(net)), ("Trades", str(n)),
+        ("Win rate", f"{wins / n:.0%}" if n else "-"), ("Wins / losses", f"{wins} / {losses}"),
+        ("Gross profit", _usd(int(s.get("gross_profit_cents", 0) or 0))),
+        ("Gross loss", _usd(-abs(int(s.get("gross_loss_cents", 0) or 0)))),
+        ("Commission", _usd(-int(s.get("commission_cents", 0) or 0))),
+        ("Max drawdown", _usd(-int(s.get("max_drawdown_cents", 0) or 0))),
+    ]
+    if state:
+        st = state[0]
+        fields += [("Balance", f"${int(st['balance_cents']) / 100:,.2f}"), ("Tier", str(st.get("tier_name") or "-")),
+                   ("State", str(st["state"]))]
+    for t in trades[:10]:
+        side = "LONG" if int(t["side"]) > 0 else "SHORT"
+        pnl = int(t["realized_cents"]) - int(t["commission_cents"])
+        fields.append((f"{from_ns(int(t['closed_ns']), ET):%H:%M} {t['symbol']} {side} {t['pattern']}",
+                       f"{_usd(pnl)} ({t['exit_reason']})"))
+    png = _chart(day, trades) if trades else None
+    sev = Severity.SUCCESS if net > 0 else Severity.WARNING if net < 0 else Severity.INFO
+    return Notification("daily_digest", sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
+                        f"day {iso}; {n} trade(s)", tuple(fields), png, f"digest-{iso}.png")
+
+
+def _chart(day: dt.date, trades: list[dict[str, Any]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    times, equity = [], []
+    total = 0
+    for t in trades:
+        total += int(str(t["realized_cents"])) - int(str(t["commission_cents"]))
+        times.append(from_ns(int(str(t["closed_ns"])), ET))
+        equity.append(total / 100)
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    xs = [float(x) for x in mdates.date2num(times)]  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=ET))  # type: ignore[no-untyped-call]
+    ax.step(xs, equity, where="post", color="#1f4e9c", linewidth=1.8)
+    ax.axhline(0, color="#888", linewidth=0.8)
+    for tm, eq, t in zip(xs, equity, trades, strict=True):
+        win = int(str(t["realized_cents"])) - int(str(t["commission_cents"])) >= 0
+        ax.plot([tm], [eq], marker="^" if int(str(t["side"])) > 0 else "v", color="#1b9e4b" if win else "#d62728",
+                markersize=8)
+    ax.set_title(f"Closed-trade P&L through {day.isoformat()} (markers: ^ long, v short; green win, red loss)",
+                 fontsize=9)
+    ax.set_ylabel("USD")
+    ax.set_xlabel("time (US Eastern)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,182 @@
+"""The trading core: validated market events in, decisions, orders and trades out.
+
+Deterministic and synchronous on purpose: the daemon (live or on a replayed file) and the event-driven
+backtest drive this same object with the same events and therefore make the same trades. Order of work per
+event: the broker sees the tick first (orders already working fill on it), then the strategy, then the
+scheduler; an order decided on this event can only fill on a later one, as in reality.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tradebot.backtest.trades import TradeRecord
+from tradebot.core.calendar import ExchangeCalendar, calendar_for
+from tradebot.core.config import Settings
+from tradebot.core.contracts import spec_for
+from tradebot.core.logging import get_logger
+from tradebot.core.types import MarketEvent
+from tradebot.execution.broker import Broker
+from tradebot.execution.manager import ExecutionManager, NotificationSink, RecoveryReport
+from tradebot.execution.model import Verdict
+from tradebot.execution.paper import PaperBroker, PaperConfig
+from tradebot.execution.risk import same_family
+from tradebot.ops.scheduler import DailyJob, Scheduler
+from tradebot.orderflow.alerts import AlertKind
+from tradebot.regime.decisions import Decision
+from tradebot.regime.pipeline import StrategyStep, SymbolStrategy
+from tradebot.state.store import StateStore
+
+DigestHook = Callable[[dt.date, int], None]
+
+
+class TradingCore:
+    def __init__(self, settings: Settings, symbols: Sequence[str], store: StateStore, broker: Broker | None = None,
+                 *, calendar: ExchangeCalendar | None = None, on_notification: NotificationSink | None = None,
+                 record_decisions: bool = True, logger: Any = None) -> None:
+        self.settings = settings
+        self.symbols = [spec_for(s).root for s in symbols]
+        self.store = store
+        self.log = logger or get_logger("tradebot.trading")
+        cal = calendar or calendar_for(spec_for(self.symbols[0]).session)
+        self.calendar = cal
+        self.broker: Broker = broker or PaperBroker(PaperConfig.from_settings(settings), data_symbols=self.symbols)
+        self.manager = ExecutionManager(settings, store, self.broker, on_notification=on_notification,
+                                        symbols=self.symbols, calendar=cal)
+        self.strategies = {r: SymbolStrategy(spec_for(r), settings, calendar_for(spec_for(r).session),
+                                             has_position=self.has_position, logger=logger) for r in self.symbols}
+        self.scheduler = Scheduler(cal, [DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0,
+                                                  catch_up_seconds=6 * 3600)],
+                                   already_fired=self._digest_done)
+        self.on_digest: DigestHook | None = None
+        self.record_decisions = record_decisions
+        self.stats: Counter[str] = Counter()
+        self.verdicts: list[Verdict] = []
+        self.last_event_ns = 0
+        self._next_job_ns = 0
+        self._positions_seen: dict[str, bool] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self, now_ns: int) -> RecoveryReport:
+        report = self.manager.recover(now_ns)
+        for sym in self.symbols:
+            self._sync_position(sym)
+        return report
+
+    def finish(self) -> None:
+        """End of data (a replay or backtest): close the open bars so their decisions are made."""
+        for strat in self.strategies.values():
+            self._handle(strat.flush(), self.last_event_ns)
+
+    # -- inputs ----------------------------------------------------------------------------------------
+
+    def on_event(self, ev: MarketEvent) -> None:
+        ts = ev.ts_event
+        if ts > self.last_event_ns:
+            self.last_event_ns = ts
+        self.manager.on_market_event(ev)
+        strat = self.strategies.get(ev.symbol)
+        if strat is None:
+            self.stats["unrouted_events"] += 1
+            return
+        step = strat.on_event(ev)
+        if step.closed is not None or step.alerts:
+            self._handle(step, ts)
+        if ts >= self._next_job_ns:
+            self._run_jobs(ts)
+
+    def on_time(self, now_ns: int) -> None:
+        """Wall-clock tick from the daemon: bars close and jobs run in a quiet market too."""
+        for strat in self.strategies.values():
+            step = strat.on_time(now_ns)
+            if step.closed is not None:
+                self._handle(step, now_ns)
+        if now_ns >= self._next_job_ns:
+            self._run_jobs(now_ns)
+        self.manager.check_timeouts(now_ns)
+
+    # -- queries ---------------------------------------------------------------------------------------
+
+    def has_position(self, symbol: str) -> bool:
+        """One position per symbol: an open or working bracket on the contract family counts."""
+        return any(same_family(b.symbol, symbol) for b in self.manager.ledger.open_brackets())
+
+    def closed_trades(self) -> list[TradeRecord]:
+        return closed_trades(self.store)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _handle(self, step: StrategyStep, now_ns: int) -> None:
+        for alert in step.alerts:
+            if alert.kind == AlertKind.EXIT_SIGNAL:
+                decision = self.manager.on_exit_signal(alert.symbol, alert.ts_ns, alert.reason)
+                self.stats[f"exit_signal_{decision}"] += 1
+        if step.decisions:
+            rejected = [d for d in step.decisions if not d.taken]
+            for d in step.decisions:
+                if d.taken and d.intent is not None:
+                    verdict = self.manager.on_intent(d.intent)
+                    self.verdicts.append(verdict)
+                    self.stats["intents_taken" if verdict.taken else "intents_refused_by_risk"] += 1
+            self.stats["decisions_rejected"] += len(rejected)
+            if self.record_decisions and rejected:
+                self._record(rejected)
+        if step.closed is not None:
+            self._sync_position(step.closed.bar.symbol)
+
+    def _sync_position(self, symbol: str) -> None:
+        open_ = self.has_position(symbol)
+        if self._positions_seen.get(symbol) != open_:
+            self._positions_seen[symbol] = open_
+            strat = self.strategies.get(symbol)
+            if strat is not None:
+                strat.engine.set_position(open_)
+
+    def _record(self, decisions: list[Decision]) -> None:
+        """Router rejections, kept so the operator can see why the bot did *not* trade (one transaction)."""
+        rows = [{"signal_id": d.signal_id, "ts_ns": d.ts_ns, "symbol": d.symbol, "pattern": str(d.pattern),
+                 "direction": str(d.direction), "regime": str(d.regime), "confidence": round(d.confidence, 6),
+                 "verdict": str(d.verdict), "codes": ",".join(str(c) for c in d.codes),
+                 "reasons": json.dumps(list(d.reasons))} for d in decisions]
+        with self.store.transaction() as tx:
+            tx.upsert({"router_decisions": rows})
+
+    def _run_jobs(self, now_ns: int) -> None:
+        for name, day, at in self.scheduler.tick(now_ns):
+            self.stats[f"job_{name}"] += 1
+            if name == "daily_digest" and self.on_digest is not None:
+                self.on_digest(day, at)
+        nxt = self.scheduler.next_fire(now_ns)
+        self._next_job_ns = nxt[1] if nxt is not None else now_ns + 3600 * 10**9
+        # Open positions must meet the manager's own auto-flatten even without events.
+        for sym in self.symbols:
+            self._sync_position(sym)
+
+    def _digest_done(self, job: str, day: dt.date) -> bool:
+        rows = self.store.query("SELECT 1 FROM outbox WHERE kind = 'daily_digest' AND payload LIKE ? LIMIT 1",
+                                (f"%Daily digest {day.isoformat()}%",))
+        return bool(rows)
+
+
+def closed_trades(store: StateStore) -> list[TradeRecord]:
+    """Closed brackets as trade records (average fill prices; the paper broker fills a leg at one price)."""
+    rows = store.query("SELECT * FROM brackets WHERE closed_ns IS NOT NULL AND entry_filled > 0 "
+                       "ORDER BY closed_ns, signal_id")
+    out: list[TradeRecord] = []
+    for r in rows:
+        qty = int(r["entry_filled"])
+        entry, exit_ = divmod(int(r["entry_value"]), qty), divmod(int(r["exit_value"]), max(1, int(r["exit_filled"])))
+        if entry[1] or exit_[1] or int(r["exit_filled"]) != qty:
+            continue  # mixed-price legs: not representable as one record (the paper broker never does this)
+        out.append(TradeRecord.make(
+            trade_id=str(r["signal_id"]), symbol=str(r["symbol"]), side=int(r["side"]), quantity=qty,
+            entry_ns=int(r["opened_ns"] or r["submitted_ns"]), exit_ns=int(r["closed_ns"]), entry_price=entry[0],
+            exit_price=exit_[0], tick_value_cents=int(r["tick_value_cents"]),
+            commission_cents=int(r["commission_cents"]), pattern=str(r["pattern"]),
+            exit_reason=str(r["exit_reason"]), signal_id=str(r["signal_id"])))
+    return out
