@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tradebot run
+	$(BIN)/tradebot run --speed 300 --sessions 3
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts run_headless.py
