@@ -436,6 +436,11 @@ class Daemon:
             await asyncio.sleep(period)
             self.loop_lag = max(0.0, time.monotonic() - t0 - period)
             hb = self._heartbeat()
+            if self.core is not None:
+                try:
+                    self.core.manager.flush_marks()  # so `tradebot status` can price open positions
+                except Exception as exc:
+                    self.log.warning("could not record marks", error=repr(exc))
             try:
                 await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, hb)
             except OSError as exc:

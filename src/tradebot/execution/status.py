@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,24 @@ def read_heartbeat(path: Path, now_ns: int, stale_seconds: float) -> dict[str, A
         return {"present": True, "healthy": False, "detail": f"heartbeat unreadable: {exc}"}
     age = (now_ns - ts) / 1e9
     healthy = age <= stale_seconds
-    return {"present": True, "healthy": healthy, "age_seconds": round(age, 1), "ts_ns": ts,
-            "feed_state": str(data.get("feed_state", "")) if isinstance(data, dict) else "",
-            "detail": "ok" if healthy else f"stale heartbeat ({age:.0f}s old)"}
+    detail = "ok" if healthy else f"stale heartbeat ({age:.0f}s old)"
+    pid = data.get("pid") if isinstance(data, dict) else None
+    running = _pid_alive(pid) if isinstance(pid, int) else None
+    if running is False:  # a clean stop leaves a fresh heartbeat: the process itself must be there
+        healthy, detail = False, f"daemon not running (pid {pid} gone)"
+    return {"present": True, "healthy": healthy, "age_seconds": round(age, 1), "ts_ns": ts, "pid": pid,
+            "running": running, "feed_state": str(data.get("feed_state", "")) if isinstance(data, dict) else "",
+            "detail": detail}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user (the service user)
+        return True
+    return True
 
 
 def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, Any]:
