@@ -59,11 +59,15 @@ class TradingCore:
         self.last_event_ns = 0
         self._next_job_ns = 0
         self._positions_seen: dict[str, bool] = {}
+        self._resume_ns = 0
+        """Last journaled time at start: events up to it are a replay of what the journal already holds."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self, now_ns: int) -> RecoveryReport:
         report = self.manager.recover(now_ns)
+        rows = self.store.query("SELECT MAX(ts_ns) AS ts FROM journal")
+        self._resume_ns = int(rows[0]["ts"] or 0) if rows else 0
         for sym in self.symbols:
             self._sync_position(sym)
         return report
@@ -102,9 +106,26 @@ class TradingCore:
 
     # -- queries ---------------------------------------------------------------------------------------
 
-    def has_position(self, symbol: str) -> bool:
-        """One position per symbol: an open or working bracket on the contract family counts."""
-        return any(same_family(b.symbol, symbol) for b in self.manager.ledger.open_brackets())
+    def has_position(self, symbol: str, asof_ns: int | None = None) -> bool:
+        """One position per symbol: a bracket on the contract family submitted before ``asof_ns`` (a decision
+        time) and not closed by the event being processed.
+
+        Normally that is exactly the set of open brackets. While a restarted daemon re-reads data the journal
+        already covers, it is answered from the bracket history instead, so the router sees the positions the
+        original run saw then (and makes the same decisions, which the manager recognises as duplicates).
+        """
+        t = self.last_event_ns
+        decided = t if asof_ns is None else asof_ns
+        ledger = self.manager.ledger
+        pool = ledger.brackets.values() if t <= self._resume_ns else ledger.live.values()
+        for b in pool:
+            if not same_family(b.symbol, symbol):
+                continue
+            # A decision at bar end T sees brackets from earlier bars (submitted < T), not its own bar's.
+            submitted_before = b.submitted_ns < decided if asof_ns is not None else b.submitted_ns <= decided
+            if submitted_before and (b.closed_ns is None or b.closed_ns > t):
+                return True
+        return False
 
     def closed_trades(self) -> list[TradeRecord]:
         return closed_trades(self.store)

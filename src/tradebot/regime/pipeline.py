@@ -22,7 +22,9 @@ from tradebot.regime.decisions import Decision
 from tradebot.regime.detector import RegimeDetector, RegimeState
 from tradebot.regime.router import Router, RouterContext
 
-HasPosition = Callable[[str], bool]
+HasPosition = Callable[[str, int], bool]
+"""``(symbol, decision_ns) -> open?``: asked as of the decision time so a replay after a restart sees the
+positions the original run saw at that moment, not the ones open at the crash."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class SymbolStrategy:
         self.engine = OrderFlowEngine(spec, settings, cal, logger)
         self.detector = RegimeDetector(spec, settings, cal, logger=logger)
         self.router = Router(spec, settings, cal, logger=logger)
-        self.has_position: HasPosition = has_position or (lambda _symbol: False)
+        self.has_position: HasPosition = has_position or (lambda _symbol, _ns: False)
         self.engine.on_close = self._on_close
         self._regime: RegimeState | None = None
         self._decisions: tuple[Decision, ...] = ()
@@ -76,8 +78,9 @@ class SymbolStrategy:
             ctx = RouterContext(cum_delta=bc.bar.cum_delta, micro=e.micro.snapshot(bc.bar.end_ns),
                                 profile=e.profiles.snapshot(), last_price=bc.bar.close, last_trade_ns=bc.bar.last_ts)
         self._regime = regime
-        self._decisions = tuple(self.router.on_bar(bc.bar, bc.patterns, regime, ctx, bc.bar.end_ns,
-                                                   self.has_position))
+        end = bc.bar.end_ns
+        self._decisions = tuple(self.router.on_bar(bc.bar, bc.patterns, regime, ctx, end,
+                                                   lambda sym: self.has_position(sym, end)))
 
 
 class DecisionRecorder:
