@@ -102,6 +102,12 @@ def _add_state(sub: Any) -> None:
     add_state_commands(sub)
 
 
+def _add_backtest(sub: Any) -> None:
+    from tradebot.backtest.cli import add_backtest_commands
+
+    add_backtest_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preflight(sub)
     _add_control(sub)
     _add_state(sub)
+    _add_backtest(sub)
     return parser
 
 

@@ -83,6 +83,7 @@ class Daemon:
         self._lost_since: int | None = None
         self.systemd = SystemdNotifier()
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self.core_started = False
         self.store: StateStore | None = None
         self.core: TradingCore | None = None
         self.notifier: Notifier | None = None
@@ -126,10 +127,8 @@ class Daemon:
         self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=lambda _n: self._wake(),
                                 logger=self.log)
         self.core.on_digest = self._digest
-        report = self.core.start(self.market_now())
-        if not report.ok:
-            self.notifier.notify(self._note("halted", Severity.CRITICAL, "Recovery mismatch: trading halted",
-                                            "; ".join(report.mismatches)[:1000]))
+        if self.live:
+            self._start_core(time.time_ns())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -140,7 +139,6 @@ class Daemon:
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.store.close()
             return 2
-        self._boot_notifications(report.open_brackets)
         tasks = [asyncio.create_task(self._feed_loop(), name="feed"),
                  asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                  asyncio.create_task(self.notifier.run(), name="notifier")]
@@ -150,12 +148,24 @@ class Daemon:
             tasks.append(asyncio.create_task(self._stop_after(self.duration), name="duration"))
         self.systemd.ready(self._status_line())
         self.log.info("daemon ready", version=__version__, symbols=self.symbols, feed=self.feed_kind,
-                      mode=self.settings.trading_mode, recovery=report.actions or "clean")
+                      mode=self.settings.trading_mode)
         try:
             await self.stop_event.wait()
         finally:
             await self._shutdown(tasks, control)
         return self.exit_code
+
+    def _start_core(self, now_ns: int) -> None:
+        """Recover and start trading. Live: at wall time on start-up. Replayed or simulated data: at the first
+        event's time, so the journal is in market time and a backtest of the same file starts identically."""
+        assert self.core is not None and self.notifier is not None
+        report = self.core.start(now_ns)
+        self.core_started = True
+        if not report.ok:
+            self.notifier.notify(self._note("halted", Severity.CRITICAL, "Recovery mismatch: trading halted",
+                                            "; ".join(report.mismatches)[:1000]))
+        self.log.info("trading core started", recovery=report.actions or "clean", open=report.open_brackets)
+        self._boot_notifications(report.open_brackets)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self.log.info("signal received, shutting down", signal=sig.name)
@@ -182,7 +192,7 @@ class Daemon:
         if self._side_tasks:  # a digest being rendered still goes out
             await asyncio.wait(list(self._side_tasks), timeout=self.cfg.shutdown_flush_seconds)
         now = self.market_now()
-        if self.cfg.flatten_on_shutdown and self.core.manager.ledger.open_brackets():
+        if self.core_started and self.cfg.flatten_on_shutdown and self.core.manager.ledger.open_brackets():
             n = self.core.manager.flatten("shutdown", now)
             self.log.info("flattened on shutdown", brackets=n)
         snap = self.core.manager.snapshot()
@@ -269,6 +279,8 @@ class Daemon:
                 self.last_event_ts[out.symbol] = out.ts_event
                 if self._lost_since is not None:
                     self._connection_restored(now)
+                if not self.core_started:
+                    self._start_core(out.ts_event)
                 self.stats["events"] += 1
                 try:
                     core.on_event(out)
@@ -410,6 +422,8 @@ class Daemon:
 
     async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         assert self.core is not None
+        if not self.core_started and cmd in ("halt", "resume", "flatten"):
+            return {"ok": False, "error": "trading has not started yet (waiting for the first market event)"}
         m = self.core.manager
         now = self.market_now()
         reason = str(args.get("reason") or f"operator {cmd}")

@@ -18,7 +18,8 @@ SELL = "#d62728"
 
 
 def plot_footprint(engine: OrderFlowEngine, bars: Sequence[BarClose], out: Path, max_bars: int = 12,
-                   title: str | None = None) -> Path:
+                   title: str | None = None, marks: Sequence[tuple[int, str, str]] = ()) -> Path:
+    """``marks``: (price ticks, label, colour) drawn as dashed lines across the chart (a trade's entry/exit)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,9 +40,14 @@ def plot_footprint(engine: OrderFlowEngine, bars: Sequence[BarClose], out: Path,
     vmax = max(lv.volume for bc in shown for lv in bc.bar.levels) or 1
 
     profile = engine.profiles.snapshot()
-    if profile is not None:
+    shade_va = profile is not None and profile.val <= hi and profile.vah >= lo
+    if profile is not None and shade_va:
         ax.axhspan(max(profile.val, lo) - 0.5, min(profile.vah, hi) + 0.5, color="#f2e6ff", zorder=0,
                    label=f"value area {spec.fmt(profile.val)}-{spec.fmt(profile.vah)}")
+    for price, label, colour in marks:
+        ax.axhline(price, color=colour, linestyle="--", linewidth=1.2, zorder=5)
+        ax.text(len(shown) * 1.2 - 0.35, price + 0.15, f"{label} {spec.fmt(price)}", color=colour, fontsize=font + 1,
+                ha="right", va="bottom", weight="bold", zorder=6)
     for i, bc in enumerate(shown):
         b = bc.bar
         x0 = i * 1.2
@@ -84,7 +90,7 @@ def plot_footprint(engine: OrderFlowEngine, bars: Sequence[BarClose], out: Path,
     ax.set_xlabel("bar start (US Central); under each bar: delta and volume; boxed: POC")
     ax.set_title(title or f"{spec.root} footprint, bid x ask per level "
                  f"({engine.settings.footprint.bar_seconds}s bars; green/red bold = buy/sell imbalance)")
-    if profile is not None:
+    if shade_va:
         ax.legend(loc="upper left", fontsize=font)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

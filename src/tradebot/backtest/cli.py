@@ -1,0 +1,420 @@
+"""``tradebot backtest``, ``tradebot backtest summary|stress``, ``tradebot replay``.
+
+Backtests run one task per trading day over local processes (default) or a Dask cluster (``--scheduler
+tcp://HOST:PORT``); each task runs the daemon's own trading core. Results go to ``data/backtests.db`` and an
+HTML report under ``data/reports/<run>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from tradebot.backtest.db import BacktestDB
+from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
+from tradebot.backtest.runner import DayResult, DayTask, run_day
+from tradebot.backtest.stats import (
+    BacktestStats,
+    compute_stats,
+    fmt_pct,
+    fmt_ratio,
+    fmt_usd,
+    stats_summary,
+    tiers_from_text,
+)
+from tradebot.backtest.stress import StressReport, run_stress
+from tradebot.backtest.trades import TradeRecord, trade_hash
+from tradebot.core.config import ConfigError, Settings
+from tradebot.core.contracts import spec_for
+from tradebot.feeds.catalog import combined_fingerprint, sha256_file
+
+DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+def add_backtest_commands(sub: Any) -> None:
+    p = sub.add_parser("backtest", help="batch backtests, summaries and stress tests")
+    p.add_argument("action", nargs="?", default="run", help="run (default) | summary | stress")
+    p.add_argument("run_id", nargs="?", help="summary/stress: the run (default: the latest)")
+    p.add_argument("--data", type=Path, help="catalog root or folder of DBN files (one per day)")
+    p.add_argument("--start", help="first trading day YYYY-MM-DD (default: the first available)")
+    p.add_argument("--end", help="last trading day (default: the last available)")
+    p.add_argument("--symbol", help="contract root (default TRADING_SYMBOL)")
+    p.add_argument("--schema", help="pick files of this schema when a day has several")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="settings override")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="parameter sweep axis")
+    p.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: local processes)")
+    p.add_argument("--workers", type=int, default=0, help="local processes (default: CPU count)")
+    p.add_argument("--name", help="run name (default: symbol and dates)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--footprints", type=int, default=3, help="sample trades to chart in the report")
+    p.add_argument("--db", type=Path, help="results database (default TRADEBOT_DATA_DIR/backtests.db)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--slippage", action="store_true", help="stress: only the 1/2-tick slippage tests")
+    p.add_argument("--time-of-day", action="store_true", help="stress: only the hour breakdown")
+    p.add_argument("--day-of-week", action="store_true", help="stress: only the weekday breakdown")
+    p.add_argument("--monte-carlo", type=int, default=0, metavar="N", help="stress: only Monte Carlo, N runs")
+    p.set_defaults(handler=backtest_command)
+    r = sub.add_parser("replay", help="recorded data through the daemon itself (same code path as live)")
+    r.add_argument("--input", nargs="*", default=[], help="DBN or CSV files")
+    r.add_argument("--date", help="a day from the catalog (with --symbol, --data)")
+    r.add_argument("--symbol", help="contract root (default TRADING_SYMBOL)")
+    r.add_argument("--data", type=Path, help="catalog root (default TRADEBOT_DATA_DIR/catalog)")
+    r.add_argument("--speed", type=float, default=0.0, help="0 as fast as possible, 1 real time, N times")
+    r.set_defaults(handler=replay_command)
+
+
+# -- data discovery --------------------------------------------------------------------------------------
+
+
+def find_days(root: Path, symbol: str, start: dt.date | None, end: dt.date | None,
+              schema: str | None = None) -> dict[dt.date, Path]:
+    """Day -> file under ``root``: the catalog layout (``.../<schema>/<ROOT>/<day>.dbn.zst``) or loose files
+    named with their date. Several candidates for a day: the ``schema`` asked for, else the first in order."""
+    out: dict[dt.date, Path] = {}
+    if root.is_file():
+        files = [root]
+    else:
+        files = sorted(p for p in root.rglob("*.dbn*") if p.is_file() and not p.name.endswith((".part", ".json")))
+    for f in files:
+        m = DATE.search(f.name)
+        if not m:
+            continue
+        in_catalog = f.parent.name.upper() == symbol
+        loose = symbol.lower() in f.name.lower() or f.parent == root
+        if not (in_catalog or loose):
+            continue
+        if schema and f.parent.parent.name != schema and schema not in f.name:
+            continue
+        day = dt.date.fromisoformat(m.group(1))
+        if (start and day < start) or (end and day > end):
+            continue
+        out.setdefault(day, f)
+    return dict(sorted(out.items()))
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+
+def _progress(done: int, total: int, res: DayResult, t0: float) -> None:
+    tty = sys.stderr.isatty()
+    status = "ERROR" if res.error else f"{res.events} events {res.seconds:.1f}s"
+    line = f"[{done:>3}/{total}] {done * 100 // total:>3}% {res.day} {status} elapsed {time.monotonic() - t0:.1f}s"
+    print(("\r" + line.ljust(100)) if tty else line, end="" if tty and done < total else "\n", file=sys.stderr,
+          flush=True)
+
+
+def execute(tasks: list[DayTask], scheduler: str | None = None, workers: int = 0,
+            progress: Callable[[int, int, DayResult, float], None] = _progress) -> list[DayResult]:
+    t0 = time.monotonic()
+    results: list[DayResult] = []
+    if scheduler:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            futures = client.map(run_day, tasks, pure=False)
+            for fut in dask_completed(futures):  # type: ignore[no-untyped-call]
+                results.append(fut.result())
+                progress(len(results), len(tasks), results[-1], t0)
+    elif len(tasks) == 1 or workers == 1:
+        for task in tasks:
+            results.append(run_day(task))
+            progress(len(results), len(tasks), results[-1], t0)
+    else:
+        n = workers or min(len(tasks), os.cpu_count() or 1)
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            futs = [pool.submit(run_day, t) for t in tasks]
+            for f in as_completed(futs):
+                results.append(f.result())
+                progress(len(results), len(tasks), results[-1], t0)
+    return sorted(results, key=lambda r: r.day)
+
+
+def _run_id(name: str, combo: dict[str, str], fingerprint: str) -> str:
+    h = hashlib.sha256(json.dumps([name, combo, fingerprint, time.time_ns()]).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{h}"
+
+
+def _stats(trades: list[TradeRecord], settings: Settings, days: Iterable[dt.date]) -> BacktestStats:
+    cents = int(settings.execution.starting_balance * 100)
+    return compute_stats(trades, cents, session_days=tuple(days), tiers=tiers_from_text(settings.execution.tiers))
+
+
+def print_summary(name: str, s: BacktestStats, out: Any = None) -> None:
+    out = out or sys.stdout
+    rows = [
+        ("run", name), ("days", f"{s.days} ({s.winning_days} winning, {fmt_pct(s.winning_day_rate)})"),
+        ("trades", f"{s.trades} (win rate {fmt_pct(s.win_rate)})"), ("net P&L", fmt_usd(s.net_pnl_cents, signed=True)),
+        ("profit factor", fmt_ratio(s.profit_factor)), ("avg daily P&L", fmt_usd(s.avg_daily_pnl_cents, signed=True)),
+        ("max drawdown", fmt_usd(s.max_drawdown_cents)), ("max consecutive losses", str(s.max_consecutive_losses)),
+        ("Sharpe / Sortino (daily)", f"{fmt_ratio(s.sharpe)} / {fmt_ratio(s.sortino)}"),
+        ("expectancy / trade", fmt_usd(s.expectancy_cents, signed=True)),
+        ("balance", f"{fmt_usd(s.starting_balance_cents)} -> {fmt_usd(s.final_balance_cents)}"),
+    ]
+    for k, v in rows:
+        print(f"{k:>26}  {v}", file=out)
+    if s.by_pattern:
+        print(f"{'by pattern':>26}", file=out)
+        for g in s.by_pattern:
+            print(f"{g.key:>26}  {g.trades:>4} trades  win {fmt_pct(g.win_rate):>4}  net "
+                  f"{fmt_usd(g.net_cents, signed=True):>12}  PF {fmt_ratio(g.profit_factor)}", file=out)
+
+
+def _footprints(days: dict[dt.date, Path], trades: list[TradeRecord], settings: Settings, symbol: str,
+                out_dir: Path, n: int) -> list[Path]:
+    """Footprint charts of a few sample trades (best, worst, first) from the analyze engine."""
+    if n <= 0 or not trades:
+        return []
+    from tradebot.analyze import run_file
+    from tradebot.backtest.stats import trading_day_of
+    from tradebot.orderflow.plot import plot_footprint
+
+    picks: list[TradeRecord] = []
+    for t in (max(trades, key=lambda t: t.net_pnl_cents), min(trades, key=lambda t: t.net_pnl_cents), trades[0]):
+        if t not in picks:
+            picks.append(t)
+    pngs = []
+    for t in picks[:n]:
+        path = days.get(trading_day_of(t))
+        if path is None:
+            continue
+        res = asyncio.run(run_file([path], settings, symbol))
+        if res.chosen is None:
+            continue
+        bar_ns = settings.footprint.bar_seconds * 1_000_000_000
+        bars = [bc for bc in res.chosen.bars if t.entry_ns - 6 * bar_ns <= bc.bar.end_ns
+                and bc.bar.start_ns <= t.exit_ns]
+        if not bars:
+            continue
+        side = "LONG" if t.side > 0 else "SHORT"
+        png = out_dir / f"footprint-{t.trade_id[-12:]}.png"
+        plot_footprint(res.chosen.engine, bars, png, max_bars=12, title=(
+            f"{t.symbol} {side} {t.pattern}: entry {spec_for(t.symbol).fmt(t.entry_price)} exit "
+            f"{spec_for(t.symbol).fmt(t.exit_price)} ({t.exit_reason}) net {fmt_usd(t.net_pnl_cents, signed=True)}"),
+            marks=((t.entry_price, "entry", "#1f4e9c"),
+                   (t.exit_price, f"exit ({t.exit_reason})", "#1b9e4b" if t.net_pnl_cents >= 0 else "#d62728")))
+        pngs.append(png)
+    return pngs
+
+
+def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "summary":
+        return summary_command(args, settings)
+    if args.action == "stress":
+        return stress_command(args, settings)
+    if args.action != "run":
+        print(f"backtest: unknown action {args.action!r} (run, summary, stress)", file=sys.stderr)
+        return 2
+    if args.data is None:
+        print("backtest: --data DIR is required (a catalog root, e.g. from `tradebot data synth`)", file=sys.stderr)
+        return 2
+    symbol = spec_for(args.symbol or settings.trading_symbol).root
+    try:
+        base = apply_overrides(settings, parse_pairs(args.set))
+        combos = grid_combinations(args.grid)
+        for c in combos:
+            apply_overrides(base, c)  # fail before any work on a bad value
+        start = dt.date.fromisoformat(args.start) if args.start else None
+        end = dt.date.fromisoformat(args.end) if args.end else None
+    except (ConfigError, ValueError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    days = find_days(args.data, symbol, start, end, args.schema)
+    if not days:
+        print(f"backtest: no {symbol} day files under {args.data} between {start or '...'} and {end or '...'}",
+              file=sys.stderr)
+        return 2
+    fingerprint = combined_fingerprint_of(days.values())
+    tasks = [DayTask(d.isoformat(), (str(p),), symbol, base, tuple(combos)) for d, p in days.items()]
+    t0 = time.monotonic()
+    results = execute(tasks, args.scheduler, args.workers)
+    seconds = time.monotonic() - t0
+    errors = {r.day: r.error for r in results if r.error}
+    for day, err in errors.items():
+        print(f"backtest: {day} failed: {err.splitlines()[0]}", file=sys.stderr)
+    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
+    name = args.name or f"{symbol} {min(days)}..{max(days)}"
+    table = []
+    try:
+        for i, combo in enumerate(combos):
+            trades, trade_days = [], {}
+            for r in results:
+                if r.error:
+                    continue
+                for t in r.combos[i].trades:
+                    rec = TradeRecord.from_dict(t)
+                    trades.append(rec)
+                    trade_days[rec.trade_id] = r.day
+            cfg = apply_overrides(base, combo)
+            st = _stats(trades, cfg, days)
+            run_name = name + (" " + " ".join(f"{k}={v}" for k, v in combo.items()) if combo else "")
+            run_id = _run_id(run_name, combo, fingerprint)
+            db.save_run(run_id, name=run_name, symbol=symbol, start=min(days).isoformat(), end=max(days).isoformat(),
+                        days=[d.isoformat() for d in days], params={**parse_pairs(args.set), **combo},
+                        config=json.loads(cfg.model_dump_json()), fingerprint=fingerprint,
+                        trade_hash=trade_hash(trades), stats=st, summary=stats_summary(st), trades=trades,
+                        trade_days=trade_days, daily_events={r.day: r.events for r in results}, seconds=seconds,
+                        errors=errors)
+            table.append((run_id, combo, st))
+    finally:
+        db.close()
+    events = sum(r.events for r in results)
+    print(f"backtest: {len(days)} days, {len(combos)} parameter set(s), {events} events in {seconds:.1f}s "
+          f"({events / max(seconds, 1e-9):,.0f} events/s per run of the grid)", file=sys.stderr)
+    if len(table) == 1:
+        run_id, _, st = table[0]
+        if args.json:
+            print(json.dumps({"run_id": run_id, **stats_summary(st)}))
+        else:
+            print_summary(f"{name} [{run_id}]", st)
+        if not args.no_report:
+            out_dir = settings.data_dir / "reports" / run_id
+            trades = BacktestDB(args.db or settings.data_dir / "backtests.db").trades(run_id)
+            stress = run_stress(trades, st.starting_balance_cents, base=st, session_days=tuple(days))
+            pngs = _footprints(days, sorted(trades, key=lambda t: t.exit_ns), apply_overrides(base, {}), symbol,
+                               out_dir, args.footprints)
+            from tradebot.backtest.report import write_report
+
+            html = write_report(name, trades, st, stress, out_dir, footprint_pngs=pngs)
+            print(f"report: {html}", file=sys.stderr)
+    else:
+        print(f"{'run':<40} {'params':<40} {'trades':>6} {'net':>12} {'PF':>6} {'win':>5} {'maxDD':>10}")
+        for run_id, combo, st in sorted(table, key=lambda x: -x[2].net_pnl_cents):
+            print(f"{run_id:<40} {json.dumps(combo):<40} {st.trades:>6} {fmt_usd(st.net_pnl_cents, signed=True):>12} "
+                  f"{fmt_ratio(st.profit_factor):>6} {fmt_pct(st.win_rate):>5} {fmt_usd(st.max_drawdown_cents):>10}")
+    return 1 if errors else 0
+
+
+def combined_fingerprint_of(paths: Iterable[Path]) -> str:
+    from tradebot.feeds.catalog import FileFingerprint
+
+    prints = []
+    for p in paths:
+        st = p.stat()
+        prints.append(FileFingerprint(str(p.name), sha256_file(p), st.st_size))
+    return combined_fingerprint(prints)
+
+
+def _load_run(args: argparse.Namespace, settings: Settings) -> tuple[BacktestDB, dict[str, Any]] | None:
+    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
+    run = db.run(args.run_id)
+    if run is None:
+        print(f"backtest: no run {args.run_id or ''} in {args.db or settings.data_dir / 'backtests.db'}",
+              file=sys.stderr)
+        db.close()
+        return None
+    return db, run
+
+
+def summary_command(args: argparse.Namespace, settings: Settings) -> int:
+    loaded = _load_run(args, settings)
+    if loaded is None:
+        return 2
+    db, run = loaded
+    try:
+        trades = db.trades(run["run_id"])
+        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
+            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
+    finally:
+        db.close()
+    st = _stats(trades, settings, days)
+    if args.json:
+        print(json.dumps({"run_id": run["run_id"], "name": run["name"], "trade_hash": run["trade_hash"],
+                          **stats_summary(st)}))
+    else:
+        print_summary(f"{run['name']} [{run['run_id']}]", st)
+        print(f"{'trade hash':>26}  {run['trade_hash'][:16]}")
+    return 0
+
+
+def stress_command(args: argparse.Namespace, settings: Settings) -> int:
+    loaded = _load_run(args, settings)
+    if loaded is None:
+        return 2
+    db, run = loaded
+    try:
+        trades = db.trades(run["run_id"])
+        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
+            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
+    finally:
+        db.close()
+    st = _stats(trades, settings, days)
+    runs = args.monte_carlo or 1000
+    rep = run_stress(trades, st.starting_balance_cents, base=st, runs=runs, session_days=days)
+    only = args.slippage or args.time_of_day or args.day_of_week or bool(args.monte_carlo)
+    if args.json:
+        print(json.dumps(stress_json(rep)))
+        return 0 if rep.passed else 1
+    print(f"stress tests for {run['name']} [{run['run_id']}]: {st.trades} trades")
+    if args.slippage or not only:
+        for sl in rep.slippage:
+            print(f"  slippage {sl.ticks_per_side} tick(s)/side: net {fmt_usd(sl.stats.net_pnl_cents, signed=True)} "
+                  f"({fmt_usd(sl.net_change_cents, signed=True)}), PF {fmt_ratio(sl.stats.profit_factor)}, "
+                  f"win {fmt_pct(sl.stats.win_rate)}")
+    if args.time_of_day or not only:
+        print("  by hour (ET): " + "; ".join(f"{g.key} {g.trades}t {fmt_usd(g.net_cents, signed=True)}"
+                                             for g in rep.by_hour))
+    if args.day_of_week or not only:
+        print("  by weekday: " + "; ".join(f"{g.key} {g.trades}t {fmt_usd(g.net_cents, signed=True)}"
+                                           for g in rep.by_weekday))
+    if args.monte_carlo or not only:
+        mc = rep.monte_carlo
+        pct = ", ".join(f"p{int(k)} {fmt_usd(v)}" for k, v in mc.drawdown_percentiles.items())
+        print(f"  Monte Carlo ({mc.runs} orderings): max drawdown {pct}; losing streak p95 "
+              f"{mc.streak_percentiles.get(95.0)}")
+    for v in rep.verdicts:
+        print(f"  {'PASS' if v.passed else 'FAIL'} {v.test}: {v.value} (limit {v.limit}) {v.note}")
+    return 0 if rep.passed else 1
+
+
+def stress_json(rep: StressReport) -> dict[str, Any]:
+    mc = rep.monte_carlo
+    return {"passed": rep.passed,
+            "slippage": [{"ticks": s.ticks_per_side, "net_cents": s.stats.net_pnl_cents} for s in rep.slippage],
+            "monte_carlo": {"runs": mc.runs,
+                            "drawdown_percentiles": {str(k): v for k, v in mc.drawdown_percentiles.items()},
+                            "streak_percentiles": {str(k): v for k, v in mc.streak_percentiles.items()}},
+            "verdicts": [{"test": v.test, "passed": v.passed, "value": str(v.value), "limit": str(v.limit)}
+                         for v in rep.verdicts]}
+
+
+def replay_command(args: argparse.Namespace, settings: Settings) -> int:
+    from tradebot.daemon import Daemon
+    from tradebot.state.store import StateStore, default_db_path
+    from tradebot.trading import closed_trades
+
+    symbol = spec_for(args.symbol or settings.trading_symbol).root
+    inputs = list(args.input)
+    if args.date:
+        root = args.data or settings.data_dir / "catalog"
+        day = dt.date.fromisoformat(args.date)
+        found = find_days(root, symbol, day, day)
+        if not found:
+            print(f"replay: no {symbol} file for {day} under {root} (try `tradebot data fetch`)", file=sys.stderr)
+            return 2
+        inputs += [str(p) for p in found.values()]
+    if not inputs:
+        print("replay: give --input FILE... or --date YYYY-MM-DD --symbol ROOT", file=sys.stderr)
+        return 2
+    code = asyncio.run(Daemon(settings, [symbol], "replay", inputs, args.speed, 0.0, exit_on_feed_end=True).run())
+    if code == 0:
+        store = StateStore.open(settings.execution.db_path or default_db_path(settings.data_dir,
+                                                                               settings.trading_mode), readonly=True)
+        try:
+            trades = closed_trades(store)
+        finally:
+            store.close()
+        net = sum(t.net_pnl_cents for t in trades)
+        print(f"replay: {len(trades)} trades, net {fmt_usd(net, signed=True)}, trade hash {trade_hash(trades)}")
+    return code
