@@ -83,7 +83,13 @@ class TradingCore:
         ts = ev.ts_event
         if ts > self.last_event_ns:
             self.last_event_ns = ts
-        self.manager.on_market_event(ev)
+        if ts >= self._resume_ns:
+            self.manager.on_market_event(ev)
+        else:
+            # Catching up after a restart: execution already reflects these events (the journal holds their
+            # effects); only the strategy re-reads them to rebuild its bars and indicators. Feeding them to the
+            # manager would mark an open position at stale prices.
+            self.stats["catch_up_events"] += 1
         strat = self.strategies.get(ev.symbol)
         if strat is None:
             self.stats["unrouted_events"] += 1
