@@ -66,7 +66,7 @@ def run_once(events: list[MarketEvent]) -> tuple[float, dict[str, Any]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trades", type=int, default=750_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     for name, depth in (("trades_only", 0), ("trades_l1", 1), ("trades_mbp10", 10)):
         events, n_trades = build_events(args.trades, depth)

@@ -22,21 +22,17 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import databento_dbn as dbn
-import numpy as np
 import zstandard
-from databento_dbn.metadata import MappingInterval
 
 from tradebot.core.prices import PRICE_SCALE
 from tradebot.core.types import RawBook, RawStatus, RawTrade
@@ -48,75 +44,21 @@ TICK_FP = PRICE_SCALE // 4  # ES: 0.25
 INSTRUMENT_ID = 4916
 SYMBOL = "ESM5"
 DAY = dt.date(2025, 3, 11)
-RUNS = 3
-
-
-@dataclass
-class _Interval:
-    """Satisfies databento_dbn's ``MappingInterval`` protocol (it ships no concrete class)."""
-
-    start_date: dt.date
-    end_date: dt.date
-    symbol: str
-
-
-@dataclass
-class _Mapping:
-    raw_symbol: str
-    intervals: Sequence[MappingInterval]
-
-
-def _ns(day: dt.date, hour: int, minute: int) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=CT).timestamp()) * 1_000_000_000
+RUNS = 5
 
 
 def write_day(path: Path, n_trades: int, compress: bool, seed: int = 11) -> None:
-    """A Globex day (17:00 CT the evening before to 16:00 CT) with most prints in the cash session."""
-    rng = np.random.default_rng(seed)
-    open_ns, close_ns = _ns(DAY - dt.timedelta(days=1), 17, 0), _ns(DAY, 16, 0)
-    rth_open, rth_close = _ns(DAY, 8, 30), _ns(DAY, 15, 0)
-    n_rth = int(n_trades * 0.8)
-    ts = np.sort(np.concatenate([
-        rng.integers(rth_open, rth_close, n_rth),
-        rng.integers(open_ns, rth_open, n_trades - n_rth),
-    ]))
-    steps = rng.choice(np.array([-1, 0, 1]), size=n_trades, p=[0.2, 0.6, 0.2])
-    ticks = 5700 * 4 + np.cumsum(steps)
-    buy = rng.random(n_trades) < 0.5
-    sizes = rng.geometric(0.45, n_trades)
-    book_sz = rng.integers(1, 80, size=(n_trades, 2))
-    latency = rng.integers(5_000, 60_000, n_trades)
-    meta = dbn.Metadata(dataset="GLBX.MDP3", start=open_ns, stype_in=dbn.SType.RAW_SYMBOL,
-                        stype_out=dbn.SType.INSTRUMENT_ID, schema=dbn.Schema.TBBO, symbols=[SYMBOL],
-                        mappings=[_Mapping(SYMBOL, [_Interval(DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1),
-                                                              str(INSTRUMENT_ID))])],
-                        end=close_ns)
-    raw = path.open("wb")
-    out = zstandard.ZstdCompressor(level=3).stream_writer(raw) if compress else raw
-    try:
-        out.write(bytes(meta))
-        chunk: list[bytes] = []
-        for i in range(n_trades):
-            px = int(ticks[i]) * TICK_FP
-            is_buy = bool(buy[i])
-            bid, ask = (px - TICK_FP, px) if is_buy else (px, px + TICK_FP)
-            ts_event = int(ts[i])
-            rec = dbn.MBP1Msg(
-                publisher_id=1, instrument_id=INSTRUMENT_ID, ts_event=ts_event, price=px, size=int(sizes[i]),
-                action=dbn.Action.TRADE, side=dbn.Side.BID if is_buy else dbn.Side.ASK, depth=0,
-                ts_recv=ts_event + int(latency[i]), flags=dbn.F_LAST, sequence=i + 1,
-                levels=dbn.BidAskPair(bid_px=bid, ask_px=ask, bid_sz=int(book_sz[i, 0]),
-                                      ask_sz=int(book_sz[i, 1])),
-            )
-            chunk.append(bytes(rec))
-            if len(chunk) == 50_000:
-                out.write(b"".join(chunk))
-                chunk.clear()
-        out.write(b"".join(chunk))
-    finally:
-        out.close()
-        if not raw.closed:
-            raw.close()
+    """A simulated Globex day as a real DBN TBBO file, written by ``tradebot data synth``'s own writer."""
+    from tradebot.feeds.synth import synthesize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesize(Path(tmp), symbol="ES", days=1, start=DAY, trades_per_day=n_trades, seed=seed)
+        src = next(Path(tmp).rglob("*.dbn.zst"))
+        if compress:
+            shutil.copyfile(src, path)
+        else:
+            with src.open("rb") as fin, path.open("wb") as fout:
+                zstandard.ZstdDecompressor().copy_stream(fin, fout)
 
 
 async def _feed(path: Path, validate: bool) -> tuple[int, int, float]:

@@ -306,28 +306,29 @@ def combined_fingerprint_of(paths: Iterable[Path]) -> str:
     return combined_fingerprint(prints)
 
 
-def _load_run(args: argparse.Namespace, settings: Settings) -> tuple[BacktestDB, dict[str, Any]] | None:
-    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
-    run = db.run(args.run_id)
-    if run is None:
-        print(f"backtest: no run {args.run_id or ''} in {args.db or settings.data_dir / 'backtests.db'}",
-              file=sys.stderr)
+def _load_run(args: argparse.Namespace, settings: Settings
+              ) -> tuple[dict[str, Any], list[TradeRecord], list[dt.date]] | None:
+    """The run asked for (default: the latest), its trades and its session days; ``None`` (said why) if absent."""
+    path = args.db or settings.data_dir / "backtests.db"
+    db = BacktestDB(path)
+    try:
+        run = db.run(args.run_id)
+        if run is None:
+            print(f"backtest: no run {args.run_id or ''} in {path}", file=sys.stderr)
+            return None
+        trades = db.trades(run["run_id"])
+        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
+            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
+    finally:
         db.close()
-        return None
-    return db, run
+    return run, trades, days
 
 
 def summary_command(args: argparse.Namespace, settings: Settings) -> int:
     loaded = _load_run(args, settings)
     if loaded is None:
         return 2
-    db, run = loaded
-    try:
-        trades = db.trades(run["run_id"])
-        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
-            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
-    finally:
-        db.close()
+    run, trades, days = loaded
     st = _stats(trades, settings, days)
     if args.json:
         print(json.dumps({"run_id": run["run_id"], "name": run["name"], "trade_hash": run["trade_hash"],
@@ -342,13 +343,7 @@ def stress_command(args: argparse.Namespace, settings: Settings) -> int:
     loaded = _load_run(args, settings)
     if loaded is None:
         return 2
-    db, run = loaded
-    try:
-        trades = db.trades(run["run_id"])
-        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
-            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
-    finally:
-        db.close()
+    run, trades, days = loaded
     st = _stats(trades, settings, days)
     runs = args.monte_carlo or 1000
     rep = run_stress(trades, st.starting_balance_cents, base=st, runs=runs, session_days=days)

@@ -8,6 +8,7 @@ path. Historical sources pace themselves with :class:`Pacer` to keep relative ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,6 +26,36 @@ class Feed(Protocol):
     def __aiter__(self) -> AsyncIterator[FeedEvent]: ...
 
     async def close(self) -> None: ...
+
+
+class GeneratorFeed:
+    """Base for feeds whose records come from one async generator, :meth:`_events`.
+
+    ``close()`` may be called from another task while the generator is suspended in the pacer's sleep; then
+    ``aclose()`` refuses (the generator is running), so a flag the generator checks ends it instead.
+    """
+
+    state: FeedState
+    _closed: bool = False
+    _gen: AsyncIterator[FeedEvent] | None = None
+
+    def _events(self) -> AsyncIterator[FeedEvent]:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[FeedEvent]:
+        self._closed = False
+        self._gen = self._events()
+        return self._gen
+
+    async def close(self) -> None:
+        self._closed = True
+        self.state = FeedState.STOPPED
+        gen = self._gen
+        self._gen = None
+        aclose = getattr(gen, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):
+                await aclose()
 
 
 class Pacer:

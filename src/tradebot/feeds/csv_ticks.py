@@ -11,7 +11,6 @@ Rows that do not parse are skipped and counted (``stats["malformed_rows"]`` plus
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 from collections import Counter
@@ -27,7 +26,7 @@ from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.prices import decimal_to_fp, tick_fp
 from tradebot.core.types import FeedEvent, FeedState, FeedStatus, RawBook, RawTrade, Side, SideRule
-from tradebot.feeds.base import Pacer
+from tradebot.feeds.base import GeneratorFeed, Pacer
 
 TimeFormat = str
 """A ``strptime`` format for the timestamp text before any fraction of a second (date and time joined by
@@ -230,7 +229,7 @@ def _resolve(header: list[str], mapping: CsvMapping, book_levels: int) -> _Colum
     return cols
 
 
-class CsvTickFeed:
+class CsvTickFeed(GeneratorFeed):
     """Replays a tick file: per row, optionally a :class:`RawBook` (DOM or BBO), then the :class:`RawTrade`.
 
     ``speed`` paces replay on the file's timestamps (0 = as fast as possible); ``book_levels`` caps the
@@ -263,20 +262,6 @@ class CsvTickFeed:
             self._dom_tick = tick_fp(mapping.dom.tick_size if mapping.dom.tick_size is not None
                                      else spec_for(symbol).tick_size)
 
-    def __aiter__(self) -> AsyncIterator[FeedEvent]:
-        self._closed = False
-        self._gen = self._events()
-        return self._gen
-
-    async def close(self) -> None:
-        self._closed = True
-        self.state = FeedState.STOPPED
-        gen = self._gen
-        self._gen = None
-        if gen is not None and hasattr(gen, "aclose"):
-            # Closed from another task while the reader awaits the pacer: aclose() refuses, the flag ends it.
-            with contextlib.suppress(RuntimeError):
-                await gen.aclose()
 
     # -- reading -----------------------------------------------------------------------------------
 

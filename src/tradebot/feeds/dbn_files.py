@@ -12,7 +12,6 @@ reported as a :class:`FeedStatus`, and the replay carries on with the other file
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ import databento_dbn as dbn
 
 from tradebot.core.logging import get_logger
 from tradebot.core.types import FeedEvent, FeedState, FeedStatus, RawRecord, RawStatus
-from tradebot.feeds.base import Pacer
+from tradebot.feeds.base import GeneratorFeed, Pacer
 from tradebot.feeds.dbn_convert import DbnConverter, SymbolMap
 
 READ_SIZE = 1 << 16
@@ -224,7 +223,7 @@ def _order_key(rec: RawRecord) -> int:
     return ts_recv if 0 < ts_recv < _MAX_TS else rec.ts_event
 
 
-class DbnFileFeed:
+class DbnFileFeed(GeneratorFeed):
     """Replays DBN files through the shared converter, merged in time order and paced by ``speed``.
 
     ``speed``: 0 = as fast as possible, 1 = real time (relative timing kept), N = N times faster.
@@ -251,20 +250,6 @@ class DbnFileFeed:
         self._gen: AsyncIterator[FeedEvent] | None = None
         self._failures: list[FeedStatus] = []
 
-    def __aiter__(self) -> AsyncIterator[FeedEvent]:
-        self._closed = False
-        self._gen = self._events()
-        return self._gen
-
-    async def close(self) -> None:
-        self._closed = True
-        self.state = FeedState.STOPPED
-        gen = self._gen
-        self._gen = None
-        if gen is not None and hasattr(gen, "aclose"):
-            # Closed from another task while the reader awaits the pacer: aclose() refuses, the flag ends it.
-            with contextlib.suppress(RuntimeError):
-                await gen.aclose()
 
     def symbol_maps(self) -> dict[Path, SymbolMap]:
         """Per file, what its instrument ids mean (after a pass, including in-stream mappings)."""
