@@ -16,7 +16,7 @@ from typing import Any
 
 from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
-from tradebot.core.config import Settings
+from tradebot.core.config import Settings, parse_hhmm
 from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent
@@ -49,9 +49,15 @@ class TradingCore:
                                         symbols=self.symbols, calendar=cal)
         self.strategies = {r: SymbolStrategy(spec_for(r), settings, calendar_for(spec_for(r).session),
                                              has_position=self.has_position, logger=logger) for r in self.symbols}
-        self.scheduler = Scheduler(cal, [DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0,
-                                                  catch_up_seconds=6 * 3600)],
-                                   already_fired=self._digest_done)
+        flatten_at = parse_hhmm(settings.execution.auto_flatten_time)
+        # The manager also acts on these in event time; the jobs cover a quiet market (wall-clock ticks) and are
+        # idempotent per day, so replay and live agree.
+        self.scheduler = Scheduler(cal, [
+            DailyJob("margin_check", None, catch_up_seconds=24 * 3600),
+            DailyJob("auto_flatten", dt.time(*flatten_at), close_lead_seconds=300, catch_up_seconds=4 * 3600,
+                     within_session=True),
+            DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0, catch_up_seconds=6 * 3600),
+        ], already_fired=self._digest_done)
         self.on_digest: DigestHook | None = None
         self.record_decisions = record_decisions
         self.stats: Counter[str] = Counter()
@@ -178,6 +184,12 @@ class TradingCore:
             self.stats[f"job_{name}"] += 1
             if name == "daily_digest" and self.on_digest is not None:
                 self.on_digest(day, at)
+            elif name == "auto_flatten" and self.manager.ledger.trading.trading_day:
+                self.manager.auto_flatten(now_ns)
+            elif name == "margin_check" and self.manager.ledger.trading.trading_day:
+                todo = [s for s in self.symbols if (day.isoformat(), s) not in self.manager.ledger.margin]
+                if todo:
+                    self.manager.check_margin(day, todo)
         nxt = self.scheduler.next_fire(now_ns)
         self._next_job_ns = nxt[1] if nxt is not None else now_ns + 3600 * 10**9
         # Open positions must meet the manager's own auto-flatten even without events.
@@ -185,6 +197,8 @@ class TradingCore:
             self._sync_position(sym)
 
     def _digest_done(self, job: str, day: dt.date) -> bool:
+        if job != "daily_digest":
+            return False
         rows = self.store.query("SELECT 1 FROM outbox WHERE kind = 'daily_digest' AND payload LIKE ? LIMIT 1",
                                 (f"%Daily digest {day.isoformat()}%",))
         return bool(rows)

@@ -1,0 +1,55 @@
+"""The trading core: wall-clock jobs in a quiet market, and positions answered as of a decision time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from tradebot.core.calendar import ET, to_ns
+from tradebot.core.config import load_settings
+from tradebot.core.orders import EntryType, OrderIntent
+from tradebot.core.types import Side, SideRule, Trade
+from tradebot.state.store import StateStore
+from tradebot.trading import TradingCore
+
+
+def t(ts: int, px: int, side: Side = Side.BUY) -> Trade:
+    return Trade("MES", ts, ts, px, 1, side, SideRule.EXCHANGE, 0, "MESM5")
+
+
+def core_with_open_long(tmp_path: Path) -> tuple[TradingCore, int]:
+    settings = load_settings(_env_file=None).model_copy(update={"trading_symbol": "MES"})
+    store = StateStore.open(tmp_path / "t.db", synchronous="OFF")
+    core = TradingCore(settings, ["MES"], store)
+    t0 = to_ns(dt.datetime(2025, 3, 11, 15, 0, tzinfo=ET))
+    core.start(t0)
+    core.on_event(t(t0, 23000))
+    verdict = core.manager.on_intent(OrderIntent("sig-1", "MES", Side.BUY, 1, EntryType.MARKET, None, 22980, 23040,
+                                                 t0 + 1, 0.8, "BUY_IMBALANCE"))
+    assert verdict.taken
+    core.on_event(t(t0 + 10**9, 23001))  # the market entry fills on the next print
+    assert core.manager.ledger.position_qty("MES") == 1
+    return core, t0
+
+
+def test_quiet_market_is_flattened_by_the_wall_clock_job(tmp_path: Path) -> None:
+    core, _ = core_with_open_long(tmp_path)
+    before = to_ns(dt.datetime(2025, 3, 11, 15, 54, tzinfo=ET))
+    core.on_time(before)
+    assert core.manager.ledger.trading.auto_flatten_day is None
+    after = to_ns(dt.datetime(2025, 3, 11, 15, 56, tzinfo=ET))
+    core.on_time(after)  # no market event since 15:00: only the clock can do it
+    assert core.manager.ledger.trading.auto_flatten_day == "2025-03-11"
+    assert core.stats["job_auto_flatten"] == 1
+    core.on_event(t(after + 10**9, 23005, Side.SELL))  # the flatten order fills on the next print
+    assert core.manager.ledger.position_qty("MES") == 0
+    (row,) = core.store.query("SELECT exit_reason FROM brackets")
+    assert row["exit_reason"] == "auto_flatten"
+
+
+def test_has_position_is_answered_as_of_the_decision_time(tmp_path: Path) -> None:
+    core, t0 = core_with_open_long(tmp_path)
+    assert core.has_position("MES") and core.has_position("ES")  # one position per contract family
+    assert not core.has_position("NQ")
+    assert not core.has_position("MES", asof_ns=t0 + 1)  # a decision at the bracket's own time: not yet open
+    assert core.has_position("MES", asof_ns=t0 + 2)
