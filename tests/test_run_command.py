@@ -35,6 +35,12 @@ def test_run_streams_a_simulated_session_and_trades_on_paper(tmp_path: Path) -> 
     decisions = con.execute("SELECT count(*) FROM router_decisions").fetchone()[0]
     assert closed >= 1 and decisions >= 1
     assert '"event": "daemon stopped"' in proc.stdout and '"exit_code": 0' in proc.stdout
+    sig = run(tmp_path, "signals", "--json", "--limit", "5000")
+    signals = json.loads(sig.stdout)
+    verdicts = {s["verdict"] for s in signals}
+    assert "taken" in verdicts and "rejected" in verdicts
+    assert any(s["reason"].startswith("router: ") and s["reasons"] for s in signals)
+    assert [s["ts_ns"] for s in signals] == sorted((s["ts_ns"] for s in signals), reverse=True)
 
 
 def test_run_several_symbols_at_once(tmp_path: Path) -> None:

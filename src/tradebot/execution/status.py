@@ -289,14 +289,29 @@ def trades_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load_signals(store: StateStore, limit: int = 20) -> list[dict[str, Any]]:
+    """Every signal, newest first: the ones sent to execution (taken, or refused by risk) and the ones the router
+    turned down (``router_decisions``), each with its reasons, so the operator sees why the bot did not trade."""
     rows = store.query("SELECT * FROM signals ORDER BY ts_ns DESC, signal_id LIMIT ?", (max(1, limit),))
+    routed = store.query("SELECT * FROM router_decisions ORDER BY ts_ns DESC, signal_id LIMIT ?", (max(1, limit),))
+    out = _execution_signals(rows) + [{
+        "signal_id": r["signal_id"], "time": _when(r["ts_ns"]), "symbol": r["symbol"],
+        "side": "long" if r["direction"] == "LONG" else "short", "pattern": r["pattern"],
+        "confidence": r["confidence"], "regime": r["regime"], "verdict": "rejected",
+        "reason": f"router: {r['codes']}", "traded_symbol": "", "traded_qty": 0, "entry_type": "", "entry": "",
+        "stop": "", "target": "", "reasons": json.loads(r["reasons"]), "ts_ns": r["ts_ns"],
+    } for r in routed]
+    out.sort(key=lambda r: (-int(r["ts_ns"]), r["signal_id"]))
+    return out[:max(1, limit)]
+
+
+def _execution_signals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{
         "signal_id": r["signal_id"], "time": _when(r["ts_ns"]), "symbol": r["symbol"],
         "side": "long" if r["side"] > 0 else "short", "pattern": r["pattern"], "confidence": r["confidence"],
         "regime": r["regime"], "verdict": r["verdict"], "reason": r["reason"], "traded_symbol": r["traded_symbol"],
         "traded_qty": r["traded_qty"], "entry_type": r["entry_type"], "entry": _px(r["symbol"], r["entry_price"]),
         "stop": _px(r["symbol"], r["stop_price"]), "target": _px(r["symbol"], r["target_price"]),
-        "reasons": [x for x in str(r["reasons"]).split("\n") if x],
+        "reasons": [x for x in str(r["reasons"]).split("\n") if x], "ts_ns": r["ts_ns"],
     } for r in rows]
 
 
