@@ -1,0 +1,209 @@
+"""A day through the fast path: columns -> bars -> patterns, regime, router per bar -> brackets per signal.
+
+The per-bar chain is the event path's own objects (``PatternEngine``, ``RegimeDetector``, ``Router``) fed the
+same bars and contexts in the same order as ``SymbolStrategy`` feeds them; only what happens *between* bar
+closes (footprint accumulation, book and flow tracking, the profile, validation, fills) is replaced by array
+code. Bars, patterns, regimes and contexts depend on the data and the engine settings only, so a parameter
+sweep over router or execution settings computes them once per day (:class:`FastDay` caches them by those
+settings) and replays only the router and the brackets per combination.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tradebot.backtest.fast.bars import BarSeries, Trades, build_bars
+from tradebot.backtest.fast.context import ContextBuilder
+from tradebot.backtest.fast.execution import ExecutionModel
+from tradebot.backtest.fast.load import DayColumns, UnsupportedError, load_day
+from tradebot.backtest.trades import TradeRecord
+from tradebot.core.calendar import calendar_for
+from tradebot.core.config import Settings
+from tradebot.core.contracts import spec_for
+from tradebot.orderflow.events import PatternEvent
+from tradebot.orderflow.footprint import FootprintBar
+from tradebot.orderflow.patterns import PatternEngine
+from tradebot.regime.decisions import Decision
+from tradebot.regime.detector import RegimeDetector, RegimeState
+from tradebot.regime.router import Router, RouterContext
+
+
+def fast_supported(settings: Settings) -> str | None:
+    """Why these settings need the event path (``None``: the fast path reproduces them exactly)."""
+    if settings.order_flow_exit_mode == "auto":
+        return "ORDER_FLOW_EXIT_MODE=auto (order-flow exit signals close positions tick by tick)"
+    if settings.router.entry_type != "market":
+        return f"router.entry_type={settings.router.entry_type} (only market entries are modelled)"
+    ex = settings.execution
+    if ex.limit_fill_rule != "through":
+        return f"execution.limit_fill_rule={ex.limit_fill_rule} (queue position is not modelled)"
+    v = settings.validation
+    if v.check_staleness:
+        return "validation.check_staleness (depends on the wall clock)"
+    if v.out_of_order_ms > 0:
+        return "validation.out_of_order_ms > 0 (late prints joining open bars are not modelled)"
+    return None
+
+
+def _key(settings: Settings, *parts: str) -> str:
+    return json.dumps({p: getattr(settings, p).model_dump(mode="json") for p in parts}, sort_keys=True)
+
+
+@dataclass
+class Analysis:
+    """Everything per bar that does not depend on the router or execution settings."""
+
+    series: BarSeries
+    patterns: list[tuple[PatternEvent, ...]]
+    regimes: list[RegimeState]
+    contexts: list[RouterContext | None]
+
+
+@dataclass
+class FastRun:
+    trades: list[TradeRecord]
+    decisions: int
+    """Router decisions (one per pattern event), as ``router.stats['decisions']``."""
+    taken: int
+    """Intents the execution manager took."""
+    router_stats: Counter[str] = field(default_factory=Counter)
+    decision_log: list[Decision] = field(default_factory=list)
+
+
+class FastDay:
+    """One day file of one symbol, loaded once and replayable under many settings (raises ``UnsupportedError``)."""
+
+    def __init__(self, paths: Sequence[Path | str], symbol: str, settings: Settings, *,
+                 full_profile: bool = False) -> None:
+        if len(paths) != 1:
+            raise UnsupportedError(f"{len(paths)} files for one day (the fast path reads exactly one)")
+        self.path = Path(paths[0])
+        self.spec = spec_for(symbol)
+        self.symbol = symbol
+        self.calendar = calendar_for(self.spec.session)
+        self.full_profile = full_profile
+        self._cols: dict[str, DayColumns] = {}
+        self._analysis: dict[str, Analysis] = {}
+        self.columns(settings)
+
+    # -- cached stages ---------------------------------------------------------------------------------
+
+    def columns(self, settings: Settings) -> DayColumns:
+        v = settings.validation
+        depths = tuple(sorted({*settings.microstructure.depth_levels, settings.filters.depth_levels}))
+        key = json.dumps([v.out_of_order_ms, v.max_jump_ticks, v.jump_confirm_prints, depths])
+        cols = self._cols.get(key)
+        if cols is None:
+            cols = load_day(self.path, self.symbol, depth_levels=depths, tolerance_ns=int(v.out_of_order_ms * 1e6),
+                            max_jump_ticks=v.max_jump_ticks, jump_confirm_prints=v.jump_confirm_prints)
+            self._check_span(cols)
+            self._cols[key] = cols
+        return cols
+
+    def _check_span(self, cols: DayColumns) -> None:
+        ok = cols.book_ok | cols.trade_ok
+        if not ok.any():
+            return
+        ts = cols.rts[ok]
+        lo, hi = int(ts.min()), int(ts.max())
+        try:
+            a, b = self.calendar.session_for(lo), self.calendar.session_for(hi)
+        except ValueError as exc:
+            raise UnsupportedError(f"timestamps outside the exchange calendar ({exc})") from exc
+        if a.trading_date != b.trading_date:
+            raise UnsupportedError(f"events span trading days {a.trading_date} to {b.trading_date}")
+
+    def analysis(self, settings: Settings) -> Analysis:
+        cols = self.columns(settings)
+        key = _key(settings, "footprint", "patterns", "regime", "profile", "microstructure", "validation") + str(
+            settings.filters.depth_levels)
+        an = self._analysis.get(key)
+        if an is not None:
+            return an
+        trades = Trades.of(cols)
+        series = build_bars(cols, trades, settings.footprint)
+        spec = self.spec
+        pe = PatternEngine(spec, settings.patterns)
+        rd = RegimeDetector(spec, settings, self.calendar)
+        ctxb = ContextBuilder(cols, trades, settings, full_profile=self.full_profile)
+        patterns: list[tuple[PatternEvent, ...]] = []
+        regimes: list[RegimeState] = []
+        contexts: list[RouterContext | None] = []
+        for bar, pos in zip(series.bars, series.close_pos, strict=True):
+            pats = tuple(pe.on_bar(bar))
+            patterns.append(pats)
+            regimes.append(rd.on_bar(bar))
+            contexts.append(ctxb.at(bar, pos) if pats else None)
+        an = self._analysis[key] = Analysis(series, patterns, regimes, contexts)
+        return an
+
+    # -- a run -----------------------------------------------------------------------------------------
+
+    def run(self, settings: Settings, *, collect: bool = False,
+            on_bar: Callable[[FootprintBar, RouterContext | None], None] | None = None) -> FastRun:
+        """The trades (and router counts) of one settings combination; ``UnsupportedError`` if not reproducible."""
+        why = fast_supported(settings)
+        if why:
+            raise UnsupportedError(why)
+        cols = self.columns(settings)
+        if not (cols.book_ok.any() or cols.trade_ok.any()):
+            return FastRun([], 0, 0)
+        an = self.analysis(settings)
+        router = Router(self.spec, settings, self.calendar)
+        model = ExecutionModel(settings, cols, self.calendar)
+        log: list[Decision] = []
+        bars = an.series.bars
+        for i, bar in enumerate(bars):
+            pos = an.series.close_pos[i]
+            ctx = an.contexts[i]
+            if on_bar is not None:
+                on_bar(bar, ctx)
+            end = bar.end_ns
+            decisions = router.on_bar(bar, an.patterns[i], an.regimes[i], ctx, end,
+                                      _HasPosition(model, pos, end))
+            if collect:
+                log.extend(decisions)
+            for d in decisions:
+                if d.taken and d.intent is not None:
+                    model.on_intent(d.intent, pos)
+        return FastRun(model.trades(), router.stats["decisions"], model.taken, Counter(router.stats), log)
+
+
+class _HasPosition:
+    """``has_position(symbol)`` as the router asks it at one bar's close (the decision time ``end``)."""
+
+    __slots__ = ("end", "model", "pos")
+
+    def __init__(self, model: ExecutionModel, pos: int, end: int) -> None:
+        self.model, self.pos, self.end = model, pos, end
+
+    def __call__(self, _symbol: str) -> bool:
+        return self.model.has_position(self.pos, self.end)
+
+
+def run_day_fast(paths: Sequence[Path | str], settings: Settings, symbol: str) -> list[TradeRecord]:
+    """A day's trades, exactly as the event path (:func:`tradebot.backtest.runner.run_events`) makes them.
+
+    The fast path when it can reproduce the day and the settings exactly, else the event path itself.
+    """
+    if fast_supported(settings) is None:
+        try:
+            return FastDay(paths, symbol, settings).run(settings).trades
+        except UnsupportedError:
+            pass
+    return event_trades(paths, settings, symbol)
+
+
+def event_trades(paths: Sequence[Path | str], settings: Settings, symbol: str) -> list[TradeRecord]:
+    from tradebot.backtest.runner import load_events, run_events
+
+    events, _ = load_events([Path(p) for p in paths], settings, symbol)
+    _, cr = run_events(events, settings, symbol)
+    return [TradeRecord.from_dict(t) for t in cr.trades]
+
+
+__all__ = ["Analysis", "FastDay", "FastRun", "event_trades", "fast_supported", "run_day_fast"]

@@ -1,0 +1,669 @@
+"""The fast path's compiled loops: stream validation, footprint bar boundaries, one bracket's life.
+
+Each loop is a statement-for-statement restatement of sequential rules that live elsewhere (the validator, the
+footprint builder, the paper broker with the execution manager); the parity tests run both on the same days
+and compare every trade, bar and decision, so a change on either side that is not mirrored fails there.
+
+Events are addressed by *position codes*: record ``r`` of a DBN file yields its book event at ``2 r`` and its
+trade event at ``2 r + 1`` (the converter emits the book before the trade of a TBBO/MBP record), so "the events
+before the one that closed a bar" is an integer comparison and no interleaved copy of the day is needed.
+All functions take and return plain numpy arrays (no Python objects) and are called once per day or once
+per taken signal, never per tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+from numba import types as nbt
+from numba.typed import Dict as NbDict
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _jit(f: F) -> F:
+    # cache=True: the compiled code is kept next to the module, so worker processes load it instead of compiling.
+    return cast(F, numba.njit(cache=True, nogil=True)(f))
+
+
+# --- rejection codes (the validator's reasons, in its own words; see CODE_NAMES) -----------------------------
+
+NO_EVENT = -1
+OK = 0
+UNKNOWN_INSTRUMENT = 1
+NON_FINITE_PRICE = 2
+NON_POSITIVE_PRICE = 3
+OFF_TICK_GRID = 4
+NON_POSITIVE_SIZE = 5
+MALFORMED = 6
+OUT_OF_ORDER = 7
+DUPLICATE_SEQUENCE = 8
+PRICE_JUMP = 9
+CROSSED_BOOK = 10
+
+CODE_NAMES: dict[int, str] = {
+    UNKNOWN_INSTRUMENT: "unknown_instrument", NON_FINITE_PRICE: "non_finite_price",
+    NON_POSITIVE_PRICE: "non_positive_price", OFF_TICK_GRID: "off_tick_grid",
+    NON_POSITIVE_SIZE: "non_positive_size", MALFORMED: "malformed", OUT_OF_ORDER: "out_of_order",
+    DUPLICATE_SEQUENCE: "duplicate_sequence", PRICE_JUMP: "price_jump", CROSSED_BOOK: "crossed_book",
+}
+
+_SEQ_KEEP_MAX = 4096
+"""The validator's duplicate-sequence memory: above this many it keeps the newest (largest) half."""
+_SEQ_KEEP = 2048
+_RING = 8192
+
+
+@_jit
+def _evict(d: Any) -> None:
+    """Keep the largest half, in place (``sorted(seqs)[-2048:]``)."""
+    keys = np.empty(len(d), np.int64)
+    for i, k in enumerate(d):
+        keys[i] = k
+    keys.sort()
+    for k in keys[:keys.size - _SEQ_KEEP]:
+        del d[k]
+
+
+@_jit
+def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, check_jump: bool,
+                    max_jump: int, confirm: int) -> Any:
+    """Codes per record of one stream (trade or book of one symbol): ``NO_EVENT``, ``OK`` or a reason.
+
+    ``pre`` holds the record-local verdict (unknown instrument, price, size, levels, crossed book) or
+    ``NO_EVENT``; this loop adds the stream rules in the validator's order: timestamp, out of order, duplicate
+    sequence, then (trades) the fat-finger jump with its re-anchoring after ``confirm`` consistent prints.
+    The duplicate memory is the validator's bounded set: exact, including its eviction of the older half.
+    """
+    n = pre.size
+    codes = np.empty(n, np.int8)
+    last_ts = -1
+    has_price = False
+    last_price = 0
+    jump_rejects = 0
+    # Sequence memory: while accepted sequences only increase it is the last ``size`` of a ring buffer (the
+    # common case, no hashing); the first insertion out of order switches to an exact hash set.
+    mono = True
+    ring = np.empty(_RING, np.int64)
+    head = 0
+    size = 0
+    max_seq = -1
+    d = NbDict.empty(key_type=nbt.int64, value_type=nbt.boolean)
+    for i in range(n):
+        c = pre[i]
+        if c != OK:
+            codes[i] = c
+            continue
+        t = ts[i]
+        if t <= 0:
+            codes[i] = MALFORMED
+            continue
+        if t + tolerance_ns < last_ts:
+            codes[i] = OUT_OF_ORDER
+            continue
+        s = seq[i]
+        if s != 0:
+            dup = False
+            if mono:
+                if s <= max_seq:
+                    j = head
+                    for _ in range(size):
+                        j = (j - 1) % _RING
+                        if ring[j] == s:
+                            dup = True
+                            break
+            elif s in d:
+                dup = True
+            if dup:
+                codes[i] = DUPLICATE_SEQUENCE
+                continue
+        if check_jump and has_price and abs(ticks[i] - last_price) > max_jump:
+            jump_rejects += 1
+            if jump_rejects <= confirm:
+                codes[i] = PRICE_JUMP
+                continue
+        codes[i] = OK
+        if t > last_ts:
+            last_ts = t
+        if s != 0:
+            if mono and s > max_seq:
+                ring[head] = s
+                head = (head + 1) % _RING
+                size += 1
+                max_seq = s
+                if size > _SEQ_KEEP_MAX:
+                    size = _SEQ_KEEP  # increasing: the largest half is the newest half
+            else:
+                if mono:
+                    mono = False
+                    j = head
+                    for _ in range(size):
+                        j = (j - 1) % _RING
+                        d[ring[j]] = True
+                d[s] = True
+                if len(d) > _SEQ_KEEP_MAX:
+                    _evict(d)
+        if check_jump:
+            jump_rejects = 0
+            last_price = ticks[i]
+            has_price = True
+    return codes
+
+
+# --- decoding -----------------------------------------------------------------------------------------------
+
+UNDEF_PX = (1 << 63) - 1
+"""Databento's undefined price (INT64_MAX)."""
+
+
+@_jit
+def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int, o_rtype: int, o_iid: int,
+                 o_ts: int, o_px: int, o_sz: int, o_act: int, o_side: int, o_seq: int, o_lv: int, rtype: int,
+                 n_levels: int, book_schema: bool, tick: int, good_ids: Any, depth_ns: Any, ts: Any, tpre: Any,
+                 tpx: Any, tsz: Any, tside: Any, seq: Any, bpre: Any, bid: Any, ask: Any, bsz: Any, asz: Any,
+                 nbl: Any, nal: Any, dep: Any) -> int:
+    """One chunk of raw DBN records (viewed as bytes, uint32 and int64) to per-record columns, in one pass.
+
+    Per record: the trade event's record-local verdict (``NO_EVENT`` for a book record that is not a trade;
+    instrument, price defined, positive, on the grid, size positive, in the validator's order), price in ticks,
+    size, aggressor side; the book event's verdict (instrument, each side's non-empty levels positive and on
+    the grid, first bad level deciding, then crossed), best bid/ask (first non-empty level, ticks) with sizes,
+    the number of non-empty levels per side and, per depth N in ``depth_ns``, the top-N sizes and
+    price x size sums. Returns 0, or 1 for a record of another type/length, 2 for a timestamp past int64.
+    """
+    words = itemsize // 4
+    qwords = itemsize // 8
+    nd = depth_ns.size
+    for i in range(n):
+        base = i * itemsize
+        if b8[base + o_rtype] != rtype or np.int64(b8[base + o_len]) * 4 != itemsize:
+            return 1
+        t = b64[i * qwords + o_ts // 8]
+        if t < 0:
+            return 2
+        ts[i] = t
+        iid = b32[i * words + o_iid // 4]
+        known = False
+        for g in good_ids:
+            if g == iid:
+                known = True
+                break
+        px = b64[i * qwords + o_px // 8]
+        sz = np.int64(b32[i * words + o_sz // 4])
+        sd = b8[base + o_side]
+        tside[i] = 1 if sd == 66 else (-1 if sd == 65 else 0)  # 'B' buy aggressor, 'A' sell aggressor
+        tsz[i] = sz
+        seq[i] = np.int64(b32[i * words + o_seq // 4])
+        is_t = (b8[base + o_act] == 84) or not book_schema  # 'T'
+        tpx[i] = 0
+        if not is_t:
+            tpre[i] = NO_EVENT
+        elif not known:
+            tpre[i] = UNKNOWN_INSTRUMENT
+        elif px == UNDEF_PX:
+            tpre[i] = NON_FINITE_PRICE
+        elif px <= 0:
+            tpre[i] = NON_POSITIVE_PRICE
+        elif px % tick != 0:
+            tpre[i] = OFF_TICK_GRID
+        elif sz <= 0:
+            tpre[i] = NON_POSITIVE_SIZE
+        else:
+            tpre[i] = OK
+            tpx[i] = px // tick
+        if not book_schema:
+            continue
+        code = OK
+        best_b = NO_PX
+        best_a = NO_PX
+        sb = 0
+        sa = 0
+        cb = 0
+        ca = 0
+        for k in range(nd):
+            for j in range(4):
+                dep[i, k, j] = 0
+        for side in range(2):
+            cnt = 0
+            for lvl in range(n_levels):
+                lb = base + o_lv + lvl * 32
+                p = b64[lb // 8 + side]
+                q = int(b32[lb // 4 + 4 + side])
+                if p == UNDEF_PX or q == 0:
+                    continue
+                if code == OK:
+                    if p <= 0:
+                        code = NON_POSITIVE_PRICE
+                    elif p % tick != 0:
+                        code = OFF_TICK_GRID
+                if code != OK:
+                    continue  # the verdict is decided; the rest no longer matters
+                pt = int(p // tick)
+                if cnt == 0:
+                    if side == 0:
+                        best_b = pt
+                        sb = q
+                    else:
+                        best_a = pt
+                        sa = q
+                cnt += 1
+                for k in range(nd):
+                    if cnt <= depth_ns[k]:
+                        dep[i, k, side] += q
+                        dep[i, k, 2 + side] += pt * q
+            if side == 0:
+                cb = cnt
+            else:
+                ca = cnt
+            if code != OK:
+                break
+        if code == OK and best_b != NO_PX and best_a != NO_PX and best_b >= best_a:
+            code = CROSSED_BOOK
+        if not known:
+            code = UNKNOWN_INSTRUMENT
+        bpre[i] = code
+        bid[i] = best_b
+        ask[i] = best_a
+        bsz[i] = sb
+        asz[i] = sa
+        nbl[i] = cb
+        nal[i] = ca
+    return 0
+
+
+# --- footprint bar boundaries ----------------------------------------------------------------------------
+
+BIG = 1 << 62
+# columns of the bar table
+B_START, B_END, B_INDEX, B_SESSION, B_OPEN, B_HIGH, B_LOW, B_CLOSE = 0, 1, 2, 3, 4, 5, 6, 7
+B_FIRST_TS, B_LAST_TS, B_DMAX, B_DMIN, B_CD, B_RCD, B_CLOSE_POS, B_FIRST_TRADE, B_TRADES = (
+    8, 9, 10, 11, 12, 13, 14, 15, 16)
+B_FIELDS = 17
+
+
+@_jit
+def assign_bars(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tsz: Any, tside: Any, s_open: Any,
+                s_close: Any, s_rth_open: Any, s_rth_close: Any, bar_ns: int, cap: int, volume_bars: bool,
+                capacity: int) -> Any:
+    """The footprint builder's bar boundaries over the validated event stream, as a table of bars.
+
+    Mirrors ``FootprintBuilder.on_trade`` / ``close_until``: a time bar closes at the first event (trade or
+    book) at or after its end, a volume bar at the first event after it holds ``cap`` contracts, any bar at a
+    session change; trades outside every session are dropped (they still close the open bar). Per bar: window,
+    OHLC, running-delta extremes, session and RTH cumulative delta at its close, the position code of the event
+    that closed it (``-1``: still open at the end of data, closed by the flush) and its run of accepted trades.
+    More than ``capacity`` bars: an empty ``(0, 1)`` table (call again with more room). The table is never
+    regrown inside the loop: a reassigned array costs numba a reference count per iteration.
+    """
+    n = rts.size
+    out = np.empty((capacity, B_FIELDS), np.int64)
+    nb = 0
+    active = False
+    start = -1
+    end = -1
+    vol = 0
+    d = 0
+    dmax = -BIG
+    dmin = BIG
+    o = h = lo = c = 0
+    first = last = 0
+    index = 0
+    sess = -1
+    cd = 0
+    rcd = 0
+    vidx = 0
+    rth_o = 0
+    rth_c = 0
+    ti = 0
+    first_trade = 0
+    ntr = 0
+    for e in range(2 * n + 1):
+        final = e == 2 * n
+        r = e >> 1
+        is_trade = (e & 1) == 1
+        if not final:
+            if is_trade:
+                if not trade_ok[r]:
+                    continue
+            elif not book_ok[r]:
+                continue
+            ts = rts[r]
+        else:
+            ts = BIG  # the end-of-data flush closes whatever is open
+        if ts >= end or vol >= cap:
+            if active:
+                if nb == capacity:
+                    return np.empty((0, 1), np.int64)
+                row = out[nb]
+                row[B_START] = first if volume_bars else start
+                row[B_END] = last + 1 if volume_bars else end
+                row[B_INDEX] = index
+                row[B_SESSION] = sess
+                row[B_OPEN] = o
+                row[B_HIGH] = h
+                row[B_LOW] = lo
+                row[B_CLOSE] = c
+                row[B_FIRST_TS] = first
+                row[B_LAST_TS] = last
+                row[B_DMAX] = dmax
+                row[B_DMIN] = dmin
+                row[B_CD] = cd
+                row[B_RCD] = rcd
+                row[B_CLOSE_POS] = -1 if final else e
+                row[B_FIRST_TRADE] = first_trade
+                row[B_TRADES] = ntr
+                nb += 1
+            active = False
+            start = -1
+            end = -1
+            vol = 0
+            d = 0
+            dmax = -BIG
+            dmin = BIG
+            if not is_trade or final:
+                continue
+            # the roll: the session (and bar) this trade belongs to
+            ok = True
+            if sess < 0 or not (s_open[sess] <= ts < s_close[sess]):
+                f = np.searchsorted(s_open, ts, side="right") - 1
+                if f < 0 or ts >= s_close[f]:
+                    ok = False  # outside every session: dropped
+                elif sess >= 0 and s_open[f] < s_open[sess]:
+                    ok = False  # a print of an earlier session: its bars are closed
+                elif sess < 0 or f != sess:
+                    sess = f
+                    cd = 0
+                    rcd = 0
+                    vidx = 0
+                    rth_o = s_rth_open[f]
+                    rth_c = s_rth_close[f]
+            if not ok:
+                ti += 1
+                continue
+            if volume_bars:
+                start = ts
+                end = s_close[sess]
+                index = vidx
+                vidx += 1
+            else:
+                idx = (ts - s_open[sess]) // bar_ns
+                start = s_open[sess] + idx * bar_ns
+                end = min(start + bar_ns, s_close[sess])
+                index = idx
+            active = True
+            p0 = tpx[r]
+            o = h = lo = c = p0
+            first = last = ts
+            first_trade = ti
+            ntr = 0
+        elif not is_trade:
+            continue
+        # accumulate the trade into the open bar (a late print joins it too); branch-free where it can be
+        p = tpx[r]
+        s = tsz[r]
+        signed = s * np.int64(tside[r])
+        d += signed
+        cd += signed
+        if rth_o <= ts < rth_c:
+            rcd += signed
+        dmax = max(dmax, d)
+        dmin = min(dmin, d)
+        h = max(h, p)
+        lo = min(lo, p)
+        c = p
+        last = ts
+        vol += s
+        ntr += 1
+        ti += 1
+    return out[:nb].copy()
+
+
+@_jit
+def bar_levels(table: Any, tpx: Any, tsz: Any, tside: Any) -> Any:
+    """Per bar and tick of its range: ``[bid, ask, unknown, trades]`` (rows of all bars, low to high, stacked)."""
+    nb = table.shape[0]
+    offsets = np.empty(nb + 1, np.int64)
+    offsets[0] = 0
+    for b in range(nb):
+        offsets[b + 1] = offsets[b] + table[b, B_HIGH] - table[b, B_LOW] + 1
+    acc = np.zeros((offsets[nb], 4), np.int64)
+    for b in range(nb):
+        base = offsets[b] - table[b, B_LOW]
+        t0 = table[b, B_FIRST_TRADE]
+        for i in range(t0, t0 + table[b, B_TRADES]):
+            k = base + tpx[i]
+            sd = tside[i]
+            col = 1 if sd == 1 else (0 if sd == -1 else 2)
+            acc[k, col] += tsz[i]
+            acc[k, 3] += 1
+    return offsets, acc
+
+
+# --- one bracket, tick by tick -------------------------------------------------------------------------------
+
+NO_PX = -(1 << 62)
+"""Best bid/ask of a book event whose side is empty."""
+
+# status
+ST_CLOSED = 0
+ST_OPEN_AT_END = 1
+ST_PENDING_AT_END = 2
+ST_CANCELLED = 3
+ST_UNSUPPORTED = 9
+# exit reasons
+X_STOP = 1
+X_TARGET = 2
+X_AUTO_FLATTEN = 3
+X_PROFIT_TARGET = 4
+X_LOSS_LIMIT = 5
+# output slots
+O_STATUS, O_ENTRY_POS, O_ENTRY_TS, O_ENTRY_PX, O_EXIT_POS, O_EXIT_TS, O_EXIT_PX, O_REASON = 0, 1, 2, 3, 4, 5, 6, 7
+O_LIMIT, O_LIMIT_POS, O_FLATTEN_POS, O_DAY_NET, O_HAD_FILL = 8, 9, 10, 11, 12
+O_FIELDS = 13
+
+
+@_jit
+def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask: Any, start_pos: int,
+                resume_ns: int, armed_ns: int, side: int, qty: int, stop: int, target: int, tick_value: int,
+                fee: int, market_slip: int, stop_slip: int, day_net: int, had_fill: bool, profit_cents: int,
+                loss_cents: int, include_unrealized: bool, flatten_on_limit: bool, limit_done: bool,
+                flatten_at: int, session_close: int) -> Any:
+    """A market-entry bracket from its decision to its close, exactly as the paper broker and the manager run it.
+
+    Per event from ``start_pos`` (the manager sees only events at or after ``resume_ns``): the auto-flatten
+    once the event time reaches ``flatten_at`` (a working entry is cancelled, a position gets a market exit),
+    the mark (trades), then the broker in its order: entry, exit, stop, target, each only on events strictly
+    after it was armed (entry: the decision time; stop and target: the entry fill). Market orders fill on a
+    trade at its price or on a book at the touch, plus ``market_slip`` against us; the stop elects on a trade
+    at or through it and fills at the stop or the worse trade price plus ``stop_slip``; the target fills at
+    its price on a trade strictly through it (stop before target: one-cancels-other). Fees per contract per
+    side on every fill. After each fill and after each event (once there ever was a fill): the daily limits
+    on realized (+ unrealized at the last trade price) net P&L, once per day, flattening at the event's time.
+    A session roll while the bracket lives is outside what this loop models: ``ST_UNSUPPORTED``.
+    """
+    out = np.full(O_FIELDS, -1, np.int64)
+    n = rts.size
+    # the mark: the last trade the manager saw before the start
+    has_mark = False
+    mark = 0
+    pc = start_pos - 1
+    while pc >= 0:
+        rr = pc // 2
+        if pc % 2 == 1 and trade_ok[rr] and rts[rr] >= resume_ns:
+            mark = tpx[rr]
+            has_mark = True
+            break
+        pc -= 1
+    entry_state = 0  # 0 working, 1 filled, 2 cancelled
+    entry_px = 0
+    pos = 0
+    exit_pending = False
+    exit_armed = 0
+    exit_reason = 0
+    child = False
+    child_armed = 0
+    limit_code = 0
+    far = 1 << 62
+    r0 = start_pos // 2
+    ph0 = start_pos % 2
+    status = ST_PENDING_AT_END
+    for r in range(r0, n):
+        t = rts[r]
+        for ph in range(2):
+            if r == r0 and ph < ph0:
+                continue
+            if ph == 0:
+                if not book_ok[r]:
+                    continue
+            elif not trade_ok[r]:
+                continue
+            if t < resume_ns:
+                continue
+            pcode = 2 * r + ph
+            if t >= session_close:
+                out[O_STATUS] = ST_UNSUPPORTED
+                return out
+            cancel_now = False
+            if t >= flatten_at:
+                flatten_at = far
+                out[O_FLATTEN_POS] = pcode
+                if entry_state == 0:
+                    cancel_now = True
+                elif pos > 0 and not exit_pending:
+                    child = False
+                    exit_pending = True
+                    exit_armed = t
+                    exit_reason = X_AUTO_FLATTEN
+            if cancel_now:
+                out[O_STATUS] = ST_CANCELLED
+                out[O_EXIT_POS] = pcode
+                out[O_EXIT_TS] = t
+                out[O_REASON] = X_AUTO_FLATTEN
+                out[O_LIMIT] = limit_code
+                out[O_DAY_NET] = day_net
+                out[O_HAD_FILL] = 1 if had_fill else 0
+                return out
+            is_trade = ph == 1
+            if is_trade:
+                mark = tpx[r]
+                has_mark = True
+            filled_entry = False
+            closed = False
+            xpx = 0
+            xreason = 0
+            if entry_state == 0 and armed_ns < t:
+                if is_trade:
+                    entry_px = tpx[r] + market_slip * side
+                    filled_entry = True
+                elif side > 0 and bask[r] != NO_PX:
+                    entry_px = bask[r] + market_slip
+                    filled_entry = True
+                elif side < 0 and bbid[r] != NO_PX:
+                    entry_px = bbid[r] - market_slip
+                    filled_entry = True
+                if filled_entry:
+                    entry_state = 1
+                    pos = qty
+                    child = True
+                    child_armed = t
+                    out[O_ENTRY_POS] = pcode
+                    out[O_ENTRY_TS] = t
+                    out[O_ENTRY_PX] = entry_px
+            if exit_pending and exit_armed < t:
+                if is_trade:
+                    xpx = tpx[r] - market_slip * side
+                    closed = True
+                elif side > 0 and bbid[r] != NO_PX:
+                    xpx = bbid[r] - market_slip
+                    closed = True
+                elif side < 0 and bask[r] != NO_PX:
+                    xpx = bask[r] + market_slip
+                    closed = True
+                if closed:
+                    xreason = exit_reason
+            if not closed and child and child_armed < t and is_trade:
+                p = tpx[r]
+                if side > 0:
+                    if p <= stop:
+                        xpx = min(stop, p) - stop_slip
+                        xreason = X_STOP
+                        closed = True
+                    elif p > target:
+                        xpx = target
+                        xreason = X_TARGET
+                        closed = True
+                else:
+                    if p >= stop:
+                        xpx = max(stop, p) + stop_slip
+                        xreason = X_STOP
+                        closed = True
+                    elif p < target:
+                        xpx = target
+                        xreason = X_TARGET
+                        closed = True
+            # the manager applies the fills (limit check after each), then checks the limits for the event
+            if filled_entry:
+                had_fill = True
+                day_net -= fee * qty
+                if not limit_done:
+                    pnl = day_net
+                    if include_unrealized and has_mark:
+                        pnl += (mark - entry_px) * pos * tick_value * side
+                    if not (loss_cents < pnl < profit_cents):
+                        limit_done = True
+                        limit_code = X_PROFIT_TARGET if pnl >= profit_cents else X_LOSS_LIMIT
+                        out[O_LIMIT_POS] = pcode
+                        if flatten_on_limit and not exit_pending:
+                            child = False
+                            exit_pending = True
+                            exit_armed = t
+                            exit_reason = limit_code
+            if closed:
+                day_net += (xpx - entry_px) * qty * tick_value * side - fee * qty
+                pos = 0
+                if not limit_done and not (loss_cents < day_net < profit_cents):
+                    limit_done = True
+                    limit_code = X_PROFIT_TARGET if day_net >= profit_cents else X_LOSS_LIMIT
+                    out[O_LIMIT_POS] = pcode
+                out[O_STATUS] = ST_CLOSED
+                out[O_EXIT_POS] = pcode
+                out[O_EXIT_TS] = t
+                out[O_EXIT_PX] = xpx
+                out[O_REASON] = xreason
+                out[O_LIMIT] = limit_code
+                out[O_DAY_NET] = day_net
+                out[O_HAD_FILL] = 1
+                return out
+            if had_fill and not limit_done:
+                pnl = day_net
+                if include_unrealized and pos > 0 and has_mark:
+                    pnl += (mark - entry_px) * pos * tick_value * side
+                if not (loss_cents < pnl < profit_cents):
+                    limit_done = True
+                    limit_code = X_PROFIT_TARGET if pnl >= profit_cents else X_LOSS_LIMIT
+                    out[O_LIMIT_POS] = pcode
+                    if flatten_on_limit:
+                        if entry_state == 0:
+                            out[O_STATUS] = ST_CANCELLED
+                            out[O_EXIT_POS] = pcode
+                            out[O_EXIT_TS] = t
+                            out[O_REASON] = limit_code
+                            out[O_LIMIT] = limit_code
+                            out[O_DAY_NET] = day_net
+                            out[O_HAD_FILL] = 1
+                            return out
+                        if pos > 0 and not exit_pending:
+                            child = False
+                            exit_pending = True
+                            exit_armed = t
+                            exit_reason = limit_code
+    if entry_state == 1:
+        status = ST_OPEN_AT_END
+    out[O_STATUS] = status
+    out[O_LIMIT] = limit_code
+    out[O_DAY_NET] = day_net
+    out[O_HAD_FILL] = 1 if had_fill else 0
+    return out

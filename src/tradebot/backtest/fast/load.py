@@ -1,0 +1,203 @@
+"""One DBN day file as validated numpy columns, with the validator's verdict on every record.
+
+Read with ``DBNStore.to_ndarray`` in chunks (bounded memory for an MBP-10 day), reduced per chunk to what the
+rest of the fast path needs: per record its time, the trade (price in ticks, size, aggressor side), the best
+bid and ask *after dropping empty levels* (what a ``BookUpdate`` shows as level 0) and, per configured depth N,
+the top-N sizes and notionals the microstructure snapshot reports. The record-local rules of
+:class:`tradebot.feeds.validation.Validator` (instrument, prices on the grid, sizes, crossed books) are
+applied here, vectorised; the stream rules (time order, duplicate sequences, the price-jump filter) run in
+:func:`tradebot.backtest.fast.kernels.validate_stream`. The outcome is the validator's: the same events
+accepted, the same rejections counted under the same names.
+
+Anything this reader cannot reproduce exactly (several files, a mixed-schema capture, a status file, ``ts_out``
+records, a truncated or corrupt file, foreign record types, timestamps past int64) raises
+:class:`UnsupportedError`; the caller then runs the event path for that day.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tradebot.backtest.fast import kernels as kn
+from tradebot.core.contracts import ContractSpec, root_of, spec_for
+from tradebot.feeds.dbn_convert import SymbolMap
+from tradebot.feeds.dbn_files import DbnFileError, open_store, schema_of
+
+I64 = NDArray[np.int64]
+I8 = NDArray[np.int8]
+B = NDArray[np.bool_]
+
+CHUNK_BYTES = 8 << 20
+"""Decoded bytes per step (~23k MBP-10 or ~100k TBBO records): the decoded file never sits in memory whole."""
+
+SCHEMAS = ("trades", "tbbo", "mbp-1", "mbp-10")
+_RTYPE = {"trades": 0x00, "tbbo": 0x01, "mbp-1": 0x01, "mbp-10": 0x0A}
+_LEVELS = {"trades": 0, "tbbo": 1, "mbp-1": 1, "mbp-10": 10}
+_ITEMSIZE = {"trades": 48, "tbbo": 80, "mbp-1": 80, "mbp-10": 368}
+
+
+class UnsupportedError(Exception):
+    """The day cannot be replayed exactly by the fast path; the message says why."""
+
+
+@dataclass
+class DepthColumns:
+    """Per book record, the top-N aggregates of :func:`tradebot.orderflow.microstructure.depth` (N levels of
+    the compacted book): sizes, and notionals in ticks x contracts (times the tick value = cents)."""
+
+    bid_size: I64
+    ask_size: I64
+    bid_notional: I64
+    ask_notional: I64
+
+
+@dataclass
+class DayColumns:
+    """A day's validated columns, indexed by record (events addressed by position codes ``2r`` / ``2r + 1``)."""
+
+    path: Path
+    schema: str
+    spec: ContractSpec
+    raw_symbol: str
+    rts: I64
+    """``ts_event`` per record."""
+    book_ok: B
+    """The record's book event exists and was accepted."""
+    trade_ok: B
+    """The record's trade event exists and was accepted."""
+    tpx: I64
+    """Trade price, ticks (meaningful where ``trade_ok``)."""
+    tsz: I64
+    tside: I8
+    bid: I64
+    """Best bid after dropping empty levels, ticks; ``NO_PX`` when the side is empty."""
+    ask: I64
+    bid_sz: I64
+    ask_sz: I64
+    bid_levels: I8
+    """Non-empty bid levels (the compacted book's length)."""
+    ask_levels: I8
+    depth: dict[int, DepthColumns] = field(default_factory=dict)
+    rejects: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def n(self) -> int:
+        return int(self.rts.size)
+
+    @property
+    def events(self) -> int:
+        return int(self.book_ok.sum()) + int(self.trade_ok.sum())
+
+
+def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], tolerance_ns: int, max_jump_ticks: int,
+             jump_confirm_prints: int) -> DayColumns:
+    """Read and validate one day file for ``symbol`` (its root's contract); raises :class:`UnsupportedError`."""
+    spec = spec_for(symbol)
+    root = spec.root
+    try:
+        store = open_store(Path(path))
+    except DbnFileError as exc:
+        raise UnsupportedError(str(exc)) from exc
+    schema = schema_of(store)
+    if schema not in SCHEMAS:
+        raise UnsupportedError(f"schema {schema or 'mixed'} (the fast path reads one of {', '.join(SCHEMAS)})")
+    meta = store.metadata
+    if meta.ts_out:
+        raise UnsupportedError("records carry ts_out")
+    smap = SymbolMap.from_store(store)
+    tick = spec.tick_fp
+    n_levels = _LEVELS[schema]
+    book_schema = n_levels > 0
+    # Depths deeper than the file's book can never be shown (the tracker reports only depths it has seen).
+    depth_ns = np.array([d for d in depth_levels if d <= n_levels], np.int64)
+    names = ("ts", "tpre", "tpx", "tsz", "tside", "seq", "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal", "dep")
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in names}
+    known_ids: dict[int, bool] = {}
+    raw_symbol = ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a truncated file only warns in databento: here it is a fallback
+        try:
+            for chunk in store.to_ndarray(count=max(1024, CHUNK_BYTES // _ITEMSIZE.get(schema, 80))):
+                m = int(chunk.size)
+                if m == 0:
+                    continue
+                f = chunk.dtype.fields
+                iids = chunk["instrument_id"]
+                first = int(iids[0])
+                for u in ([first] if (iids == first).all() else np.unique(iids).tolist()):
+                    if u not in known_ids:
+                        sym = smap.get(int(u))
+                        known_ids[u] = bool(sym) and root_of(sym) == root
+                        if known_ids[u] and not raw_symbol:
+                            raw_symbol = sym
+                good = np.array([u for u, ok in known_ids.items() if ok], np.int64)
+                raw = np.frombuffer(chunk.data, np.uint8)
+                out = {k: np.empty(m, np.int64) for k in ("ts", "tpx", "tsz", "seq", "bid", "ask", "bsz", "asz")}
+                for k in ("tpre", "tside", "bpre", "nbl", "nal"):
+                    out[k] = np.empty(m, np.int8)
+                out["dep"] = np.empty((m, depth_ns.size, 4), np.int64)
+                status = kn.decode_chunk(
+                    raw, raw.view(np.uint32), raw.view(np.int64), m, chunk.dtype.itemsize, f["length"][1],
+                    f["rtype"][1], f["instrument_id"][1], f["ts_event"][1], f["price"][1], f["size"][1],
+                    f["action"][1], f["side"][1], f["sequence"][1], f["bid_px_00"][1] if book_schema else 0,
+                    _RTYPE[schema], n_levels, book_schema, tick, good, depth_ns, out["ts"], out["tpre"], out["tpx"],
+                    out["tsz"], out["tside"], out["seq"], out["bpre"], out["bid"], out["ask"], out["bsz"], out["asz"],
+                    out["nbl"], out["nal"], out["dep"])
+                if status == 1:
+                    raise UnsupportedError("records of another type or length than the schema's")
+                if status == 2:
+                    raise UnsupportedError("a timestamp beyond int64 (undefined time)")
+                for k in names:
+                    parts[k].append(out[k])
+        except UnsupportedError:
+            raise
+        except Exception as exc:  # BentoError, BentoWarning (truncated), zstd errors: the event path decides
+            why = f"file not decodable as whole {schema} records ({type(exc).__name__}: {exc})"
+            raise UnsupportedError(why) from exc
+
+    def cat(name: str) -> NDArray[Any]:
+        return np.concatenate(parts[name]) if parts[name] else np.empty(0, np.int64)
+
+    rts = cat("ts")
+    n = rts.size
+    tpre = cat("tpre").astype(np.int8, copy=False)
+    seq = cat("seq")
+    tticks = cat("tpx")
+    tcodes = kn.validate_stream(tpre, rts, seq, tticks, tolerance_ns, True, max_jump_ticks, jump_confirm_prints)
+    rejects: Counter[str] = Counter()
+    depth: dict[int, DepthColumns] = {}
+    if book_schema:
+        bcodes = kn.validate_stream(cat("bpre").astype(np.int8, copy=False), rts, seq, tticks, tolerance_ns, False,
+                                   0, 0)
+        book_ok = bcodes == kn.OK
+        _count(rejects, bcodes)
+        bid, ask, bsz, asz = cat("bid"), cat("ask"), cat("bsz"), cat("asz")
+        nbl, nal = cat("nbl").astype(np.int8, copy=False), cat("nal").astype(np.int8, copy=False)
+        dep = np.concatenate(parts["dep"]) if parts["dep"] else np.zeros((0, depth_ns.size, 4), np.int64)
+        for di, nlev in enumerate(depth_ns.tolist()):
+            depth[nlev] = DepthColumns(*(np.ascontiguousarray(dep[:, di, j]) for j in range(4)))
+        del dep
+    else:
+        book_ok = np.zeros(n, bool)
+        bid = ask = np.full(n, kn.NO_PX, np.int64)
+        bsz = asz = np.zeros(n, np.int64)
+        nbl = nal = np.zeros(n, np.int8)
+    _count(rejects, tcodes)
+    trade_ok = tcodes == kn.OK
+    return DayColumns(Path(path), schema, spec, raw_symbol, rts, book_ok, trade_ok, tticks, cat("tsz"),
+                      cat("tside").astype(np.int8, copy=False), bid, ask, bsz, asz, nbl, nal, depth, rejects)
+
+
+def _count(rejects: Counter[str], codes: I8) -> None:
+    bad = codes[codes > 0]
+    if bad.size:
+        for code, cnt in enumerate(np.bincount(bad).tolist()):
+            if cnt:
+                rejects[kn.CODE_NAMES[code]] += cnt
