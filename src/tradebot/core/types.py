@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Side(enum.IntEnum):
@@ -121,6 +122,56 @@ class BookUpdate:
     @property
     def depth(self) -> int:
         return max(len(self.bid_px), len(self.ask_px))
+
+
+# Fast constructors for the per-record hot path (validation). A frozen dataclass's generated ``__init__`` sets
+# each field through ``object.__setattr__`` (about 0.8 us for a Trade, as much as the rest of validating it);
+# here a mutable twin with the identical slot layout is filled with plain slot stores and then re-classed. The
+# result *is* a ``Trade`` / ``BookUpdate``, equal, hashing and behaving exactly like one built the usual way.
+
+
+class _TradeSlots:
+    __slots__ = Trade.__slots__
+
+
+class _BookSlots:
+    __slots__ = BookUpdate.__slots__
+
+
+def new_trade(symbol: str, ts_event: int, ts_recv: int, price: int, size: int, side: Side, side_rule: SideRule,
+              sequence: int, raw_symbol: str) -> Trade:
+    """``Trade(...)`` with every field given positionally, at a third of the cost."""
+    o: Any = _TradeSlots()
+    o.symbol = symbol
+    o.ts_event = ts_event
+    o.ts_recv = ts_recv
+    o.price = price
+    o.size = size
+    o.side = side
+    o.side_rule = side_rule
+    o.sequence = sequence
+    o.raw_symbol = raw_symbol
+    o.__class__ = Trade
+    t: Trade = o
+    return t
+
+
+def new_book_update(symbol: str, ts_event: int, ts_recv: int, bid_px: tuple[int, ...], bid_sz: tuple[int, ...],
+                    ask_px: tuple[int, ...], ask_sz: tuple[int, ...], sequence: int, raw_symbol: str) -> BookUpdate:
+    """``BookUpdate(...)`` with every field given positionally, at a third of the cost."""
+    o: Any = _BookSlots()
+    o.symbol = symbol
+    o.ts_event = ts_event
+    o.ts_recv = ts_recv
+    o.bid_px = bid_px
+    o.bid_sz = bid_sz
+    o.ask_px = ask_px
+    o.ask_sz = ask_sz
+    o.sequence = sequence
+    o.raw_symbol = raw_symbol
+    o.__class__ = BookUpdate
+    b: BookUpdate = o
+    return b
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ from tradebot.core.types import (
     RawTrade,
     StatusEvent,
     Trade,
+    new_book_update,
+    new_trade,
 )
 
 REASONS = (
@@ -58,6 +60,9 @@ class Validator:
         self._streams: dict[tuple[str, str], _StreamState] = {}
         self._specs: dict[str, ContractSpec | None] = {}
         self._tick_fp: dict[str, int] = {}  # per root: ContractSpec.tick_fp re-parses a Decimal each call
+        # Per vendor symbol, once a record of it has been accepted: (root, tick in fixed point, stream state).
+        self._fast_trade: dict[str, tuple[str, int, _StreamState]] = {}
+        self._fast_book: dict[str, tuple[str, int, _StreamState]] = {}
         self._tolerance_ns = int(self.settings.out_of_order_ms * 1_000_000)
         self._stale_ns = int(self.settings.stale_seconds * 1e9)
         self._future_ns = int(self.settings.future_seconds * 1e9)
@@ -65,6 +70,20 @@ class Validator:
     # -- public ------------------------------------------------------------------------------------
 
     def validate(self, rec: RawRecord) -> MarketEvent | None:
+        """The validated event, or ``None`` with the rejection counted (and logged, rate-limited).
+
+        Per record this is the live path's first step, so the common case (a well-formed record of a symbol
+        already seen, exact ``int`` fields) takes a straight-line fast path; anything else, or anything the fast
+        path is unsure about before it has changed any state, goes through the general rules below, which
+        decide every record exactly as the fast path would have.
+        """
+        if type(rec) is RawTrade:
+            return self._fast_trade_or_general(rec)
+        if type(rec) is RawBook:
+            return self._fast_book_or_general(rec)
+        return self._validate_general(rec)
+
+    def _validate_general(self, rec: RawRecord) -> MarketEvent | None:
         try:
             if isinstance(rec, RawTrade):
                 return self._trade(rec)
@@ -88,6 +107,113 @@ class Validator:
 
     def snapshot(self) -> dict[str, int]:
         return {"accepted": self.accepted, **dict(self.rejects)}
+
+    # -- fast paths ------------------------------------------------------------------------------------
+    #
+    # Each runs in two phases. Phase 1 only reads: it proves the record passes every rule the general path
+    # checks before the stream-time rules (known symbol, on-grid positive price, positive size, a plain
+    # positive timestamp) and otherwise hands the untouched record to the general path. Phase 2 is the general
+    # path's own code from there on, statement for statement (same order, same counters, same log lines, an
+    # exception counted as ``malformed`` as ``_validate_general`` does).
+
+    def _fast_trade_or_general(self, rec: RawTrade) -> MarketEvent | None:
+        try:
+            ent = self._fast_trade.get(rec.symbol)
+        except TypeError:  # an unhashable symbol: the general path names the problem
+            ent = None
+        fp = rec.price_fp
+        size = rec.size
+        ts = rec.ts_event
+        seq = rec.sequence
+        if (ent is None or type(fp) is not int or type(size) is not int or type(ts) is not int
+                or type(seq) is not int or fp <= 0 or fp == UNDEF_PRICE or size <= 0 or ts <= 0 or fp % ent[1]):
+            return self._validate_general(rec)
+        root, tick, st = ent
+        ticks = fp // tick
+        try:
+            settings = self.settings
+            if settings.check_staleness:
+                now = self.clock.now_ns()
+                if ts > now + self._future_ns:
+                    self._reject("future", rec)
+                    return None
+                if ts < now - self._stale_ns:
+                    self._reject("stale", rec)
+                    return None
+            if ts + self._tolerance_ns < st.last_ts:
+                self._reject("out_of_order", rec)
+                return None
+            if seq and seq in st.recent_seqs:
+                self._reject("duplicate_sequence", rec)
+                return None
+            last = st.last_price
+            if last is not None and abs(ticks - last) > settings.max_jump_ticks:
+                st.jump_rejects += 1
+                if st.jump_rejects <= settings.jump_confirm_prints:
+                    self._reject("price_jump", rec, last=last, price=ticks)
+                    return None
+            if ts > st.last_ts:
+                st.last_ts = ts
+            if seq:
+                self._remember(st, seq)
+            st.jump_rejects = 0
+            st.last_price = ticks
+            self.accepted += 1
+            return new_trade(root, ts, rec.ts_recv, ticks, size, rec.side, rec.side_rule, seq, rec.symbol)
+        except Exception as exc:  # as in _validate_general: a record must never take the loop down
+            self._reject("malformed", rec, error=repr(exc))
+            return None
+
+    def _fast_book_or_general(self, rec: RawBook) -> MarketEvent | None:
+        try:
+            ent = self._fast_book.get(rec.symbol)
+        except TypeError:
+            ent = None
+        ts = rec.ts_event
+        seq = rec.sequence
+        if ent is None or type(ts) is not int or type(seq) is not int or ts <= 0:
+            return self._validate_general(rec)
+        root, tick, st = ent
+        bid = _plain_levels(rec.bid_px_fp, rec.bid_sz, tick)
+        ask = _plain_levels(rec.ask_px_fp, rec.ask_sz, tick) if bid is not None else None
+        if bid is None or ask is None:
+            return self._validate_general(rec)
+        bpx, bsz = bid
+        apx, asz = ask
+        try:
+            if bpx and apx and bpx[0] >= apx[0]:
+                self._reject("crossed_book", rec)
+                return None
+            if self.settings.check_staleness:
+                now = self.clock.now_ns()
+                if ts > now + self._future_ns:
+                    self._reject("future", rec)
+                    return None
+                if ts < now - self._stale_ns:
+                    self._reject("stale", rec)
+                    return None
+            if ts + self._tolerance_ns < st.last_ts:
+                self._reject("out_of_order", rec)
+                return None
+            if seq and seq in st.recent_seqs:
+                self._reject("duplicate_sequence", rec)
+                return None
+            if ts > st.last_ts:
+                st.last_ts = ts
+            if seq:
+                self._remember(st, seq)
+            self.accepted += 1
+            return new_book_update(root, ts, rec.ts_recv, bpx, bsz, apx, asz, seq, rec.symbol)
+        except Exception as exc:
+            self._reject("malformed", rec, error=repr(exc))
+            return None
+
+    @staticmethod
+    def _remember(st: _StreamState, seq: int) -> None:
+        recent = st.recent_seqs
+        recent.add(seq)
+        if len(recent) > 4096:  # bounded memory: keep the newest half
+            st.recent_seqs = set(sorted(recent)[-2048:])
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -127,10 +253,7 @@ class Validator:
         st = self._streams[(kind, key)]
         st.last_ts = max(st.last_ts, rec.ts_event)
         if rec.sequence:
-            st.recent_seqs.add(rec.sequence)
-            if len(st.recent_seqs) > 4096:  # bounded memory: keep the newest half
-                keep = sorted(st.recent_seqs)[-2048:]
-                st.recent_seqs = set(keep)
+            self._remember(st, rec.sequence)
         return st
 
     def _price(self, fp: object, spec: ContractSpec) -> tuple[int | None, str | None]:
@@ -180,6 +303,8 @@ class Validator:
         st.jump_rejects = 0
         st.last_price = ticks
         self.accepted += 1
+        if type(rec.symbol) is str:
+            self._fast_trade[rec.symbol] = (spec.root, self._tick_fp[spec.root], st)
         return Trade(spec.root, rec.ts_event, rec.ts_recv, ticks, rec.size, rec.side, rec.side_rule,
                      rec.sequence, rec.symbol)
 
@@ -220,6 +345,44 @@ class Validator:
         if why:
             self._reject(why, rec)
             return None
-        self._commit_time(rec, "book", rec.symbol)
+        st = self._commit_time(rec, "book", rec.symbol)
         self.accepted += 1
+        if type(rec.symbol) is str and spec.root in self._tick_fp:
+            self._fast_book[rec.symbol] = (spec.root, self._tick_fp[spec.root], st)
         return BookUpdate(spec.root, rec.ts_event, rec.ts_recv, bpx, bsz, apx, asz, rec.sequence, rec.symbol)
+
+
+def _plain_levels(pxs: object, szs: object, tick: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``Validator._levels`` for the plain case (tuples of exact ints, every price positive and on the grid,
+    every size >= 0), ``None`` when the general rules must decide. Empty levels are dropped the same way."""
+    if type(pxs) is not tuple or type(szs) is not tuple:
+        return None
+    n = len(pxs)
+    if n != len(szs):
+        return None
+    if n == 1:  # MBP-1 / TBBO: the common live shape
+        fp = pxs[0]
+        sz = szs[0]
+        if fp is None:
+            return (), ()
+        if type(fp) is not int or type(sz) is not int:
+            return None
+        if fp == UNDEF_PRICE or sz == 0:
+            return (), ()
+        if fp <= 0 or sz < 0 or fp % tick:
+            return None
+        return (fp // tick,), szs
+    out_px: list[int] = []
+    out_sz: list[int] = []
+    for fp, sz in zip(pxs, szs, strict=True):
+        if fp is None:
+            continue
+        if type(fp) is not int or type(sz) is not int:
+            return None
+        if fp == UNDEF_PRICE or sz == 0:
+            continue
+        if fp <= 0 or sz < 0 or fp % tick:
+            return None
+        out_px.append(fp // tick)
+        out_sz.append(sz)
+    return tuple(out_px), (szs if len(out_sz) == n else tuple(out_sz))

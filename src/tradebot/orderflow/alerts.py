@@ -144,6 +144,7 @@ class _SymbolState:
 
 
 _NONE: tuple[Alert, ...] = ()
+_SELL = Side.SELL
 
 
 class AlertEngine:
@@ -215,13 +216,27 @@ class AlertEngine:
     # -- events -----------------------------------------------------------------------------------
 
     def on_trade(self, trade: Trade) -> tuple[Alert, ...]:
-        st = self._get(trade.symbol)
+        symbol = trade.symbol
+        st = self._state.get(symbol)
         if st is None:
-            self.stats["unknown_symbol"] += 1
-            return _NONE
+            st = self._get(symbol)
+            if st is None:
+                self.stats["unknown_symbol"] += 1
+                return _NONE
         ts = trade.ts_event
-        sell = trade.side is Side.SELL
-        self._add_volume(st, ts, trade.size, sell)
+        size = trade.size
+        sell = trade.side is _SELL
+        win = st.window
+        if win and st.first_sec is not None and ts // _NS <= win[-1][0]:
+            # ``_add_volume`` when the print's second already has its bucket (nearly every print)
+            b = win[-1]
+            b[1] += size
+            st.win_volume += size
+            if sell:
+                b[2] += size
+                st.win_sell += size
+        else:
+            self._add_volume(st, ts, size, sell)
         if not (self._all or st.key in self._open):
             return _NONE
         out: list[Alert] = []

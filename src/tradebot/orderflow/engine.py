@@ -43,6 +43,10 @@ class EngineOutput:
     alerts: tuple[Alert, ...] = ()
 
 
+_QUIET = EngineOutput()
+"""What nearly every event produces (nothing): one shared immutable instance instead of one per event."""
+
+
 @dataclass(frozen=True)
 class FlowSignal:
     direction: Direction | None
@@ -115,6 +119,8 @@ class OrderFlowEngine:
         alerts = self.alerts.on_trade(t)
         if alerts:
             self._keep(alerts)
+        elif closed is None:
+            return _QUIET
         return EngineOutput(closed, alerts)
 
     def on_book(self, b: BookUpdate) -> EngineOutput:
@@ -125,6 +131,8 @@ class OrderFlowEngine:
         alerts = self.alerts.on_book(b)
         if alerts:
             self._keep(alerts)
+        elif closed is None:
+            return _QUIET
         return EngineOutput(closed, alerts)
 
     def on_time(self, now_ns: int) -> BarClose | None:

@@ -17,6 +17,7 @@ Without a book (trades-only feeds, a gap, an MBP-1 feed asked for depth 10) the 
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -277,26 +278,46 @@ class MicrostructureSnapshot:
 
 
 class _Buckets:
-    """A ring of time buckets, each a list ``[index, v0, v1, ...]``; bounded to ``span`` buckets."""
+    """A ring of time buckets, each a list ``[index, v0, v1, ..., base0, base1, ...]``; bounded to ``span`` buckets.
 
-    __slots__ = ("bucket_ns", "fields", "ring", "span")
+    Only the newest bucket ever changes (a late event joins it), so when a bucket is appended the one before it
+    is final, and the new bucket records as its ``base`` the running totals of every bucket before it (the
+    previous base plus the previous values). A window's sums are then one subtraction per field, whatever its
+    length, instead of a walk over thousands of buckets per snapshot; the integers are the same.
+    """
+
+    __slots__ = ("base", "bucket_ns", "end_ns", "fields", "ring", "span")
 
     def __init__(self, bucket_ns: int, span: int, fields: int) -> None:
         self.bucket_ns = bucket_ns
         self.span = span
         self.fields = fields
         self.ring: deque[list[int]] = deque()
+        self.base = [0] * fields
+        """Totals before the first bucket (the base of a bucket appended to an empty ring)."""
+        self.end_ns = _NEVER
+        """End of the newest bucket's window: an event before it joins that bucket (``current``'s fast test)."""
 
     def current(self, ts: int) -> list[int]:
         """The bucket to add into for an event at ``ts`` (a late event joins the newest bucket)."""
         idx = ts // self.bucket_ns
         ring = self.ring
+        f = self.fields
         if ring:
             last = ring[-1]
             if idx <= last[0]:
                 return last
-        b = [idx] + [0] * self.fields
+            # The new bucket's base: the previous one's base plus its (now final) values.
+            if f == 4:
+                b = [idx, 0, 0, 0, 0, last[5] + last[1], last[6] + last[2], last[7] + last[3], last[8] + last[4]]
+            elif f == 3:
+                b = [idx, 0, 0, 0, last[4] + last[1], last[5] + last[2], last[6] + last[3]]
+            else:
+                b = [idx] + [0] * f + [last[f + 1 + k] + last[k + 1] for k in range(f)]
+        else:
+            b = [idx] + [0] * f + self.base
         ring.append(b)
+        self.end_ns = (idx + 1) * self.bucket_ns
         floor = idx - self.span
         while ring[0][0] <= floor:
             ring.popleft()
@@ -306,22 +327,34 @@ class _Buckets:
         """Field sums over buckets whose index lies in ``(now - window, now]`` (bucket resolution)."""
         now_idx = now_ns // self.bucket_ns
         first = now_idx - -(-window_ns // self.bucket_ns)
-        out = [0] * self.fields
-        for b in reversed(self.ring):
-            i = b[0]
-            if i > now_idx:
-                continue
-            if i <= first:
-                break
-            for k in range(self.fields):
-                out[k] += b[k + 1]
-        return out
+        ring = self.ring
+        f = self.fields
+        # Indices strictly increase along the ring: the window is the contiguous run ring[lo:hi].
+        hi = bisect_right(ring, now_idx, key=_index)
+        lo = bisect_right(ring, first, key=_index, hi=hi)
+        if lo >= hi:
+            return [0] * f
+        a = ring[lo]
+        b = ring[hi - 1]
+        return [b[f + 1 + k] + b[k + 1] - a[f + 1 + k] for k in range(f)]
 
     def clear(self) -> None:
+        newest = self.ring[-1] if self.ring else None
+        if newest is not None:  # the totals carry on across a clear (only differences are ever read)
+            f = self.fields
+            self.base = [newest[f + 1 + k] + newest[k + 1] for k in range(f)]
         self.ring.clear()
+        self.end_ns = _NEVER
 
 
+def _index(b: list[int]) -> int:
+    return b[0]
+
+
+_NEVER = -(1 << 80)
 _NS = 1_000_000_000
+_BUY = Side.BUY
+_SELL = Side.SELL
 
 
 class MicrostructureTracker:
@@ -357,22 +390,44 @@ class MicrostructureTracker:
     def on_book(self, book: BookUpdate) -> None:
         prev = self._book
         self._book = book
-        n = len(book.bid_px) if len(book.bid_px) > len(book.ask_px) else len(book.ask_px)
+        cb = book.bid_px
+        ca = book.ask_px
+        n = len(cb) if len(cb) > len(ca) else len(ca)
         if n > self._depth_seen:
             self._depth_seen = n
-        if book.ts_event > self._last_ts:
-            self._last_ts = book.ts_event
+        ts = book.ts_event
+        if ts > self._last_ts:
+            self._last_ts = ts
         if prev is None:
             return
-        e = ofi_at(prev, book, 0)
+        # Top-of-book OFI, ``ofi_at(prev, book, 0)`` written out (this runs per book update).
+        pb = prev.bid_px
+        pa = prev.ask_px
+        e = 0
+        if pb and cb:
+            p0 = pb[0]
+            p1 = cb[0]
+            if p1 >= p0:
+                e += book.bid_sz[0]
+            if p1 <= p0:
+                e -= prev.bid_sz[0]
+        if pa and ca:
+            p0 = pa[0]
+            p1 = ca[0]
+            if p1 <= p0:
+                e -= book.ask_sz[0]
+            if p1 >= p0:
+                e += prev.ask_sz[0]
         multi = e
-        for m in range(1, self._ofi_levels):
-            if m >= len(prev.bid_px) and m >= len(prev.ask_px):
-                break
-            multi += ofi_at(prev, book, m)
+        if len(pb) > 1 or len(pa) > 1:
+            for m in range(1, self._ofi_levels):
+                if m >= len(pb) and m >= len(pa):
+                    break
+                multi += ofi_at(prev, book, m)
         self._last_ofi = e
         self._last_ofi_multi = multi
-        b = self._book_b.current(book.ts_event)
+        bb = self._book_b
+        b = bb.ring[-1] if ts < bb.end_ns else bb.current(ts)
         b[1] += e
         b[2] += multi
         b[3] += 1
@@ -380,17 +435,21 @@ class MicrostructureTracker:
     def on_trade(self, trade: Trade) -> None:
         ts = trade.ts_event
         size = trade.size
-        b = self._flow_b.current(ts)
+        price = trade.price
+        fb = self._flow_b
+        b = fb.ring[-1] if ts < fb.end_ns else fb.current(ts)
         b[1] += 1
         b[2] += size
-        if trade.side is Side.BUY:
+        side = trade.side
+        if side is _BUY:
             b[3] += size
-        elif trade.side is Side.SELL:
+        elif side is _SELL:
             b[4] += size
-        if self.settings.vwap_reset != "session" or self._sess_lo <= ts < self._sess_hi or self._vwap_roll(ts):
-            self._vwap_num += trade.price * size
+        # (the two range tests first: they are free of side effects, and true for nearly every trade)
+        if self._sess_lo <= ts < self._sess_hi or self.settings.vwap_reset != "session" or self._vwap_roll(ts):
+            self._vwap_num += price * size
             self._vwap_den += size
-        self._last_price = trade.price
+        self._last_price = price
         if ts > self._last_ts:
             self._last_ts = ts
 

@@ -24,6 +24,9 @@ from tradebot.core.types import Side, Trade
 
 ValueAreaMethod = Literal["two_level", "one_level"]
 
+_BUY = Side.BUY
+_SELL = Side.SELL
+
 
 class Bias(enum.StrEnum):
     BULLISH = "BULLISH"
@@ -127,10 +130,10 @@ class VolumeProfile:
         vol = self._vol
         vol[price] = vol.get(price, 0) + volume
         self.total += volume
-        if side is Side.BUY:
+        if side is _BUY:
             self._buy[price] = self._buy.get(price, 0) + volume
             self.buy_volume += volume
-        elif side is Side.SELL:
+        elif side is _SELL:
             self._sell[price] = self._sell.get(price, 0) + volume
             self.sell_volume += volume
         if self.low is None or price < self.low:
@@ -388,6 +391,43 @@ class SessionProfiles:
             return
         prof = self.developing
         p = trade.price
+        size = trade.size
+        if size <= 0:  # nothing traded (validated trades never get here): the general form
+            self._add_general(trade, ts, p)
+            return
+        side = trade.side
+        # ``VolumeProfile.add`` for the session and (inside RTH) the RTH profile, written out: this runs per trade.
+        lo = prof.low
+        hi = prof.high
+        vol = prof._vol
+        vol[p] = vol.get(p, 0) + size
+        prof.total += size
+        if side is _BUY:
+            d = prof._buy
+            d[p] = d.get(p, 0) + size
+            prof.buy_volume += size
+        elif side is _SELL:
+            d = prof._sell
+            d[p] = d.get(p, 0) + size
+            prof.sell_volume += size
+        extends = False
+        if lo is None or p < lo:
+            prof.low = p
+            extends = True
+        if hi is None or p > hi:
+            prof.high = p
+            extends = True
+        prof._dirty = True
+        session = self.session
+        if session is not None and session.rth_open_ns <= ts < session.rth_close_ns:
+            self.rth.add(p, size, side)
+        if extends and self._naked:
+            lo, hi = prof.low, prof.high
+            assert lo is not None and hi is not None
+            self._naked = [n for n in self._naked if not lo <= n.price <= hi]
+
+    def _add_general(self, trade: Trade, ts: int, p: int) -> None:
+        prof = self.developing
         extends = prof.low is None or p < prof.low or (prof.high is not None and p > prof.high)
         prof.add(p, trade.size, trade.side)
         session = self.session

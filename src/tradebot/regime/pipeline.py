@@ -15,7 +15,7 @@ from typing import Any
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
 from tradebot.core.contracts import ContractSpec
-from tradebot.core.types import MarketEvent, StatusEvent
+from tradebot.core.types import BookUpdate, MarketEvent, StatusEvent, Trade
 from tradebot.orderflow.alerts import Alert
 from tradebot.orderflow.engine import BarClose, OrderFlowEngine
 from tradebot.regime.decisions import Decision
@@ -37,6 +37,10 @@ class StrategyStep:
     alerts: tuple[Alert, ...]
 
 
+_QUIET = StrategyStep(None, None, (), ())
+"""What nearly every event produces: one shared immutable instance instead of one per event."""
+
+
 class SymbolStrategy:
     def __init__(self, spec: ContractSpec, settings: Settings, calendar: ExchangeCalendar | None = None,
                  has_position: HasPosition | None = None, logger: Any = None) -> None:
@@ -52,10 +56,18 @@ class SymbolStrategy:
         self._decisions: tuple[Decision, ...] = ()
 
     def on_event(self, ev: MarketEvent) -> StrategyStep:
-        if isinstance(ev, StatusEvent):
-            self.router.on_status(ev)
-        out = self.engine.on_event(ev)
-        return self._step(out.closed, out.alerts)
+        if type(ev) is Trade:  # the per-record path: straight to the engine's handler
+            out = self.engine.on_trade(ev)
+        elif type(ev) is BookUpdate:
+            out = self.engine.on_book(ev)
+        else:
+            if isinstance(ev, StatusEvent):
+                self.router.on_status(ev)
+            out = self.engine.on_event(ev)
+        closed = out.closed
+        if closed is None:
+            return _QUIET if not out.alerts else StrategyStep(None, None, (), out.alerts)
+        return self._step(closed, out.alerts)
 
     def on_time(self, now_ns: int) -> StrategyStep:
         return self._step(self.engine.on_time(now_ns), ())
@@ -65,7 +77,7 @@ class SymbolStrategy:
 
     def _step(self, closed: BarClose | None, alerts: tuple[Alert, ...]) -> StrategyStep:
         if closed is None:
-            return StrategyStep(None, None, (), alerts)
+            return _QUIET if not alerts else StrategyStep(None, None, (), alerts)
         step = StrategyStep(closed, self._regime, self._decisions, alerts)
         self._regime, self._decisions = None, ()
         return step
