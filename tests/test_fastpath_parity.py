@@ -552,7 +552,10 @@ def test_unsupported_days_fall_back(days: dict[str, Path], tmp_path: Path) -> No
 
 
 def test_task_equals_run_day(days: dict[str, Path]) -> None:
+    """A sweep on one day (shared bars, analysis and confluence scores) equals the event path combo by combo."""
     combos = ({}, {"min_confidence": "0.4"}, {"min_confidence": "0.4", "router.risk_reward": "3"},
+              {"min_confidence": "0.45", "router.risk_reward": "1.5", "router.stop_points_by_symbol": "CL:0.10"},
+              {"min_confidence": "0.4", "router.cooldown_seconds": "0", "router.weight_profile": "0.2"},
               {"min_confidence": "0.4", "router.entry_type": "limit"})
     task = DayTask("2025-03-11", (str(days["cl_mbp10"]),), "CL", load_settings(), combos)
     fast = run_task(task)

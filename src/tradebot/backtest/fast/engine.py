@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from tradebot.backtest.fast.bars import BarSeries, Trades, build_bars
@@ -21,15 +22,15 @@ from tradebot.backtest.fast.context import ContextBuilder
 from tradebot.backtest.fast.execution import ExecutionModel
 from tradebot.backtest.fast.load import DayColumns, UnsupportedError, load_day
 from tradebot.backtest.trades import TradeRecord
-from tradebot.core.calendar import calendar_for
+from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
-from tradebot.core.contracts import spec_for
+from tradebot.core.contracts import ContractSpec, spec_for
 from tradebot.orderflow.events import PatternEvent
 from tradebot.orderflow.footprint import FootprintBar
 from tradebot.orderflow.patterns import PatternEngine
-from tradebot.regime.decisions import Decision
+from tradebot.regime.decisions import Confirmation, Decision
 from tradebot.regime.detector import RegimeDetector, RegimeState
-from tradebot.regime.router import Router, RouterContext
+from tradebot.regime.router import Router, RouterContext, RouteRule
 
 
 def fast_supported(settings: Settings) -> str | None:
@@ -53,6 +54,43 @@ def _key(settings: Settings, *parts: str) -> str:
     return json.dumps({p: getattr(settings, p).model_dump(mode="json") for p in parts}, sort_keys=True)
 
 
+_NOT_SCORING = frozenset({"risk_reward", "stop_mode", "stop_points_by_symbol", "atr_stop_multiple", "min_stop_ticks",
+                          "base_size", "cooldown_seconds", "entry_type", "min_confirmations", "table", "table_file"})
+"""Router settings that only act after the confluence score (gates, brackets, size): a sweep over them reuses
+the scores. Every other router setting, and every filter setting, is part of the score cache's key."""
+
+
+def _scoring_key(settings: Settings) -> str:
+    router = {k: v for k, v in settings.router.model_dump(mode="json").items() if k not in _NOT_SCORING}
+    return json.dumps([router, settings.filters.model_dump(mode="json")], sort_keys=True)
+
+
+Score = tuple[Fraction, tuple[Confirmation, ...]]
+
+
+class _SharedScoreRouter(Router):
+    """The router, with its confluence scores shared by the runs of one day.
+
+    A score depends on the pattern event, the bar, the context (cached objects of the day's analysis, so their
+    identity names them), the rule's style, the ``near`` distance, the intensity rate and baseline, and the
+    scoring settings (the cache's key, :func:`_scoring_key`); not on stops, targets, sizes, cooldown or
+    ``MIN_CONFIDENCE``, which is what a sweep varies. On a miss it is the router's own computation.
+    """
+
+    def __init__(self, spec: ContractSpec, settings: Settings, calendar: ExchangeCalendar,
+                 scores: dict[tuple[object, ...], Score]) -> None:
+        super().__init__(spec, settings, calendar)
+        self._scores = scores
+
+    def _confluence(self, ev: PatternEvent, rule: RouteRule, bar: FootprintBar, ctx: RouterContext, near: int,
+                    rate: float | None, baseline: float | None) -> Score:
+        key = (id(ev), id(bar), id(ctx), rule.style, near, rate, baseline)
+        hit = self._scores.get(key)
+        if hit is None:
+            hit = self._scores[key] = super()._confluence(ev, rule, bar, ctx, near, rate, baseline)
+        return hit
+
+
 @dataclass
 class Analysis:
     """Everything per bar that does not depend on the router or execution settings."""
@@ -61,6 +99,7 @@ class Analysis:
     patterns: list[tuple[PatternEvent, ...]]
     regimes: list[RegimeState]
     contexts: list[RouterContext | None]
+    key: str = ""
 
 
 @dataclass
@@ -88,6 +127,7 @@ class FastDay:
         self.full_profile = full_profile
         self._cols: dict[str, DayColumns] = {}
         self._analysis: dict[str, Analysis] = {}
+        self._scores: dict[tuple[str, str], dict[tuple[object, ...], Score]] = {}
         self.columns(settings)
 
     # -- cached stages ---------------------------------------------------------------------------------
@@ -138,7 +178,7 @@ class FastDay:
             patterns.append(pats)
             regimes.append(rd.on_bar(bar))
             contexts.append(ctxb.at(bar, pos) if pats else None)
-        an = self._analysis[key] = Analysis(series, patterns, regimes, contexts)
+        an = self._analysis[key] = Analysis(series, patterns, regimes, contexts, key)
         return an
 
     # -- a run -----------------------------------------------------------------------------------------
@@ -153,7 +193,8 @@ class FastDay:
         if not (cols.book_ok.any() or cols.trade_ok.any()):
             return FastRun([], 0, 0)
         an = self.analysis(settings)
-        router = Router(self.spec, settings, self.calendar)
+        scores = self._scores.setdefault((an.key, _scoring_key(settings)), {})
+        router = _SharedScoreRouter(self.spec, settings, self.calendar, scores)
         model = ExecutionModel(settings, cols, self.calendar)
         log: list[Decision] = []
         bars = an.series.bars
