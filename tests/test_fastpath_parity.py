@@ -111,9 +111,9 @@ def read_fields(ctx: RouterContext | None, *, full_profile: bool = False) -> Any
     m, p = ctx.micro, ctx.profile
     micro = None if m is None else (
         m.symbol, m.ts_ns, m.book_available, m.book_depth, m.book_ts_ns, m.best_bid, m.best_ask, m.bid_size,
-        m.ask_size, m.spread_ticks, m.spread_bps, m.mid, m.weighted_mid, m.top_imbalance, m.depth, m.depth_imbalance,
-        m.flow_window_seconds, m.trades, m.volume, m.buy_volume, m.sell_volume, m.trade_intensity, m.buy_pressure,
-        m.order_imbalance, m.last_price)
+        m.ask_size, m.spread_ticks, m.spread_bps, m.mid, m.weighted_mid, m.top_imbalance, m.depth_for(5),
+        m.depth_imbalance, m.flow_window_seconds, m.trades, m.volume, m.buy_volume, m.sell_volume,
+        m.trade_intensity, m.buy_pressure, m.order_imbalance, m.last_price)
     prof = None if p is None else (p if full_profile else (p.total, p.low, p.high, p.poc, p.value_area, p.buy_volume,
                                                             p.sell_volume))
     return ctx.cum_delta, ctx.last_price, ctx.last_trade_ns, micro, prof
@@ -402,12 +402,12 @@ def _columns(spec: Any, rts: list[int], tpx: list[int], *, tsz: list[int] | None
              tside: list[int] | None = None, book: list[bool] | None = None, trade: list[bool] | None = None,
              bid: list[int] | None = None, ask: list[int] | None = None) -> DayColumns:
     n = len(rts)
-    arr = np.array(tpx, np.int64)
+    arr = np.array(tpx, np.int32)  # the loader's dtypes, so the kernels run their compiled specialisation
     return DayColumns(
         Path("mem"), "tbbo", spec, spec.root, np.array(rts, np.int64), np.array(book or [False] * n, bool),
-        np.array(trade or [True] * n, bool), arr, np.array(tsz or [1] * n, np.int64),
-        np.array(tside or [1] * n, np.int8), np.array(bid if bid is not None else arr - 1, np.int64),
-        np.array(ask if ask is not None else arr + 1, np.int64), np.ones(n, np.int64), np.ones(n, np.int64),
+        np.array(trade or [True] * n, bool), arr, np.array(tsz or [1] * n, np.int32),
+        np.array(tside or [1] * n, np.int8), np.array(bid if bid is not None else arr - 1, np.int32),
+        np.array(ask if ask is not None else arr + 1, np.int32), np.ones(n, np.int32), np.ones(n, np.int32),
         np.ones(n, np.int8), np.ones(n, np.int8))
 
 

@@ -47,17 +47,17 @@ def session_arrays(template: str) -> SessionArrays:
 class Trades:
     """The accepted trades in stream order (what every trade consumer of the engine sees)."""
 
-    pos: I64
-    """Position codes (``2 r + 1``)."""
+    records: NDArray[np.int32]
+    """Record index of each (its event is ``2 r + 1``)."""
     ts: I64
-    px: I64
-    size: I64
+    px: NDArray[np.int32]
+    size: NDArray[np.int32]
     side: NDArray[np.int8]
 
     @classmethod
     def of(cls, cols: DayColumns) -> Trades:
-        idx = np.flatnonzero(cols.trade_ok)
-        return cls(2 * idx + 1, cols.rts[idx], cols.tpx[idx], cols.tsz[idx], cols.tside[idx])
+        idx = cols.trade_records
+        return cls(idx, cols.rts[idx], cols.tpx[idx], cols.tsz[idx], cols.tside[idx])
 
     def __len__(self) -> int:
         return int(self.ts.size)
@@ -74,7 +74,7 @@ def _bar_bound(cols: DayColumns, trades: Trades, sa: SessionArrays, settings: Fo
     """Room for every bar: time slots spanned (volume bars: full bars) plus a few per session crossed."""
     if not len(trades):
         return 8
-    lo, hi = int(trades.ts[0]), int(trades.ts.max())
+    lo, hi = int(trades.ts[0]), int(trades.ts[-1])  # the accepted trade stream is in time order
     sessions = int(np.searchsorted(sa.open_ns, hi, side="right") - np.searchsorted(sa.open_ns, lo, side="right")) + 1
     if settings.bar_type == "volume":
         body = int(trades.size.sum()) // settings.bar_volume

@@ -46,10 +46,9 @@ class ContextBuilder:
         self.tick = float(spec.tick_size)
         self.tick_value = spec.tick_value_cents
         # books
-        bidx = np.flatnonzero(cols.book_ok)
-        self.bk_pos = 2 * bidx
+        bidx = cols.book_records
         self.bk_rec = bidx
-        lv = np.maximum(cols.bid_levels[bidx], cols.ask_levels[bidx]).astype(np.int64)
+        lv = np.maximum(cols.bid_levels[bidx], cols.ask_levels[bidx])
         self.bk_seen = np.maximum.accumulate(lv) if lv.size else lv
         # flow window: the tracker's 100 ms buckets. The accepted trade stream never goes back in time (the
         # validator's out-of-order rule with no tolerance, which ``fast_supported`` requires), so "a late print
@@ -58,11 +57,8 @@ class ContextBuilder:
         w_ns = self.ms.flow_window_seconds * _NS
         self.n_buckets = -(-w_ns // self.bucket_ns)
         self.span = self.n_buckets + 1
-        buy = np.where(trades.side == 1, trades.size, 0)
-        sell = np.where(trades.side == -1, trades.size, 0)
-        self.c_buy = np.concatenate(([0], np.cumsum(buy)))
-        self.c_sell = np.concatenate(([0], np.cumsum(sell)))
-        self.c_vol = np.concatenate(([0], np.cumsum(trades.size)))
+        # running totals of the trades before the latest close (the profile's volumes), advanced in close order
+        self.tot_vol = self.tot_buy = self.tot_sell = 0
         # profile: volume by price over the day's accepted trades, advanced in close order
         if len(trades):
             self.p0 = int(trades.px.min())
@@ -75,10 +71,19 @@ class ContextBuilder:
 
     # -- pieces ----------------------------------------------------------------------------------------
 
+    def trades_before(self, close_pos: int) -> int:
+        """How many accepted trades precede the event at ``close_pos`` (``-1``: all). Record r's trade is event
+        ``2r + 1``, before ``close_pos`` exactly when ``r < close_pos // 2``."""
+        if close_pos < 0:
+            return len(self.trades)
+        return int(np.searchsorted(self.trades.records, np.int32(close_pos // 2)))
+
     def micro(self, close_pos: int, now_ns: int) -> MicrostructureSnapshot:
         cols = self.cols
         ms = self.ms
-        kb = int(np.searchsorted(self.bk_pos, close_pos)) if close_pos >= 0 else int(self.bk_pos.size)
+        # books before the closing event: record r's book is event 2r, so r < ceil(close_pos / 2)
+        kb = (int(np.searchsorted(self.bk_rec, np.int32((close_pos + 1) // 2))) if close_pos >= 0
+              else int(self.bk_rec.size))
         best_bid = best_ask = bid_size = ask_size = spread_t = None
         sp_bps = mid = wmid = top_imb = depth_imb = None
         book_ts: int | None = None
@@ -115,7 +120,7 @@ class ContextBuilder:
             if depths and depths[0].levels == ms.depth_levels[0]:
                 depth_imb = depths[0].imbalance
         # trades before the closing event, in the flow window at ``now`` (bucket resolution, ring eviction)
-        m = int(np.searchsorted(self.trades.pos, close_pos)) if close_pos >= 0 else len(self.trades)
+        m = self.trades_before(close_pos)
         trades_n = volume = buys = sells = 0
         last_price: int | None = None
         if m > 0:
@@ -126,10 +131,12 @@ class ContextBuilder:
             lo = int(np.searchsorted(ts[:m], (lo_idx + 1) * b, side="left"))
             hi = int(np.searchsorted(ts[:m], (now_idx + 1) * b, side="left"))
             if hi > lo:
+                size = self.trades.size[lo:hi]
+                side = self.trades.side[lo:hi]
                 trades_n = hi - lo
-                volume = int(self.c_vol[hi] - self.c_vol[lo])
-                buys = int(self.c_buy[hi] - self.c_buy[lo])
-                sells = int(self.c_sell[hi] - self.c_sell[lo])
+                volume = int(size.sum(dtype=np.int64))
+                buys = int(size.sum(dtype=np.int64, where=side == 1))
+                sells = int(size.sum(dtype=np.int64, where=side == -1))
             last_price = int(self.trades.px[m - 1])
         sided = buys + sells
         return MicrostructureSnapshot(
@@ -145,14 +152,19 @@ class ContextBuilder:
 
     def profile(self, close_pos: int) -> ProfileSnapshot | None:
         t = self.trades
-        m = int(np.searchsorted(t.pos, close_pos)) if close_pos >= 0 else len(t)
+        m = self.trades_before(close_pos)
         if m == 0:
             return None
         if m > self.pv_upto:
             k = self.pv_upto
             px = t.px[k:m]
-            self.pv += np.bincount(px - self.p0, weights=t.size[k:m].astype(np.float64),
+            size = t.size[k:m]
+            side = t.side[k:m]
+            self.pv += np.bincount(px - self.p0, weights=size.astype(np.float64),
                                    minlength=self.pv.size).astype(np.int64)
+            self.tot_vol += int(size.sum(dtype=np.int64))
+            self.tot_buy += int(size.sum(dtype=np.int64, where=side == 1))
+            self.tot_sell += int(size.sum(dtype=np.int64, where=side == -1))
             lo_new, hi_new = int(px.min()), int(px.max())
             self.p_low = lo_new if k == 0 else min(self.p_low, lo_new)
             self.p_high = hi_new if k == 0 else max(self.p_high, hi_new)
@@ -173,8 +185,7 @@ class ContextBuilder:
         if self.full_profile:
             h, lv = volume_nodes(dense, low, ps.node_smoothing_ticks, ps.node_min_prominence)
             hvn, lvn = tuple(h), tuple(lv)
-        return ProfileSnapshot(int(self.c_vol[m]), low, high, poc, va, hvn, lvn, int(self.c_buy[m]),
-                               int(self.c_sell[m]))
+        return ProfileSnapshot(self.tot_vol, low, high, poc, va, hvn, lvn, self.tot_buy, self.tot_sell)
 
     def at(self, bar: FootprintBar, close_pos: int) -> RouterContext:
         """What ``SymbolStrategy`` hands the router for a bar with patterns."""

@@ -50,6 +50,13 @@ def fast_supported(settings: Settings) -> str | None:
     return None
 
 
+def read_depths(settings: Settings) -> tuple[int, ...]:
+    """The book depths anything downstream reads: the microstructure's first depth (its ``depth_imbalance``)
+    and the tradeability filter's depth if the tracker reports it. Others are never computed."""
+    ms = settings.microstructure.depth_levels
+    return tuple(sorted({ms[0], *(d for d in (settings.filters.depth_levels,) if d in ms)}))
+
+
 def _key(settings: Settings, *parts: str) -> str:
     return json.dumps({p: getattr(settings, p).model_dump(mode="json") for p in parts}, sort_keys=True)
 
@@ -134,7 +141,7 @@ class FastDay:
 
     def columns(self, settings: Settings) -> DayColumns:
         v = settings.validation
-        depths = tuple(sorted({*settings.microstructure.depth_levels, settings.filters.depth_levels}))
+        depths = read_depths(settings)
         key = json.dumps([v.out_of_order_ms, v.max_jump_ticks, v.jump_confirm_prints, depths])
         cols = self._cols.get(key)
         if cols is None:
@@ -145,13 +152,13 @@ class FastDay:
         return cols
 
     def _check_span(self, cols: DayColumns) -> None:
-        ok = cols.book_ok | cols.trade_ok
-        if not ok.any():
+        """One trading day for the manager: the first and the last accepted event in the same session."""
+        ends = [int(cols.rts[recs[i]]) for recs in (cols.trade_records, cols.book_records) if recs.size
+                for i in (0, -1)]  # each accepted stream is in time order
+        if not ends:
             return
-        ts = cols.rts[ok]
-        lo, hi = int(ts.min()), int(ts.max())
         try:
-            a, b = self.calendar.session_for(lo), self.calendar.session_for(hi)
+            a, b = self.calendar.session_for(min(ends)), self.calendar.session_for(max(ends))
         except ValueError as exc:
             raise UnsupportedError(f"timestamps outside the exchange calendar ({exc})") from exc
         if a.trading_date != b.trading_date:

@@ -70,8 +70,8 @@ class ExecutionModel:
         ok = np.flatnonzero(cols.book_ok | cols.trade_ok)
         self.first_pos = int(2 * ok[0] + (0 if cols.book_ok[ok[0]] else 1))
         self.resume_ns = int(cols.rts[ok[0]])
-        self._trade_rec: NDArray[np.int64] = np.flatnonzero(cols.trade_ok)
-        self._book_rec: NDArray[np.int64] = np.flatnonzero(cols.book_ok)
+        self._trade_rec: NDArray[np.int32] = cols.trade_records
+        self._book_rec: NDArray[np.int32] = cols.book_records
         sess: Session = calendar.session_for(self.resume_ns)
         self.session = sess
         self.day = sess.trading_date
@@ -120,7 +120,7 @@ class ExecutionModel:
         r = pos // 2 if pos >= 0 else self.cols.n
         latest = -1
         for recs, limit in ((self._trade_rec, r + 1 if pos < 0 or pos % 2 == 1 else r), (self._book_rec, r + 1)):
-            k = int(np.searchsorted(recs, limit))
+            k = int(np.searchsorted(recs, np.int32(limit)))  # the array's own dtype: no per-call cast
             if k:
                 latest = max(latest, int(self.cols.rts[recs[k - 1]]))
         return latest

@@ -104,7 +104,7 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
         if t + tolerance_ns < last_ts:
             codes[i] = OUT_OF_ORDER
             continue
-        s = seq[i]
+        s = int(seq[i])
         if s != 0:
             dup = False
             if mono:
@@ -157,6 +157,9 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
 
 UNDEF_PX = (1 << 63) - 1
 """Databento's undefined price (INT64_MAX)."""
+NO_PX = -(1 << 31)
+"""Best bid/ask of a book event whose side is empty (prices are int32 ticks; a valid price is positive)."""
+MAX_TICKS = (1 << 31) - 1
 
 
 @_jit
@@ -164,7 +167,7 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
                  o_ts: int, o_px: int, o_sz: int, o_act: int, o_side: int, o_seq: int, o_lv: int, rtype: int,
                  n_levels: int, book_schema: bool, tick: int, good_ids: Any, depth_ns: Any, ts: Any, tpre: Any,
                  tpx: Any, tsz: Any, tside: Any, seq: Any, bpre: Any, bid: Any, ask: Any, bsz: Any, asz: Any,
-                 nbl: Any, nal: Any, dep: Any) -> int:
+                 nbl: Any, nal: Any, dep_bs: Any, dep_as: Any, dep_bn: Any, dep_an: Any) -> int:
     """One chunk of raw DBN records (viewed as bytes, uint32 and int64) to per-record columns, in one pass.
 
     Per record: the trade event's record-local verdict (``NO_EVENT`` for a book record that is not a trade;
@@ -172,7 +175,8 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
     size, aggressor side; the book event's verdict (instrument, each side's non-empty levels positive and on
     the grid, first bad level deciding, then crossed), best bid/ask (first non-empty level, ticks) with sizes,
     the number of non-empty levels per side and, per depth N in ``depth_ns``, the top-N sizes and
-    price x size sums. Returns 0, or 1 for a record of another type/length, 2 for a timestamp past int64.
+    price x size sums. Returns 0, or 1 for a record of another type/length, 2 for a timestamp past int64, 3 for
+    a price (or a top-N price x size sum) beyond int32.
     """
     words = itemsize // 4
     qwords = itemsize // 8
@@ -196,7 +200,7 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
         sd = b8[base + o_side]
         tside[i] = 1 if sd == 66 else (-1 if sd == 65 else 0)  # 'B' buy aggressor, 'A' sell aggressor
         tsz[i] = sz
-        seq[i] = np.int64(b32[i * words + o_seq // 4])
+        seq[i] = b32[i * words + o_seq // 4]
         is_t = (b8[base + o_act] == 84) or not book_schema  # 'T'
         tpx[i] = 0
         if not is_t:
@@ -213,6 +217,8 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
             tpre[i] = NON_POSITIVE_SIZE
         else:
             tpre[i] = OK
+            if px // tick > MAX_TICKS:
+                return 3
             tpx[i] = px // tick
         if not book_schema:
             continue
@@ -224,8 +230,10 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
         cb = 0
         ca = 0
         for k in range(nd):
-            for j in range(4):
-                dep[i, k, j] = 0
+            dep_bs[k, i] = 0
+            dep_as[k, i] = 0
+            dep_bn[k, i] = 0
+            dep_an[k, i] = 0
         for side in range(2):
             cnt = 0
             for lvl in range(n_levels):
@@ -242,6 +250,8 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
                 if code != OK:
                     continue  # the verdict is decided; the rest no longer matters
                 pt = int(p // tick)
+                if pt > MAX_TICKS:
+                    return 3
                 if cnt == 0:
                     if side == 0:
                         best_b = pt
@@ -252,8 +262,18 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
                 cnt += 1
                 for k in range(nd):
                     if cnt <= depth_ns[k]:
-                        dep[i, k, side] += q
-                        dep[i, k, 2 + side] += pt * q
+                        if side == 0:
+                            dep_bs[k, i] += q
+                            notional = dep_bn[k, i] + pt * q
+                            if notional > MAX_TICKS:
+                                return 3
+                            dep_bn[k, i] = notional
+                        else:
+                            dep_as[k, i] += q
+                            notional = dep_an[k, i] + pt * q
+                            if notional > MAX_TICKS:
+                                return 3
+                            dep_an[k, i] = notional
             if side == 0:
                 cb = cnt
             else:
@@ -444,8 +464,6 @@ def bar_levels(table: Any, tpx: Any, tsz: Any, tside: Any) -> Any:
 
 # --- one bracket, tick by tick -------------------------------------------------------------------------------
 
-NO_PX = -(1 << 62)
-"""Best bid/ask of a book event whose side is empty."""
 
 # status
 ST_CLOSED = 0

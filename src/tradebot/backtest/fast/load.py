@@ -16,6 +16,7 @@ records, a truncated or corrupt file, foreign record types, timestamps past int6
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,13 +35,18 @@ I64 = NDArray[np.int64]
 I8 = NDArray[np.int8]
 B = NDArray[np.bool_]
 
-CHUNK_BYTES = 8 << 20
-"""Decoded bytes per step (~23k MBP-10 or ~100k TBBO records): the decoded file never sits in memory whole."""
+CHUNK_BYTES = 4 << 20
+"""Decoded bytes per step (~11k MBP-10 or ~52k TBBO records): the decoded file never sits in memory whole."""
 
 SCHEMAS = ("trades", "tbbo", "mbp-1", "mbp-10")
 _RTYPE = {"trades": 0x00, "tbbo": 0x01, "mbp-1": 0x01, "mbp-10": 0x0A}
 _LEVELS = {"trades": 0, "tbbo": 1, "mbp-1": 1, "mbp-10": 10}
 _ITEMSIZE = {"trades": 48, "tbbo": 80, "mbp-1": 80, "mbp-10": 368}
+_TRADE_COLUMNS = frozenset({"ts", "tpre", "tpx", "tsz", "tside", "seq"})
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MAX_ZSTD_RATIO = 40
+"""Record-count bound from a compressed file's size (DBN compresses 5-10x; the bound only reserves address
+space, and a file that beats it makes the columns grow once)."""
 
 
 class UnsupportedError(Exception):
@@ -52,10 +58,12 @@ class DepthColumns:
     """Per book record, the top-N aggregates of :func:`tradebot.orderflow.microstructure.depth` (N levels of
     the compacted book): sizes, and notionals in ticks x contracts (times the tick value = cents)."""
 
-    bid_size: I64
-    ask_size: I64
-    bid_notional: I64
-    ask_notional: I64
+    bid_size: NDArray[np.int32]
+    ask_size: NDArray[np.int32]
+    bid_notional: NDArray[np.int32]
+    ask_notional: NDArray[np.int32]
+
+
 
 
 @dataclass
@@ -72,15 +80,15 @@ class DayColumns:
     """The record's book event exists and was accepted."""
     trade_ok: B
     """The record's trade event exists and was accepted."""
-    tpx: I64
+    tpx: NDArray[np.int32]
     """Trade price, ticks (meaningful where ``trade_ok``)."""
-    tsz: I64
+    tsz: NDArray[np.int32]
     tside: I8
-    bid: I64
+    bid: NDArray[np.int32]
     """Best bid after dropping empty levels, ticks; ``NO_PX`` when the side is empty."""
-    ask: I64
-    bid_sz: I64
-    ask_sz: I64
+    ask: NDArray[np.int32]
+    bid_sz: NDArray[np.int32]
+    ask_sz: NDArray[np.int32]
     bid_levels: I8
     """Non-empty bid levels (the compacted book's length)."""
     ask_levels: I8
@@ -90,6 +98,15 @@ class DayColumns:
     @property
     def n(self) -> int:
         return int(self.rts.size)
+
+    @functools.cached_property
+    def trade_records(self) -> NDArray[np.int32]:
+        """Records whose trade event was accepted, in stream order."""
+        return np.flatnonzero(self.trade_ok).astype(np.int32)
+
+    @functools.cached_property
+    def book_records(self) -> NDArray[np.int32]:
+        return np.flatnonzero(self.book_ok).astype(np.int32)
 
     @property
     def events(self) -> int:
@@ -117,17 +134,46 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
     book_schema = n_levels > 0
     # Depths deeper than the file's book can never be shown (the tracker reports only depths it has seen).
     depth_ns = np.array([d for d in depth_levels if d <= n_levels], np.int64)
-    names = ("ts", "tpre", "tpx", "tsz", "tside", "seq", "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal", "dep")
-    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in names}
+    names = ("ts", "tpre", "tpx", "tsz", "tside", "seq", "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal")
+    dtypes = {"ts": np.int64, "tpx": np.int32, "bid": np.int32, "ask": np.int32, "tsz": np.int32, "bsz": np.int32,
+              "asz": np.int32, "seq": np.uint32, "tpre": np.int8, "tside": np.int8, "bpre": np.int8, "nbl": np.int8,
+              "nal": np.int8, "dbs": np.int32, "das": np.int32, "dbn": np.int32, "dan": np.int32}
+    nd = depth_ns.size if book_schema else 0
+    itemsize = _ITEMSIZE[schema]
+    # Columns are written in place, preallocated for an upper bound on the record count (pages past the records
+    # actually decoded are never touched, so never resident); growing them is the rare exception. Decoding into
+    # chunk-sized pieces and concatenating them instead would need the day twice over at the end.
+    size = Path(path).stat().st_size
+    cap = size * (_MAX_ZSTD_RATIO if meta_is_compressed(Path(path)) else 1) // itemsize + 1024
+    cols: dict[str, NDArray[Any]] = {}
+
+    def alloc(capacity: int) -> None:
+        for k in names:
+            rows = capacity if (book_schema or k in _TRADE_COLUMNS) else 0  # a trades file has no book columns
+            new = np.empty(rows, dtypes[k])
+            if k in cols:
+                new[:min(rows, cols[k].size)] = cols[k][:rows]
+            cols[k] = new
+        for k in ("dbs", "das", "dbn", "dan"):
+            new = np.empty((nd, capacity if book_schema else 0), dtypes[k])
+            if k in cols:
+                new[:, :cols[k].shape[1]] = cols[k]
+            cols[k] = new
+
+    alloc(cap)
+    n = 0
     known_ids: dict[int, bool] = {}
     raw_symbol = ""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a truncated file only warns in databento: here it is a fallback
         try:
-            for chunk in store.to_ndarray(count=max(1024, CHUNK_BYTES // _ITEMSIZE.get(schema, 80))):
+            for chunk in store.to_ndarray(count=max(1024, CHUNK_BYTES // itemsize)):
                 m = int(chunk.size)
                 if m == 0:
                     continue
+                if n + m > cap:
+                    cap = max(2 * cap, n + m)
+                    alloc(cap)
                 f = chunk.dtype.fields
                 iids = chunk["instrument_id"]
                 first = int(iids[0])
@@ -139,60 +185,65 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
                             raw_symbol = sym
                 good = np.array([u for u, ok in known_ids.items() if ok], np.int64)
                 raw = np.frombuffer(chunk.data, np.uint8)
-                out = {k: np.empty(m, np.int64) for k in ("ts", "tpx", "tsz", "seq", "bid", "ask", "bsz", "asz")}
-                for k in ("tpre", "tside", "bpre", "nbl", "nal"):
-                    out[k] = np.empty(m, np.int8)
-                out["dep"] = np.empty((m, depth_ns.size, 4), np.int64)
+                b0, b1 = (n, n + m) if book_schema else (0, 0)
                 status = kn.decode_chunk(
                     raw, raw.view(np.uint32), raw.view(np.int64), m, chunk.dtype.itemsize, f["length"][1],
                     f["rtype"][1], f["instrument_id"][1], f["ts_event"][1], f["price"][1], f["size"][1],
                     f["action"][1], f["side"][1], f["sequence"][1], f["bid_px_00"][1] if book_schema else 0,
-                    _RTYPE[schema], n_levels, book_schema, tick, good, depth_ns, out["ts"], out["tpre"], out["tpx"],
-                    out["tsz"], out["tside"], out["seq"], out["bpre"], out["bid"], out["ask"], out["bsz"], out["asz"],
-                    out["nbl"], out["nal"], out["dep"])
+                    _RTYPE[schema], n_levels, book_schema, tick, good, depth_ns, *(cols[k][n:n + m] for k in (
+                        "ts", "tpre", "tpx", "tsz", "tside", "seq")), *(cols[k][b0:b1] for k in (
+                        "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal")),
+                    *(cols[k][:, b0:b1] for k in ("dbs", "das", "dbn", "dan")))
                 if status == 1:
                     raise UnsupportedError("records of another type or length than the schema's")
                 if status == 2:
                     raise UnsupportedError("a timestamp beyond int64 (undefined time)")
-                for k in names:
-                    parts[k].append(out[k])
+                if status == 3:
+                    raise UnsupportedError("a price, or a book side's top-N ticks x size, beyond 2**31")
+                n += m
         except UnsupportedError:
             raise
         except Exception as exc:  # BentoError, BentoWarning (truncated), zstd errors: the event path decides
             why = f"file not decodable as whole {schema} records ({type(exc).__name__}: {exc})"
             raise UnsupportedError(why) from exc
 
-    def cat(name: str) -> NDArray[Any]:
-        return np.concatenate(parts[name]) if parts[name] else np.empty(0, np.int64)
+    def col(name: str) -> NDArray[Any]:
+        arr = cols.pop(name)
+        return arr[:n] if book_schema or name in _TRADE_COLUMNS else np.empty(0, dtypes[name])
 
-    rts = cat("ts")
-    n = rts.size
-    tpre = cat("tpre").astype(np.int8, copy=False)
-    seq = cat("seq")
-    tticks = cat("tpx")
-    tcodes = kn.validate_stream(tpre, rts, seq, tticks, tolerance_ns, True, max_jump_ticks, jump_confirm_prints)
+    rts = col("ts")
+    tsz, tside, tticks = col("tsz"), col("tside"), col("tpx")
+    seq = col("seq")
+    tcodes = kn.validate_stream(col("tpre"), rts, seq, tticks, tolerance_ns, True, max_jump_ticks,
+                                jump_confirm_prints)
     rejects: Counter[str] = Counter()
     depth: dict[int, DepthColumns] = {}
     if book_schema:
-        bcodes = kn.validate_stream(cat("bpre").astype(np.int8, copy=False), rts, seq, tticks, tolerance_ns, False,
-                                   0, 0)
+        bcodes = kn.validate_stream(col("bpre"), rts, seq, tticks, tolerance_ns, False, 0, 0)
         book_ok = bcodes == kn.OK
         _count(rejects, bcodes)
-        bid, ask, bsz, asz = cat("bid"), cat("ask"), cat("bsz"), cat("asz")
-        nbl, nal = cat("nbl").astype(np.int8, copy=False), cat("nal").astype(np.int8, copy=False)
-        dep = np.concatenate(parts["dep"]) if parts["dep"] else np.zeros((0, depth_ns.size, 4), np.int64)
+        del bcodes
+        bid, ask, bsz, asz, nbl, nal = (col(k) for k in ("bid", "ask", "bsz", "asz", "nbl", "nal"))
+        dbs, das, dbn, dan = (cols.pop(k) for k in ("dbs", "das", "dbn", "dan"))
         for di, nlev in enumerate(depth_ns.tolist()):
-            depth[nlev] = DepthColumns(*(np.ascontiguousarray(dep[:, di, j]) for j in range(4)))
-        del dep
+            depth[nlev] = DepthColumns(dbs[di, :n], das[di, :n], dbn[di, :n], dan[di, :n])
     else:
         book_ok = np.zeros(n, bool)
-        bid = ask = np.full(n, kn.NO_PX, np.int64)
-        bsz = asz = np.zeros(n, np.int64)
+        bid = ask = np.full(n, kn.NO_PX, np.int32)
+        bsz = asz = np.zeros(n, np.int32)
         nbl = nal = np.zeros(n, np.int8)
+    del seq
+    cols.clear()
     _count(rejects, tcodes)
     trade_ok = tcodes == kn.OK
-    return DayColumns(Path(path), schema, spec, raw_symbol, rts, book_ok, trade_ok, tticks, cat("tsz"),
-                      cat("tside").astype(np.int8, copy=False), bid, ask, bsz, asz, nbl, nal, depth, rejects)
+    del tcodes
+    return DayColumns(Path(path), schema, spec, raw_symbol, rts, book_ok, trade_ok, tticks, tsz, tside, bid, ask,
+                      bsz, asz, nbl, nal, depth, rejects)
+
+
+def meta_is_compressed(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == _ZSTD_MAGIC
 
 
 def _count(rejects: Counter[str], codes: I8) -> None:
