@@ -204,3 +204,69 @@ def test_session_profile_fast_update_matches_the_general_one(prints: list[tuple[
             b._vol, b._buy, b._sell, b.total, b.buy_volume, b.sell_volume, b.low, b.high)
         assert a.snapshot() == b.snapshot()
     assert fast.naked_pocs() == ref.naked_pocs() and fast.stats == ref.stats
+
+
+# --- profile nodes: the stack-based prominence == the step-by-step walk it replaced -------------------------
+
+
+def _smooth_ref(dense: list[int], k: int) -> list[int]:
+    if k <= 0:
+        return list(dense)
+    n = len(dense)
+    prefix = [0]
+    for v in dense:
+        prefix.append(prefix[-1] + v)
+    return [prefix[min(n, i + k + 1)] - prefix[max(0, i - k)] for i in range(n)]
+
+
+def _extrema_ref(values: list[int], sign: int) -> list[tuple[int, int]]:
+    """The definition, walked step by step (the implementation before the stack-based one)."""
+    v = [sign * x for x in values]
+    n = len(v)
+    out: list[tuple[int, int]] = []
+    i = 1
+    while i < n - 1:
+        if v[i] > v[i - 1]:
+            j = i
+            while j + 1 < n and v[j + 1] == v[i]:
+                j += 1
+            if j + 1 < n and v[j + 1] < v[i]:
+                h = v[i]
+                left_min = h
+                a = i - 1
+                while a >= 0 and v[a] <= h:
+                    left_min = min(left_min, v[a])
+                    a -= 1
+                right_min = h
+                b = j + 1
+                while b < n and v[b] <= h:
+                    right_min = min(right_min, v[b])
+                    b += 1
+                out.append(((i + j) // 2, h - max(left_min, right_min)))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.one_of(st.lists(st.integers(0, 3), max_size=40), st.lists(st.integers(0, 10**6), max_size=60),
+                      st.lists(st.sampled_from([0, 0, 1, 2, 5, 100]), max_size=40)),
+       k=st.integers(0, 4))
+def test_profile_nodes_match_the_step_by_step_definition(data: list[int], k: int) -> None:
+    from tradebot.orderflow.profile import _extrema, _smooth
+
+    assert _smooth(data, k) == _smooth_ref(data, k)
+    sm = _smooth_ref(data, k)
+    for sign in (1, -1):
+        assert _extrema(sm, sign) == _extrema_ref(sm, sign)
+        assert _extrema(data, sign) == _extrema_ref(data, sign)
+
+
+def test_fast_level_is_a_level() -> None:
+    from tradebot.orderflow.footprint import Level, _level
+
+    lv = _level(18000, 3, 4, 1, 5)
+    assert type(lv) is Level and lv == Level(18000, 3, 4, 1, 5) and lv.volume == 8 and lv.delta == 1
+    assert _level(17999, 0, 0, 0, 0) == Level(17999)
+    assert [f.name for f in dataclasses.fields(Level)] == list(inspect.signature(_level).parameters)

@@ -69,6 +69,8 @@ class TradingCore:
         self._positions_seen: dict[str, bool] = {}
         self._resume_ns = 0
         """Last journaled time at start: events up to it are a replay of what the journal already holds."""
+        self._sync_mode: tuple[sqlite3.Connection, int, bool] | None = None
+        """(connection, PRAGMA synchronous, WAL?) of the store, read once (see _record)."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -185,8 +187,11 @@ class TradingCore:
                  "verdict": str(d.verdict), "codes": ",".join(str(c) for c in d.codes),
                  "reasons": json.dumps(list(d.reasons))} for d in decisions]
         conn = self.store.conn
-        level = int(conn.execute("PRAGMA synchronous").fetchone()[0])  # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
-        wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        if self._sync_mode is None or self._sync_mode[0] is not conn:
+            level = int(conn.execute("PRAGMA synchronous").fetchone()[0])  # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
+            wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+            self._sync_mode = (conn, level, wal)
+        _, level, wal = self._sync_mode
         relax = wal and level > 1
         if relax:
             conn.execute("PRAGMA synchronous=NORMAL")

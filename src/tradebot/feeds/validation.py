@@ -154,8 +154,11 @@ class Validator:
                     return None
             if ts > st.last_ts:
                 st.last_ts = ts
-            if seq:
-                self._remember(st, seq)
+            if seq:  # _remember, written out
+                recent = st.recent_seqs
+                recent.add(seq)
+                if len(recent) > 4096:
+                    st.recent_seqs = set(sorted(recent)[-2048:])
             st.jump_rejects = 0
             st.last_price = ticks
             self.accepted += 1
@@ -200,8 +203,11 @@ class Validator:
                 return None
             if ts > st.last_ts:
                 st.last_ts = ts
-            if seq:
-                self._remember(st, seq)
+            if seq:  # _remember, written out
+                recent = st.recent_seqs
+                recent.add(seq)
+                if len(recent) > 4096:
+                    st.recent_seqs = set(sorted(recent)[-2048:])
             self.accepted += 1
             return new_book_update(root, ts, rec.ts_recv, bpx, bsz, apx, asz, seq, rec.symbol)
         except Exception as exc:

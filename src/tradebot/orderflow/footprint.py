@@ -143,6 +143,24 @@ def poc_of(levels: tuple[Level, ...], low: int, high: int) -> int:
     return best.price
 
 
+class _LevelSlots:
+    __slots__ = Level.__slots__
+
+
+def _level(price: int, bid: int, ask: int, unknown: int, trades: int) -> Level:
+    """``Level(price, bid, ask, unknown, trades)`` without the frozen ``__init__``'s per-field
+    ``object.__setattr__`` (a bar has a level per tick of its range, built at every close)."""
+    o: Any = _LevelSlots()
+    o.price = price
+    o.bid = bid
+    o.ask = ask
+    o.unknown = unknown
+    o.trades = trades
+    o.__class__ = Level
+    lv: Level = o
+    return lv
+
+
 def _finalize(symbol: str, trading_date: dt.date, start_ns: int, end_ns: int, o: int, h: int, low: int,
               c: int, per_price: Mapping[int, list[int]], max_delta: int, min_delta: int, first_ts: int,
               last_ts: int, cum_delta: int, rth_cum_delta: int, index: int) -> FootprintBar:
@@ -153,14 +171,14 @@ def _finalize(symbol: str, trading_date: dt.date, start_ns: int, end_ns: int, o:
     for p in range(low, h + 1):
         acc = get(p)
         if acc is None:
-            levels.append(Level(p))
+            levels.append(_level(p, 0, 0, 0, 0))
             continue
         b, a, u, n = acc
         bid_t += b
         ask_t += a
         unk_t += u
         n_t += n
-        levels.append(Level(p, b, a, u, n))
+        levels.append(_level(p, b, a, u, n))
     lv = tuple(levels)
     return FootprintBar(
         symbol=symbol, trading_date=trading_date, start_ns=start_ns, end_ns=end_ns, open=o, high=h, low=low,

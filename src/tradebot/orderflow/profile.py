@@ -15,6 +15,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import accumulate
 from typing import Literal
 
 from tradebot.core.calendar import ExchangeCalendar, Session, calendar_for
@@ -271,10 +272,11 @@ def _smooth(dense: list[int], k: int) -> list[int]:
     if k <= 0:
         return list(dense)
     n = len(dense)
-    prefix = [0]
-    for v in dense:
-        prefix.append(prefix[-1] + v)
-    return [prefix[min(n, i + k + 1)] - prefix[max(0, i - k)] for i in range(n)]
+    prefix = [0, *accumulate(dense)]
+    # sm[i] = prefix[min(n, i + k + 1)] - prefix[max(0, i - k)], with the clamped ends as plain lists
+    hi = prefix[k + 1:] + [prefix[n]] * min(n, k)
+    lo = [0] * min(n, k) + prefix[:max(0, n - k)]
+    return [a - b for a, b in zip(hi[:n], lo, strict=True)]
 
 
 def _extrema(values: list[int], sign: int) -> list[tuple[int, int]]:
@@ -282,32 +284,63 @@ def _extrema(values: list[int], sign: int) -> list[tuple[int, int]]:
 
     Prominence as in topography / scipy.signal.peak_prominences: the height above the higher of the two
     lowest points reached walking away from the peak until a higher point (or the edge).
+
+    The walks are not taken step by step (that is quadratic in the worst case and dominated the profile
+    snapshot on bar close). Between two neighbouring peaks the values fall, then rise (a peak sits wherever
+    they rise then fall), so walking left from a peak of height ``h`` passes every lower-or-equal peak and
+    stops on the falling side of the nearest *higher* peak to its left, found with a stack of peaks; with no
+    higher peak, it stops in the run falling from the left edge, or at the edge. The same holds to the right.
+    The lowest point passed is then a C-level ``min`` over the run walked.
     """
-    v = [sign * x for x in values]
+    v = values if sign == 1 else [-x for x in values]
     n = len(v)
-    out: list[tuple[int, int]] = []
-    i = 1
-    while i < n - 1:
-        if v[i] > v[i - 1]:
-            j = i
-            while j + 1 < n and v[j + 1] == v[i]:
-                j += 1
-            if j + 1 < n and v[j + 1] < v[i]:
-                h = v[i]
-                left_min = h
-                a = i - 1
-                while a >= 0 and v[a] <= h:
-                    left_min = min(left_min, v[a])
-                    a -= 1
-                right_min = h
-                b = j + 1
-                while b < n and v[b] <= h:
-                    right_min = min(right_min, v[b])
-                    b += 1
-                out.append(((i + j) // 2, h - max(left_min, right_min)))
-            i = j + 1
+    # A peak starts at an interior rise that does not keep rising (a rise can never sit inside a plateau).
+    peaks: list[tuple[int, int, int]] = []  # (first, last, height) of each peak plateau, left to right
+    for i in [i for i, (p, c, nx) in enumerate(zip(v, v[1:], v[2:], strict=False), 1) if p < c >= nx]:
+        h = v[i]
+        j = i
+        while j + 1 < n and v[j + 1] == h:
+            j += 1
+        if j + 1 < n and v[j + 1] < h:
+            peaks.append((i, j, h))
+    if not peaks:
+        return []
+    # Left stops a: the last index left of the peak holding a higher value (-1: the walk reaches the edge).
+    lefts: list[int] = []
+    stack: list[tuple[int, int, int]] = []  # peaks so far that no later peak reaches (heights decreasing)
+    for pk in peaks:
+        i, _, h = pk
+        while stack and stack[-1][2] <= h:
+            stack.pop()
+        if stack:
+            a = stack[-1][1]  # the higher peak's last index; its falling side stays above h for a while
+            while v[a + 1] > h:
+                a += 1
         else:
-            i += 1
+            a = -1  # only the run falling from the left edge can hold higher values
+            while v[a + 1] > h:
+                a += 1
+        lefts.append(a)
+        stack.append(pk)
+    # Right stops b: the first index right of the peak holding a higher value (n: the walk reaches the edge).
+    rights = [0] * len(peaks)
+    stack.clear()
+    for k in range(len(peaks) - 1, -1, -1):
+        pk = peaks[k]
+        _, j, h = pk
+        while stack and stack[-1][2] <= h:
+            stack.pop()
+        b = stack[-1][0] if stack else n
+        while v[b - 1] > h:
+            b -= 1
+        rights[k] = b
+        stack.append(pk)
+    out: list[tuple[int, int]] = []
+    for (i, j, h), a, b in zip(peaks, lefts, rights, strict=True):
+        # v[i - 1] < h and v[j + 1] < h, so both runs are non-empty and every value in them is <= h.
+        left_min = min(v[a + 1:i])
+        right_min = min(v[j + 1:b])
+        out.append(((i + j) // 2, h - (left_min if left_min > right_min else right_min)))
     return out
 
 
@@ -420,7 +453,23 @@ class SessionProfiles:
         prof._dirty = True
         session = self.session
         if session is not None and session.rth_open_ns <= ts < session.rth_close_ns:
-            self.rth.add(p, size, side)
+            rth = self.rth
+            vol = rth._vol
+            vol[p] = vol.get(p, 0) + size
+            rth.total += size
+            if side is _BUY:
+                d = rth._buy
+                d[p] = d.get(p, 0) + size
+                rth.buy_volume += size
+            elif side is _SELL:
+                d = rth._sell
+                d[p] = d.get(p, 0) + size
+                rth.sell_volume += size
+            if rth.low is None or p < rth.low:
+                rth.low = p
+            if rth.high is None or p > rth.high:
+                rth.high = p
+            rth._dirty = True
         if extends and self._naked:
             lo, hi = prof.low, prof.high
             assert lo is not None and hi is not None
