@@ -1,8 +1,9 @@
 """Footprint bars from columns: the very ``FootprintBar`` objects the incremental builder makes.
 
 Boundaries, OHLC, delta extremes and cumulative deltas come from the compiled emulation of the builder
-(:func:`tradebot.backtest.fast.kernels.assign_bars`); the per-price volumes from one ``np.bincount`` over
-(bar, level, side); the immutable bar itself from the footprint module's own constructor
+(:func:`tradebot.backtest.fast.kernels.assign_bars`); the per-price (bid, ask, unknown, trades) volumes from one
+compiled pass over each bar's run of trades (:func:`~tradebot.backtest.fast.kernels.bar_levels`, a bincount over
+(bar, level, side) without the temporaries); the immutable bar itself from the footprint module's own constructor
 (:func:`tradebot.orderflow.footprint._finalize`), so levels, totals and the POC rule are shared code, not a
 copy. A day has a few hundred bars, so building them as objects costs little; everything per trade is
 vectorised.

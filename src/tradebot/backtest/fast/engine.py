@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -190,8 +190,7 @@ class FastDay:
 
     # -- a run -----------------------------------------------------------------------------------------
 
-    def run(self, settings: Settings, *, collect: bool = False,
-            on_bar: Callable[[FootprintBar, RouterContext | None], None] | None = None) -> FastRun:
+    def run(self, settings: Settings, *, collect: bool = False) -> FastRun:
         """The trades (and router counts) of one settings combination; ``UnsupportedError`` if not reproducible."""
         why = fast_supported(settings)
         if why:
@@ -208,8 +207,6 @@ class FastDay:
         for i, bar in enumerate(bars):
             pos = an.series.close_pos[i]
             ctx = an.contexts[i]
-            if on_bar is not None:
-                on_bar(bar, ctx)
             end = bar.end_ns
             decisions = router.on_bar(bar, an.patterns[i], an.regimes[i], ctx, end,
                                       _HasPosition(model, pos, end))
