@@ -151,3 +151,16 @@ def test_backtest_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--set", "router.risk_reward=x"]) == 2
     assert "risk_reward" in capsys.readouterr().err
     assert main(["backtest", "summary", "nope"]) == 2
+
+
+def test_fast_and_event_engines_store_the_same_trades(catalog: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    for engine in ("event", "fast"):
+        assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--engine", engine, "--no-report",
+                     "--name", engine, "--workers", "1"]) == 0
+    capsys.readouterr()
+    db = BacktestDB(tmp_path / "data" / "backtests.db")
+    hashes = {r["name"]: r["trade_hash"] for r in db.runs()}
+    counts = {r["name"]: json.loads(r["summary"])["trades"] for r in db.runs()}
+    db.close()
+    assert hashes["event"] == hashes["fast"] and counts["fast"] >= 1

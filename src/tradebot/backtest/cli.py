@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 from tradebot.backtest.db import BacktestDB
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
-from tradebot.backtest.runner import DayResult, DayTask, run_day
+from tradebot.backtest.runner import DayResult, DayTask
 from tradebot.backtest.stats import (
     BacktestStats,
     compute_stats,
@@ -55,6 +56,9 @@ def add_backtest_commands(sub: Any) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="parameter sweep axis")
     p.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: local processes)")
     p.add_argument("--workers", type=int, default=0, help="local processes (default: CPU count)")
+    p.add_argument("--engine", choices=("auto", "fast", "event"), default="auto",
+                   help="auto/fast: the columnar fast path wherever it is exact, else the event path; event: only "
+                        "the event path (the daemon's own loop)")
     p.add_argument("--name", help="run name (default: symbol and dates)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--footprints", type=int, default=3, help="sample trades to chart in the report")
@@ -115,7 +119,11 @@ def _progress(done: int, total: int, res: DayResult, t0: float) -> None:
 
 
 def execute(tasks: list[DayTask], scheduler: str | None = None, workers: int = 0,
-            progress: Callable[[int, int, DayResult, float], None] = _progress) -> list[DayResult]:
+            progress: Callable[[int, int, DayResult, float], None] = _progress,
+            engine: str = "event") -> list[DayResult]:
+    from tradebot.backtest.fast import run_task
+
+    fn = functools.partial(run_task, engine=engine)
     t0 = time.monotonic()
     results: list[DayResult] = []
     if scheduler:
@@ -123,18 +131,18 @@ def execute(tasks: list[DayTask], scheduler: str | None = None, workers: int = 0
         from distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-            futures = client.map(run_day, tasks, pure=False)
+            futures = client.map(fn, tasks, pure=False)
             for fut in dask_completed(futures):  # type: ignore[no-untyped-call]
                 results.append(fut.result())
                 progress(len(results), len(tasks), results[-1], t0)
     elif len(tasks) == 1 or workers == 1:
         for task in tasks:
-            results.append(run_day(task))
+            results.append(fn(task))
             progress(len(results), len(tasks), results[-1], t0)
     else:
         n = workers or min(len(tasks), os.cpu_count() or 1)
         with ProcessPoolExecutor(max_workers=n) as pool:
-            futs = [pool.submit(run_day, t) for t in tasks]
+            futs = [pool.submit(fn, t) for t in tasks]
             for f in as_completed(futs):
                 results.append(f.result())
                 progress(len(results), len(tasks), results[-1], t0)
@@ -238,7 +246,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     fingerprint = combined_fingerprint_of(days.values())
     tasks = [DayTask(d.isoformat(), (str(p),), symbol, base, tuple(combos)) for d, p in days.items()]
     t0 = time.monotonic()
-    results = execute(tasks, args.scheduler, args.workers)
+    results = execute(tasks, args.scheduler, args.workers, engine=args.engine)
     seconds = time.monotonic() - t0
     errors = {r.day: r.error for r in results if r.error}
     for day, err in errors.items():
