@@ -33,6 +33,7 @@ a top-5 rule, a stale book after a gap) the spread/depth checks say ``unavailabl
 from __future__ import annotations
 
 import enum
+import functools
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
@@ -90,9 +91,15 @@ class FilterResult:
         }
 
 
-def _exact(x: float) -> Fraction:
-    """A configured float as the decimal a human typed (5.0 -> 5, 0.1 -> 1/10), so boundaries are exact."""
+@functools.lru_cache(maxsize=4096)
+def exact_fraction(x: float) -> Fraction:
+    """A configured float as the decimal a human typed (5.0 -> 5, 0.1 -> 1/10), so boundaries are exact.
+
+    Cached: the same few settings and feature values are converted on every decision."""
     return Fraction(repr(float(x)))
+
+
+_exact = exact_fraction
 
 
 def thresholds(settings: FilterSettings) -> tuple[int, Decimal]:

@@ -82,7 +82,7 @@ from tradebot.orderflow.microstructure import MicrostructureSnapshot
 from tradebot.orderflow.profile import ProfileSnapshot
 from tradebot.regime.decisions import Confirmation, ConfirmationStatus, Decision, ReasonCode, Verdict
 from tradebot.regime.detector import Regime, RegimeState
-from tradebot.regime.filters import FilterResult, TradeabilityFilter
+from tradebot.regime.filters import FilterResult, TradeabilityFilter, exact_fraction
 
 Location = Literal["any", "extreme"]
 Style = Literal["trend", "reversion"]
@@ -206,8 +206,7 @@ def _describe(rule: RouteRule) -> str:
 # Stops and targets
 
 
-def _exact(x: float) -> Fraction:
-    return Fraction(repr(float(x)))
+_exact = exact_fraction
 
 
 def stop_distance_ticks(spec: ContractSpec, settings: RouterSettings, atr_ticks: float | None) -> tuple[int, str]:
