@@ -270,3 +270,28 @@ def test_fast_level_is_a_level() -> None:
     assert type(lv) is Level and lv == Level(18000, 3, 4, 1, 5) and lv.volume == 8 and lv.delta == 1
     assert _level(17999, 0, 0, 0, 0) == Level(17999)
     assert [f.name for f in dataclasses.fields(Level)] == list(inspect.signature(_level).parameters)
+
+
+# --- microstructure: the written-out OFI == the definition (ofi_at per level) -------------------------------
+
+_levels = st.integers(0, 10).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(17990, 18010), min_size=n, max_size=n), st.lists(st.integers(0, 50), min_size=n, max_size=n)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(books=st.lists(st.tuples(_levels, _levels), min_size=2, max_size=12), ofi_levels_n=st.integers(1, 10))
+def test_ofi_per_book_update_matches_the_definition(books: list[Any], ofi_levels_n: int) -> None:
+    from tradebot.core.config import MicrostructureSettings
+    from tradebot.core.contracts import spec_for
+    from tradebot.orderflow.microstructure import MicrostructureTracker, ofi_at, ofi_levels
+
+    tracker = MicrostructureTracker(spec_for("ES"), MicrostructureSettings(ofi_levels=ofi_levels_n))
+    prev = None
+    for k, ((bpx, bsz), (apx, asz)) in enumerate(books):
+        cur = BookUpdate("ES", T0 + k * 10**6, T0, tuple(sorted(bpx, reverse=True)), tuple(bsz), tuple(sorted(apx)),
+                         tuple(asz))
+        tracker.on_book(cur)
+        if prev is not None:
+            assert tracker._last_ofi == ofi_at(prev, cur, 0)
+            assert tracker._last_ofi_multi == sum(ofi_levels(prev, cur, ofi_levels_n))
+        prev = cur

@@ -71,6 +71,7 @@ log = get_logger(__name__)
 
 NotificationSink = Callable[[Notification], None]
 _FAR = 1 << 62
+_PENDING = BracketState.PENDING
 
 
 class FillDeduper:
@@ -369,11 +370,18 @@ class ExecutionManager:
             self._marks[ev.symbol] = ev.price
         self.broker.on_market_event(ev)
         self.pump()
-        if self.ledger.positions:
-            self._check_limits(ts, ev.symbol)
-        if self._status_asked or (self.ledger.live and any(
-                b.state == BracketState.PENDING for b in self.ledger.live.values())):
+        ledger = self.ledger
+        if ledger.positions:
+            day = ledger.trading.trading_day
+            if day is not None and ledger.limit_day != day:  # (_check_limits' own first test, done here)
+                self._check_limits(ts, ev.symbol)
+        if self._status_asked:
             self.check_timeouts(ts)
+        elif ledger.live:
+            for b in ledger.live.values():
+                if b.state == _PENDING:
+                    self.check_timeouts(ts)
+                    break
 
     def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
         """Bars-only replay: the paper broker applies its pessimistic bar rules."""
@@ -706,7 +714,8 @@ class ExecutionManager:
         day = t.trading_day
         if day is None or self._limit_day == day:
             return
-        realized = self.ledger.day_stats(day).net_cents
+        stats = self.ledger.daily.get(day)  # (ledger.day_stats without building an empty one)
+        realized = stats.net_cents if stats is not None else self.ledger.day_stats(day).net_cents
         pnl = realized + (self.unrealized_cents() if self.ex.limits_include_unrealized else 0)
         if self.loss_limit_cents < pnl < self.profit_target_cents:
             return

@@ -378,6 +378,11 @@ def _plain_levels(pxs: object, szs: object, tick: int) -> tuple[tuple[int, ...],
         if fp <= 0 or sz < 0 or fp % tick:
             return None
         return (fp // tick,), szs
+    for fp, sz in zip(pxs, szs, strict=True):  # MBP-10: usually every level present and plain
+        if type(fp) is not int or type(sz) is not int or fp <= 0 or sz <= 0 or fp == UNDEF_PRICE or fp % tick:
+            break
+    else:
+        return tuple([fp // tick for fp in pxs]), szs
     out_px: list[int] = []
     out_sz: list[int] = []
     for fp, sz in zip(pxs, szs, strict=True):

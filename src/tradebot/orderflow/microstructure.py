@@ -419,11 +419,30 @@ class MicrostructureTracker:
             if p1 >= p0:
                 e += prev.ask_sz[0]
         multi = e
-        if len(pb) > 1 or len(pa) > 1:
+        if len(pb) > 1 or len(pa) > 1:  # deeper levels, ``ofi_at(prev, book, m)`` written out
+            nb = len(pb) if len(pb) < len(cb) else len(cb)
+            na = len(pa) if len(pa) < len(ca) else len(ca)
+            pbs = prev.bid_sz
+            cbs = book.bid_sz
+            pas = prev.ask_sz
+            cas = book.ask_sz
             for m in range(1, self._ofi_levels):
                 if m >= len(pb) and m >= len(pa):
                     break
-                multi += ofi_at(prev, book, m)
+                if m < nb:
+                    p0 = pb[m]
+                    p1 = cb[m]
+                    if p1 >= p0:
+                        multi += cbs[m]
+                    if p1 <= p0:
+                        multi -= pbs[m]
+                if m < na:
+                    p0 = pa[m]
+                    p1 = ca[m]
+                    if p1 <= p0:
+                        multi -= cas[m]
+                    if p1 >= p0:
+                        multi += pas[m]
         self._last_ofi = e
         self._last_ofi_multi = multi
         bb = self._book_b
