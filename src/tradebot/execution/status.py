@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,21 +265,10 @@ def load_trades(store: StateStore, today: bool = False, days: int = 0, limit: in
 
 
 def trades_command(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        store = _open(settings)
-    except StateError as exc:
-        print(f"tradebot trades: {exc}")
-        return EXIT_STATE_ERROR
-    try:
-        rows = load_trades(store, bool(_flag(args, "today", False)), int(_flag(args, "days", 0) or 0))
-    finally:
-        store.close()
-    if _flag(args, "json", False):
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
-        print("no closed trades")
-        return EXIT_OK
+    rows = _rows(args, settings, "trades", "no closed trades", lambda st: load_trades(
+        st, bool(_flag(args, "today", False)), int(_flag(args, "days", 0) or 0)))
+    if isinstance(rows, int):
+        return rows
     print(f"{'closed':<23} {'sym':<4} {'side':<5} {'qty':>3} {'entry':>10} {'exit':>10} {'net':>11}  reason")
     for r in rows:
         print(f"{r['closed']:<23} {r['symbol']:<4} {r['side']:<5} {r['quantity']:>3} {r['entry']:>10} "
@@ -315,22 +305,32 @@ def _execution_signals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     } for r in rows]
 
 
-def signals_command(args: argparse.Namespace, settings: Settings) -> int:
+def _rows(args: argparse.Namespace, settings: Settings, command: str, empty: str,
+          load: Callable[[StateStore], list[dict[str, Any]]]) -> list[dict[str, Any]] | int:
+    """Rows to print as a table, or the exit code once they were printed as JSON / found empty / unreadable."""
     try:
         store = _open(settings)
     except StateError as exc:
-        print(f"tradebot signals: {exc}")
+        print(f"tradebot {command}: {exc}")
         return EXIT_STATE_ERROR
     try:
-        rows = load_signals(store, int(_flag(args, "limit", 20) or 20))
+        rows = load(store)
     finally:
         store.close()
     if _flag(args, "json", False):
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not rows:
-        print("no signals")
+        print(empty)
         return EXIT_OK
+    return rows
+
+
+def signals_command(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _rows(args, settings, "signals", "no signals",
+                 lambda st: load_signals(st, int(_flag(args, "limit", 20) or 20)))
+    if isinstance(rows, int):
+        return rows
     for r in rows:
         taken = r["verdict"] == "taken"
         what = f"taken {r['traded_qty']} {r['traded_symbol']}" if taken else f"rejected: {r['reason']}"
