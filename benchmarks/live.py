@@ -13,7 +13,12 @@ Figures (one JSON line each; every figure is the median of ``--runs`` runs, with
   (no bar closed), p50/p99/max of bar-close records (a bar closed on the record: patterns, regime, router and,
   for taken decisions, the journaled intent), and for the records that produced an order intent the latency
   from the record's arrival to the moment the intent reached the execution manager
-  (``ExecutionManager.on_intent`` called) and to the end of that record's processing.
+  (``ExecutionManager.on_intent`` called) and to the end of that record's processing. ``bar_close_unjournaled``
+  leaves out the bar closes whose record also journaled an execution event (an intent, an exit signal, a fill:
+  a synced SQLite commit, milliseconds on a disk that honours fsync, by design).
+
+``--gc0 N`` sets the cyclic GC's generation-0 threshold (default 700) for the whole run, to show what GC tuning
+in the daemon would change; the figures' names then carry ``_gc0_N``.
 
 Each run uses a fresh validator, trading core and state database (WAL, ``synchronous=FULL`` as the daemon).
 
@@ -120,14 +125,32 @@ def run_latency(settings: Settings, records: list[RawRecord]) -> dict[str, float
         return orig(intent)
 
     manager.on_intent = on_intent  # type: ignore[method-assign]
+    # Count durable writes: every store transaction, and separately the router's diagnostics (TradingCore._record),
+    # so bar closes whose record also journaled an execution event (a synced commit) can be told apart.
+    writes = [0, 0]
+    transaction = live.store.transaction
+    record = live.core._record
+
+    def counting_transaction() -> Any:
+        writes[0] += 1
+        return transaction()
+
+    def counting_record(decisions: Any) -> None:
+        writes[1] += 1
+        record(decisions)
+
+    live.store.transaction = counting_transaction  # type: ignore[method-assign]
+    live.core._record = counting_record  # type: ignore[method-assign]
     ordinary: list[int] = []
     closing: list[int] = []
+    closing_quiet: list[int] = []
     to_intent: list[int] = []
     intent_records: list[int] = []
     last_close = engine.last_close
     n_int = 0
     gc.collect()
     for rec in records:
+        w = writes[0] - writes[1]
         t0 = pc()
         ev = validate(rec)
         if ev is not None:
@@ -139,6 +162,8 @@ def run_latency(settings: Settings, records: list[RawRecord]) -> dict[str, float
         else:
             last_close = lc
             closing.append(t1 - t0)
+            if writes[0] - writes[1] == w:
+                closing_quiet.append(t1 - t0)
         if len(intent_at) != n_int:
             to_intent.extend(x - t0 for x in intent_at[n_int:])
             n_int = len(intent_at)
@@ -149,11 +174,14 @@ def run_latency(settings: Settings, records: list[RawRecord]) -> dict[str, float
         "ordinary_p999_us": _pct(ordinary, 0.999) / 1e3, "ordinary_max_us": max(ordinary) / 1e3,
         "bar_close_p50_us": _pct(closing, 0.50) / 1e3, "bar_close_p99_us": _pct(closing, 0.99) / 1e3,
         "bar_close_max_us": max(closing, default=0) / 1e3,
+        "bar_close_unjournaled_p50_us": _pct(closing_quiet, 0.50) / 1e3,
+        "bar_close_unjournaled_p99_us": _pct(closing_quiet, 0.99) / 1e3,
         "intent_p50_us": _pct(to_intent, 0.50) / 1e3, "intent_p99_us": _pct(to_intent, 0.99) / 1e3,
         "intent_max_us": max(to_intent, default=0) / 1e3,
         "intent_record_p50_us": _pct(intent_records, 0.50) / 1e3,
         "intent_record_p99_us": _pct(intent_records, 0.99) / 1e3,
-        "n_ordinary": len(ordinary), "n_bar_close": len(closing), "n_intents": len(to_intent),
+        "n_ordinary": len(ordinary), "n_bar_close": len(closing), "n_bar_close_unjournaled": len(closing_quiet),
+        "n_intents": len(to_intent),
         "bars": info["bars"], "intents_total": info["intents"],
     }
 
@@ -169,7 +197,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--gc0", type=int, default=0, help="generation-0 GC threshold (0: leave the default)")
     args = ap.parse_args()
+    suffix = ""
+    if args.gc0:
+        gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
+        suffix = f"_gc0_{args.gc0}"
     settings = load_settings()
     for name in args.shapes.split(","):
         records, n_trades = build_records(args.trades, SHAPES[name])
@@ -184,7 +217,7 @@ def main() -> int:
             times.append(elapsed)
         med = statistics.median(times)
         print(json.dumps({
-            "figure": f"live_{name}_throughput", "records": len(records), "trades": n_trades,
+            "figure": f"live_{name}_throughput{suffix}", "records": len(records), "trades": n_trades,
             "trades_per_s": round(n_trades / med), "trades_per_s_min": round(n_trades / max(times)),
             "trades_per_s_max": round(n_trades / min(times)), "records_per_s": round(len(records) / med),
             "us_per_record": round(med / len(records) * 1e6, 3),
@@ -192,7 +225,7 @@ def main() -> int:
         }), flush=True)
         if not args.no_latency:
             runs = [run_latency(settings, records) for _ in range(args.runs)]
-            fig: dict[str, Any] = {"figure": f"live_{name}_latency", "runs": args.runs}
+            fig: dict[str, Any] = {"figure": f"live_{name}_latency{suffix}", "runs": args.runs}
             for key in runs[0]:
                 vals = [r[key] for r in runs]
                 fig[key] = _summary(vals) if key.endswith("_us") else runs[0][key]
