@@ -157,6 +157,11 @@ async def test_without_webhook_alerts_go_to_the_log(capsys: pytest.CaptureFixtur
     assert await n.flush(5)
     assert n.mode == "log"
     assert '"title": "Profit target hit"' in capsys.readouterr().out
+    # A field named like one of the log call's own keys must not break the log sink.
+    n.notify(Notification("halted", Severity.WARNING, "Trading halted", time.time_ns(), "",
+                          (("kind", "operator"), ("title", "x"))))
+    assert await n.flush(5)
+    assert '"kind": "operator"' in capsys.readouterr().out
 
 
 async def test_run_loop_delivers_without_blocking_the_producer(server: DiscordStandIn) -> None:

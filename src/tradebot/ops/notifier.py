@@ -87,7 +87,12 @@ class Notifier:
     async def run(self) -> None:
         async with self._client() as client:
             while not self._stop:
-                await self._drain(client)
+                try:
+                    await self._drain(client)
+                except Exception as exc:  # the worker must outlive any one bad notification
+                    self.stats["worker_errors"] += 1
+                    self.log.error("notifier error; alerts stay in the outbox", error=repr(exc))
+                    await asyncio.sleep(1.0)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=5.0)
@@ -137,9 +142,10 @@ class Notifier:
             return True
         repeats = self._suppressed.pop(key, 0)
         if self._url is None:
+            # Fields go in one mapping: a field may be called "kind" or "title" like the log call's own keys.
             getattr(self.log, _SEVERITY_LOG[n.severity])(
                 "alert", kind=n.kind, title=n.title, description=n.description, repeats=repeats,
-                **{k.lower().replace(" ", "_"): v for k, v in n.fields})
+                fields={k.lower().replace(" ", "_"): v for k, v in n.fields})
             self._sent(outbox_id, key, now)
             return True
         return await self._post(client, outbox_id, n, repeats, key)
