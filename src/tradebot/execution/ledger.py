@@ -19,6 +19,7 @@ from tradebot.core.types import Side
 from tradebot.execution.model import (
     OPEN_BRACKET,
     TERMINAL_LEG,
+    BracketIds,
     BracketState,
     HaltKind,
     LegRole,
@@ -82,7 +83,7 @@ class Leg:
 
 
 @dataclass(slots=True)
-class Bracket:
+class Bracket(BracketIds):
     signal_id: str
     symbol: str
     side: Side
@@ -108,17 +109,6 @@ class Bracket:
     trading_day: str | None = None
     exits: int = 0
 
-    @property
-    def entry_id(self) -> str:
-        return client_order_id(self.signal_id, LegRole.ENTRY)
-
-    @property
-    def stop_id(self) -> str:
-        return client_order_id(self.signal_id, LegRole.STOP)
-
-    @property
-    def target_id(self) -> str:
-        return client_order_id(self.signal_id, LegRole.TARGET)
 
     @property
     def position(self) -> int:

@@ -108,19 +108,11 @@ def split_client_order_id(coid: str) -> tuple[str, LegRole] | None:
 # Requests to the broker
 
 
-@dataclass(frozen=True, slots=True)
-class BracketRequest:
+class BracketIds:
+    """The three legs' client order ids, derived from the signal id (never stored, so they cannot drift)."""
+
+    __slots__ = ()
     signal_id: str
-    symbol: str
-    """The contract root actually traded (the tier may map an ES signal to MES)."""
-    side: Side
-    """Entry side: BUY opens a long, SELL a short."""
-    quantity: int
-    entry_type: OrderType
-    entry_price: int | None
-    stop_price: int
-    target_price: int
-    ts_ns: int
 
     @property
     def entry_id(self) -> str:
@@ -133,6 +125,22 @@ class BracketRequest:
     @property
     def target_id(self) -> str:
         return client_order_id(self.signal_id, LegRole.TARGET)
+
+
+@dataclass(frozen=True, slots=True)
+class BracketRequest(BracketIds):
+    signal_id: str
+    symbol: str
+    """The contract root actually traded (the tier may map an ES signal to MES)."""
+    side: Side
+    """Entry side: BUY opens a long, SELL a short."""
+    quantity: int
+    entry_type: OrderType
+    entry_price: int | None
+    stop_price: int
+    target_price: int
+    ts_ns: int
+
 
 
 @dataclass(frozen=True, slots=True)
