@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["feeds.py", "engine.py", "live.py", "replay_fast.py", "days108.py", "daemon_rss.py"]
+SCRIPTS = ["cli_latency.py", "feeds.py", "engine.py", "live.py", "replay_fast.py", "days108.py", "daemon_rss.py"]
 
 
 def main() -> int:

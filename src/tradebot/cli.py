@@ -1,7 +1,9 @@
 """The ``tradebot`` command line.
 
 Subcommand handlers are imported lazily so ``tradebot status`` over SSH does not pay for numpy, pandas
-and matplotlib, and a broken optional dependency only breaks the command that needs it.
+and matplotlib, and a broken optional dependency only breaks the command that needs it (a test guards the
+import set of the operator's commands; ``benchmarks/cli_latency.py`` measures them). Every command finds the
+installation's ``.env`` and data from the installation root, not the current directory (core/paths.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from tradebot import __version__
 from tradebot.core.config import ConfigError, Settings, load_settings
 from tradebot.core.logging import configure_logging, register_secret
+from tradebot.core.paths import HOME_VAR, install_root
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -111,7 +114,9 @@ def _add_backtest(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
-    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    parser.add_argument("--env-file", help=f"dotenv file to read (default: .env in the installation root: ${HOME_VAR}, "
+                                           "else the folder holding the venv when it has a .env, else the current "
+                                           "directory)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_data(sub)
@@ -128,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(_env_file=args.env_file)
+        root = install_root()
+        settings = load_settings(root=None if root.source == "cwd" else root.path,
+                                 _env_file=args.env_file or root.env_file)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradebot.backtest.db import BacktestDB
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
-from tradebot.backtest.runner import DayResult, DayTask
 from tradebot.backtest.stats import (
     BacktestStats,
     compute_stats,
@@ -34,11 +33,14 @@ from tradebot.backtest.stats import (
     stats_summary,
     tiers_from_text,
 )
-from tradebot.backtest.stress import StressReport, run_stress
 from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.core.config import ConfigError, Settings
 from tradebot.core.contracts import spec_for
 from tradebot.feeds.catalog import combined_fingerprint, sha256_file
+
+if TYPE_CHECKING:  # the runner pulls in databento and pandas: only the commands that run days import it
+    from tradebot.backtest.runner import DayResult, DayTask
+    from tradebot.backtest.stress import StressReport
 
 DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
@@ -243,6 +245,9 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"backtest: no {symbol} day files under {args.data} between {start or '...'} and {end or '...'}",
               file=sys.stderr)
         return 2
+    from tradebot.backtest.runner import DayTask
+    from tradebot.backtest.stress import run_stress
+
     fingerprint = combined_fingerprint_of(days.values())
     tasks = [DayTask(d.isoformat(), (str(p),), symbol, base, tuple(combos)) for d, p in days.items()]
     t0 = time.monotonic()
@@ -353,6 +358,8 @@ def stress_command(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     run, trades, days = loaded
     st = _stats(trades, settings, days)
+    from tradebot.backtest.stress import run_stress
+
     runs = args.monte_carlo or 1000
     rep = run_stress(trades, st.starting_balance_cents, base=st, runs=runs, session_days=days)
     only = args.slippage or args.time_of_day or args.day_of_week or bool(args.monte_carlo)

@@ -8,6 +8,7 @@ variable: see :func:`load_settings`.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tradebot.core.contracts import CONTRACTS, root_of
 
 ENV_PREFIX = "TRADEBOT_"
+
+_ROOT: ContextVar[Path | None] = ContextVar("tradebot_settings_root", default=None)
+"""The installation root relative settings paths are anchored to while :func:`load_settings` runs (see paths.py)."""
+
+
+def _anchored(v: Path | None) -> Path | None:
+    root = _ROOT.get()
+    if v is None or root is None or v.is_absolute():
+        return v
+    return root / v
 
 
 class ValidationSettings(BaseModel):
@@ -174,6 +185,12 @@ class ExecutionSettings(BaseModel):
     """Execution: paper fills, daily risk, capital tiers, margin protection, the state database."""
 
     db_path: Path | None = Field(None, description="state database; empty = <data_dir>/tradebot-<mode>.db")
+
+    @field_validator("db_path")
+    @classmethod
+    def _anchor_db(cls, v: Path | None) -> Path | None:
+        return _anchored(v)
+
     commission_cents: int = Field(50, ge=0, description="broker commission per contract per side, cents")
     fees_cents: str = Field(
         "", description="exchange+NFA fees per contract per side, ROOT:cents pairs overriding the built-in table")
@@ -335,6 +352,11 @@ class RegimeSettings(BaseModel):
     def _no_file(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v  # an empty .env value means "none"
 
+    @field_validator("blackout_file")
+    @classmethod
+    def _anchor_blackouts(cls, v: Path | None) -> Path | None:
+        return _anchored(v)
+
     @field_validator("trading_windows")
     @classmethod
     def _windows(cls, v: str) -> str:
@@ -436,6 +458,7 @@ class RouterSettings(BaseModel):
     @field_validator("table_file")
     @classmethod
     def _table_file(cls, v: Path | None) -> Path | None:
+        v = _anchored(v)
         if v is not None:
             from tradebot.regime.router import check_overrides, load_table_file
 
@@ -504,7 +527,9 @@ class Settings(BaseSettings):
         description="router: trade only when the confluence confidence is at least this (seed 004)")
 
     # --- TRADEBOT_* ------------------------------------------------------------------------------------
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(Path("data"), validate_default=True,
+                           description="state database, heartbeat, control socket, reports; relative = under the "
+                           "installation root (TRADEBOT_HOME, see README)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     feed: Literal["demo", "databento", "dbn", "polygon", "csv"] = "demo"
@@ -522,6 +547,11 @@ class Settings(BaseSettings):
     regime: RegimeSettings = RegimeSettings()
     router: RouterSettings = RouterSettings()
     filters: FilterSettings = FilterSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _anchor_data(cls, v: Path) -> Path:
+        return _anchored(v) or v
 
     @field_validator("trading_symbol")
     @classmethod
@@ -566,8 +596,13 @@ def env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(str(p).upper() for p in loc)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Load settings or raise :class:`ConfigError` whose message has one line per bad variable."""
+def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings or raise :class:`ConfigError` whose message has one line per bad variable.
+
+    ``root``: the installation root (:mod:`tradebot.core.paths`) relative paths resolve against; None keeps them
+    relative to the current directory.
+    """
+    token = _ROOT.set(root)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -577,3 +612,5 @@ def load_settings(**overrides: Any) -> Settings:
             shown = "<secret>" if "KEY" in env_name(err["loc"]) or "WEBHOOK" in env_name(err["loc"]) else value
             lines.append(f"config error: {env_name(err['loc'])}={shown!r}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+    finally:
+        _ROOT.reset(token)
