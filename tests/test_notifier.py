@@ -85,12 +85,27 @@ async def test_persistent_500_leaves_the_alert_pending_with_bounded_attempts(ser
     assert server.requests == 3 and len(ob.pending()) == 1
 
 
-async def test_timeouts_are_retried(server: DiscordStandIn) -> None:
-    server.script = [Answer(204, delay=1.0)]
-    n = fast(server.url)
+async def test_timeouts_are_retried_and_a_possible_duplicate_is_counted(server: DiscordStandIn) -> None:
+    server.script = [Answer(204, delay=1.0)]  # accepted, but the answer comes after the client gave up
+    ob = MemoryOutbox()
+    n = fast(server.url, ob)
     n.notify(note())
     assert await n.flush(5)
     assert n.stats["transport_error"] == 1 and n.stats["delivered"] == 1
+    # At-least-once: the post that timed out was accepted too, and the notifier says so.
+    assert len(server.received) == 2
+    assert n.stats["ambiguous_attempts"] == 1 and n.stats["possible_duplicates"] == 1 and ob.ambiguous[1] == 1
+
+
+async def test_connect_failures_are_not_counted_as_duplicates() -> None:
+    n = fast("http://127.0.0.1:9/api/webhooks/1/x", attempts_per_round=2)  # nothing listens on port 9
+    n.notify(note())
+    assert not await n.flush(3)
+    assert n.stats["transport_error"] == 2 and n.stats["ambiguous_attempts"] == 0
+
+
+def test_default_client_timeout_is_far_above_discord_answer_times() -> None:
+    assert Notifier(None, MemoryOutbox()).timeout >= 30
 
 
 async def test_404_disables_the_webhook_loudly_and_keeps_alerts(server: DiscordStandIn,
@@ -107,16 +122,43 @@ async def test_404_disables_the_webhook_loudly_and_keeps_alerts(server: DiscordS
     assert "DISCORD WEBHOOK REJECTED" in out and "secrettoken" not in out
 
 
-async def test_repeats_are_collapsed_with_a_count(server: DiscordStandIn) -> None:
+async def test_repeats_of_one_condition_collapse_and_the_count_is_sent_when_the_window_closes(
+        server: DiscordStandIn) -> None:
     n = fast(server.url, collapse_seconds=0.3)
+    task = asyncio.create_task(n.run())
     for _ in range(4):
-        n.notify(note("Connection lost", kind="connection_lost"))
+        n.notify(note("Connection lost", kind="connection_lost", subject="databento"))
+    n.notify(note("Connection lost", kind="connection_lost", subject="polygon"))  # another subject: its own
+    for _ in range(50):
+        if len(server.received) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    n.stop()
+    await asyncio.wait_for(task, 6)
+    # The first at once, the other feed at once, then one summary when the window closed (no further event).
+    assert server.titles() == ["Connection lost", "Connection lost", "Connection lost (x4)"]
+    assert n.stats["collapsed"] == 3 and n.stats["collapse_summaries"] == 1
+    assert "4 times" in server.received[2].payload["embeds"][0]["description"]
+
+
+async def test_distinct_events_are_never_collapsed(server: DiscordStandIn) -> None:
+    n = fast(server.url, collapse_seconds=60)
+    kinds = ["trade_opened", "trade_opened", "trade_opened", "trade_closed", "trade_closed", "loss_limit_hit",
+             "trading_state", "trading_state", "tier_change", "recovery_mismatch", "exit_signal", "exit_signal"]
+    for i, kind in enumerate(kinds):  # same kind and same title, one event each
+        n.notify(Notification(kind, Severity.INFO, "Trade opened: MES long", time.time_ns(), "", (("n", str(i)),)))
     assert await n.flush(5)
-    assert len(server.received) == 1 and n.stats["collapsed"] == 3
-    await asyncio.sleep(0.35)
-    n.notify(note("Connection lost", kind="connection_lost"))
-    assert await n.flush(5)
-    assert server.received[1].payload["embeds"][0]["title"] == "Connection lost (x4)"
+    got = [r.payload["embeds"][0]["fields"][0]["value"] for r in server.received]
+    assert got == [str(i) for i in range(len(kinds))]  # every one, in order
+    assert n.stats["collapsed"] == 0
+
+
+async def test_shutdown_flush_sends_the_pending_count(server: DiscordStandIn) -> None:
+    n = fast(server.url, collapse_seconds=60)
+    for _ in range(3):
+        n.notify(note("Trading halted: clock tick error", kind="component_error", subject="clock tick"))
+    assert await n.flush(5)  # the window is force-closed on flush: the count goes out before exit
+    assert server.titles() == ["Trading halted: clock tick error", "Trading halted: clock tick error (x3)"]
 
 
 async def test_disabled_kinds_are_not_sent(server: DiscordStandIn) -> None:

@@ -5,10 +5,18 @@ scheduler hooks, operator control socket and systemd integration beside it. Noth
 on the network or a log flush: notifications are queued (and durable in SQLite), heartbeats are written from
 a worker thread, and the notifier delivers from its own task.
 
-Failure policy: a bad record is a counted rejection; an exception inside the core is logged with the event,
-turns trading into HALTED (error) with a critical alert, and the loop carries on managing exits; a live feed
-that dies or goes quiet is reconnected with alerts on both edges; an authentication failure is fatal (exit 2)
-because restarting cannot fix a wrong key.
+Failure policy: a bad record is a counted rejection; every exception inside the core (not only the first:
+also after an operator ``resume``) is logged with the event, turns trading into HALTED (error) with a critical
+alert, and the loop carries on managing exits; a live feed that dies or goes quiet is reconnected with alerts
+on both edges; an authentication failure is fatal (exit 2) because restarting cannot fix a wrong key.
+
+A full disk (SQLite "database or disk is full", ENOSPC) cannot be traded through: nothing could be journaled.
+The daemon sends one alert straight from memory (the outbox is on the full disk), stops, and exits 75 so
+systemd restarts it; a start on a disk still full is refused with the same code and no alert, and once space
+returns the next start carries on from the journal, which a failed write never changes.
+
+Exit codes: 0 clean stop, 1 crash of a finite feed, 2 configuration or refusal (restarting cannot help),
+4 another process already writes the database, 75 disk full (restart later).
 """
 
 from __future__ import annotations
@@ -43,11 +51,23 @@ from tradebot.ops.notifications import Notification, Severity
 from tradebot.ops.notifier import Notifier
 from tradebot.ops.store_outbox import StoreOutbox
 from tradebot.ops.systemd import SystemdNotifier
-from tradebot.state.store import StateError, StateStore, default_db_path
+from tradebot.state.store import (
+    DiskFullError,
+    StateError,
+    StateLockedError,
+    StateStore,
+    default_db_path,
+    is_disk_full,
+    private_dir,
+)
 from tradebot.trading import TradingCore
 
 NS = 1_000_000_000
 LIVE_FEEDS = {"databento"}
+EXIT_LOCKED = 4
+EXIT_DISK_FULL = 75  # EX_TEMPFAIL: systemd's Restart=on-failure tries again later
+MIN_FREE_BYTES = 4 * 2**20
+"""Below this much free space under the database a start is refused (it could not journal a single trade)."""
 
 
 class FatalFeedError(Exception):
@@ -80,6 +100,8 @@ class Daemon:
         self.last_any_wall = 0
         self.loop_lag = 0.0
         self.errors = 0
+        self.halts_on_error = 0
+        self.disk_full = False
         self._lost_since: int | None = None
         self.systemd = SystemdNotifier()
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -107,12 +129,22 @@ class Daemon:
                   "(use paper mode)", file=sys.stderr)
             return 2
         db = self.settings.execution.db_path or default_db_path(self.data_dir, self.settings.trading_mode)
+        os.umask(0o077)  # files 0600 and folders 0700 whatever the caller's umask (systemd sets the same)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
+            if db.parent != self.data_dir:
+                private_dir(db.parent)
+            free = psutil.disk_usage(str(db.parent)).free
+            if free < MIN_FREE_BYTES:
+                raise DiskFullError(f"{db.parent}: disk full ({free // 1024} KiB free, need at least "
+                                    f"{MIN_FREE_BYTES // 2**20} MiB); free space and start again")
             self.store = StateStore.open(db, mode=self.settings.trading_mode)
+        except StateLockedError as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return EXIT_LOCKED
         except (StateError, OSError) as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_DISK_FULL if is_disk_full(exc) else 2
         webhook = self.settings.discord_webhook_url
         disabled = {k.strip() for k in self.cfg.notify_disabled.split(",") if k.strip()}
         self.notifier = Notifier(webhook.get_secret_value() if webhook else None,
@@ -128,14 +160,21 @@ class Daemon:
                                 logger=self.log)
         self.core.on_digest = self._digest
         if self.live:
-            self._start_core(time.time_ns())
+            try:
+                self._start_core(time.time_ns())
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                print(f"refusing to start: disk full: {exc}", file=sys.stderr)
+                self.store.close()
+                return EXIT_DISK_FULL
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         control = ControlServer(self.data_dir / SOCKET_NAME, self._control)
         try:
             await control.start()
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.store.close()
             return 2
@@ -177,6 +216,7 @@ class Daemon:
         self.stop_event.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], control: ControlServer) -> None:
+        """Every step is bounded and guarded: a full disk or a failing step never keeps the process alive."""
         assert self.core is not None and self.store is not None and self.notifier is not None
         self.systemd.stopping()
         for t in tasks:
@@ -189,29 +229,50 @@ class Daemon:
         if self.feed is not None:
             with contextlib.suppress(Exception):
                 await self.feed.close()
-        if self._side_tasks:  # a digest being rendered still goes out
+        if self._side_tasks and not self.disk_full:  # a digest being rendered still goes out
             await asyncio.wait(list(self._side_tasks), timeout=self.cfg.shutdown_flush_seconds)
         now = self.market_now()
-        if self.core_started and self.cfg.flatten_on_shutdown and self.core.manager.ledger.open_brackets():
-            n = self.core.manager.flatten("shutdown", now)
-            self.log.info("flattened on shutdown", brackets=n)
-        snap = self.core.manager.snapshot()
-        self.notifier.notify(self._note("system_stop", Severity.INFO, "tradebot stopped",
-                                        f"day P&L {snap['day_pnl_cents'] / 100:+.2f} USD; "
-                                        f"open brackets {len(snap['open_brackets'])}"))
+        if not self.disk_full:
+            try:
+                if self.core_started and self.cfg.flatten_on_shutdown and self.core.manager.ledger.open_brackets():
+                    n = self.core.manager.flatten("shutdown", now)
+                    self.log.info("flattened on shutdown", brackets=n)
+            except Exception as exc:
+                self._shutdown_error("flatten on shutdown", exc)
+            try:
+                snap = self.core.manager.snapshot()
+                self.notifier.notify(self._note("system_stop", Severity.INFO, "tradebot stopped",
+                                                f"day P&L {snap['day_pnl_cents'] / 100:+.2f} USD; "
+                                                f"open brackets {len(snap['open_brackets'])}"))
+            except Exception as exc:
+                self._shutdown_error("stop notification", exc)
         self.notifier.stop()
         notifier_task = next(t for t in tasks if t.get_name() == "notifier")
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(notifier_task, 5)
-        delivered = await self.notifier.flush(self.cfg.shutdown_flush_seconds)
+        try:
+            delivered = await self.notifier.flush(self.cfg.shutdown_flush_seconds)
+        except Exception as exc:
+            self._shutdown_error("alert flush", exc)
+            delivered = False
         if not delivered:
             self.log.warning("some alerts were not delivered before shutdown; they stay in the outbox")
-        await control.stop()
+        with contextlib.suppress(Exception):
+            await control.stop()
         self.feed_state = FeedState.STOPPED
-        await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
-        self.store.close()
+        try:
+            await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
+        except Exception as exc:
+            self._shutdown_error("last heartbeat", exc)
+        with contextlib.suppress(Exception):
+            self.store.close()
         self.log.info("daemon stopped", exit_code=self.exit_code, events=self.stats["events"],
                       rejects=self.validator.total_rejects, errors=self.errors)
+
+    def _shutdown_error(self, step: str, exc: Exception) -> None:
+        self.log.error("shutdown step failed", step=step, error=repr(exc))
+        if is_disk_full(exc) and not self.disk_full:
+            self._disk_full(step, exc)
 
     # -- market data -------------------------------------------------------------------------------------
 
@@ -280,12 +341,20 @@ class Daemon:
                 if self._lost_since is not None:
                     self._connection_restored(now)
                 if not self.core_started:
-                    self._start_core(out.ts_event)
+                    try:
+                        self._start_core(out.ts_event)
+                    except Exception as exc:
+                        if not is_disk_full(exc):
+                            raise
+                        self._disk_full("trading core start", exc)
+                        return True
                 self.stats["events"] += 1
                 try:
                     core.on_event(out)
                 except Exception as exc:
                     self._component_error("trading core", exc, repr(out)[:300])
+                    if self.disk_full:
+                        return True
             elif isinstance(ev, FeedStatus):
                 self._feed_status(ev)
             elif isinstance(ev, GapEvent):
@@ -313,7 +382,7 @@ class Daemon:
             self._lost_since = time.time_ns()
             self.feed_state = FeedState.RECONNECTING
             self.notifier_notify("connection_lost", Severity.WARNING, "Connection lost",
-                                 f"{why} at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC")
+                                 f"{why} at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC", subject=self.feed_kind)
 
     def _connection_restored(self, now_ns: int) -> None:
         assert self._lost_since is not None
@@ -321,7 +390,7 @@ class Daemon:
         self._lost_since = None
         self.feed_state = FeedState.STREAMING
         self.notifier_notify("connection_restored", Severity.SUCCESS, "Connection restored",
-                             f"market data back after {gap:.1f}s", (("Gap", f"{gap:.1f} s"),))
+                             f"market data back after {gap:.1f}s", (("Gap", f"{gap:.1f} s"),), subject=self.feed_kind)
 
     async def _clock_loop(self) -> None:
         """Live only: bars close and jobs run on wall time in a quiet market; a silent feed is reconnected."""
@@ -349,14 +418,27 @@ class Daemon:
     # -- failures ----------------------------------------------------------------------------------------
 
     def _component_error(self, where: str, exc: Exception, context: str) -> None:
+        """Fail closed every time: each unexpected exception halts new entries (exits stay managed) and alerts.
+
+        Repeats of the same failure collapse in the notifier (kind + component), never the halt itself: after an
+        operator ``resume`` the next exception halts again and says so."""
         self.errors += 1
+        if is_disk_full(exc):
+            self._disk_full(where, exc)
+            return
         if self.errors <= 5 or self.errors % 1000 == 0:
             self.log.error("component error", component=where, error=repr(exc), record=context, count=self.errors,
                            exc_info=self.errors <= 5)
-        if self.errors == 1:
-            self.core_halt(f"{where} error: {type(exc).__name__}: {exc}")
-            self.notifier_notify("component_error", Severity.CRITICAL, f"Trading halted: {where} error",
-                                 f"{type(exc).__name__}: {exc}"[:1000])
+        if self.core is not None and self.core_started:
+            t = self.core.manager.ledger.trading
+            already = str(t.state) == "halted" and t.kind == HaltKind.ERROR
+        else:
+            already = False
+        if not already:
+            self.halts_on_error += 1
+            self.core_halt(f"{where} error: {type(exc).__name__}: {exc}"[:500])
+        self.notifier_notify("component_error", Severity.CRITICAL, f"Trading halted: {where} error",
+                             f"{type(exc).__name__}: {exc}"[:1000], subject=where)
 
     def core_halt(self, reason: str) -> None:
         if self.core is None:
@@ -365,17 +447,43 @@ class Daemon:
             self.core.manager.halt(reason, self.market_now(), HaltKind.ERROR)
         except Exception as exc:
             self.log.error("could not record the halt", error=repr(exc))
+            if is_disk_full(exc):
+                self._disk_full("recording the halt", exc)
+            else:
+                # A halt that cannot be recorded cannot be trusted to hold: stop the process (systemd restarts
+                # it, recovery starts from the journal) rather than trade on unrecorded state.
+                self.notifier_notify("component_error", Severity.CRITICAL, "Trading stopped: the halt could not "
+                                     "be recorded", repr(exc)[:1000], subject="halt")
+                if not self.exit_code:
+                    self.exit_code = 1
+                self.stop_event.set()
+
+    def _disk_full(self, where: str, exc: BaseException) -> None:
+        """Once per process: one alert from memory (the outbox is on the full disk), stop, exit 75."""
+        if self.disk_full:
+            return
+        self.disk_full = True
+        self.exit_code = EXIT_DISK_FULL
+        self.log.critical("DISK FULL: trading stopped, nothing more can be journaled; exiting for a restart "
+                          "once space is freed", where=where, error=str(exc))
+        if self.notifier is not None:
+            self.notifier.notify_direct(self._note(
+                "disk_full", Severity.CRITICAL, "Disk full: trading stopped",
+                f"{where}: {exc}. Nothing more can be journaled, so the daemon stops (exit {EXIT_DISK_FULL}); "
+                "systemd restarts it, and it resumes from the journal once space is freed. Open positions keep "
+                "their broker-side stops and targets.", subject="disk"))
+        self.stop_event.set()
 
     # -- notifications -------------------------------------------------------------------------------------
 
     def _note(self, kind: str, sev: Severity, title: str, desc: str = "",
-              fields: tuple[tuple[str, str], ...] = ()) -> Notification:
-        return Notification(kind, sev, title, time.time_ns(), desc, fields)
+              fields: tuple[tuple[str, str], ...] = (), subject: str = "") -> Notification:
+        return Notification(kind, sev, title, time.time_ns(), desc, fields, subject=subject)
 
     def notifier_notify(self, kind: str, sev: Severity, title: str, desc: str = "",
-                        fields: tuple[tuple[str, str], ...] = ()) -> None:
+                        fields: tuple[tuple[str, str], ...] = (), subject: str = "") -> None:
         if self.notifier is not None:
-            self.notifier.notify(self._note(kind, sev, title, desc, fields))
+            self.notifier.notify(self._note(kind, sev, title, desc, fields, subject))
 
     def _wake(self) -> None:
         if self.notifier is not None:
@@ -455,10 +563,14 @@ class Daemon:
                     self.core.manager.flush_marks()  # so `tradebot status` can price open positions
                 except Exception as exc:
                     self.log.warning("could not record marks", error=repr(exc))
+                    if is_disk_full(exc):
+                        self._disk_full("recording marks", exc)
             try:
                 await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, hb)
             except OSError as exc:
                 self.log.error("heartbeat write failed", error=str(exc))
+                if is_disk_full(exc):
+                    self._disk_full("heartbeat", exc)
                 continue
             healthy = self.loop_lag < self.cfg.loop_lag_seconds and self.feed_state not in (
                 FeedState.FAILED, FeedState.RECONNECTING)
@@ -481,11 +593,13 @@ class Daemon:
             "market_data_age_s": round((now - self.last_any_wall) / NS, 3) if self.last_any_wall else None,
             "events": self.stats["events"], "validation": self.validator.snapshot(),
             "validation_rejects": self.validator.total_rejects, "errors": self.errors,
+            "halts_on_error": self.halts_on_error, "disk_full": self.disk_full,
             "trading_state": snap.get("trading_state"), "tier": snap.get("tier"),
             "positions": snap.get("positions", {}), "day_pnl_cents": snap.get("day_pnl_cents"),
             "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-            "notifier": {"mode": self.notifier.mode if self.notifier else None,
+            "notifier": {"mode": self.notifier.mode if self.notifier else None, "delivered": 0, "collapsed": 0,
+                         "collapse_summaries": 0, "possible_duplicates": 0,
                          **(dict(self.notifier.stats) if self.notifier else {})},
         }
 

@@ -53,13 +53,18 @@ class DiscordStandIn:
                     files[part.filename or part.name or "?"] = bytes(await part.read())
         else:
             payload = await request.json()
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
+        # Discord accepts (posts) the message before it answers: a slow answer that the client gives up on has
+        # still been posted, which is how a retry after a timeout duplicates an alert.
         if 200 <= answer.status < 300:
             self.received.append(Received(request.content_type, payload, files, asyncio.get_running_loop().time()))
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
         text = json.dumps(answer.body) if answer.body is not None else ""
         return web.Response(status=answer.status, text=text, headers=answer.headers,
                             content_type="application/json" if text else None)
+
+    def titles(self) -> list[str]:
+        return [str(r.payload["embeds"][0]["title"]) for r in self.received]
 
     async def start(self) -> str:
         app = web.Application()

@@ -22,8 +22,9 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def build_embed(n: Notification, repeats: int = 0, footer: str = "tradebot") -> dict[str, Any]:
-    title = _cut(n.title + (f" (x{repeats + 1})" if repeats else ""), TITLE_MAX)
+def build_embed(n: Notification, footer: str = "tradebot") -> dict[str, Any]:
+    """``n.repeats`` (a collapse summary) shows as "(xN)" after the title."""
+    title = _cut(n.title + (f" (x{n.repeats})" if n.repeats else ""), TITLE_MAX)
     desc = _cut(n.description, DESC_MAX)
     foot = _cut(footer, FOOTER_MAX)
     budget = TOTAL_MAX - len(title) - len(desc) - len(foot)
@@ -45,8 +46,8 @@ def build_embed(n: Notification, repeats: int = 0, footer: str = "tradebot") -> 
     return embed
 
 
-def build_payload(n: Notification, repeats: int = 0, username: str = "tradebot") -> dict[str, Any]:
-    return {"username": username, "embeds": [build_embed(n, repeats)], "allowed_mentions": {"parse": []}}
+def build_payload(n: Notification, username: str = "tradebot") -> dict[str, Any]:
+    return {"username": username, "embeds": [build_embed(n)], "allowed_mentions": {"parse": []}}
 
 
 def payload_size(payload: dict[str, Any]) -> int:

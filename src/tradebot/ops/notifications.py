@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +28,12 @@ EVENT_KINDS = (
     "auto_flatten", "daily_digest", "watchdog", "exit_signal", "halted", "resumed", "component_error",
 )
 
+COLLAPSIBLE_KINDS = frozenset({"connection_lost", "connection_restored", "component_error", "watchdog",
+                               "notifier", "disk_full"})
+"""Conditions that can repeat many times a minute (a flapping feed, an exception on every tick, a check that
+stays red). Only these collapse, and only with their own *subject* (the same feed, component, check); every
+other kind (trades, limits, halts, tier changes, recovery, digests) is one message per event, in order."""
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -38,16 +45,25 @@ class Notification:
     fields: tuple[tuple[str, str], ...] = ()
     attachment: bytes | None = field(default=None, repr=False)
     attachment_name: str = "chart.png"
+    subject: str = ""
+    """What the condition is about (a feed, a component, a check): repeats collapse on ``kind`` + ``subject``."""
+    repeats: int = 0
+    """A collapse summary: how many occurrences of the condition this one message stands for (0 = one event)."""
+
+    @property
+    def collapsible(self) -> bool:
+        return self.kind in COLLAPSIBLE_KINDS and not self.repeats
 
     @property
     def dedupe_key(self) -> str:
-        return f"{self.kind}|{self.title}|{self.description}"
+        return f"{self.kind}|{self.subject or self.title}"
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "severity": str(self.severity), "title": self.title,
                            "ts_ns": self.ts_ns, "description": self.description,
                            "fields": [list(f) for f in self.fields],
-                           "attachment_name": self.attachment_name if self.attachment else None})
+                           "attachment_name": self.attachment_name if self.attachment else None,
+                           "subject": self.subject, "repeats": self.repeats})
 
     @classmethod
     def from_json(cls, text: str, attachment: bytes | None = None) -> Notification:
@@ -55,7 +71,8 @@ class Notification:
         return cls(kind=str(d["kind"]), severity=Severity(d["severity"]), title=str(d["title"]),
                    ts_ns=int(d["ts_ns"]), description=str(d.get("description", "")),
                    fields=tuple((str(a), str(b)) for a, b in d.get("fields", [])), attachment=attachment,
-                   attachment_name=str(d.get("attachment_name") or "chart.png"))
+                   attachment_name=str(d.get("attachment_name") or "chart.png"), subject=str(d.get("subject") or ""),
+                   repeats=int(d.get("repeats") or 0))
 
 
 class Outbox(Protocol):
@@ -69,11 +86,15 @@ class Outbox(Protocol):
 
     def mark_attempt(self, outbox_id: int, error: str) -> None: ...
 
+    def mark_ambiguous(self, outbox_id: int) -> None:
+        """An attempt whose outcome is unknown (sent, no answer): a later success may be a duplicate."""
+
 
 class MemoryOutbox:
     def __init__(self) -> None:
         self._rows: dict[int, tuple[Notification, int | None, int, str]] = {}
         self._next = 1
+        self.ambiguous: Counter[int] = Counter()
 
     def add(self, n: Notification) -> int:
         i = self._next
@@ -91,6 +112,9 @@ class MemoryOutbox:
     def mark_attempt(self, outbox_id: int, error: str) -> None:
         n, d, attempts, _ = self._rows[outbox_id]
         self._rows[outbox_id] = (n, d, attempts + 1, error)
+
+    def mark_ambiguous(self, outbox_id: int) -> None:
+        self.ambiguous[outbox_id] += 1
 
     def attempts(self, outbox_id: int) -> int:
         return self._rows[outbox_id][2]

@@ -4,8 +4,17 @@ Producers call :meth:`Notifier.notify` (a non-blocking enqueue) or write straigh
 execution manager does, inside its journal transaction) and :meth:`Notifier.wake` it. The worker task moves
 queued notifications into the outbox, then delivers pending ones in order. Delivery honours Discord's
 ``X-RateLimit-*`` headers and 429 ``retry_after``, retries 5xx and timeouts with capped backoff, and on 401/404
-(a deleted or wrong webhook) disables itself and says so loudly, because retrying cannot fix that. Repeats of the
-same alert within a window are collapsed into one message with a count.
+(a deleted or wrong webhook) disables itself and says so loudly, because retrying cannot fix that.
+
+One event, one message: trades, limits, halts, tier changes and recovery alerts are never collapsed. Only a
+condition that repeats (a flapping feed, the same component failing on every tick; see ``COLLAPSIBLE_KINDS``)
+collapses, on its kind and subject: the first occurrence goes out at once, later ones within the window are
+counted, and when the window closes one summary "(xN)" message says how many there were.
+
+Webhooks take no idempotency key, so delivery is at-least-once: a post whose answer never came (read timeout,
+connection dropped after sending) may have been accepted, and its retry may duplicate it. The client timeout is
+far above Discord's answer times and every post uses ``?wait=true`` so the answer states the outcome; a success
+after such an ambiguous attempt is counted as a possible duplicate (``stats``, heartbeat, outbox, digest).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -29,9 +39,20 @@ _SEVERITY_LOG = {Severity.INFO: "info", Severity.SUCCESS: "info", Severity.WARNI
                  Severity.CRITICAL: "error"}
 
 
+# Sent but unanswered: the webhook may have accepted the post. Connect failures are not ambiguous (nothing was sent).
+_AMBIGUOUS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteTimeout, httpx.WriteError)
+
+
+@dataclass
+class _Window:
+    opened: float
+    last: Notification
+    count: int = 0
+
+
 class Notifier:
     def __init__(self, webhook_url: str | None, outbox: Outbox, *, disabled_kinds: Iterable[str] = (),
-                 collapse_seconds: float = 60.0, timeout_seconds: float = 10.0, backoff_initial: float = 1.0,
+                 collapse_seconds: float = 60.0, timeout_seconds: float = 30.0, backoff_initial: float = 1.0,
                  backoff_max: float = 60.0, max_retry_after: float = 300.0, attempts_per_round: int = 5,
                  queue_size: int = 10_000, transport: httpx.AsyncBaseTransport | None = None,
                  now_ns: Callable[[], int] = time.time_ns) -> None:
@@ -51,8 +72,10 @@ class Notifier:
         self._wake = asyncio.Event()
         self._stop = False
         self._not_before = 0.0
-        self._last_sent: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
+        self._windows: dict[str, _Window] = {}
+        self._delivered_unrecorded: set[int] = set()
+        self._direct: list[Notification] = []
+        """Alerts that could not be written to the outbox (a full disk): delivered from memory, first."""
         self.stats: Counter[str] = Counter()
         self.disabled = False
         self.log = get_logger("tradebot.notifier")
@@ -79,6 +102,12 @@ class Notifier:
             return
         self._wake.set()
 
+    def notify_direct(self, n: Notification) -> None:
+        """Deliver from memory without touching the outbox: for an alert about the disk the outbox lives on."""
+        self._direct.append(n)
+        self.stats["direct"] += 1
+        self._wake.set()
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -95,72 +124,161 @@ class Notifier:
                     await asyncio.sleep(1.0)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_timeout())
+
+    def _idle_timeout(self) -> float:
+        """Sleep until the next collapse window closes (its summary is due then), at most 5 s."""
+        if not self._windows:
+            return 5.0
+        due = min(w.opened for w in self._windows.values()) + self.collapse_seconds - time.monotonic()
+        return min(5.0, max(0.01, due))
+
+    def _close_windows(self, force: bool = False) -> int:
+        """Closed windows with counted repeats become one durable summary message each (returns how many)."""
+        now = time.monotonic()
+        added = 0
+        for key, w in list(self._windows.items()):
+            if not force and now - w.opened < self.collapse_seconds:
+                continue
+            del self._windows[key]
+            if w.count:
+                n = w.last
+                summary = replace(n, ts_ns=self._now_ns(), repeats=w.count + 1, description=(
+                    f"{w.count + 1} times in {now - w.opened:.0f} s (the first was sent as it happened; "
+                    f"{w.count} more collapsed into this message). Latest: {n.description}")[:4000])
+                self.outbox.add(summary)
+                self.stats["collapse_summaries"] += 1
+                added += 1
+        return added
 
     async def flush(self, within_seconds: float) -> bool:
-        """Deliver everything pending within ``within_seconds`` (shutdown); True when nothing is left."""
+        """Deliver everything pending within ``within_seconds`` (shutdown); True when nothing is left.
+
+        Open collapse windows close early so their counts go out before the process exits."""
+        async def drain_all(client: httpx.AsyncClient) -> None:
+            await self._drain(client)
+            if self._close_windows(force=True):
+                await self._drain(client)
+
         async with self._client() as client:
             try:
-                await asyncio.wait_for(self._drain(client), within_seconds)
+                await asyncio.wait_for(drain_all(client), within_seconds)
             except TimeoutError:
                 self.stats["flush_timeout"] += 1
-        return not self.outbox.pending(1) and (self._queue is None or self._queue.empty())
+        try:
+            outbox_empty = all(i in self._delivered_unrecorded
+                               for i, _ in self.outbox.pending(1 + len(self._delivered_unrecorded)))
+        except Exception:
+            outbox_empty = False
+        return outbox_empty and not self._direct and (self._queue is None or self._queue.empty())
 
     def stop(self) -> None:
         self._stop = True
         self._wake.set()
 
     def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+        # Discord answers in well under a second; a read timeout far above that keeps ambiguous (possibly
+        # duplicated) posts rare. Connecting is not ambiguous, so it may fail fast.
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                                 transport=self._transport)
 
     def _persist_queue(self) -> None:
         while self._queue is not None and not self._queue.empty():
-            self.outbox.add(self._queue.get_nowait())
+            n = self._queue.get_nowait()
+            try:
+                self.outbox.add(n)
+            except Exception as exc:  # a full disk or a broken database: deliver from memory instead
+                self.stats["outbox_write_failed"] += 1
+                self.log.error("could not write an alert to the outbox; delivering it from memory",
+                               kind=n.kind, error=repr(exc))
+                self._direct.append(n)
 
     async def _drain(self, client: httpx.AsyncClient) -> None:
         while True:
             self._persist_queue()
-            batch = self.outbox.pending(50)
+            while self._direct and not self.disabled:
+                if not await self._deliver(client, None, self._direct[0]):
+                    return
+                self._direct.pop(0)
+            try:
+                self._close_windows()
+            except Exception as exc:
+                self.log.error("could not write a collapse summary", error=repr(exc))
+            batch: list[tuple[int | None, Notification]] = [
+                (i, n) for i, n in self.outbox.pending(50 + len(self._delivered_unrecorded))
+                if i not in self._delivered_unrecorded]
             if not batch or self.disabled:
                 return
             for outbox_id, n in batch:
                 if not await self._deliver(client, outbox_id, n):
                     return  # leave the rest pending for the next round
 
-    async def _deliver(self, client: httpx.AsyncClient, outbox_id: int, n: Notification) -> bool:
-        now = time.monotonic()
-        key = n.dedupe_key
+    async def _deliver(self, client: httpx.AsyncClient, outbox_id: int | None, n: Notification) -> bool:
         if n.kind in self.disabled_kinds:
-            self.outbox.mark_delivered(outbox_id, self._now_ns())
+            self._mark_delivered(outbox_id, self._now_ns())
             self.stats["skipped_kind"] += 1
             return True
-        last = self._last_sent.get(key)
-        if last is not None and now - last < self.collapse_seconds:
-            self._suppressed[key] += 1
-            self.stats["collapsed"] += 1
-            self.outbox.mark_delivered(outbox_id, self._now_ns())
-            return True
-        repeats = self._suppressed.pop(key, 0)
+        if n.collapsible:
+            key = n.dedupe_key
+            w = self._windows.get(key)
+            if w is not None and time.monotonic() - w.opened < self.collapse_seconds:
+                w.count += 1
+                w.last = n
+                self.stats["collapsed"] += 1
+                self._mark_attempt(outbox_id, "collapsed: counted in the summary sent when the window closes")
+                self._mark_delivered(outbox_id, self._now_ns())
+                return True
+            self._windows[key] = _Window(time.monotonic(), n)
         if self._url is None:
             # Fields go in one mapping: a field may be called "kind" or "title" like the log call's own keys.
             getattr(self.log, _SEVERITY_LOG[n.severity])(
-                "alert", kind=n.kind, title=n.title, description=n.description, repeats=repeats,
+                "alert", kind=n.kind, title=n.title, description=n.description, repeats=n.repeats,
                 fields={k.lower().replace(" ", "_"): v for k, v in n.fields})
-            self._sent(outbox_id, key, now)
+            self._sent(outbox_id)
             return True
-        return await self._post(client, outbox_id, n, repeats, key)
+        return await self._post(client, outbox_id, n)
 
-    def _sent(self, outbox_id: int, key: str, now: float) -> None:
-        self.outbox.mark_delivered(outbox_id, self._now_ns())
-        self._last_sent[key] = now
+    # Outbox bookkeeping never stops delivery: if the database refuses the write (a full disk), the delivered id
+    # is remembered in memory so the row is not posted again by this process.
+
+    def _mark_delivered(self, outbox_id: int | None, ts_ns: int) -> None:
+        if outbox_id is None:
+            return
+        try:
+            self.outbox.mark_delivered(outbox_id, ts_ns)
+        except Exception as exc:
+            self._delivered_unrecorded.add(outbox_id)
+            self.stats["outbox_write_failed"] += 1
+            self.log.error("could not mark an alert delivered", outbox_id=outbox_id, error=repr(exc))
+
+    def _mark_attempt(self, outbox_id: int | None, error: str) -> None:
+        if outbox_id is None:
+            return
+        try:
+            self.outbox.mark_attempt(outbox_id, error)
+        except Exception as exc:
+            self.stats["outbox_write_failed"] += 1
+            self.log.error("could not record a delivery attempt", outbox_id=outbox_id, error=repr(exc))
+
+    def _mark_ambiguous(self, outbox_id: int | None) -> None:
+        if outbox_id is None:
+            return
+        try:
+            self.outbox.mark_ambiguous(outbox_id)
+        except Exception as exc:
+            self.stats["outbox_write_failed"] += 1
+            self.log.error("could not record an ambiguous attempt", outbox_id=outbox_id, error=repr(exc))
+
+    def _sent(self, outbox_id: int | None) -> None:
+        self._mark_delivered(outbox_id, self._now_ns())
         self.stats["delivered"] += 1
 
-    async def _post(self, client: httpx.AsyncClient, outbox_id: int, n: Notification, repeats: int,
-                    key: str) -> bool:
+    async def _post(self, client: httpx.AsyncClient, outbox_id: int | None, n: Notification) -> bool:
         assert self._url is not None
-        payload = build_payload(n, repeats)
+        payload = build_payload(n)
         backoff = self.backoff_initial
         failures = 0
+        ambiguous = False
         while failures < self.attempts_per_round and not self.disabled:
             wait = self._not_before - time.monotonic()
             if wait > 0:
@@ -170,7 +288,11 @@ class Notifier:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 failures += 1
                 self.stats["transport_error"] += 1
-                self.outbox.mark_attempt(outbox_id, type(exc).__name__)
+                self._mark_attempt(outbox_id, type(exc).__name__)
+                if isinstance(exc, _AMBIGUOUS):
+                    ambiguous = True
+                    self.stats["ambiguous_attempts"] += 1
+                    self._mark_ambiguous(outbox_id)
                 self.log.warning("discord delivery failed, will retry", error=type(exc).__name__,
                                  attempt=failures)
                 await asyncio.sleep(backoff * (0.5 + random.random() / 2))
@@ -179,34 +301,38 @@ class Notifier:
             self._note_rate_limit(resp)
             status = resp.status_code
             if 200 <= status < 300:
-                self._sent(outbox_id, key, time.monotonic())
+                if ambiguous:  # the unanswered attempt may have been posted too
+                    self.stats["possible_duplicates"] += 1
+                    self.log.warning("alert delivered after an unanswered attempt: it may appear twice",
+                                     kind=n.kind, title=n.title)
+                self._sent(outbox_id)
                 return True
             if status == 429:
                 self.stats["rate_limited"] += 1
                 delay = min(self._retry_after(resp), self.max_retry_after)
-                self.outbox.mark_attempt(outbox_id, f"429 retry_after={delay}")
+                self._mark_attempt(outbox_id, f"429 retry_after={delay}")
                 self.log.warning("discord rate limited", retry_after=delay)
                 self._not_before = time.monotonic() + delay
                 continue
             if status in (401, 403, 404):
                 self.disabled = True
                 self.stats["webhook_disabled"] += 1
-                self.outbox.mark_attempt(outbox_id, f"HTTP {status}")
+                self._mark_attempt(outbox_id, f"HTTP {status}")
                 self.log.error("DISCORD WEBHOOK REJECTED: notifications disabled until the webhook is fixed "
                                "(check DISCORD_WEBHOOK_URL); alerts stay in the outbox", status=status)
                 return False
             if status >= 500:
                 failures += 1
                 self.stats["server_error"] += 1
-                self.outbox.mark_attempt(outbox_id, f"HTTP {status}")
+                self._mark_attempt(outbox_id, f"HTTP {status}")
                 self.log.warning("discord server error, will retry", status=status, attempt=failures)
                 await asyncio.sleep(backoff * (0.5 + random.random() / 2))
                 backoff = min(backoff * 2, self.backoff_max)
                 continue
             # Other 4xx: the payload itself is refused; retrying would loop forever.
             self.stats["refused"] += 1
-            self.outbox.mark_attempt(outbox_id, f"HTTP {status}: {resp.text[:200]}")
-            self.outbox.mark_delivered(outbox_id, self._now_ns())
+            self._mark_attempt(outbox_id, f"HTTP {status}: {resp.text[:200]}")
+            self._mark_delivered(outbox_id, self._now_ns())
             self.log.error("discord refused a notification", status=status, kind=n.kind)
             return True
         return False

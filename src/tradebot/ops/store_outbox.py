@@ -24,6 +24,13 @@ def _fields(raw: Any) -> tuple[tuple[str, str], ...]:
     return ()
 
 
+def _int(raw: Any) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 class StoreOutbox:
     def __init__(self, store: StateStore, attachment_dir: Path | None = None, max_attempts: int = 1000) -> None:
         self.store = store
@@ -33,6 +40,10 @@ class StoreOutbox:
     def add(self, n: Notification) -> int:
         payload: dict[str, Any] = {"title": n.title, "description": n.description,
                                    "fields": [list(f) for f in n.fields]}
+        if n.subject:
+            payload["subject"] = n.subject
+        if n.repeats:
+            payload["repeats"] = n.repeats
         if n.attachment and self.attachment_dir is not None:
             # Attachments live beside the database (the outbox row names the file) so a digest chart survives
             # a restart with the row that needs it.
@@ -59,7 +70,8 @@ class StoreOutbox:
                     attachment = None  # the chart is gone; the text still goes out
             out.append((item.id, Notification(item.kind, sev, str(p.get("title", item.kind)), item.created_ns,
                                               str(p.get("description", "")), _fields(p.get("fields")), attachment,
-                                              str(p.get("attachment_name") or "chart.png"))))
+                                              str(p.get("attachment_name") or "chart.png"),
+                                              str(p.get("subject") or ""), _int(p.get("repeats")))))
         return out
 
     def mark_delivered(self, outbox_id: int, ts_ns: int) -> None:
@@ -67,3 +79,6 @@ class StoreOutbox:
 
     def mark_attempt(self, outbox_id: int, error: str) -> None:
         self.store.mark_failed(outbox_id, error)
+
+    def mark_ambiguous(self, outbox_id: int) -> None:
+        self.store.mark_ambiguous(outbox_id)

@@ -11,14 +11,23 @@ Design, because this file holds the money:
 - A file that is not ours, truncated, corrupt, or written by a newer schema raises :class:`StateError` and is
   never touched: it is validated through a read-only connection before any write, and a new database is
   built under a temporary name and renamed into place, so an existing path is never recreated.
+- Creation is atomic: the temporary database is written with a rollback journal (so its content is in the
+  file itself, never in a WAL beside it), synced and validated, and only then linked in. A full disk leaves
+  the path absent, never a malformed file that refuses every later start.
+- One writer per database: a writable open takes an exclusive ``flock`` on the database file itself (whatever
+  data directory the daemon was started with); a second writer is refused with :class:`StateLockedError`.
+- Files are 0600 whatever the umask (the journal holds the account's history).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +101,17 @@ MIGRATIONS: list[list[str]] = [
             verdict TEXT NOT NULL, codes TEXT NOT NULL, reasons TEXT NOT NULL)""",
         "CREATE INDEX router_decisions_ts ON router_decisions (ts_ns)",
     ],
+    [
+        # Delivery attempts whose outcome is unknown (sent, no answer): a later success may be a duplicate.
+        "ALTER TABLE outbox ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0",
+        # Calendar jobs per trading day: 'done' or 'missed' (a day that was over when the daemon got to it).
+        # One row per job and day, so a restart never re-runs a past day's job nor reports it missed twice.
+        """CREATE TABLE job_runs (name TEXT NOT NULL, trading_day TEXT NOT NULL, status TEXT NOT NULL,
+            ts_ns INTEGER NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (name, trading_day))""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-RECORD_TABLES = ("router_decisions",)
+RECORD_TABLES = ("router_decisions", "job_runs")
 """Written directly (not projections of the journal) and therefore never wiped by a rebuild."""
 PROJECTION_TABLES = ("sessions", "signals", "brackets", "orders", "fills", "positions", "daily_stats",
                      "trading_state", "margin_checks", "decisions")
@@ -110,6 +127,40 @@ class StateCorruptError(StateError):
 
 class StateVersionError(StateError):
     pass
+
+
+class StateLockedError(StateError):
+    """Another process already writes this database."""
+
+
+class DiskFullError(StateError):
+    """The file system holding the database is full: nothing was written."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL or an OS ENOSPC/EDQUOT, however it surfaced."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+    return False
+
+
+def private_file(path: Path) -> None:
+    """0600 whatever the umask (SQLite creates -wal/-shm with the main file's mode)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_IMODE(path.stat().st_mode) != 0o600:
+            path.chmod(0o600)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make the last component 0700 whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
 
 
 class CrashPoint(Exception):  # noqa: N818 - it is a simulated event, not an error condition
@@ -175,11 +226,13 @@ class Transaction:
 class StateStore:
     """Open with :meth:`open`; all writes go through :meth:`transaction`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool, mode: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool, mode: str,
+                 lock_fd: int | None = None) -> None:
         self.conn = conn
         self.path = path
         self.readonly = readonly
         self.mode = mode
+        self._lock_fd = lock_fd
         self.fault_hook: Callable[[], None] | None = None
         """Tests only: called just before every COMMIT (raise :class:`CrashPoint` to simulate a crash)."""
         self._upsert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -194,27 +247,51 @@ class StateStore:
         if not p.exists():
             if readonly or not create:
                 raise StateError(f"{p}: no state database (has the daemon ever run in {mode} mode?)")
-            _create(p, mode)
+            try:
+                _create(p, mode)
+            except FileExistsError:
+                raise  # something appeared at the path meanwhile: it is not ours to judge or replace
+            except (sqlite3.Error, OSError) as exc:
+                if is_disk_full(exc):
+                    raise DiskFullError(f"{p}: disk full while creating the state database; nothing was "
+                                        "created (free space and start again)") from None
+                raise StateError(f"{p}: cannot create the state database: {exc}") from None
         version = _validate(p, mode)
         if readonly:
             conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0, isolation_level=None)
             conn.execute("PRAGMA query_only=1")
             return cls(conn, p, True, mode)
-        conn = sqlite3.connect(str(p), timeout=10.0, isolation_level=None)
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError(f"bad synchronous mode {synchronous!r}")
+        lock_fd = _lock(p)  # before any writable connection: closing it later never drops SQLite's locks
+        try:
+            conn = sqlite3.connect(str(p), timeout=10.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            _unlock(p, lock_fd)
+            raise StateError(f"{p}: cannot open: {exc}") from None
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
-                raise ValueError(f"bad synchronous mode {synchronous!r}")
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             if version < SCHEMA_VERSION:
                 _migrate(conn, version)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            _unlock(p, lock_fd)
+            if isinstance(exc, sqlite3.Error | OSError) and is_disk_full(exc):
+                raise DiskFullError(f"{p}: disk full; the database was not changed (free space and start "
+                                    "again)") from None
+            if isinstance(exc, sqlite3.Error):
+                raise StateError(f"{p}: cannot open for writing: {exc}") from None
             raise
-        return cls(conn, p, False, mode)
+        for side in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
+            private_file(side)
+        return cls(conn, p, False, mode, lock_fd)
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock_fd is not None:
+            _unlock(self.path, self._lock_fd)
+            self._lock_fd = None
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -231,6 +308,9 @@ class StateStore:
             # A simulated crash: no COMMIT. Closing is what the OS does to a dead process's file locks; the
             # uncommitted work is discarded exactly as after a kill -9.
             self.conn.close()
+            if self._lock_fd is not None:
+                _unlock(self.path, self._lock_fd)
+                self._lock_fd = None
             raise
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -304,33 +384,130 @@ class StateStore:
         self.conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                           (error[:500], item_id))
 
+    def mark_ambiguous(self, item_id: int) -> None:
+        self.conn.execute("UPDATE outbox SET ambiguous = ambiguous + 1 WHERE id = ?", (item_id,))
+
+    # -- calendar jobs ------------------------------------------------------------------------------
+
+    def job_status(self, name: str, trading_day: str) -> str | None:
+        row = self.conn.execute("SELECT status FROM job_runs WHERE name = ? AND trading_day = ?",
+                                (name, trading_day)).fetchone()
+        return str(row[0]) if row else None
+
+    def record_job(self, name: str, trading_day: str, status: str, ts_ns: int, detail: str = "") -> bool:
+        """Record a job's outcome for a day once; False when that day already has one (never overwritten)."""
+        if self.readonly:
+            return False
+        with self.transaction():
+            cur = self.conn.execute("INSERT OR IGNORE INTO job_runs (name, trading_day, status, ts_ns, detail) "
+                                    "VALUES (?, ?, ?, ?, ?)", (name, trading_day, status, ts_ns, detail))
+        return cur.rowcount == 1
+
+
+# Open lock descriptors per database file in this process: (device, inode) -> (fd, users). A second writable
+# StateStore in the *same* process (tests reopening after a simulated crash) shares the lock; another process
+# is refused. The descriptor is closed only when the last user closes, after its SQLite connection.
+_LOCKS: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def _lock(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot open for writing: {exc.strerror}") from None
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    held = _LOCKS.get(key)
+    if held is not None:
+        # Never close a second descriptor of a file SQLite has open here: that would drop SQLite's POSIX
+        # locks. Keep it with the shared entry and close it with the last user.
+        _LOCKS[key] = (held[0], held[1] + 1)
+        _EXTRA_FDS.setdefault(key, []).append(fd)
+        return held[0]
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StateLockedError(f"{path}: another tradebot process is writing this database (one writer per "
+                                   "database: stop the other daemon, or give this one its own DB_PATH)") from None
+        raise StateError(f"{path}: cannot lock: {exc.strerror}") from None
+    _LOCKS[key] = (fd, 1)
+    return fd
+
+
+_EXTRA_FDS: dict[tuple[int, int], list[int]] = {}
+
+
+def _unlock(path: Path, fd: int) -> None:
+    for key, (held, users) in list(_LOCKS.items()):
+        if held != fd:
+            continue
+        if users > 1:
+            _LOCKS[key] = (held, users - 1)
+            return
+        del _LOCKS[key]
+        for extra in _EXTRA_FDS.pop(key, []):
+            with contextlib.suppress(OSError):
+                os.close(extra)
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing releases the flock
+        return
+
 
 def _create(path: Path, mode: str) -> None:
-    """Build a fresh database under a temporary name and rename it into place (atomic, never over a file)."""
+    """Build a fresh database under a temporary name and link it into place (atomic, never over a file).
+
+    The temporary file uses a rollback journal, not WAL: a committed WAL transaction can sit in the ``-wal``
+    file until a checkpoint that a full disk refuses, and linking the main file alone would then publish an
+    empty, malformed database. With a rollback journal the COMMIT either lands in the file or fails; the file
+    is then synced and validated before the link, so the path holds a complete database or nothing.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
     for leftover in path.parent.glob(f".{path.name}.init-*"):  # a creation killed half-way: never the real file
         leftover.unlink(missing_ok=True)
-    conn = sqlite3.connect(str(tmp), isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN")
-        for sql in MIGRATIONS[0]:
-            conn.execute(sql)
-        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                         [("app", APP_ID), ("mode", mode), ("schema_version", "1")])
-        for i, steps in enumerate(MIGRATIONS[1:], start=2):
-            for sql in steps:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        os.chmod(tmp, 0o600)
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN")
+            for sql in MIGRATIONS[0]:
                 conn.execute(sql)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(i),))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    try:
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [("app", APP_ID), ("mode", mode), ("schema_version", "1")])
+            for i, steps in enumerate(MIGRATIONS[1:], start=2):
+                for sql in steps:
+                    conn.execute(sql)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(i),))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _validate(tmp, mode)  # complete and readable on its own, or it is never published
         os.link(tmp, path)  # fails if something appeared at ``path`` meanwhile: never replace a file
+        _fsync_dir(path.parent)
     finally:
-        tmp.unlink(missing_ok=True)
+        for side in (tmp, tmp.with_name(tmp.name + "-journal"), tmp.with_name(tmp.name + "-wal"),
+                     tmp.with_name(tmp.name + "-shm")):
+            side.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _validate(path: Path, mode: str) -> int:
