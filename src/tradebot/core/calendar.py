@@ -61,7 +61,7 @@ def local_ns(day: dt.date, at: dt.time, tz: dt.tzinfo = CT) -> int:
 class ExchangeCalendar:
     """Session lookups for one calendar template over a span of years."""
 
-    def __init__(self, template: str, first_year: int = 2015, last_year: int = 2032) -> None:
+    def __init__(self, template: str, first_year: int = 2014, last_year: int = 2032) -> None:
         if template not in _CALENDAR_NAMES:
             raise ValueError(f"unknown session template {template!r}; known: {', '.join(_CALENDAR_NAMES)}")
         import pandas_market_calendars as mcal

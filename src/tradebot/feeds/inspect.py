@@ -197,11 +197,49 @@ def inspect_csv(path: Path, symbol: str | None, settings: Settings) -> dict[str,
     }
 
 
+def inspect_bars(path: Path, symbol: str | None) -> dict[str, Any]:
+    """A bar export (Sierra BarData or alike): rows, accepted bars, rejects by reason, sessions, totals."""
+    from tradebot.feeds.bars import read_bars
+
+    b = read_bars(path, symbol)
+    errors = []
+    if b.rejects.get("malformed"):
+        errors.append(f"{b.rejects['malformed']} malformed row(s)")
+    if b.rows and not len(b):
+        errors.append("no bar passed validation")
+    accepted = len(b)
+    first = int(b.start_ns[0]) if accepted else None
+    last = int(b.end_ns[-1]) if accepted else None
+    return {
+        "path": str(path), "format": "bars", "schema": "sierra-bardata", "dataset": None, "symbol": b.symbol,
+        "contract": str(b.contract[0]) if accepted else None,
+        "instruments": {"0": str(b.contract[0]) if accepted else b.symbol},
+        "time_range": _time_range(first, last, _CHICAGO),
+        "records": {"rows": b.rows},
+        "events": {"bar": accepted},
+        "bars": {"count": accepted, "trading_days": len(b.days()), "volume": int(b.volume.sum()),
+                 "bid_volume": int(b.bid_volume.sum()), "ask_volume": int(b.ask_volume.sum()),
+                 "delta": int(b.delta.sum()), "trades": int(b.trades.sum())},
+        "trades": {"count": 0, "volume": 0, "buy": {"count": 0, "volume": 0}, "sell": {"count": 0, "volume": 0},
+                   "unknown": {"count": 0, "volume": 0}},
+        "book": {"levels": 0, "max_filled_levels": 0},
+        "validation": {"accepted": accepted, "rejected": sum(b.rejects.values()),
+                       "rejects": {k: v for k, v in sorted(b.rejects.items()) if v},
+                       "notes": {k: v for k, v in sorted(b.notes.items()) if v},
+                       "examples": b.examples},
+        "errors": errors,
+    }
+
+
 def inspect_file(path: Path, symbol: str | None, settings: Settings) -> dict[str, Any]:
     """One file's report; raises :class:`ConfigError` for a missing or unsupported file."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
+        from tradebot.feeds.bars import is_bar_file
+
+        if is_bar_file(path):
+            return inspect_bars(path, symbol)
         if file_kind(path) == "dbn":
             return inspect_dbn(path, settings)
         return inspect_csv(path, symbol, settings)
@@ -226,6 +264,8 @@ def render(report: dict[str, Any]) -> str:
     if report["format"] == "dbn":
         row("format", f"DBN v{report['dbn_version']} ({_compression(report['compression'])}), "
                       f"schema {report['schema']}, dataset {report['dataset']}")
+    elif report["format"] == "bars":
+        row("format", f"text bars with bid/ask volume, layout {report['schema']}, contract {report['contract']}")
     else:
         row("format", f"text ticks, layout {report['schema']}, symbol {report['symbol']}")
     inst = report["instruments"]
@@ -238,6 +278,21 @@ def render(report: dict[str, Any]) -> str:
         row("time", "no timestamped records")
     row("records", ", ".join(f"{k} {v:,}" for k, v in report["records"].items()) or "none")
     row("events", ", ".join(f"{k} {v:,}" for k, v in report["events"].items()) or "none")
+    if report["format"] == "bars":
+        b = report["bars"]
+        row("bars", f"{b['count']:,} over {b['trading_days']} trading days; volume {b['volume']:,} (bid "
+                    f"{b['bid_volume']:,}, ask {b['ask_volume']:,}, delta {b['delta']:+,}), {b['trades']:,} trades")
+        val = report["validation"]
+        rejects = ", ".join(f"{k} {v:,}" for k, v in val["rejects"].items())
+        row("validation", f"accepted {val['accepted']:,}, rejected {val['rejected']:,}"
+            + (f" ({rejects})" if rejects else ""))
+        for k, v in val["notes"].items():
+            row("note", f"{k} {v:,} (accepted under that year's session rules; the plain calendar refuses them)")
+        for k, v in val["examples"].items():
+            row("e.g.", f"{k}: {', '.join(v)} (local)")
+        for err in report["errors"]:
+            row("ERROR", err)
+        return "\n".join(lines)
     trades = report["trades"]
     row("trades", f"{trades['count']:,} ({trades['volume']:,} lots): buy {_fmt_side(trades['buy'])}, "
                   f"sell {_fmt_side(trades['sell'])}, unknown side {_fmt_side(trades['unknown'])}")
