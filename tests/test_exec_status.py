@@ -148,9 +148,12 @@ def test_stats_over_the_recorded_days(scripted: Settings, capsys: pytest.Capture
     nets = [22500 - 760, -37500 - 1140, 3750 - 380, -12500 - 380, 6250 - 380]
     assert (st["days"], st["trades"], st["wins"], st["losses"]) == (2, 5, 3, 2)
     assert st["net_cents"] == sum(nets) == -20540
-    wins, losses = sum(n for n in nets if n > 0), -sum(n for n in nets if n <= 0)
+    wins, losses = sum(n for n in nets if n > 0), -sum(n for n in nets if n < 0)
     assert st["profit_factor"] == round(wins / losses, 2)
-    assert st["max_consecutive_losses"] == 1 and st["max_drawdown_cents"] == 26410
+    # Closed-trade equity 0, 21740, -16900, -13530, -26410, -20540: peak 21740 to trough -26410 (day 1 alone);
+    # on end-of-day balances (0, -26410, -20540) the fall is 26410.
+    assert st["max_drawdown_cents"] == 21740 + 26410 and st["max_daily_drawdown_cents"] == 26410
+    assert st["max_consecutive_losses"] == 1 and st["scratches"] == 0
     assert st["by_pattern"]["SCRIPT"]["trades"] == 5
     assert stats_command(args(), scripted) == 0
     assert "days 2 (1 winning)   trades 5   win rate 60%" in capsys.readouterr().out

@@ -7,6 +7,9 @@ targets. Money stays integer cents; only ratios and averages are floats.
 Definitions (exact; the tests compute each one by hand):
 
 * **Trade order.** Closed-trade order: by exit time, then entry time, then id.
+The trade-level definitions live in :mod:`tradebot.core.stats` (shared with ``tradebot stats``, the digest and
+``status``); they are restated here with the backtest-only ones.
+
 * **Win / loss / scratch.** A trade wins when its *net* P&L (after commission) is > 0, loses when < 0, and
   is a scratch at exactly 0. Gross profit is the sum of winning trades' net P&L, gross loss the sum of
   losing trades' net P&L (a negative number or 0).
@@ -50,10 +53,22 @@ from tradebot.core.calendar import CT, ET, calendar_for, from_ns
 from tradebot.core.config import parse_tiers
 from tradebot.core.contracts import CONTRACTS
 from tradebot.core.logging import get_logger
+from tradebot.core.stats import (  # the one definition of each statistic (also stats, the digest, status)
+    TRADING_DAYS_PER_YEAR,
+    drawdown_series,
+    equity_curve,
+    longest_run,
+    max_drawdown,
+    profit_factor,
+    sharpe_ratio,
+    sortino_ratio,
+    summarize,
+)
 
 log = get_logger(__name__)
 
-TRADING_DAYS_PER_YEAR = 252
+__all__ = ["TRADING_DAYS_PER_YEAR", "drawdown_series", "longest_run", "max_drawdown", "profit_factor", "sharpe_ratio",
+           "sortino_ratio"]
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -232,65 +247,6 @@ def trading_day_of(trade: TradeRecord) -> dt.date:
         return local.date() + dt.timedelta(days=1) if local.hour >= 17 else local.date()
 
 
-def profit_factor(gross_profit_cents: int, gross_loss_cents: int) -> float | None:
-    """``gross_profit / -gross_loss``; ``inf`` with profit but no loss, ``None`` with neither."""
-    if gross_loss_cents < 0:
-        return gross_profit_cents / -gross_loss_cents
-    return math.inf if gross_profit_cents > 0 else None
-
-
-def max_drawdown(equity: Sequence[int]) -> int:
-    """Largest peak-to-trough fall of an equity series (same units as the series, >= 0)."""
-    peak = None
-    worst = 0
-    for v in equity:
-        if peak is None or v > peak:
-            peak = v
-        elif peak - v > worst:
-            worst = peak - v
-    return worst
-
-
-def drawdown_series(equity: Sequence[int]) -> list[int]:
-    """Distance below the running peak at each point (<= 0), for the drawdown panel."""
-    out: list[int] = []
-    peak: int | None = None
-    for v in equity:
-        peak = v if peak is None or v > peak else peak
-        out.append(v - peak)
-    return out
-
-
-def longest_run(flags: Iterable[bool]) -> int:
-    best = cur = 0
-    for f in flags:
-        cur = cur + 1 if f else 0
-        best = max(best, cur)
-    return best
-
-
-def sharpe_ratio(returns: Sequence[float]) -> float | None:
-    n = len(returns)
-    if n < 2:
-        return None
-    mean = math.fsum(returns) / n
-    var = math.fsum((r - mean) ** 2 for r in returns) / (n - 1)
-    if var <= 0.0:
-        return None
-    return mean / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
-
-
-def sortino_ratio(returns: Sequence[float]) -> float | None:
-    n = len(returns)
-    if n < 2:
-        return None
-    mean = math.fsum(returns) / n
-    downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in returns) / n)
-    if downside == 0.0:
-        return math.inf if mean > 0 else None
-    return mean / downside * math.sqrt(TRADING_DAYS_PER_YEAR)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The computation
 # ---------------------------------------------------------------------------------------------------
@@ -342,15 +298,10 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
     nets = [t.net_pnl_cents for t in ordered]
 
     # Trade-level figures.
-    wins = sum(1 for v in nets if v > 0)
-    losses = sum(1 for v in nets if v < 0)
-    gp = sum(v for v in nets if v > 0)
-    gl = sum(v for v in nets if v < 0)
-    net = sum(nets)
-    n = len(ordered)
-    equity = [starting_balance_cents]
-    for v in nets:
-        equity.append(equity[-1] + v)
+    summary = summarize(nets, starting_balance_cents)
+    wins, losses, gp, gl, net, n = (summary.wins, summary.losses, summary.gross_profit_cents,
+                                    summary.gross_loss_cents, summary.net_cents, summary.trades)
+    equity = equity_curve(nets, starting_balance_cents)
     equity_ns = ([ordered[0].entry_ns] if ordered else []) + [t.exit_ns for t in ordered]
     peak = starting_balance_cents
     dd_pct: float | None = None
@@ -416,15 +367,15 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
         gross_profit_cents=gp,
         gross_loss_cents=gl,
         commission_cents=sum(t.commission_cents for t in ordered),
-        profit_factor=profit_factor(gp, gl),
+        profit_factor=summary.profit_factor,
         trades=n,
         wins=wins,
         losses=losses,
-        scratches=n - wins - losses,
-        win_rate=wins / n if n else None,
-        avg_win_cents=gp / wins if wins else None,
-        avg_loss_cents=gl / losses if losses else None,
-        expectancy_cents=net / n if n else None,
+        scratches=summary.scratches,
+        win_rate=summary.win_rate,
+        avg_win_cents=summary.avg_win_cents,
+        avg_loss_cents=summary.avg_loss_cents,
+        expectancy_cents=summary.expectancy_cents,
         days=n_days,
         winning_days=sum(1 for v in day_nets if v > 0),
         losing_days=sum(1 for v in day_nets if v < 0),
@@ -432,11 +383,11 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
         avg_daily_pnl_cents=net / n_days if n_days else None,
         best_day_cents=max(day_nets) if day_nets else None,
         worst_day_cents=min(day_nets) if day_nets else None,
-        max_drawdown_cents=max_drawdown(equity),
+        max_drawdown_cents=summary.max_drawdown_cents,
         max_drawdown_pct=dd_pct,
         max_daily_drawdown_cents=max_drawdown([starting_balance_cents] + [r.end_balance_cents for r in daily]),
-        max_consecutive_losses=longest_run(v < 0 for v in nets),
-        max_consecutive_wins=longest_run(v > 0 for v in nets),
+        max_consecutive_losses=summary.max_consecutive_losses,
+        max_consecutive_wins=summary.max_consecutive_wins,
         sharpe=sharpe_ratio(clean) if usable else None,
         sortino=sortino_ratio(clean) if usable else None,
         equity_ns=tuple(equity_ns),

@@ -337,10 +337,10 @@ class Ledger:
             stats = self.daily.setdefault(day, DailyStats(day))
             stats.trades += 1
             net = b.net_cents
-            if net > 0:
+            if net > 0:  # win / loss / scratch as core/stats.py defines them: a scratch (net 0) is neither
                 stats.wins += 1
                 stats.gross_profit_cents += net
-            else:
+            elif net < 0:
                 stats.losses += 1
                 stats.gross_loss_cents += -net
             self._mark("daily_stats", day)

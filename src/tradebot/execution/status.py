@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 from tradebot.core.calendar import ET, from_ns
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.stats import equity_curve, max_drawdown, summarize
 from tradebot.execution.risk import fmt_cents
 from tradebot.state.store import StateError, StateStore, default_db_path
 
@@ -338,47 +340,46 @@ def signals_command(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _ratio(x: float | None) -> float | str | None:
+    """JSON has no infinity: a profit factor with no losing trade is the string ``"inf"``."""
+    if x is None:
+        return None
+    return "inf" if math.isinf(x) else round(x, 2)
+
+
 def compute_stats(store: StateStore) -> dict[str, Any]:
+    """Statistics over every recorded day, by the definitions of :mod:`tradebot.core.stats` (shared with the digest
+    and backtests): trade figures from the closed trades in closing order, daily ones from ``daily_stats``."""
     days = store.query("SELECT * FROM daily_stats ORDER BY trading_day")
     trades = store.query("SELECT pattern, realized_cents - commission_cents AS net FROM brackets "
-                         "WHERE state = 'closed' ORDER BY closed_ns")
-    wins = [t["net"] for t in trades if t["net"] > 0]
-    losses = [t["net"] for t in trades if t["net"] <= 0]
-    gross_win, gross_loss = sum(wins), -sum(losses)
-    equity = peak = max_dd = 0
-    for d in days:
-        equity += d["net_cents"]
-        peak = max(peak, equity)
-        max_dd = max(max_dd, peak - equity)
-    streak = worst_streak = 0
+                         "WHERE state = 'closed' ORDER BY closed_ns, signal_id")
+    nets = [int(t["net"]) for t in trades]
+    s = summarize(nets)
+    by_nets: dict[str, list[int]] = {}
     for t in trades:
-        streak = streak + 1 if t["net"] <= 0 else 0
-        worst_streak = max(worst_streak, streak)
+        by_nets.setdefault(t["pattern"] or "-", []).append(int(t["net"]))
     by_pattern: dict[str, dict[str, Any]] = {}
-    for t in trades:
-        p = by_pattern.setdefault(t["pattern"] or "-", {"trades": 0, "wins": 0, "net_cents": 0, "won": 0, "lost": 0})
-        p["trades"] += 1
-        p["net_cents"] += t["net"]
-        if t["net"] > 0:
-            p["wins"] += 1
-            p["won"] += t["net"]
-        else:
-            p["lost"] += -t["net"]
-    for p in by_pattern.values():
-        p["win_rate"] = round(p["wins"] / p["trades"], 4)
-        p["profit_factor"] = round(p.pop("won") / p["lost"], 2) if p["lost"] else None
-        p.pop("lost")
-    net = sum(d["net_cents"] for d in days)
+    for name, pn in by_nets.items():
+        ps = summarize(pn)
+        by_pattern[name] = {"trades": ps.trades, "wins": ps.wins, "losses": ps.losses, "scratches": ps.scratches,
+                            "net_cents": ps.net_cents, "win_rate": round(ps.win_rate or 0.0, 4),
+                            "profit_factor": _ratio(ps.profit_factor)}
+    day_nets = [int(d["net_cents"]) for d in days]
+    net = sum(day_nets)
     return {
-        "days": len(days), "winning_days": sum(1 for d in days if d["net_cents"] > 0), "trades": len(trades),
-        "wins": len(wins), "losses": len(losses), "win_rate": round(len(wins) / len(trades), 4) if trades else None,
-        "net_cents": net, "commission_cents": sum(d["commission_cents"] for d in days),
-        "gross_profit_cents": gross_win, "gross_loss_cents": gross_loss,
-        "profit_factor": round(gross_win / gross_loss, 2) if gross_loss else None,
+        "days": len(days), "winning_days": sum(1 for v in day_nets if v > 0),
+        "losing_days": sum(1 for v in day_nets if v < 0), "trades": s.trades, "wins": s.wins, "losses": s.losses,
+        "scratches": s.scratches, "win_rate": round(s.win_rate, 4) if s.win_rate is not None else None,
+        "net_cents": net, "commission_cents": sum(int(d["commission_cents"]) for d in days),
+        "gross_profit_cents": s.gross_profit_cents, "gross_loss_cents": s.gross_loss_cents,
+        "profit_factor": _ratio(s.profit_factor),
+        "expectancy_cents": round(s.expectancy_cents) if s.expectancy_cents is not None else None,
         "avg_daily_cents": net // len(days) if days else 0,
-        "best_day_cents": max((d["net_cents"] for d in days), default=0),
-        "worst_day_cents": min((d["net_cents"] for d in days), default=0),
-        "max_drawdown_cents": max_dd, "max_consecutive_losses": worst_streak, "by_pattern": by_pattern,
+        "best_day_cents": max(day_nets, default=0), "worst_day_cents": min(day_nets, default=0),
+        "max_drawdown_cents": s.max_drawdown_cents,
+        "max_daily_drawdown_cents": max_drawdown(equity_curve(day_nets)),
+        "max_consecutive_losses": s.max_consecutive_losses, "max_consecutive_wins": s.max_consecutive_wins,
+        "by_pattern": by_pattern,
     }
 
 
@@ -398,11 +399,13 @@ def stats_command(args: argparse.Namespace, settings: Settings) -> int:
     wr = f"{st['win_rate'] * 100:.0f}%" if st["win_rate"] is not None else "-"
     pf = st["profit_factor"] if st["profit_factor"] is not None else "-"
     print(f"days {st['days']} ({st['winning_days']} winning)   trades {st['trades']}   win rate {wr}   "
-          f"profit factor {pf}")
+          f"profit factor {pf}   ({st['wins']} won, {st['losses']} lost, {st['scratches']} scratch)")
     print(f"net {fmt_cents(st['net_cents'])}   avg/day {fmt_cents(st['avg_daily_cents'])}   best "
-          f"{fmt_cents(st['best_day_cents'])}   worst {fmt_cents(st['worst_day_cents'])}   max drawdown "
-          f"{fmt_cents(st['max_drawdown_cents'])}   commissions {fmt_cents(st['commission_cents'])}")
-    print(f"max consecutive losses {st['max_consecutive_losses']}")
+          f"{fmt_cents(st['best_day_cents'])}   worst {fmt_cents(st['worst_day_cents'])}   commissions "
+          f"{fmt_cents(st['commission_cents'])}")
+    print(f"max drawdown {fmt_cents(st['max_drawdown_cents'])} (closed trades), "
+          f"{fmt_cents(st['max_daily_drawdown_cents'])} (end of day)   max consecutive losses "
+          f"{st['max_consecutive_losses']}")
     for name, p in sorted(st["by_pattern"].items(), key=lambda kv: -kv[1]["net_cents"]):
         print(f"  {name:<24} {p['trades']:>4} trades  {p['win_rate'] * 100:5.1f}%  {fmt_cents(p['net_cents']):>12}"
               f"  PF {p['profit_factor'] if p['profit_factor'] is not None else '-'}")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from typing import Any
 
 from tradebot.core.calendar import ET, from_ns
+from tradebot.core.stats import summarize
 from tradebot.ops.notifications import Notification, Severity
 from tradebot.state.store import StateStore
 
@@ -39,14 +41,18 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     stats, trades, state = data["stats"], data["trades"], data["state"]
     s = stats[0] if stats else {}
     net = int(s.get("net_cents", 0) or 0)
-    n, wins, losses = int(s.get("trades", 0) or 0), int(s.get("wins", 0) or 0), int(s.get("losses", 0) or 0)
+    # The day's closed trades by the shared definitions (core/stats.py), as `tradebot stats` and backtests count.
+    summ = summarize([int(r["realized_cents"]) - int(r["commission_cents"]) for r in trades])
+    pf = summ.profit_factor
     fields: list[tuple[str, str]] = [
-        ("Net P&L", _usd(net)), ("Trades", str(n)),
-        ("Win rate", f"{wins / n:.0%}" if n else "-"), ("Wins / losses", f"{wins} / {losses}"),
-        ("Gross profit", _usd(int(s.get("gross_profit_cents", 0) or 0))),
-        ("Gross loss", _usd(-abs(int(s.get("gross_loss_cents", 0) or 0)))),
+        ("Net P&L", _usd(net)), ("Trades", str(summ.trades)),
+        ("Win rate", f"{summ.win_rate:.0%}" if summ.win_rate is not None else "-"),
+        ("Wins / losses / scratches", f"{summ.wins} / {summ.losses} / {summ.scratches}"),
+        ("Profit factor", "-" if pf is None else "inf" if math.isinf(pf) else f"{pf:.2f}"),
+        ("Gross profit", _usd(summ.gross_profit_cents)),
+        ("Gross loss", _usd(summ.gross_loss_cents)),
         ("Commission", _usd(-int(s.get("commission_cents", 0) or 0))),
-        ("Max drawdown", _usd(-int(s.get("max_drawdown_cents", 0) or 0))),
+        ("Max drawdown", _usd(-summ.max_drawdown_cents)),
     ]
     if state:
         st = state[0]
@@ -60,7 +66,7 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     png = _chart(day, trades) if trades else None
     sev = Severity.SUCCESS if net > 0 else Severity.WARNING if net < 0 else Severity.INFO
     return Notification("daily_digest", sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
-                        f"day {iso}; {n} trade(s)", tuple(fields), png, f"digest-{iso}.png")
+                        f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png")
 
 
 def _chart(day: dt.date, trades: list[dict[str, Any]]) -> bytes:
