@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench soak clean install
+.PHONY: run test test-deps lint typecheck bench soak clean install
+
+# Debian packages the tests use, as command:package pairs: installed when the command is missing (as root, or with
+# sudo), so `make test` alone works on a fresh machine. systemd-analyze verifies the units; rsync and python3-venv
+# are the deploy script's prerequisites, exercised end to end by its test.
+TEST_DEBS := systemd-analyze:systemd rsync:rsync
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,7 +22,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tradebot run --speed 300 --sessions 3
 
-test: $(STAMP)
+test-deps:
+	@missing=""; for pair in $(TEST_DEBS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else \
+	    echo "make test: install the Debian packages$$missing (the tests use them)" >&2; exit 1; fi; \
+	  echo "make test: installing$$missing (apt-get)" >&2; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) test-deps
 	$(BIN)/ruff check src tests benchmarks scripts run_headless.py
 	$(BIN)/mypy src
 	$(BIN)/pytest
