@@ -59,9 +59,21 @@ def local_ns(day: dt.date, at: dt.time, tz: dt.tzinfo = CT) -> int:
 
 
 class ExchangeCalendar:
-    """Session lookups for one calendar template over a span of years."""
+    """Session lookups for one calendar template over a span of years.
+
+    Templates: ``equity``/``energy``/``metals`` (CME Globex), ``nyse`` (US stocks, 09:30-16:00 ET) and
+    ``nyse_ext`` (the same days with pre/post market, 04:00-20:00 ET; RTH stays 09:30-16:00), ``crypto`` and
+    ``crypto@HH:MM`` (every day, the trading day running from HH:MM UTC to HH:MM UTC the next day).
+    """
 
     def __init__(self, template: str, first_year: int = 2014, last_year: int = 2032) -> None:
+        self.twenty_four_seven = template.startswith("crypto")
+        if template in ("nyse", "nyse_ext"):
+            self._init_nyse(template, first_year, last_year)
+            return
+        if self.twenty_four_seven:
+            self._init_crypto(template, first_year, last_year)
+            return
         if template not in _CALENDAR_NAMES:
             raise ValueError(f"unknown session template {template!r}; known: {', '.join(_CALENDAR_NAMES)}")
         import pandas_market_calendars as mcal
@@ -87,11 +99,52 @@ class ExchangeCalendar:
             rth_close = min(local_ns(d, rth_close_t), close_ns)
             early = from_ns(close_ns, CT).time() < dt.time(16, 0)
             self.sessions.append(Session(d, open_ns, close_ns, rth_open, rth_close, early))
+        self._index()
+
+    def _index(self) -> None:
         self._opens = [s.open_ns for s in self.sessions]
         self._closes = [s.close_ns for s in self.sessions]
         self._by_date = {s.trading_date: s for s in self.sessions}
         self.first_date = self.sessions[0].trading_date
         self.last_date = self.sessions[-1].trading_date
+
+    def _init_nyse(self, template: str, first_year: int, last_year: int) -> None:
+        import pandas_market_calendars as mcal
+
+        self.template = template
+        ext = template == "nyse_ext"
+        sched = mcal.get_calendar("NYSE").schedule(f"{first_year}-01-01", f"{last_year}-12-31",
+                                                   start="pre", end="post")
+        self.sessions = []
+        for day, row in sched.iterrows():
+            d = day.date()
+            rth_open = to_ns(row["market_open"].to_pydatetime())
+            rth_close = to_ns(row["market_close"].to_pydatetime())
+            open_ns = to_ns(row["pre"].to_pydatetime()) if ext else rth_open
+            close_ns = to_ns(row["post"].to_pydatetime()) if ext else rth_close
+            early = from_ns(rth_close, ET).time() < dt.time(16, 0)
+            self.sessions.append(Session(d, open_ns, close_ns, rth_open, rth_close, early))
+        self._index()
+
+    def _init_crypto(self, template: str, first_year: int, last_year: int) -> None:
+        self.template = template
+        h, m = (0, 0)
+        if "@" in template:
+            hh, mm = template.split("@", 1)[1].split(":")
+            h, m = int(hh), int(mm)
+        boundary = dt.time(h, m)
+        self.sessions = []
+        d = dt.date(first_year, 1, 1)
+        end = dt.date(last_year, 12, 31)
+        while d <= end:
+            # The trading day named d ends at the boundary on d (a 17:00 boundary: 17:00 the day before to 17:00).
+            close_ns = local_ns(d, boundary, UTC)
+            open_ns = close_ns - 86_400 * NS if (h, m) != (0, 0) else local_ns(d, boundary, UTC)
+            if (h, m) == (0, 0):
+                close_ns = open_ns + 86_400 * NS
+            self.sessions.append(Session(d, open_ns, close_ns, open_ns, close_ns, False))
+            d += dt.timedelta(days=1)
+        self._index()
 
     def session_at(self, ts_ns: int) -> Session | None:
         """The session open at ``ts_ns``, or ``None`` (maintenance break, weekend, holiday)."""

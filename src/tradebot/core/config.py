@@ -488,6 +488,57 @@ class FilterSettings(BaseModel):
         120, ge=0, description="risky when no trade for this long inside the session (0 = off)")
 
 
+class StockSettings(BaseModel):
+    """US stocks (``--feed polygon``): NYSE calendar, seed 000's share thresholds, seed 003's filters."""
+
+    extended_hours: bool = Field(
+        False, description="sessions include pre/post market (04:00-20:00 ET); off = 09:30-16:00 ET only")
+    safe_max_spread_pct: Decimal = Field(
+        Decimal("0.5"), gt=0, description="SAFE: widest spread as % of the mid (seed 003)")
+    safe_min_depth_usd: Decimal = Field(
+        Decimal(100_000), ge=0, description="SAFE: thinner side's dollar depth (seed 003)")
+    aggressive_max_spread_pct: Decimal = Field(
+        Decimal("1.0"), gt=0, description="AGGRESSIVE: widest spread as % of the mid (seed 003)")
+    aggressive_min_depth_usd: Decimal = Field(
+        Decimal(50_000), ge=0, description="AGGRESSIVE: thinner side's dollar depth (seed 003)")
+    watchlist: str = Field(
+        "", description="ORDER_FLOW_MONITORING_MODE=all: extra tickers streamed besides the traded symbols")
+
+
+class PolygonLiveSettings(BaseModel):
+    """Polygon/Massive stocks websocket (``--feed polygon``) and its REST-polling fallback."""
+
+    ws_url: str = Field("wss://socket.polygon.io/stocks", description="websocket cluster URL (Massive: "
+                        "wss://socket.massive.com/stocks; 15-minute delayed: wss://delayed.polygon.io/stocks)")
+    rest_url: str = Field("https://api.polygon.io", description="REST base URL for the polling fallback")
+    quotes: bool = Field(True, description="subscribe to quotes (Q.*) for the quote rule and the book")
+    reconnect_initial_seconds: float = Field(1.0, gt=0, description="first reconnect delay")
+    reconnect_max_seconds: float = Field(60.0, gt=0, description="reconnect delay cap (doubling, with jitter)")
+    rest_fallback: bool = Field(True, description="poll REST when the socket is refused (plan without websocket)")
+    rest_requests_per_minute: int = Field(
+        5, gt=0, description="REST budget while polling (5 = Polygon's free plan; raise it on a paid plan)")
+    retry_socket_seconds: float = Field(300.0, gt=0, description="while polling, try the socket again this often")
+
+
+class CoinbaseSettings(BaseModel):
+    """Coinbase Advanced Trade public market data (``--feed coinbase``): no key needed."""
+
+    ws_url: str = Field("wss://advanced-trade-ws.coinbase.com", description="market data websocket URL")
+    rest_url: str = Field("https://api.coinbase.com", description="public REST base (the product list)")
+    book_depth: int = Field(10, ge=1, le=50, description="levels per side passed on from the full L2 book")
+    day_boundary: str = Field("00:00", description="crypto trading day starts at this UTC HH:MM (24/7 market)")
+    reconnect_initial_seconds: float = Field(1.0, gt=0, description="first reconnect delay")
+    reconnect_max_seconds: float = Field(60.0, gt=0, description="reconnect delay cap (doubling, with jitter)")
+
+    @field_validator("day_boundary")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        from tradebot.core.instruments import parse_hhmm
+
+        h, m = parse_hhmm(v)
+        return f"{h:02d}:{m:02d}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -532,7 +583,7 @@ class Settings(BaseSettings):
                            "installation root (TRADEBOT_HOME, see README)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
-    feed: Literal["demo", "databento", "dbn", "polygon", "csv"] = "demo"
+    feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv"] = "demo"
     symbols: str = Field("", description="comma-separated roots to trade at once; empty = TRADING_SYMBOL")
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
@@ -547,6 +598,26 @@ class Settings(BaseSettings):
     regime: RegimeSettings = RegimeSettings()
     router: RouterSettings = RouterSettings()
     filters: FilterSettings = FilterSettings()
+    stocks: StockSettings = StockSettings()
+    polygon: PolygonLiveSettings = PolygonLiveSettings()
+    coinbase: CoinbaseSettings = CoinbaseSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _register_feed_symbols(cls, data: Any) -> Any:
+        """``TRADEBOT_FEED=polygon``/``coinbase`` makes its stock/crypto symbols known before they are checked."""
+        if isinstance(data, dict):
+            feed = data.get("feed")
+            if feed in ("polygon", "coinbase"):
+                import contextlib
+
+                from tradebot.core.instruments import register_for_feed
+
+                syms = [str(data.get(k) or "") for k in ("trading_symbol", "TRADING_SYMBOL", "symbols")]
+                with_parts = [p for s in syms for p in s.split(",") if p.strip()]
+                with contextlib.suppress(ValueError):  # the symbol validators below name the bad variable
+                    register_for_feed(str(feed), with_parts)
+        return data
 
     @field_validator("data_dir")
     @classmethod
@@ -558,7 +629,8 @@ class Settings(BaseSettings):
     def _known_symbol(cls, v: str) -> str:
         root = root_of(v)
         if root is None:
-            raise ValueError(f"unknown contract; allowed: {', '.join(CONTRACTS)}")
+            raise ValueError(f"unknown contract; allowed: {', '.join(CONTRACTS)} "
+                             "(stocks with TRADEBOT_FEED=polygon, crypto with TRADEBOT_FEED=coinbase)")
         return root
 
     @field_validator("symbols")
@@ -568,7 +640,8 @@ class Settings(BaseSettings):
         for part in filter(None, (p.strip() for p in v.split(","))):
             root = root_of(part)
             if root is None:
-                raise ValueError(f"unknown contract {part!r}; allowed: {', '.join(CONTRACTS)}")
+                raise ValueError(f"unknown contract {part!r}; allowed: {', '.join(CONTRACTS)} "
+                                 "(stocks with TRADEBOT_FEED=polygon, crypto with TRADEBOT_FEED=coinbase)")
             roots.append(root)
         return ",".join(roots)
 

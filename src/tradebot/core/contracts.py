@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 from tradebot.core.prices import format_ticks, tick_fp
 
@@ -37,6 +38,19 @@ class ContractSpec:
     stop_points: Decimal
     """Default stop distance in points (seed 004's table where it has one)."""
     dataset: str = "GLBX.MDP3"
+    kind: str = "future"
+    """``future`` (the table below), ``stock`` or ``crypto`` (registered by :mod:`tradebot.core.instruments`)."""
+    size_increment: Decimal = Decimal(1)
+    """Native quantity of one integer size unit: 1 contract, 1 share, or a crypto product's base increment
+    (``0.00000001`` BTC), so sizes stay exact integers everywhere."""
+    tick_value_exact: Fraction | None = None
+    """Cents per tick per size unit when that is not a whole number of cents (crypto: $0.01 x 1e-8 BTC);
+    ``None`` means :attr:`tick_value_cents` is exact."""
+
+    @property
+    def tick_value(self) -> Fraction:
+        """Exact cents per tick per size unit (money code rounds only when it books whole cents)."""
+        return self.tick_value_exact if self.tick_value_exact is not None else Fraction(self.tick_value_cents)
 
     @property
     def tick_fp(self) -> int:
@@ -93,6 +107,20 @@ CONTRACTS: dict[str, ContractSpec] = {c.root: c for c in [
 ]}
 
 
+INSTRUMENTS: dict[str, ContractSpec] = {}
+"""Stocks and crypto pairs known to this process, by symbol (``AAPL``, ``BTC-USD``). They are registered
+explicitly (a feed's symbol list, a DBN file's metadata, a recorded catalog) rather than recognised by shape,
+so a typo such as ``BOGUS`` stays an unknown symbol for the futures feeds."""
+
+
+def register_instrument(spec: ContractSpec) -> ContractSpec:
+    """Make a stock/crypto spec resolvable by :func:`spec_for`; the futures table cannot be overridden."""
+    if spec.root in CONTRACTS:
+        raise ValueError(f"{spec.root} is a futures root")
+    INSTRUMENTS[spec.root] = spec
+    return spec
+
+
 class UnknownContractError(KeyError):
     pass
 
@@ -102,7 +130,7 @@ def spec_for(symbol: str) -> ContractSpec:
     root = root_of(symbol)
     if root is None:
         raise UnknownContractError(f"unknown contract {symbol!r}; known roots: {', '.join(sorted(CONTRACTS))}")
-    return CONTRACTS[root]
+    return CONTRACTS.get(root) or INSTRUMENTS[root]
 
 
 def root_of(symbol: str) -> str | None:
@@ -110,6 +138,8 @@ def root_of(symbol: str) -> str | None:
     s = symbol.strip().upper()
     if not s:
         return None
+    if s in INSTRUMENTS:
+        return s
     for sep in (".FUT", ".C.", ".N.", ".V."):
         if sep in s:
             s = s.split(".", 1)[0]
