@@ -63,7 +63,7 @@ from tradebot.state.store import (
 from tradebot.trading import TradingCore
 
 NS = 1_000_000_000
-LIVE_FEEDS = {"databento"}
+LIVE_FEEDS = {"databento", "polygon", "coinbase"}
 EXIT_LOCKED = 4
 EXIT_DISK_FULL = 75  # EX_TEMPFAIL: systemd's Restart=on-failure tries again later
 MIN_FREE_BYTES = 4 * 2**20
@@ -402,6 +402,9 @@ class Daemon:
                 self.core.on_time(now)
             except Exception as exc:
                 self._component_error("clock tick", exc, "")
+            set_positions = getattr(self.feed, "set_positions", None)
+            if set_positions is not None:  # seed 000's positions_only scope follows the open brackets
+                set_positions({b.symbol for b in self.core.manager.ledger.open_brackets()})
             if self.feed is not None and self.last_any_wall and self._in_session(now) \
                     and now - self.last_any_wall > self.cfg.stale_feed_seconds * NS:
                 self.log.warning("no market data in session, reconnecting",
@@ -639,6 +642,14 @@ def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
     if feed == "replay" and not args.input:
         print("--feed replay needs --input FILE [FILE ...]", file=sys.stderr)
         return 2
+    if feed in ("polygon", "coinbase"):
+        from tradebot.core.instruments import resolve_live_symbols
+
+        try:
+            symbols = resolve_live_symbols(feed, symbols if (args.symbols or args.symbol) else [], settings)
+        except ValueError as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
     daemon = Daemon(settings, symbols, feed, args.input, args.speed, args.duration,
                     exit_on_feed_end=not getattr(args, "stay", False))
     return asyncio.run(daemon.run())

@@ -22,12 +22,16 @@ rather than recognised by their shape, so ``--symbols ES,BOGUS`` stays an error 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from tradebot.core.contracts import CONTRACTS, INSTRUMENTS, ContractSpec, register_instrument
+
+if TYPE_CHECKING:
+    from tradebot.core.config import Settings
 
 STOCK_RE = re.compile(r"^[A-Z]{1,5}([.][A-Z])?$")
 CRYPTO_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{2,5}$")
@@ -179,13 +183,73 @@ def register_for_feed(feed: str, symbols: Iterable[str], *, extended_hours: bool
     """
     syms = [s.strip().upper() for s in symbols if s.strip()]
     if feed == "polygon":
-        bad = [s for s in syms if s not in CONTRACTS and not is_stock_symbol(s)]
+        bad = [s for s in syms if not is_stock_symbol(s)]
         if bad:
-            raise ValueError(f"not stock tickers: {', '.join(bad)}")
+            raise ValueError(f"--feed polygon streams US stocks; not stock tickers: {', '.join(bad)}")
         return register_stocks(syms, extended_hours=extended_hours)
     if feed == "coinbase":
+        bad = [s for s in syms if not is_crypto_symbol(s)]
+        if bad:
+            raise ValueError(f"--feed coinbase streams crypto products (BTC-USD); not products: {', '.join(bad)}")
         return register_crypto(syms, day_boundary=day_boundary)
     return syms
+
+
+def fetch_coinbase_products(rest_url: str, product_ids: Iterable[str],
+                            timeout: float = 10.0) -> dict[str, CryptoProduct]:
+    """The venue's increments for each product (public ``GET /api/v3/brokerage/market/products/{id}``, no key).
+
+    Raises ``ValueError`` for a product the venue does not list (404) and ``OSError`` when it cannot be asked.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    out: dict[str, CryptoProduct] = {}
+    for pid in product_ids:
+        url = f"{rest_url.rstrip('/')}/api/v3/brokerage/market/products/{pid.upper()}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (400, 404):
+                raise ValueError(f"Coinbase does not list the product {pid!r} (HTTP {exc.code})") from None
+            raise OSError(f"product list: HTTP {exc.code}") from None
+        try:
+            out[pid.upper()] = CryptoProduct(str(body["product_id"]), Decimal(str(body["quote_increment"])),
+                                             Decimal(str(body["base_increment"])),
+                                             Decimal(str(body.get("base_min_size") or 0)), str(body.get("status", "")))
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise OSError(f"product list: malformed answer for {pid}: {exc!r}") from None
+    return out
+
+
+def resolve_live_symbols(feed: str, symbols: Sequence[str], settings: Settings) -> list[str]:
+    """Symbols for ``--feed polygon|coinbase``, registered with their venue's specs (``ValueError`` when wrong).
+
+    Crypto increments come from the venue's product list; when it cannot be reached the built-in copy is used
+    and that is logged (the feed re-checks nothing: increments of listed products change rarely).
+    """
+    if not symbols:
+        raise ValueError(f"--feed {feed} needs --symbols (e.g. {'AAPL,TSLA' if feed == 'polygon' else 'BTC-USD'})")
+    if feed == "polygon":
+        return register_for_feed(feed, symbols, extended_hours=settings.stocks.extended_hours)
+    bad = [s for s in symbols if not is_crypto_symbol(s)]
+    if bad:
+        raise ValueError(f"--feed coinbase streams crypto products (BTC-USD); not products: {', '.join(bad)}")
+    try:
+        products = fetch_coinbase_products(settings.coinbase.rest_url, symbols)
+    except OSError as exc:
+        from tradebot.core.logging import get_logger
+
+        unknown = [s for s in symbols if s.upper() not in KNOWN_PRODUCTS]
+        if unknown:
+            raise ValueError(f"cannot read Coinbase's product list ({exc}) and {', '.join(unknown)} is not in "
+                             "the built-in copy") from None
+        get_logger("tradebot.instruments").warning("Coinbase product list unavailable, using the built-in "
+                                                   "increments", error=str(exc))
+        products = {}
+    return register_crypto(symbols, products=products, day_boundary=settings.coinbase.day_boundary)
 
 
 def register_from_dataset(dataset: str, symbols: Iterable[str]) -> list[str]:

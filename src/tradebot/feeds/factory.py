@@ -26,4 +26,12 @@ def make_feed(kind: str, settings: Settings, symbols: Sequence[str], inputs: Seq
         from tradebot.feeds.databento_live import DatabentoLiveFeed
 
         return DatabentoLiveFeed(settings, list(symbols))
+    if kind == "polygon":
+        from tradebot.feeds.polygon_ws import PolygonLiveFeed
+
+        return PolygonLiveFeed(settings, list(symbols))
+    if kind == "coinbase":
+        from tradebot.feeds.coinbase_ws import CoinbaseLiveFeed
+
+        return CoinbaseLiveFeed(settings, list(symbols))
     raise ValueError(f"unknown feed {kind!r}")
