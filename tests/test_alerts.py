@@ -38,6 +38,11 @@ def bid(size: int, t: float, px: int = PX, symbol: str = "ES") -> BookUpdate:
     return BookUpdate(symbol, ts, ts, (px,), (size,), (px + 1,), (5,))
 
 
+def ask(size: int, t: float, px: int = PX + 1, symbol: str = "ES") -> BookUpdate:
+    ts = T0 + int(t * S)
+    return BookUpdate(symbol, ts, ts, (px - 1,), (5,), (px,), (size,))
+
+
 def engine(**kw: Any) -> AlertEngine:
     kw.setdefault("monitoring_mode", "all")
     return AlertEngine(AlertSettings(**kw))
@@ -59,32 +64,37 @@ def test_large_sell_print_alerts_at_the_threshold_not_below() -> None:
     a = out[0]
     assert a.symbol == "ES" and a.ts_ns == T0 + S and a.severity is Severity.WARNING
     assert a.reason.startswith("Large seller detected") and "5000.00" in a.reason
-    assert a.detail("size") == 100 and a.detail("source") == "print" and a.detail("missing") is None
+    assert a.detail("size") == 100 and a.detail("source") == "print at the bid" and a.detail("missing") is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.symbol = "NQ"  # type: ignore[misc]
 
 
-def test_large_buy_print_is_not_a_seller_and_the_threshold_is_configurable() -> None:
+def test_large_buy_print_is_a_buyer_not_a_seller_and_the_threshold_is_configurable() -> None:
     e = engine(large_order_size=20)
-    assert e.on_trade(sell(500, 0, side=Side.BUY)) == ()
+    out = e.on_trade(sell(500, 0, side=Side.BUY))
+    assert kinds(out) == [AlertKind.LARGE_BUYER] and out[0].detail("source") == "print at the offer"
+    assert out[0].reason.startswith("Large buyer detected")
     assert e.on_trade(sell(500, 0, side=Side.UNKNOWN)) == ()
     assert kinds(e.on_trade(sell(20, 1))) == [AlertKind.LARGE_SELLER]
     assert e.threshold("ES") == 20
 
 
-def test_resting_large_bid_alerts_once_per_appearance() -> None:
+def test_large_resting_bid_is_a_buyer_and_large_resting_offer_a_seller_once_per_appearance() -> None:
     e = engine(large_order_size=50, exit_min_alerts=99)
     assert e.on_book(bid(49, 0)) == ()
     first = e.on_book(bid(50, 1))
-    assert kinds(first) == [AlertKind.LARGE_SELLER] and first[0].detail("source") == "resting bid"
+    assert kinds(first) == [AlertKind.LARGE_BUYER] and first[0].detail("source") == "resting bid"
     assert e.on_book(bid(80, 2)) == ()  # the same resting order: no repeat
-    assert kinds(e.on_book(bid(60, 3, px=PX - 1))) == [AlertKind.LARGE_SELLER]  # a new best bid price
+    assert kinds(e.on_book(bid(60, 3, px=PX - 1))) == [AlertKind.LARGE_BUYER]  # a new best bid price
     assert e.on_book(bid(10, 4, px=PX - 1)) == ()  # gone ...
-    assert kinds(e.on_book(bid(55, 5, px=PX - 1))) == [AlertKind.LARGE_SELLER]  # ... and back
-    empty = BookUpdate("ES", T0 + 6 * S, T0 + 6 * S, (), (), (PX,), (3,))
+    assert kinds(e.on_book(bid(55, 5, px=PX - 1))) == [AlertKind.LARGE_BUYER]  # ... and back
+    offer = e.on_book(ask(50, 6))
+    assert kinds(offer) == [AlertKind.LARGE_SELLER] and offer[0].detail("source") == "resting offer"
+    assert e.on_book(ask(70, 7)) == ()
+    empty = BookUpdate("ES", T0 + 8 * S, T0 + 8 * S, (), (), (PX,), (3,))
     assert e.on_book(empty) == ()  # an empty bid side is nothing, not an error
-    off = engine(large_order_size=50, book_large_bid=False)
-    assert off.on_book(bid(500, 0)) == ()
+    off = engine(large_order_size=50, book_resting_size=False)
+    assert off.on_book(bid(500, 0)) == () and off.on_book(ask(500, 0)) == ()
 
 
 # --- exit signal -----------------------------------------------------------------------------------
@@ -97,8 +107,8 @@ def test_three_large_sellers_within_the_window_raise_one_exit_signal() -> None:
     out = e.on_trade(sell(10, 120))  # exactly 120 s after the first: inside the window
     assert kinds(out) == [AlertKind.LARGE_SELLER, AlertKind.EXIT_SIGNAL]
     ex = out[1]
-    assert ex.severity is Severity.CRITICAL and ex.reason.startswith("Exit signal triggered")
-    assert ex.detail("alerts") == 3 and ex.detail("span_seconds") == 120
+    assert ex.severity is Severity.CRITICAL and ex.reason.startswith("Exit signal for a long")
+    assert ex.detail("alerts") == 3 and ex.detail("span_seconds") == 120 and ex.detail("threatens") == "long"
     assert e.exit_signals("ES") == 1
 
 
@@ -127,7 +137,7 @@ def test_one_episode_one_exit_signal_and_a_new_episode_after_the_cooldown() -> N
 def test_default_exit_cooldown_is_the_alert_window_and_books_count_too() -> None:
     e = engine(large_order_size=10, alert_window_seconds=30)
     e.on_trade(sell(10, 0))
-    e.on_book(bid(10, 1))
+    e.on_book(ask(10, 1))  # resting size on the offer is a seller too
     assert AlertKind.EXIT_SIGNAL in kinds(e.on_trade(sell(10, 2)))
     for t in (10, 20, 31):  # 31 < 2 + 30: still quiet, and not counted later
         e.on_trade(sell(10, t))
@@ -230,12 +240,26 @@ def test_positions_only_monitors_only_open_positions() -> None:
     e.set_open_positions(["ESM5"])  # a contract code counts for its root
     assert e.monitored("ES")
     assert kinds(e.on_trade(sell(50, 1))) == [AlertKind.LARGE_SELLER]
-    assert kinds(e.on_book(bid(50, 2))) == [AlertKind.LARGE_SELLER]  # a large bid already there is reported
+    assert kinds(e.on_book(ask(50, 2))) == [AlertKind.LARGE_SELLER]  # a large offer already there is reported
     assert e.on_trade(sell(50, 1, symbol="NQ")) == ()
     e.close_position("ES")
     assert e.on_trade(sell(50, 3)) == ()
     e.open_position("NQ")
     assert kinds(e.on_trade(sell(50, 4, symbol="NQ"))) == [AlertKind.LARGE_SELLER]
+
+
+def test_the_exit_signal_follows_the_position() -> None:
+    """Large sellers threaten a long, large buyers a short; the other side is good news, not an alert."""
+    e = AlertEngine(AlertSettings(large_order_size=10))
+    e.open_position("ES", side=1)  # long
+    assert e.on_trade(sell(50, 0, side=Side.BUY)) == () and e.on_book(bid(50, 0)) == ()
+    out = [a for t in (1, 2, 3) for a in e.on_trade(sell(50, t))]
+    assert kinds(tuple(out))[-1] is AlertKind.EXIT_SIGNAL and out[-1].detail("threatens") == "long"
+    e.open_position("ES", side=-1)  # now short
+    assert e.on_trade(sell(50, 10)) == () and e.on_book(ask(50, 10)) == ()
+    out = [a for t in (11, 12) for a in e.on_trade(sell(50, t, side=Side.BUY))] + list(e.on_book(bid(60, 13)))
+    assert [a.kind for a in out] == [AlertKind.LARGE_BUYER] * 3 + [AlertKind.EXIT_SIGNAL]
+    assert out[-1].detail("threatens") == "short" and "for a short" in out[-1].reason
 
 
 def test_all_mode_monitors_every_symbol() -> None:
@@ -269,7 +293,7 @@ def test_alerts_are_logged_with_the_seed_grep_phrases() -> None:
     e = AlertEngine(AlertSettings(large_order_size=10, monitoring_mode="all"), logger=Log())
     for t in (0, 1, 2):
         e.on_trade(sell(10, t))
-    assert [ev.split(":")[0] for ev, _ in lines] == ["Large seller detected"] * 3 + ["Exit signal triggered"]
+    assert [ev.split(":")[0] for ev, _ in lines] == ["Large seller detected"] * 3 + ["Exit signal for a long"]
     assert lines[-1][1]["kind"] == "exit_signal" and lines[-1][1]["symbol"] == "ES"
 
 
@@ -281,15 +305,20 @@ def test_real_es_minute_alerts_match_the_sierra_export() -> None:
     src = pd.read_csv(SIERRA_TXT, sep=";")
     thr_print, thr_bid = 10, 30
     expected_prints = int(((src.TradeType == 1) & (src.Volume >= thr_print)).sum())
-    expected_bids = 0
-    large_px = None
-    for px, sz in zip(src["BidPrice"], src["BidSize"], strict=True):  # TBBO book = the BBO before each trade
-        if sz >= thr_bid:
-            if large_px != px:
-                expected_bids += 1
-            large_px = px
-        else:
-            large_px = None
+
+    def appearances(prices: str, sizes: str) -> int:
+        n, large_px = 0, None
+        for px, sz in zip(src[prices], src[sizes], strict=True):  # TBBO book = the BBO before each trade
+            if sz >= thr_bid:
+                if large_px != px:
+                    n += 1
+                large_px = px
+            else:
+                large_px = None
+        return n
+
+    expected_bids = appearances("BidPrice", "BidSize")
+    expected_offers = appearances("AskPrice", "AskSize")
 
     def run(**kw: Any) -> list[Alert]:
         e = AlertEngine(AlertSettings(monitoring_mode="all", **kw))
@@ -303,12 +332,19 @@ def test_real_es_minute_alerts_match_the_sierra_export() -> None:
                 out.extend(e.on_book(ev))
         return out
 
-    prints = run(large_order_size=thr_print, book_large_bid=False)
+    prints = run(large_order_size=thr_print, book_resting_size=False)
     sellers = [a for a in prints if a.kind is AlertKind.LARGE_SELLER]
     assert expected_prints >= 3 and len(sellers) == expected_prints
-    # The minute is shorter than the 120 s window and cooldown: one episode, one exit signal.
-    assert [a.kind for a in prints].count(AlertKind.EXIT_SIGNAL) == 1
+    # The minute is shorter than the 120 s window and cooldown: one episode per side, one exit signal each
+    # (all mode watches both: sellers threaten a long, buyers a short).
+    buy_prints = int(((src.TradeType == 2) & (src.Volume >= thr_print)).sum())
+    assert len([a for a in prints if a.kind is AlertKind.LARGE_BUYER]) == buy_prints
+    threatens = [a.detail("threatens") for a in prints if a.kind is AlertKind.EXIT_SIGNAL]
+    assert threatens.count("long") == 1 and threatens.count("short") == (1 if buy_prints >= 3 else 0)
     assert not any(a.kind is AlertKind.RED_BURST for a in prints)  # one minute of data: no 5-minute baseline
-    bids = run(large_order_size=thr_bid)
-    resting = [a for a in bids if a.kind is AlertKind.LARGE_SELLER and a.detail("source") == "resting bid"]
-    assert expected_bids > 0 and len(resting) == expected_bids
+    book = run(large_order_size=thr_bid)
+    resting_bids = [a for a in book if a.kind is AlertKind.LARGE_BUYER and a.detail("source") == "resting bid"]
+    assert expected_bids > 0 and len(resting_bids) == expected_bids  # buyers, never sellers
+    offers = [a for a in book if a.kind is AlertKind.LARGE_SELLER and a.detail("source") == "resting offer"]
+    assert len(offers) == expected_offers
+    assert not any(a.kind is AlertKind.LARGE_SELLER and a.detail("source") == "resting bid" for a in book)

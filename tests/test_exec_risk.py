@@ -231,6 +231,17 @@ def test_exit_signal_alert_mode_notifies_only(tmp_path: Path) -> None:
     assert rows == [{"symbol": "ES", "reason": "3 large sellers in 2 min", "decision": "alert"}]
 
 
+def test_exit_signal_follows_the_position_side(tmp_path: Path) -> None:
+    """Large sellers threaten a long, large buyers a short: a signal for the other side leaves the position be."""
+    s = System(tmp_path / "t.db", settings(ORDER_FLOW_EXIT_MODE="auto"))
+    sid = open_long(s)
+    assert s.manager.on_exit_signal("ES", T0 + 5 * S, "3 large buyers", threatens="short") == "no_position"
+    assert not [n for n in s.notes if n.kind == "exit_signal"]
+    assert s.manager.on_exit_signal("ES", T0 + 6 * S, "3 large sellers", threatens="long") == "auto_exit"
+    s.manager.on_market_event(trade(7, 1003))
+    assert s.manager.ledger.brackets[sid].exit_reason == "exit_signal"
+
+
 def test_exit_signal_auto_mode_closes_at_market(tmp_path: Path) -> None:
     s = System(tmp_path / "t.db", settings(ORDER_FLOW_EXIT_MODE="auto"))
     sid = open_long(s)

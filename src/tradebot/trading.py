@@ -59,14 +59,14 @@ class TradingCore:
             DailyJob("auto_flatten", dt.time(*flatten_at), close_lead_seconds=300, catch_up_seconds=4 * 3600,
                      within_session=True),
             DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0, catch_up_seconds=6 * 3600),
-        ], already_fired=self._digest_done)
+        ], already_fired=self._job_done)
         self.on_digest: DigestHook | None = None
         self.record_decisions = record_decisions
         self.stats: Counter[str] = Counter()
         self.verdicts: list[Verdict] = []
         self.last_event_ns = 0
         self._next_job_ns = 0
-        self._positions_seen: dict[str, bool] = {}
+        self._positions_seen: dict[str, int | None] = {}
         self._resume_ns = 0
         """Last journaled time at start: events up to it are a replay of what the journal already holds."""
         self._sync_mode: tuple[sqlite3.Connection, int, bool] | None = None
@@ -151,7 +151,9 @@ class TradingCore:
     def _handle(self, step: StrategyStep, now_ns: int) -> None:
         for alert in step.alerts:
             if alert.kind == AlertKind.EXIT_SIGNAL:
-                decision = self.manager.on_exit_signal(alert.symbol, alert.ts_ns, alert.reason)
+                threat = alert.detail("threatens")
+                decision = self.manager.on_exit_signal(alert.symbol, alert.ts_ns, alert.reason,
+                                                       str(threat) if threat is not None else None)
                 self.stats[f"exit_signal_{decision}"] += 1
         if step.decisions:
             rejected = [d for d in step.decisions if not d.taken]
@@ -167,12 +169,19 @@ class TradingCore:
             self._sync_position(step.closed.bar.symbol)
 
     def _sync_position(self, symbol: str) -> None:
-        open_ = self.has_position(symbol)
-        if self._positions_seen.get(symbol) != open_:
-            self._positions_seen[symbol] = open_
+        """Tell the symbol's alert engine whether (and which way) it holds a position: large sellers threaten a
+        long, large buyers a short."""
+        side = self._position_side(symbol) if self.has_position(symbol) else None
+        if symbol not in self._positions_seen or self._positions_seen[symbol] != side:
+            self._positions_seen[symbol] = side
             strat = self.strategies.get(symbol)
             if strat is not None:
-                strat.engine.set_position(open_)
+                strat.engine.set_position(side is not None, side or 0)
+
+    def _position_side(self, symbol: str) -> int:
+        """+1 long, -1 short, 0 both or unknown (the open brackets on the family)."""
+        sides = {int(b.side) for b in self.manager.ledger.live.values() if same_family(b.symbol, symbol)}
+        return sides.pop() if len(sides) == 1 else 0
 
     def _record(self, decisions: list[Decision]) -> None:
         """Router rejections, kept so the operator can see why the bot did *not* trade (one transaction).
@@ -204,7 +213,17 @@ class TradingCore:
                     conn.execute(f"PRAGMA synchronous={level}")
 
     def _run_jobs(self, now_ns: int) -> None:
-        for name, day, at in self.scheduler.tick(now_ns):
+        """Calendar jobs, each at most once per trading day, recorded in ``job_runs``.
+
+        A job whose time the journal has already passed (a restart re-reading data it covered) or that is too late
+        (the session is over, or past its catch-up) is never run: it is recorded as missed, once, with one alert.
+        So a restart never re-fires a past day's auto-flatten, margin check or digest."""
+        due = self.scheduler.tick(now_ns)
+        missed, self.scheduler.missed = self.scheduler.missed, []
+        for name, day, at in due:
+            if at < self._resume_ns:
+                missed.append((name, day, at))
+                continue
             self.stats[f"job_{name}"] += 1
             if name == "daily_digest" and self.on_digest is not None:
                 self.on_digest(day, at)
@@ -214,13 +233,52 @@ class TradingCore:
                 todo = [s for s in self.symbols if (day.isoformat(), s) not in self.manager.ledger.margin]
                 if todo:
                     self.manager.check_margin(day, todo)
+            self._job_record(name, day, "done", now_ns, "")
+        for name, day, at in missed:
+            self._job_missed(name, day, at, now_ns)
         nxt = self.scheduler.next_fire(now_ns)
         self._next_job_ns = nxt[1] if nxt is not None else now_ns + 3600 * 10**9
         # Open positions must meet the manager's own auto-flatten even without events.
         for sym in self.symbols:
             self._sync_position(sym)
 
-    def _digest_done(self, job: str, day: dt.date) -> bool:
+    def _job_record(self, name: str, day: dt.date, status: str, now_ns: int, detail: str) -> bool:
+        if self.store.readonly:
+            return False
+        return self.store.record_job(name, day.isoformat(), status, now_ns, detail)
+
+    def _job_missed(self, name: str, day: dt.date, at: int, now_ns: int) -> None:
+        if self._job_done(name, day):
+            return
+        first = self.store.query("SELECT MIN(trading_day) AS d FROM sessions")
+        if not first or first[0]["d"] is None or day.isoformat() < str(first[0]["d"]):
+            self.stats["jobs_before_history"] += 1  # a day before this database traded: nothing was missed
+            return
+        why = ("the journal already covers that time (restart)" if at < self._resume_ns
+               else "the daemon got there too late (session over or past the catch-up window)")
+        if self.store.readonly:
+            return
+        with self.store.transaction() as tx:
+            cur = self.store.conn.execute(
+                "INSERT OR IGNORE INTO job_runs (name, trading_day, status, ts_ns, detail) VALUES (?, ?, ?, ?, ?)",
+                (name, day.isoformat(), "missed", now_ns, why))
+            if cur.rowcount == 1:
+                tx.outbox(now_ns, "job_missed", "warning", {
+                    "title": f"Missed: {name} for {day.isoformat()}",
+                    "description": f"{name} was due for {day.isoformat()} and did not run: {why}. It is not run "
+                                   "late; check that day's positions and report by hand.",
+                    "fields": [["Job", name], ["Trading day", day.isoformat()]]})
+                self.stats["jobs_missed"] += 1
+                self.log.warning("calendar job missed", job=name, day=day.isoformat(), reason=why)
+
+    def _job_done(self, job: str, day: dt.date) -> bool:
+        """Done or already recorded missed: in ``job_runs``, or (older databases) the journal and the outbox."""
+        if self.store.job_status(job, day.isoformat()) is not None:
+            return True
+        if job == "auto_flatten":
+            rows = self.store.query("SELECT 1 FROM journal WHERE kind = 'auto_flatten' "
+                                    "AND json_extract(payload, '$.day') = ? LIMIT 1", (day.isoformat(),))
+            return bool(rows)
         if job != "daily_digest":
             return False
         rows = self.store.query("SELECT 1 FROM outbox WHERE kind = 'daily_digest' AND payload LIKE ? LIMIT 1",

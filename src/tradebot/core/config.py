@@ -570,6 +570,10 @@ class Settings(BaseSettings):
     order_flow_alert_window_seconds: int = Field(120, gt=0, validation_alias="ORDER_FLOW_ALERT_WINDOW_SECONDS")
     order_flow_monitoring_mode: Literal["positions_only", "all"] = Field(
         "positions_only", validation_alias="ORDER_FLOW_MONITORING_MODE")
+    order_flow_book_resting_size: bool = Field(
+        True, validation_alias="ORDER_FLOW_BOOK_RESTING_SIZE",
+        description="large resting size counts too: on the best offer as a large seller, on the best bid as a large "
+                    "buyer (false = large prints only)")
     order_flow_exit_mode: Literal["alert", "auto"] = Field(
         "alert", validation_alias="ORDER_FLOW_EXIT_MODE",
         description="exit signals: alert = notify only (human in the loop), auto = close the position at market")

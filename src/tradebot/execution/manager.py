@@ -457,12 +457,17 @@ class ExecutionManager:
                 "client_order_id": ev.client_order_id, "state": ev.state.value if ev.state else None,
                 "filled_qty": ev.filled_qty, "day": self._day_of(ev.ts_ns or self._now)})
 
-    def on_exit_signal(self, symbol: str, ts_ns: int, reason: str) -> str:
-        """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market."""
+    def on_exit_signal(self, symbol: str, ts_ns: int, reason: str, threatens: str | None = None) -> str:
+        """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market.
+
+        ``threatens`` follows the position: large sellers threaten a ``"long"``, large buyers a ``"short"``; only
+        brackets on that side are affected (``None``: both sides, for a signal that does not say)."""
         self._require()
         if not self._advance(ts_ns):
             ts_ns = self._now
-        affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0]
+        want = Side.BUY if threatens == "long" else Side.SELL if threatens == "short" else None
+        affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0
+                    and (want is None or b.side == want)]
         seen = self.ledger.decisions.get(f"exit_signal:{ts_ns}:{symbol}")
         if seen is not None:
             # The same signal again (delivered twice, or replayed after a crash): finish what it decided,
@@ -483,7 +488,8 @@ class ExecutionManager:
              "positions": [f"{b.symbol} {'long' if b.side == Side.BUY else 'short'} {b.position}" for b in affected]},
             ts_ns)]
         self._record("exit_signal", ts_ns, {
-            "symbol": symbol, "reason": reason, "decision": decision, "signal_ids": [b.signal_id for b in affected],
+            "symbol": symbol, "reason": reason, "decision": decision, "threatens": threatens or "any",
+            "signal_ids": [b.signal_id for b in affected],
             "flatten": [b.signal_id for b in affected] if decision == "auto_exit" else [],
             "flatten_reason": "exit_signal"}, notes)
         self._complete_flattens(ts_ns)

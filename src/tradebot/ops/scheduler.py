@@ -50,6 +50,9 @@ class Scheduler:
         self.jobs = jobs
         self._fired: set[tuple[str, dt.date]] = set()
         self._already_fired = already_fired
+        self.missed: list[tuple[str, dt.date, int]] = []
+        """Jobs found too late to run (past their catch-up, or a session job after the close): the caller
+        records each once (``tick`` never returns them as due)."""
 
     def fire_time(self, job: DailyJob, session: Session) -> int:
         if job.at is None:
@@ -79,7 +82,10 @@ class Scheduler:
                 if at <= now_ns:
                     self._fired.add(key)
                     late = now_ns - at > job.catch_up_seconds * NS or (job.within_session and now_ns >= s.close_ns)
-                    if late or (self._already_fired is not None and self._already_fired(job.name, s.trading_date)):
+                    if self._already_fired is not None and self._already_fired(job.name, s.trading_date):
+                        continue
+                    if late:
+                        self.missed.append((job.name, s.trading_date, at))
                         continue
                     due.append((job.name, s.trading_date, at))
         return due

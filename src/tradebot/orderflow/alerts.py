@@ -1,13 +1,15 @@
-"""Seed 000's protective alerts: large seller, red burst, exit signal.
+"""Seed 000's protective alerts: large seller (and its mirror, large buyer), red burst, exit signal.
 
 Rules (all on event time, so a replay raises exactly what live would have):
 
-* **Large seller** - a SELL-aggressor print of at least ``large_order_size`` contracts, or a resting
-  size at the best bid of at least that many. The seed says "orders > 10,000 shares at bid"; the
-  project reads that as both a large print hitting the bid and a large resting bid, and the threshold
-  is inclusive (``>=``). The per-contract default is ``ContractSpec.large_order_size`` (10,000 is a
-  share count). A resting bid alerts once when it appears (or moves to a new best price), not on
-  every book update it survives.
+* **Large seller** - someone who wants to sell size: a SELL-aggressor print of at least
+  ``large_order_size`` contracts (a large print *at the bid*: the seed's "orders > 10,000 shares at
+  bid"), or a resting size at the best *offer* of at least that many. A large resting *bid* is a
+  buyer, never a seller. **Large buyer** is the mirror: a BUY-aggressor print at the offer, or large
+  resting size on the bid. The threshold is inclusive (``>=``); the per-contract default is
+  ``ContractSpec.large_order_size`` (10,000 is a share count). Resting size alerts once when it
+  appears (or moves to a new best price), not on every book update it survives
+  (``book_resting_size`` turns resting size off, prints only).
 * **Red burst** - volume in the last ``burst_window_seconds`` is more than ``volume_spike_threshold``
   times the average volume per window of the ``baseline_seconds`` (5 minutes) *before* that window
   (so a burst does not inflate its own baseline), and sells are a majority of the window's volume
@@ -20,14 +22,18 @@ Rules (all on event time, so a replay raises exactly what live would have):
   After a burst, the same or lower severity is quiet for ``burst_cooldown_seconds``; an escalation
   to CRITICAL is raised once. Volumes sit in whole-second buckets (window edges at whole seconds),
   with running sums, so each print costs O(1) however long the windows are.
-* **Exit signal** - at least ``exit_min_alerts`` (3) large-seller alerts within
-  ``alert_window_seconds`` (inclusive: first and last at most that far apart). One episode raises one
-  signal: the signal clears the count and starts ``exit_cooldown_seconds`` during which large-seller
-  alerts are still raised but not counted, so a new signal needs a fresh cluster after the cooldown.
+* **Exit signal** - follows the position: at least ``exit_min_alerts`` (3) large-seller alerts within
+  ``alert_window_seconds`` (inclusive: first and last at most that far apart) threaten a *long*;
+  as many large-buyer alerts threaten a *short*. The signal says which (``threatens`` = ``long`` or
+  ``short``) and the execution manager acts only on positions of that side. One episode raises one
+  signal: the signal clears its count and starts ``exit_cooldown_seconds`` during which alerts of
+  that side are still raised but not counted, so a new signal needs a fresh cluster after the cooldown.
 
 Monitoring scope: ``positions_only`` raises alerts only for symbols with an open position
-(:meth:`AlertEngine.set_open_positions`), ``all`` for every symbol. Volume statistics are kept for
-every symbol either way (cheap) so a red burst can be judged from the moment a position opens.
+(:meth:`AlertEngine.open_position`), and only the side that threatens it (sellers for a long, buyers
+for a short; both when the side is not known); ``all`` raises both sides for every symbol. Volume
+statistics are kept for every symbol either way (cheap) so a red burst can be judged from the moment
+a position opens. (The red burst is a selling burst: it is raised for longs and unknown sides.)
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ _NS = 1_000_000_000
 
 class AlertKind(enum.StrEnum):
     LARGE_SELLER = "large_seller"
+    LARGE_BUYER = "large_buyer"
     RED_BURST = "red_burst"
     EXIT_SIGNAL = "exit_signal"
 
@@ -96,8 +103,8 @@ class AlertSettings:
     exit_min_alerts: int = 3
     exit_cooldown_seconds: int | None = None
     """``None``: one alert window."""
-    book_large_bid: bool = True
-    """Count a large resting best bid as a large seller (the seed's 'orders at bid')."""
+    book_resting_size: bool = True
+    """Count large resting size too: on the best offer as a seller, on the best bid as a buyer."""
 
     def __post_init__(self) -> None:
         if self.large_order_size is not None and self.large_order_size <= 0:
@@ -118,6 +125,7 @@ class AlertSettings:
             "red_burst_threshold": s.order_flow_red_burst_threshold,
             "alert_window_seconds": s.order_flow_alert_window_seconds,
             "monitoring_mode": s.order_flow_monitoring_mode,
+            "book_resting_size": s.order_flow_book_resting_size,
         }
         base.update(overrides)
         return cls(**base)
@@ -138,13 +146,19 @@ class _SymbolState:
     burst_quiet_until: int = -1
     burst_severity: Severity | None = None
     large_bid_px: int | None = None
+    large_ask_px: int | None = None
     seller_ts: deque[int] = field(default_factory=deque)
+    buyer_ts: deque[int] = field(default_factory=deque)
     exit_quiet_until: int = -1
+    """Large sellers (threatening a long) are not counted before this."""
+    buyer_quiet_until: int = -1
+    """Large buyers (threatening a short) are not counted before this."""
     exit_signals: int = 0
 
 
 _NONE: tuple[Alert, ...] = ()
 _SELL = Side.SELL
+_BUY = Side.BUY
 
 
 class AlertEngine:
@@ -157,7 +171,8 @@ class AlertEngine:
         self.log = logger
         self.stats: Counter[str] = Counter()
         self._state: dict[str, _SymbolState | None] = {}
-        self._open: set[str] = set()
+        self._open: dict[str, int] = {}
+        """Monitored roots -> position side (+1 long, -1 short, 0 unknown: watch both)."""
         self._all = s.monitoring_mode == "all"
         self._w = s.burst_window_seconds
         self._b = s.baseline_seconds
@@ -180,13 +195,23 @@ class AlertEngine:
         return root_of(symbol) or symbol
 
     def set_open_positions(self, symbols: Iterable[str]) -> None:
-        self._open = {self._key(x) for x in symbols}
+        self._open = {self._key(x): 0 for x in symbols}
 
-    def open_position(self, symbol: str) -> None:
-        self._open.add(self._key(symbol))
+    def open_position(self, symbol: str, side: int = 0) -> None:
+        """``side``: +1 long (watch sellers), -1 short (watch buyers), 0 unknown (watch both)."""
+        self._open[self._key(symbol)] = 1 if side > 0 else -1 if side < 0 else 0
 
     def close_position(self, symbol: str) -> None:
-        self._open.discard(self._key(symbol))
+        self._open.pop(self._key(symbol), None)
+
+    def _watch(self, st: _SymbolState, seller: bool) -> bool:
+        """Is this side a threat worth raising: sellers to a long, buyers to a short (all mode: both)."""
+        if self._all:
+            return True
+        side = self._open.get(st.key)
+        if side is None:
+            return False
+        return side == 0 or (side > 0) == seller
 
     def monitored(self, symbol: str) -> bool:
         return self._all or symbol in self._open or self._key(symbol) in self._open
@@ -240,42 +265,55 @@ class AlertEngine:
         if not (self._all or st.key in self._open):
             return _NONE
         out: list[Alert] = []
-        if sell and trade.size >= st.threshold:
-            self._large_seller(st, trade.symbol, ts, "print", trade.price, trade.size, out)
-        self._check_burst(st, trade.symbol, ts, out)
+        if size >= st.threshold:
+            if sell:
+                if self._watch(st, True):
+                    self._large_order(st, trade.symbol, ts, True, "print at the bid", trade.price, size, out)
+            elif trade.side is _BUY and self._watch(st, False):
+                self._large_order(st, trade.symbol, ts, False, "print at the offer", trade.price, size, out)
+        if self._watch(st, True):
+            self._check_burst(st, trade.symbol, ts, out)
         return tuple(out) if out else _NONE
 
     def on_book(self, book: BookUpdate) -> tuple[Alert, ...]:
-        if not self.settings.book_large_bid:
+        if not self.settings.book_resting_size:
             return _NONE
         st = self._get(book.symbol)
         if st is None:
             self.stats["unknown_symbol"] += 1
             return _NONE
-        if not book.bid_px or book.bid_sz[0] < st.threshold or not (self._all or st.key in self._open):
-            st.large_bid_px = None
+        if not (self._all or st.key in self._open):
+            st.large_bid_px = st.large_ask_px = None
             return _NONE
-        px = book.bid_px[0]
-        if st.large_bid_px == px:
-            return _NONE
-        st.large_bid_px = px
         out: list[Alert] = []
-        self._large_seller(st, book.symbol, book.ts_event, "resting bid", px, book.bid_sz[0], out)
-        return tuple(out)
+        # Resting size on the offer wants to sell: a seller. On the bid it wants to buy: a buyer.
+        if not book.ask_px or book.ask_sz[0] < st.threshold or not self._watch(st, True):
+            st.large_ask_px = None
+        elif st.large_ask_px != book.ask_px[0]:
+            st.large_ask_px = px = book.ask_px[0]
+            self._large_order(st, book.symbol, book.ts_event, True, "resting offer", px, book.ask_sz[0], out)
+        if not book.bid_px or book.bid_sz[0] < st.threshold or not self._watch(st, False):
+            st.large_bid_px = None
+        elif st.large_bid_px != book.bid_px[0]:
+            st.large_bid_px = px = book.bid_px[0]
+            self._large_order(st, book.symbol, book.ts_event, False, "resting bid", px, book.bid_sz[0], out)
+        return tuple(out) if out else _NONE
 
     # -- rules ------------------------------------------------------------------------------------
 
-    def _large_seller(self, st: _SymbolState, symbol: str, ts: int, source: str, price: int, size: int,
-                      out: list[Alert]) -> None:
-        out.append(Alert(AlertKind.LARGE_SELLER, symbol, ts, Severity.WARNING,
-                         f"Large seller detected: {source} of {size} at {self._fmt(symbol, price)} "
+    def _large_order(self, st: _SymbolState, symbol: str, ts: int, seller: bool, source: str, price: int,
+                     size: int, out: list[Alert]) -> None:
+        who = "seller" if seller else "buyer"
+        out.append(Alert(AlertKind.LARGE_SELLER if seller else AlertKind.LARGE_BUYER, symbol, ts, Severity.WARNING,
+                         f"Large {who} detected: {source} of {size} at {self._fmt(symbol, price)} "
                          f"(threshold {st.threshold})",
                          (("source", source), ("price", price), ("size", size), ("threshold", st.threshold))))
-        self.stats["large_seller"] += 1
+        self.stats[f"large_{who}"] += 1
         self._emit(out[-1])
-        if ts < st.exit_quiet_until:
+        quiet = st.exit_quiet_until if seller else st.buyer_quiet_until
+        if ts < quiet:
             return
-        q = st.seller_ts
+        q = st.seller_ts if seller else st.buyer_ts
         q.append(ts)
         floor = ts - self._window_ns
         while q and q[0] < floor:
@@ -284,13 +322,17 @@ class AlertEngine:
             n = len(q)
             span = (q[-1] - q[0]) / _NS
             q.clear()
-            st.exit_quiet_until = ts + self._exit_cool_ns
+            if seller:
+                st.exit_quiet_until = ts + self._exit_cool_ns
+            else:
+                st.buyer_quiet_until = ts + self._exit_cool_ns
             st.exit_signals += 1
+            threatens = "long" if seller else "short"
             out.append(Alert(AlertKind.EXIT_SIGNAL, symbol, ts, Severity.CRITICAL,
-                             f"Exit signal triggered: {n} large-seller alerts within {span:g}s "
+                             f"Exit signal for a {threatens}: {n} large-{who} alerts within {span:g}s "
                              f"(rule: {self.settings.exit_min_alerts} within {self.settings.alert_window_seconds}s)",
                              (("alerts", n), ("span_seconds", span),
-                              ("window_seconds", self.settings.alert_window_seconds))))
+                              ("window_seconds", self.settings.alert_window_seconds), ("threatens", threatens))))
             self.stats["exit_signal"] += 1
             self._emit(out[-1])
 

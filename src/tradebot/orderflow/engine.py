@@ -148,10 +148,11 @@ class OrderFlowEngine:
         bar = self.footprint.flush()
         return self._closed(bar) if bar is not None else None
 
-    def set_position(self, open_: bool) -> None:
-        """Alerts in ``positions_only`` mode watch only symbols with an open position."""
+    def set_position(self, open_: bool, side: int = 0) -> None:
+        """Alerts in ``positions_only`` mode watch only symbols with an open position, and the side that threatens
+        it (``side`` +1 long: sellers, -1 short: buyers, 0 unknown: both)."""
         if open_:
-            self.alerts.open_position(self.symbol)
+            self.alerts.open_position(self.symbol, side)
         else:
             self.alerts.close_position(self.symbol)
 
