@@ -6,6 +6,7 @@ Expectations are computed from the recorded JSON bodies (``/work/shared/data/pol
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -19,8 +20,9 @@ import pytest
 import structlog
 
 from support.polygon_server import PolygonStandIn, load_body
+from tradebot.core.config import ValidationSettings
 from tradebot.core.prices import float_to_fp
-from tradebot.core.types import FeedEvent, FeedState, FeedStatus, RawBook, RawTrade, Side, SideRule
+from tradebot.core.types import FeedEvent, FeedState, FeedStatus, RawBook, RawTrade, Side, SideRule, Trade
 from tradebot.feeds.polygon_rest import (
     SOURCE_AGGS,
     SOURCE_QUOTES,
@@ -100,6 +102,27 @@ def expected_sides(trades: list[dict[str, Any]], quotes: list[dict[str, Any]]) -
     return out
 
 
+def inferred_sides(events: list[FeedEvent], scale: int = 1) -> list[tuple[Side, SideRule]]:
+    """Sides as the engine sees them: the feed leaves equity prints unsided and the validation layer infers.
+
+    The stream is re-labelled as a CL contract (a one-cent tick like the equity) so the validator accepts it,
+    without sequence numbers (the test bodies reuse them across records) and with unit sizes (sides do not depend
+    on them); ``scale`` multiplies trade prices (sub-cent split-adjusted bars), which the tick rule, comparing
+    prices only with each other, cannot tell.
+    """
+    v = Validator(ValidationSettings(max_jump_ticks=10**6), symbols=["CL"])  # daily bars move far
+    out: list[tuple[Side, SideRule]] = []
+    for e in events:
+        if isinstance(e, RawTrade):
+            px = None if e.price_fp is None else e.price_fp * scale
+            ev = v.validate(dataclasses.replace(e, symbol="CLM2", sequence=0, size=1, price_fp=px))
+            assert isinstance(ev, Trade), v.rejects
+            out.append((ev.side, ev.side_rule))
+        elif isinstance(e, RawBook):
+            assert v.validate(dataclasses.replace(e, symbol="CLM2", sequence=0)) is not None
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Pagination, merge, sides
 
@@ -134,8 +157,9 @@ async def test_real_trades_fall_to_tick_rule_without_a_prior_quote(srv: PolygonS
     trades = trades_of(events)
     assert [(t.ts_event, t.price_fp, t.size, t.sequence) for t in trades] == [
         (r["sip_timestamp"], float_to_fp(r["price"]), r["size"], r["sequence_number"]) for r in raw]
-    assert [(t.side, t.side_rule) for t in trades] == expected_sides(raw, quotes)
-    assert {t.side_rule for t in trades} <= {SideRule.TICK, SideRule.NONE}
+    assert {(t.side, t.side_rule) for t in trades} == {(Side.UNKNOWN, SideRule.NONE)}  # as the vendor said
+    assert inferred_sides(events) == expected_sides(raw, quotes)
+    assert {rule for _, rule in inferred_sides(events)} <= {SideRule.TICK, SideRule.NONE}
     assert all(t.symbol == "ESM2" and t.source == SOURCE_TRADES for t in trades)
     assert all(b.symbol == "ESM2" for b in books_of(events))
 
@@ -169,7 +193,7 @@ async def test_quote_rule_against_the_bbo_just_before_each_trade(srv: PolygonSta
     trades = trades_of(events)
     expected = expected_sides(trade_records, quotes)
     assert {(Side.BUY, SideRule.QUOTE), (Side.SELL, SideRule.QUOTE), (Side.BUY, SideRule.TICK)} <= set(expected)
-    assert [(t.side, t.side_rule) for t in trades] == expected
+    assert inferred_sides(events) == expected
     assert [t.price_fp for t in trades] == [float_to_fp(r["price"]) for r in trade_records]
     # merged stream: time order, and on a tie the trade comes before the quote
     market = [e for e in events if isinstance(e, RawTrade | RawBook)]
@@ -357,7 +381,8 @@ async def test_aggregates_fallback_is_labelled_approximate(srv: PolygonStandIn) 
     assert sum(t.size for t in trades) == sum(int(dec(b["v"])) for b in bars)
     tick_expect = expected_sides([{"sip_timestamp": t.ts_event, "price": float(t.price_fp or 0) / 1e9}
                                   for t in trades], [])
-    assert [(t.side, t.side_rule) for t in trades] == tick_expect
+    assert {(t.side, t.side_rule) for t in trades} == {(Side.UNKNOWN, SideRule.NONE)}
+    assert inferred_sides(events, scale=100) == tick_expect
     assert feed.stats["approximate"] == 1 and feed.stats["bars"] == len(bars)
     assert srv.count("/v3/") == 0 and srv.count("/v2/aggs/ticker/AAPL/range/1/minute/") == 1
     assert any(e["log_level"] == "warning" and "APPROXIMATE" in e["event"] for e in logs)

@@ -20,6 +20,7 @@ from tradebot.core.config import Settings
 from tradebot.core.contracts import spec_for
 from tradebot.core.types import GapEvent, RawBook, RawStatus, RawTrade, StatusEvent, Trade
 from tradebot.feeds.files import open_file_feed
+from tradebot.feeds.sides import format_side_rules
 from tradebot.feeds.validation import Validator
 from tradebot.orderflow.engine import BarClose, OrderFlowEngine
 from tradebot.orderflow.events import Pattern
@@ -121,7 +122,8 @@ def _num(text: str) -> float | int:
 def result_json(res: AnalyzeResult) -> dict[str, Any]:
     run = res.chosen
     if run is None:
-        return {"bars": [], "profile": None, "microstructure": None, "validation": res.validator.snapshot()}
+        return {"bars": [], "profile": None, "microstructure": None, "validation": res.validator.snapshot(),
+                "side_rules": res.validator.sides.counts()}
     spec = run.engine.spec
     a = run.engine.analyze()
     prof = a.profile
@@ -144,6 +146,7 @@ def result_json(res: AnalyzeResult) -> dict[str, Any]:
         "signal": {"direction": str(a.signal.direction) if a.signal.direction else "NEUTRAL",
                    "strength": round(a.signal.strength, 4), "reasons": list(a.signal.reasons)},
         "validation": res.validator.snapshot(),
+        "side_rules": res.validator.sides.counts(),
         "other_contracts": {k: r.volume for k, r in res.runs.items() if r is not run},
     }
 
@@ -175,6 +178,7 @@ def print_table(res: AnalyzeResult, out: Any = None) -> None:
     print(a.summary, file=out)
     rej = {k: v for k, v in res.validator.rejects.items()}
     print(f"validation: {res.validator.accepted} accepted, rejects {rej or 'none'}", file=out)
+    print(f"trade sides: {format_side_rules(res.validator.sides.counts())}", file=out)
 
 
 def features_frame(run: ContractRun) -> Any:

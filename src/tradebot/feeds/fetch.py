@@ -24,9 +24,11 @@ Polygon (``--source polygon --ticker T --date D``) runs the project's own
 :class:`~tradebot.feeds.polygon_rest.PolygonHistoryFeed` (its retry policy, pagination and side inference)
 and stores the day as DBN **MBP-1** under dataset ``POLYGON``: every quote as a book record (action ``M``)
 and every trade as an action-``T`` record carrying the quote in force before it, so the one DBN replay path
-reads vendor, Polygon and synthetic data alike. Polygon equity trades carry no aggressor flag: the side in
-the file is the feed's *inferred* side (quote rule, tick rule fallback, ``N`` when neither knows), and the
-sidecar records how many trades each rule decided. Minute-aggregate approximations are never stored.
+reads vendor, Polygon and synthetic data alike. Polygon equity trades carry no aggressor flag, so the file
+says ``N`` (no side) as the source did: every read infers the side in the validation layer (quote rule against
+the stored quote, tick rule otherwise; :mod:`tradebot.feeds.sides`) and labels each trade with the rule used,
+where a stored guess would replay as if the exchange had said it. Minute-aggregate approximations are never
+stored.
 
 Every failure (auth, 4xx/5xx, network, a broken download) is one line on stderr and a non-zero exit:
 0 done (or nothing to do), 1 download failed / declined / refused, 2 bad arguments or configuration.
@@ -41,7 +43,6 @@ import importlib
 import sys
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,7 +424,6 @@ class PolygonDay:
     path: Path
     trades: int
     quotes: int
-    side_rules: Counter[str]
 
 
 _CHUNK = 1 << 16
@@ -455,15 +455,14 @@ def _encode_polygon(rows: list[tuple[int, ...]], instrument_id: int) -> NDArray[
     return rec
 
 
-async def _stream_polygon(feed: Any, writer: Any, instrument_id: int) -> tuple[int, int, Counter[str], str | None]:
+async def _stream_polygon(feed: Any, writer: Any, instrument_id: int) -> tuple[int, int, str | None]:
     from tradebot.core.prices import UNDEF_PRICE
     from tradebot.core.types import FeedState, FeedStatus, RawBook, RawTrade, Side
 
-    side_code = {Side.BUY: 1, Side.SELL: 2}
+    side_code = {Side.BUY: 1, Side.SELL: 2}  # the feed leaves equity trades unsided: N (0) in practice
     rows: list[tuple[int, ...]] = []
     quote = (UNDEF_PRICE, UNDEF_PRICE, 0, 0)
     trades = quotes = 0
-    rules: Counter[str] = Counter()
     failed: str | None = None
     try:
         async for ev in feed:
@@ -471,7 +470,6 @@ async def _stream_polygon(feed: Any, writer: Any, instrument_id: int) -> tuple[i
             if t is RawTrade:
                 px = ev.price_fp if ev.price_fp is not None else UNDEF_PRICE
                 rows.append((ev.ts_event, ev.sequence, 1, px, ev.size, side_code.get(ev.side, 0), *quote))
-                rules[ev.side_rule.name.lower()] += 1
                 trades += 1
             elif t is RawBook:
                 bpx, apx = ev.bid_px_fp[0], ev.ask_px_fp[0]
@@ -489,7 +487,7 @@ async def _stream_polygon(feed: Any, writer: Any, instrument_id: int) -> tuple[i
             writer.write(_encode_polygon(rows, instrument_id))
     finally:
         await feed.close()
-    return trades, quotes, rules, failed
+    return trades, quotes, failed
 
 
 def fetch_polygon(api_key: str | None, ticker: str, day: dt.date, catalog: Catalog, *,
@@ -517,7 +515,7 @@ def fetch_polygon(api_key: str | None, ticker: str, day: dt.date, catalog: Catal
                           instrument_id=inst)
     with catalog.stage(dataset, "mbp-1", ticker, day) as staged:
         with DbnWriter(staged.path, meta, compress=True) as writer:
-            trades, quotes, rules, failed = asyncio.run(_stream_polygon(feed, writer, inst))
+            trades, quotes, failed = asyncio.run(_stream_polygon(feed, writer, inst))
         if failed is not None:
             raise FetchError(f"polygon {ticker} {day}: {_one_line(failed)}")
         if feed.stats.get("approximate"):
@@ -529,11 +527,12 @@ def fetch_polygon(api_key: str | None, ticker: str, day: dt.date, catalog: Catal
         path = staged.commit({
             "source": "polygon", "dataset": dataset, "schema": "mbp-1", "ticker": ticker,
             "trading_date": day.isoformat(), "records": scan.records, "trades": trades, "quotes": quotes,
-            "sides": "inferred by the feed (quote rule, tick rule fallback); N = unknown",
-            "side_rules": dict(rules), "feed_stats": {k: int(v) for k, v in feed.stats.items()},
+            "sides": "N (none at the source); inferred on every read: quote rule against the stored quote, "
+                     "tick rule otherwise",
+            "feed_stats": {k: int(v) for k, v in feed.stats.items()},
             "fetched_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         })
-    return PolygonDay(path, trades, quotes, rules)
+    return PolygonDay(path, trades, quotes)
 
 
 # --- commands --------------------------------------------------------------------------------------------
@@ -588,9 +587,9 @@ def _fetch_polygon_command(args: argparse.Namespace, settings: Settings, catalog
         path = catalog.path(dataset, "mbp-1", args.ticker, day)
         out.write(f"{path}: already in the catalog (--force downloads it again)\n")
         return 0
-    rules = ", ".join(f"{k} {v:,}" for k, v in sorted(got.side_rules.items()))
     out.write(f"polygon {args.ticker.upper()} {day}: {got.trades:,} trades, {got.quotes:,} quotes "
-              f"(trade sides by rule: {rules}) in {time.perf_counter() - t0:.1f} s -> {got.path}\n")
+              f"(no aggressor side at the source: inferred when read) in {time.perf_counter() - t0:.1f} s "
+              f"-> {got.path}\n")
     return 0
 
 

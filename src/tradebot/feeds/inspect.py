@@ -26,6 +26,7 @@ from tradebot.core.types import BookUpdate, FeedStatus, RawBook, RawStatus, RawT
 from tradebot.feeds.csv_ticks import CsvTickFeed
 from tradebot.feeds.dbn_files import DbnFileError, DbnFileFeed, RecordTally
 from tradebot.feeds.files import csv_mapping_for, file_kind, symbol_for_csv
+from tradebot.feeds.sides import format_side_rules
 from tradebot.feeds.validation import Validator
 
 _CHICAGO = "America/Chicago"
@@ -149,6 +150,7 @@ def _common(t: _Tally, validator: Validator) -> dict[str, Any]:
         "book": {"levels": t.book_levels, "max_filled_levels": t.max_filled},
         "validation": {"accepted": validator.accepted, "rejected": validator.total_rejects,
                        "rejects": dict(sorted(validator.rejects.items()))},
+        "side_rules": validator.sides.counts(),
         "errors": t.failures,
     }
 
@@ -296,6 +298,7 @@ def render(report: dict[str, Any]) -> str:
     trades = report["trades"]
     row("trades", f"{trades['count']:,} ({trades['volume']:,} lots): buy {_fmt_side(trades['buy'])}, "
                   f"sell {_fmt_side(trades['sell'])}, unknown side {_fmt_side(trades['unknown'])}")
+    row("side rules", format_side_rules(report["side_rules"]))
     book = report["book"]
     row("book", f"{book['levels']} level(s) per side, at most {book['max_filled_levels']} filled"
         if book["levels"] else "none")

@@ -15,10 +15,12 @@ Why the design looks the way it does:
 * **Time.** ``ts_event`` = ``ts_recv`` = ``sip_timestamp``: the SIP stamps trades and quotes of every venue on
   one clock, and the vendor sorts by it, so it is the only timestamp that orders the two streams against
   each other. ``participant_timestamp`` is each venue's own clock and is not used.
-* **Aggressor side.** Equity trades carry no aggressor flag, so it is inferred (``SideRule`` says how): quote
-  rule against the last quote strictly before the trade (a quote with the same timestamp may be the trade's
-  own consequence, so at equal timestamps the trade goes first); tick rule when the price is at the mid or
-  there is no usable quote; ``UNKNOWN``/``NONE`` when neither knows.
+* **Aggressor side.** Equity trades carry no aggressor flag, so the feed emits them unsided and the validation
+  layer infers the side like every other unsided source (:mod:`tradebot.feeds.sides`: quote rule against the
+  prevailing quote, tick rule at the mid or without one). The merge puts the trade first at equal timestamps
+  (a quote with the same timestamp may be the trade's own consequence), so the quote a trade is compared with
+  is the last one strictly before it. A stored day (``data fetch``) keeps the sides unknown too, so a replay
+  infers them with the rule recorded on each event instead of passing a guess off as the exchange's word.
 * **Order.** Pages are asked for ascending and merged as they stream (memory: one page per stream). A stream
   whose first page comes newest-first (e.g. a body recorded with ``order=desc``) is buffered whole and
   sorted rather than replayed backwards.
@@ -70,7 +72,7 @@ _LOG_FIRST = 5
 
 Kind = Literal["trades", "quotes", "aggs"]
 TradeTuple = tuple[int, int | None, int, int]
-"""(ts_event, price_fp, size, sequence): the trade before its side is known (sides need merged order)."""
+"""(ts_event, price_fp, size, sequence): a trade as parsed from a page (no side: equities carry none)."""
 
 log = get_logger("tradebot.feeds.polygon_rest")
 
@@ -284,46 +286,6 @@ def parse_aggs(data: bytes) -> _Page:
         page.counts["bars"] += 1
         out.extend(bars_to_prints(o, h, low, c, vol, t * 1_000_000))
     return page
-
-
-# ---------------------------------------------------------------------------------------------------
-# Side inference
-
-
-class SideClassifier:
-    """Quote rule first, tick rule when the quote cannot tell; the state a day's merged stream needs."""
-
-    __slots__ = ("_ask", "_bid", "_last_px", "_tick_side")
-
-    def __init__(self) -> None:
-        self._bid: int | None = None
-        self._ask: int | None = None
-        self._last_px: int | None = None
-        self._tick_side = Side.UNKNOWN
-
-    def quote(self, bid_fp: int | None, ask_fp: int | None) -> None:
-        usable = bid_fp is not None and ask_fp is not None and 0 < bid_fp <= ask_fp
-        self._bid, self._ask = (bid_fp, ask_fp) if usable else (None, None)
-
-    def trade(self, price_fp: int | None) -> tuple[Side, SideRule]:
-        if price_fp is None:
-            return Side.UNKNOWN, SideRule.NONE
-        last = self._last_px
-        if last is not None:
-            if price_fp > last:
-                self._tick_side = Side.BUY
-            elif price_fp < last:
-                self._tick_side = Side.SELL  # unchanged keeps the previous sign
-        self._last_px = price_fp
-        if self._bid is not None and self._ask is not None:
-            twice, spread_sum = 2 * price_fp, self._bid + self._ask  # integer mid comparison, no halves
-            if twice > spread_sum:
-                return Side.BUY, SideRule.QUOTE
-            if twice < spread_sum:
-                return Side.SELL, SideRule.QUOTE
-        if self._tick_side is not Side.UNKNOWN:
-            return self._tick_side, SideRule.TICK
-        return Side.UNKNOWN, SideRule.NONE
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -553,8 +515,8 @@ class PolygonHistoryFeed:
     async def _merge(self, trades: AsyncGenerator[list[TradeTuple], None],
                      quotes: AsyncGenerator[list[RawBook], None] | None, source: str,
                      pacer: Pacer) -> AsyncGenerator[FeedEvent, None]:
-        """Two ascending page streams merged by timestamp (trade first on a tie), sides inferred on the way."""
-        classify = SideClassifier()
+        """Two ascending page streams merged by timestamp (trade first on a tie); trades unsided (see above)."""
+        unsided = Side.UNKNOWN, SideRule.NONE
         symbol = self.symbol
         tp: Sequence[TradeTuple] = ()
         qp: Sequence[RawBook] = ()
@@ -576,17 +538,15 @@ class PolygonHistoryFeed:
                 if have_q and (not have_t or qp[qi].ts_event < tp[ti][0]):
                     book = qp[qi]
                     qi += 1
-                    classify.quote(book.bid_px_fp[0], book.ask_px_fp[0])
                     n_quotes += 1
                     await pacer.wait(book.ts_event)
                     yield book
                 else:
                     ts, px, size, seq = tp[ti]
                     ti += 1
-                    side, rule = classify.trade(px)
                     n_trades += 1
                     await pacer.wait(ts)
-                    yield RawTrade(symbol, ts, ts, px, size, side, rule, seq, 0, source)
+                    yield RawTrade(symbol, ts, ts, px, size, *unsided, seq, 0, source)
         finally:
             self.stats["trades"] += n_trades
             self.stats["quotes"] += n_quotes

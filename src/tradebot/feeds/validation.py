@@ -2,7 +2,8 @@
 
 Turns raw records into validated events (integer ticks, a known contract) or a counted rejection with a
 log line. It never raises into the loop: anything unexpected about a record is itself a rejection
-(``malformed``). Counts are a plain ``Counter`` the heartbeat reads.
+(``malformed``). Counts are a plain ``Counter`` the heartbeat reads. Every accepted trade without an exchange
+side leaves with an inferred one (:mod:`tradebot.feeds.sides`), so no source reaches the engine unsided.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tradebot.core.types import (
     new_book_update,
     new_trade,
 )
+from tradebot.feeds.sides import SideInference
 
 REASONS = (
     "non_finite_price", "non_positive_price", "off_tick_grid", "non_positive_size", "stale",
@@ -66,6 +68,8 @@ class Validator:
         self._tolerance_ns = int(self.settings.out_of_order_ms * 1_000_000)
         self._stale_ns = int(self.settings.stale_seconds * 1e9)
         self._future_ns = int(self.settings.future_seconds * 1e9)
+        self.sides = SideInference()
+        """Every accepted trade without an exchange side leaves here with an inferred one (see ``feeds.sides``)."""
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -78,10 +82,19 @@ class Validator:
         decide every record exactly as the fast path would have.
         """
         if type(rec) is RawTrade:
-            return self._fast_trade_or_general(rec)
+            ev = self._fast_trade_or_general(rec)
+            return self.sides.trade(ev) if type(ev) is Trade else ev
         if type(rec) is RawBook:
-            return self._fast_book_or_general(rec)
-        return self._validate_general(rec)
+            ev = self._fast_book_or_general(rec)
+            if type(ev) is BookUpdate:
+                self.sides.book(ev)
+            return ev
+        ev = self._validate_general(rec)
+        if type(ev) is Trade:
+            return self.sides.trade(ev)
+        if type(ev) is BookUpdate:
+            self.sides.book(ev)
+        return ev
 
     def _validate_general(self, rec: RawRecord) -> MarketEvent | None:
         try:

@@ -294,6 +294,52 @@ def decode_chunk(b8: Any, b32: Any, b64: Any, n: int, itemsize: int, o_len: int,
     return 0
 
 
+# --- aggressor side inference ---------------------------------------------------------------------------
+
+
+@_jit
+def infer_sides(trade_ok: Any, tpx: Any, tside: Any, book_ok: Any, bid: Any, ask: Any, book_schema: bool) -> int:
+    """:class:`tradebot.feeds.sides.SideInference` over one contract's day, in place on ``tside`` (0 = unknown).
+
+    Record ``r``'s book event comes before its trade event, so the quote a trade is compared with is the last
+    accepted book at or before its own record; the tick rule runs over accepted trades in stream order (exchange
+    sided ones included). Returns the number of trades whose side was inferred.
+    """
+    have_q = False
+    qb = np.int64(0)
+    qa = np.int64(0)
+    last = np.int64(-1)
+    tick = 0
+    inferred = 0
+    for i in range(tpx.size):
+        if book_schema and book_ok[i]:
+            b = np.int64(bid[i])
+            a = np.int64(ask[i])
+            have_q = bool(b != NO_PX and a != NO_PX and 0 < b <= a)
+            qb = b
+            qa = a
+        if not trade_ok[i]:
+            continue
+        p = np.int64(tpx[i])
+        if last >= 0:
+            if p > last:
+                tick = 1
+            elif p < last:
+                tick = -1
+        last = p
+        if tside[i] != 0:
+            continue
+        inferred += 1
+        s = 0
+        if have_q:
+            if 2 * p > qb + qa:
+                s = 1
+            elif 2 * p < qb + qa:
+                s = -1
+        tside[i] = s if s != 0 else tick
+    return inferred
+
+
 # --- footprint bar boundaries ----------------------------------------------------------------------------
 
 BIG = 1 << 62

@@ -6,7 +6,8 @@ bid and ask *after dropping empty levels* (what a ``BookUpdate`` shows as level 
 the top-N sizes and notionals the microstructure snapshot reports. The record-local rules of
 :class:`tradebot.feeds.validation.Validator` (instrument, prices on the grid, sizes, crossed books) are
 applied here, vectorised; the stream rules (time order, duplicate sequences, the price-jump filter) run in
-:func:`tradebot.backtest.fast.kernels.validate_stream`. The outcome is the validator's: the same events
+:func:`tradebot.backtest.fast.kernels.validate_stream`, and trades without an exchange side get the validator's
+inferred side (:func:`tradebot.backtest.fast.kernels.infer_sides`). The outcome is the validator's: the same events
 accepted, the same rejections counted under the same names.
 
 Anything this reader cannot reproduce exactly (several files, a mixed-schema capture, a status file, ``ts_out``
@@ -237,6 +238,10 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
     _count(rejects, tcodes)
     trade_ok = tcodes == kn.OK
     del tcodes
+    if (tside[trade_ok] == 0).any():
+        if sum(known_ids.values()) > 1:  # the validator infers per contract; these columns are one stream
+            raise UnsupportedError("unsided trades of several contracts of one root")
+        kn.infer_sides(trade_ok, tticks, tside, book_ok, bid, ask, book_schema)
     return DayColumns(Path(path), schema, spec, raw_symbol, rts, book_ok, trade_ok, tticks, tsz, tside, bid, ask,
                       bsz, asz, nbl, nal, depth, rejects)
 
