@@ -95,8 +95,10 @@ def _add_control(sub: Any) -> None:
              "ping": "check that the daemon answers"}
     for name, text in helps.items():
         p = sub.add_parser(name, help=f"operator: {text}")
-        p.add_argument("--reason", help="recorded with the command")
+        p.add_argument("--reason", help="recorded with the command (one line, at most 200 characters)")
         p.add_argument("--json", action="store_true")
+        p.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds to wait for the daemon's answer (no answer: exit 3)")
         p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
 
 

@@ -44,7 +44,7 @@ from tradebot.execution.model import HaltKind
 from tradebot.feeds.base import Feed
 from tradebot.feeds.factory import make_feed
 from tradebot.feeds.validation import Validator
-from tradebot.ops.control import SOCKET_NAME, ControlServer
+from tradebot.ops.control import SOCKET_NAME, ControlServer, sanitize_reason
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
 from tradebot.ops.notifications import Notification, Severity
@@ -537,7 +537,7 @@ class Daemon:
             return {"ok": False, "error": "trading has not started yet (waiting for the first market event)"}
         m = self.core.manager
         now = self.market_now()
-        reason = str(args.get("reason") or f"operator {cmd}")
+        reason = sanitize_reason(str(args.get("reason") or "")) or f"operator {cmd}"
         if cmd == "halt":
             m.halt(reason, now)
             self.notifier_notify("halted", Severity.WARNING, "Trading halted by the operator", reason)

@@ -4,6 +4,12 @@
 the daemon acknowledges with its new state. The socket is created with mode 0600 inside a directory only the
 service user can enter, so the file system is the access control (no token to leak). A stale socket file
 from a killed daemon is replaced on start; a live one is never stolen.
+
+Every message is bounded and validated before it reaches the daemon: one line of at most 64 KiB, a JSON object
+nested at most 4 deep, a known command, ``args`` an object (not a list) whose only key is a string ``reason``;
+the reason is stripped of control characters (ANSI escapes, CR/LF) and cut to 200 characters before it is
+journaled. A client that cannot connect, or gets no answer in time, exits 3 with one line. A data directory whose
+path is longer than AF_UNIX allows (108 bytes) is reached through ``/proc/self/fd``, so any path works.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import stat
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,102 @@ from tradebot.core.logging import get_logger
 SOCKET_NAME = "control.sock"
 COMMANDS = ("halt", "resume", "flatten", "ping", "status")
 MAX_LINE = 64 * 1024
+MAX_DEPTH = 4
+MAX_REASON = 200
+ARG_KEYS = frozenset({"reason"})
+_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def sanitize_reason(text: str) -> str:
+    """One printable line: ANSI sequences removed, other control characters (CR, LF, ...) become a space."""
+    text = _ANSI.sub("", text)
+    text = _CONTROL.sub(" ", text).strip()
+    return text[:MAX_REASON - 1] + "…" if len(text) > MAX_REASON else text
+
+
+def _depth_ok(line: str, limit: int = MAX_DEPTH) -> bool:
+    """Nesting of ``[``/``{`` outside strings, checked before parsing (json.loads recurses)."""
+    depth = 0
+    in_str = esc = False
+    for ch in line:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """The validated (command, args) of one request line; raises :class:`BadRequest` with the reason."""
+    if len(line) > MAX_LINE:
+        raise BadRequest(f"request longer than {MAX_LINE} bytes")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request is not UTF-8") from None
+    if not _depth_ok(text):
+        raise BadRequest(f"request nested deeper than {MAX_DEPTH} levels")
+    try:
+        req = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest("request is not JSON") from None
+    if not isinstance(req, dict):
+        raise BadRequest("request must be a JSON object")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str) or cmd not in COMMANDS:
+        raise BadRequest("unknown command")
+    unknown = set(req) - {"cmd", "args"}
+    if unknown:
+        raise BadRequest(f"unknown request keys: {', '.join(sorted(map(str, unknown)))[:100]}")
+    args = req.get("args", {})
+    if not isinstance(args, dict):
+        raise BadRequest("args must be a JSON object")
+    bad = set(args) - ARG_KEYS
+    if bad:
+        raise BadRequest(f"unknown args: {', '.join(sorted(map(str, bad)))[:100]}")
+    if "reason" in args:
+        if not isinstance(args["reason"], str):
+            raise BadRequest("reason must be a string")
+        args = {"reason": sanitize_reason(args["reason"])}
+    return cmd, args
+
+
+@contextlib.contextmanager
+def unix_path(path: Path) -> Iterator[str]:
+    """A path the kernel accepts for ``path``: itself when short enough, else through an fd of its directory."""
+    raw = os.fsencode(str(path))
+    if len(raw) <= _UNIX_PATH_MAX:
+        yield str(path)
+        return
+    try:
+        fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConnectionError(f"cannot open the directory of {path}: {exc.strerror}") from None
+    try:
+        short = f"/proc/self/fd/{fd}/{path.name}"
+        if not os.path.isdir(f"/proc/self/fd/{fd}") or len(short) > _UNIX_PATH_MAX:
+            raise ConnectionError(f"{path}: path longer than AF_UNIX allows ({len(raw)} > {_UNIX_PATH_MAX} "
+                                  "bytes) and /proc is not available; use a shorter TRADEBOT_DATA_DIR")
+        yield short
+    finally:
+        os.close(fd)
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -37,6 +140,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self.log = get_logger("tradebot.control")
         self.served = 0
+        self.rejected = 0
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +150,16 @@ class ControlServer:
             self.path.unlink()
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE)
+            with unix_path(self.path) as where:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.bind(where)
+                except OSError:
+                    sock.close()
+                    raise
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE + 1)
+        except ConnectionError as exc:
+            raise RuntimeError(str(exc)) from None
         finally:
             os.umask(old)
         os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
@@ -71,16 +184,19 @@ class ControlServer:
                 if uid not in (os.getuid(), 0):
                     await _reply(writer, {"ok": False, "error": "permission denied"})
                     return
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
             try:
-                req = json.loads(line)
-                cmd = str(req["cmd"])
-                args = req.get("args") or {}
-                if cmd not in COMMANDS or not isinstance(args, dict):
-                    raise ValueError(cmd)
-            except (ValueError, KeyError, TypeError):
+                line = await asyncio.wait_for(reader.readline(), timeout=5)
+            except (ValueError, asyncio.LimitOverrunError):  # longer than the stream's limit
+                self.rejected += 1
+                await _reply(writer, {"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
+                return
+            try:
+                cmd, args = parse_request(line.rstrip(b"\r\n"))
+            except BadRequest as exc:
+                self.rejected += 1
                 known = ", ".join(COMMANDS)
-                await _reply(writer, {"ok": False, "error": f"unknown or malformed command; known: {known}"})
+                self.log.warning("malformed operator request refused", error=str(exc))
+                await _reply(writer, {"ok": False, "error": f"malformed request: {exc}; commands: {known}"})
                 return
             self.log.info("operator command", cmd=cmd, args=args)
             try:
@@ -105,7 +221,8 @@ async def _reply(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
 
 async def _alive(path: Path) -> bool:
     try:
-        _, w = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout=1)
+        with unix_path(path) as where:
+            _, w = await asyncio.wait_for(asyncio.open_unix_connection(where), timeout=1)
     except (OSError, TimeoutError):
         return False
     w.close()
@@ -116,28 +233,43 @@ async def send_command(path: Path, cmd: str, args: dict[str, Any] | None = None,
                        wait_seconds: float = 10.0) -> dict[str, Any]:
     """Send one command; raises ``ConnectionError`` with a clear message when no daemon answers."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=MAX_LINE), wait_seconds)
+        with unix_path(path) as where:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where, limit=MAX_LINE + 1),
+                                                    wait_seconds)
     except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
         raise ConnectionError(f"no running daemon answers on {path} ({type(exc).__name__})") from None
     except PermissionError:
         raise ConnectionError(f"permission denied on {path}: run as the service user (sudo -u tradebot ...)") from None
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to {path}: {exc.strerror or exc}") from None
     try:
         writer.write((json.dumps({"cmd": cmd, "args": args or {}}) + "\n").encode())
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), wait_seconds)
+    except TimeoutError:
+        raise ConnectionError(f"the daemon on {path} did not answer within {wait_seconds:g} s (stuck or "
+                              "overloaded: check `tradebot status` and the service log)") from None
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        raise ConnectionError(f"the connection to the daemon failed: {type(exc).__name__}") from None
     finally:
         writer.close()
     if not line:
         raise ConnectionError("the daemon closed the connection without answering")
-    resp: dict[str, Any] = json.loads(line)
+    try:
+        resp = json.loads(line)
+    except ValueError:
+        raise ConnectionError("the daemon answered with something that is not JSON") from None
+    if not isinstance(resp, dict):
+        raise ConnectionError("the daemon answered with something that is not a JSON object")
     return resp
 
 
 def control_command(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.data_dir / SOCKET_NAME
     payload = {"reason": args.reason} if getattr(args, "reason", None) else {}
+    wait = float(getattr(args, "timeout", None) or 10.0)
     try:
-        resp = asyncio.run(send_command(path, args.command, payload))
+        resp = asyncio.run(send_command(path, args.command, payload, wait_seconds=wait))
     except ConnectionError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 3
