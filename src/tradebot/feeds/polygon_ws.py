@@ -11,7 +11,7 @@ Why it looks the way it does:
 
 * **Aggressor side** is not in the tape: quote rule against the prevailing NBBO (the last ``Q`` of the symbol
   before the trade on this connection), tick rule when the trade is at the mid or there is no quote yet. The
-  same :class:`~tradebot.feeds.polygon_rest.SideClassifier` as the REST history, so live and history agree.
+  same :class:`~tradebot.feeds.sides.SideClassifier` the validation layer uses for every unsided source.
 * **Reconnects** back off exponentially with jitter up to a cap; after each one a :class:`GapEvent` covers
   the time the socket was down, and the NBBO is forgotten (a stale quote would misclassify sides).
 * **Fatal vs. transient.** ``auth_failed`` and ``max_connections`` (one connection per key and cluster: another
@@ -42,7 +42,8 @@ from tradebot.core.logging import get_logger, register_secret
 from tradebot.core.prices import PRICE_SCALE, float_to_fp
 from tradebot.core.types import FeedEvent, FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.feeds.base import GeneratorFeed
-from tradebot.feeds.polygon_rest import SideClassifier, parse_retry_after
+from tradebot.feeds.polygon_rest import parse_retry_after
+from tradebot.feeds.sides import SideClassifier
 
 log = get_logger("tradebot.feeds.polygon_ws")
 

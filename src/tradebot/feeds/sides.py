@@ -55,6 +55,12 @@ class SideClassifier:
                 self.tick_side = _SELL
         self.last_px = price
 
+    def trade(self, price: int | None) -> tuple[Side, SideRule]:
+        """:meth:`classify` for a feed's raw price, which may be missing (the validator will reject it)."""
+        if price is None:
+            return _UNKNOWN, SideRule.NONE
+        return self.classify(price)
+
     def classify(self, price: int) -> tuple[Side, SideRule]:
         """Side and rule of an unsided trade at ``price`` (which then becomes the previous price)."""
         self.observe(price)
