@@ -41,7 +41,7 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-class BadRequest(ValueError):
+class BadRequestError(ValueError):
     pass
 
 
@@ -76,36 +76,36 @@ def _depth_ok(line: str, limit: int = MAX_DEPTH) -> bool:
 
 
 def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
-    """The validated (command, args) of one request line; raises :class:`BadRequest` with the reason."""
+    """The validated (command, args) of one request line; raises :class:`BadRequestError` with the reason."""
     if len(line) > MAX_LINE:
-        raise BadRequest(f"request longer than {MAX_LINE} bytes")
+        raise BadRequestError(f"request longer than {MAX_LINE} bytes")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest("request is not UTF-8") from None
+        raise BadRequestError("request is not UTF-8") from None
     if not _depth_ok(text):
-        raise BadRequest(f"request nested deeper than {MAX_DEPTH} levels")
+        raise BadRequestError(f"request nested deeper than {MAX_DEPTH} levels")
     try:
         req = json.loads(text)
     except (ValueError, RecursionError):
-        raise BadRequest("request is not JSON") from None
+        raise BadRequestError("request is not JSON") from None
     if not isinstance(req, dict):
-        raise BadRequest("request must be a JSON object")
+        raise BadRequestError("request must be a JSON object")
     cmd = req.get("cmd")
     if not isinstance(cmd, str) or cmd not in COMMANDS:
-        raise BadRequest("unknown command")
+        raise BadRequestError("unknown command")
     unknown = set(req) - {"cmd", "args"}
     if unknown:
-        raise BadRequest(f"unknown request keys: {', '.join(sorted(map(str, unknown)))[:100]}")
+        raise BadRequestError(f"unknown request keys: {', '.join(sorted(map(str, unknown)))[:100]}")
     args = req.get("args", {})
     if not isinstance(args, dict):
-        raise BadRequest("args must be a JSON object")
+        raise BadRequestError("args must be a JSON object")
     bad = set(args) - ARG_KEYS
     if bad:
-        raise BadRequest(f"unknown args: {', '.join(sorted(map(str, bad)))[:100]}")
+        raise BadRequestError(f"unknown args: {', '.join(sorted(map(str, bad)))[:100]}")
     if "reason" in args:
         if not isinstance(args["reason"], str):
-            raise BadRequest("reason must be a string")
+            raise BadRequestError("reason must be a string")
         args = {"reason": sanitize_reason(args["reason"])}
     return cmd, args
 
@@ -192,7 +192,7 @@ class ControlServer:
                 return
             try:
                 cmd, args = parse_request(line.rstrip(b"\r\n"))
-            except BadRequest as exc:
+            except BadRequestError as exc:
                 self.rejected += 1
                 known = ", ".join(COMMANDS)
                 self.log.warning("malformed operator request refused", error=str(exc))
