@@ -125,3 +125,32 @@ def test_operator_commands_do_not_import_the_heavy_stack(tmp_path: Path) -> None
         elif args[0] == "status":
             assert probe["code"] == 0
     assert (data / "tradebot-paper.db").exists()
+
+
+def test_watchdog_once_on_a_healthy_daemon_says_what_it_checked(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    data = make_install(inst)
+    (data / "heartbeat.json").write_text(json.dumps({
+        "ts_ns": time.time_ns(), "pid": os.getpid(), "feed_state": "streaming", "market_data_age_s": 0.4,
+        "reconnects": 1}))
+    env = clean_env(TRADEBOT_HOME=str(inst), TRADEBOT_WATCHDOG__MIN_DISK_FREE_MB="1",
+                    TRADEBOT_WATCHDOG__MAX_MEMORY_PERCENT="100", TRADEBOT_WATCHDOG__MAX_RSS_MB="100000")
+    r = subprocess.run([sys.executable, "-m", "tradebot", "watchdog", "--once"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"watchdog: 7 checks on {data}" and lines[-1] == "healthy"
+    checks = {ln.split()[1]: ln for ln in lines[1:-1]}
+    assert set(checks) == {"heartbeat", "process", "market", "rss", "memory", "disk", "reconnects"}
+    assert all(ln.strip().startswith("ok") for ln in checks.values())
+    assert f"pid {os.getpid()} running" in checks["process"] and "1 feed reconnects" in checks["reconnects"]
+    assert "s ago (limit 45s)" in checks["heartbeat"]
+    j = subprocess.run([sys.executable, "-m", "tradebot", "watchdog", "--once", "--json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    doc = json.loads(j.stdout)  # stdout is the one document; the logs went to stderr
+    assert doc["healthy"] is True and len(doc["checks"]) == 7 and all(c["ok"] for c in doc["checks"])
+    (data / "heartbeat.json").unlink()
+    bad = subprocess.run([sys.executable, "-m", "tradebot", "watchdog", "--once"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "FAIL  heartbeat    Daemon heartbeat missing" in bad.stdout
+    assert bad.stdout.splitlines()[-1] == "UNHEALTHY: heartbeat"

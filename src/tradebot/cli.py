@@ -80,7 +80,9 @@ def _add_analyze(sub: Any) -> None:
 
 def _add_watchdog(sub: Any) -> None:
     p = sub.add_parser("watchdog", help="separate health monitor: heartbeat, market data, memory, disk")
-    p.add_argument("--once", action="store_true", help="check once and exit (non-zero when a problem is open)")
+    p.add_argument("--once", action="store_true",
+                   help="check once, print what each check found, exit non-zero when a problem is open")
+    p.add_argument("--json", action="store_true", help="with --once: the checks as one JSON document")
     p.set_defaults(handler=_lazy("tradebot.ops.watchdog:watchdog_command"))
 
 
@@ -145,7 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for secret in (settings.databento_api_key, settings.polygon_api_key, settings.discord_webhook_url):
         if secret is not None:
             register_secret(secret.get_secret_value())
-    configure_logging(settings.log_level, settings.log_format)
+    # Daemons (run, replay, the watchdog loop) log JSON lines to stdout for journald; every other command keeps
+    # stdout for its data (one JSON document with --json) and logs to stderr.
+    daemon = args.command in ("run", "replay") or (args.command == "watchdog" and not getattr(args, "once", False))
+    configure_logging(settings.log_level, settings.log_format, stream=None if daemon else sys.stderr)
     try:
         handler: Handler = args.handler
         return handler(args, settings)

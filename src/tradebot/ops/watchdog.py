@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import shutil
 import time
 from collections import deque
@@ -133,6 +134,39 @@ def _daily_report(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar, st:
     return [Notification("watchdog", Severity.INFO, f"Daily health report {today}", r.now_ns, "", fields)]
 
 
+def describe_checks(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar,
+                    problems: dict[str, tuple[Severity, str, str]]) -> list[dict[str, Any]]:
+    """What each check looked at and what it found, for ``watchdog --once`` (an operator's "is all well?")."""
+    hb = r.heartbeat
+    age = heartbeat_age_seconds(hb, r.now_ns)
+    pid = hb.get("pid") if hb else None
+    in_session = cal.session_at(r.now_ns) is not None
+    data_age = hb.get("market_data_age_s") if hb else None
+    reconnects = hb.get("reconnects") if hb else None
+    found = {
+        "heartbeat": "no readable heartbeat file" if hb is None else
+        f"written {age:.0f}s ago (limit {cfg.stale_heartbeat_seconds:.0f}s)" if age is not None else "no timestamp",
+        "process": f"pid {pid} running" if r.pid_alive else f"pid {pid} not alive" if r.pid_alive is False
+        else "no pid in the heartbeat",
+        "market_data": (f"last record {data_age:.0f}s ago (limit {cfg.stale_data_seconds:.0f}s)"
+                        if isinstance(data_age, int | float) else "no market data age in the heartbeat")
+        + (", in session" if in_session else ", outside the session (not alerted)"),
+        "rss": f"daemon RSS {r.rss_mb:.0f} MB (limit {cfg.max_rss_mb:.0f} MB)" if r.rss_mb is not None
+        else "daemon RSS unknown",
+        "memory": f"machine memory {r.memory_percent:.0f}% used (limit {cfg.max_memory_percent:.0f}%)",
+        "disk": f"{r.disk_free_mb:,.0f} MB free under the data dir (limit {cfg.min_disk_free_mb:,.0f} MB)",
+        "reconnects": (f"{reconnects} feed reconnects since start (storm: {cfg.reconnect_storm_count} within "
+                       f"{cfg.reconnect_storm_seconds:.0f}s)") if isinstance(reconnects, int)
+        else "no reconnect count in the heartbeat",
+    }
+    out = []
+    for key, detail in found.items():
+        problem = problems.get(key)
+        out.append({"check": key.replace("_", " "), "ok": problem is None,
+                    "detail": f"{problem[1]}: {problem[2]}" if problem else detail})
+    return out
+
+
 def gather(data_dir: Path) -> Readings:
     hb = read_heartbeat(data_dir / HEARTBEAT_FILE)
     pid = hb.get("pid") if hb else None
@@ -152,7 +186,7 @@ def gather(data_dir: Path) -> Readings:
                     shutil.disk_usage(target).free / 2**20)
 
 
-async def run_watchdog(settings: Settings, once: bool = False) -> int:
+async def run_watchdog(settings: Settings, once: bool = False, as_json: bool = False) -> int:
     log = get_logger("tradebot.watchdog")
     cfg = settings.watchdog
     cal = calendar_for(spec_for(settings.symbol_list[0]).session)
@@ -166,9 +200,19 @@ async def run_watchdog(settings: Settings, once: bool = False) -> int:
             notifier.notify(n)
         await notifier.flush(30)
         if once:
-            return 1 if st.open_problems else 0
+            report = describe_checks(readings, cfg, cal, _problems(readings, cfg, cal, WatchdogState()))
+            healthy = not st.open_problems
+            if as_json:
+                print(json.dumps({"data_dir": str(settings.data_dir), "healthy": healthy, "checks": report}))
+            else:
+                print(f"watchdog: {len(report)} checks on {settings.data_dir}")
+                for c in report:
+                    print(f"  {'ok  ' if c['ok'] else 'FAIL'}  {c['check']:<12} {c['detail']}")
+                print("healthy" if healthy else f"UNHEALTHY: {', '.join(sorted(st.open_problems))}")
+            return 0 if healthy else 1
         await asyncio.sleep(cfg.interval_seconds)
 
 
 def watchdog_command(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(run_watchdog(settings, once=bool(getattr(args, "once", False))))
+    return asyncio.run(run_watchdog(settings, once=bool(getattr(args, "once", False)),
+                                    as_json=bool(getattr(args, "json", False))))
