@@ -104,6 +104,15 @@ def _add_control(sub: Any) -> None:
         p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
 
 
+def _add_web(sub: Any) -> None:
+    p = sub.add_parser("web", help="the dashboard: http://127.0.0.1:8000 (reach it over an SSH tunnel)")
+    p.add_argument("--host", help="address to bind (default TRADEBOT_WEB__HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default TRADEBOT_WEB__PORT, 8000; 0 = any free port)")
+    p.add_argument("--uds", metavar="PATH", help="serve on this Unix socket instead of TCP")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (not recommended)")
+    p.set_defaults(handler=_lazy("tradebot.web.server:web_command"))
+
+
 def _add_state(sub: Any) -> None:
     from tradebot.execution.status import add_state_commands
 
@@ -129,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watchdog(sub)
     _add_preflight(sub)
     _add_control(sub)
+    _add_web(sub)
     _add_state(sub)
     _add_backtest(sub)
     return parser
@@ -144,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    for secret in (settings.databento_api_key, settings.polygon_api_key, settings.discord_webhook_url):
+    for secret in (settings.databento_api_key, settings.polygon_api_key, settings.discord_webhook_url,
+                   settings.web.token):
         if secret is not None:
             register_secret(secret.get_secret_value())
     # Daemons (run, replay, the watchdog loop) log JSON lines to stdout for journald; every other command keeps

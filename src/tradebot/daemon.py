@@ -50,7 +50,9 @@ from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
 from tradebot.ops.notifications import Notification, Severity
 from tradebot.ops.notifier import Notifier
 from tradebot.ops.store_outbox import StoreOutbox
+from tradebot.ops.stream import STREAM_SOCKET_NAME, StreamHub
 from tradebot.ops.systemd import SystemdNotifier
+from tradebot.publish import LivePublisher
 from tradebot.state.store import (
     DiskFullError,
     StateError,
@@ -109,6 +111,8 @@ class Daemon:
         self.store: StateStore | None = None
         self.core: TradingCore | None = None
         self.notifier: Notifier | None = None
+        self.publisher: LivePublisher | None = None
+        self.hub: StreamHub | None = None
         self.validator = Validator(settings.validation, self.symbols, logger=self.log)
         if self.live:
             self.validator.settings = settings.validation.model_copy(update={"check_staleness": True})
@@ -156,9 +160,10 @@ class Daemon:
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.store.close()
             return 2
-        self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=lambda _n: self._wake(),
+        self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=self._core_note,
                                 logger=self.log)
         self.core.on_digest = self._digest
+        self._wire_stream(self.core)
         if self.live:
             try:
                 self._start_core(time.time_ns())
@@ -178,7 +183,13 @@ class Daemon:
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.store.close()
             return 2
+        assert self.hub is not None
+        try:
+            await self.hub.start()
+        except OSError as exc:  # the dashboard is optional: trading goes on without its stream
+            self.log.error("live stream socket failed; the dashboard will not update", error=str(exc))
         tasks = [asyncio.create_task(self._feed_loop(), name="feed"),
+                 asyncio.create_task(self._stream_loop(), name="stream"),
                  asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                  asyncio.create_task(self.notifier.run(), name="notifier")]
         if self.live:
@@ -259,6 +270,9 @@ class Daemon:
             self.log.warning("some alerts were not delivered before shutdown; they stay in the outbox")
         with contextlib.suppress(Exception):
             await control.stop()
+        if self.hub is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.stop()
         self.feed_state = FeedState.STOPPED
         try:
             await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
@@ -486,7 +500,49 @@ class Daemon:
     def notifier_notify(self, kind: str, sev: Severity, title: str, desc: str = "",
                         fields: tuple[tuple[str, str], ...] = (), subject: str = "") -> None:
         if self.notifier is not None:
-            self.notifier.notify(self._note(kind, sev, title, desc, fields, subject))
+            note = self._note(kind, sev, title, desc, fields, subject)
+            self.notifier.notify(note)
+            if self.publisher is not None:
+                self.publisher.on_alert(note)
+
+    def _core_note(self, note: Any) -> None:
+        """An execution notification (already in the outbox): wake the notifier, show it on the dashboard."""
+        self._wake()
+        if self.publisher is not None:
+            self.publisher.on_alert(note)
+
+    # -- live stream (the dashboard) -------------------------------------------------------------------
+
+    def _wire_stream(self, core: TradingCore) -> None:
+        specs = {s: spec_for(s) for s in self.symbols}
+        meta = {"version": __version__, "mode": self.settings.trading_mode, "symbols": self.symbols,
+                "feed": self.feed_kind, "bar_seconds": self.settings.footprint.bar_seconds,
+                "tick_size": {s: str(sp.tick_size) for s, sp in specs.items()}, "pid": os.getpid(),
+                "started_ns": self.started_ns}
+        self.hub = StreamHub(self.data_dir / STREAM_SOCKET_NAME, self._stream_snapshot,
+                             queue_size=self.cfg.stream_queue)
+        self.publisher = LivePublisher(self.hub, core, meta, self._health, bars_kept=self.settings.web.bars)
+        core.observer = self.publisher.on_step
+        core.manager.on_record = self.publisher.on_record
+
+    def _stream_snapshot(self) -> dict[str, Any]:
+        assert self.publisher is not None
+        return self.publisher.snapshot()
+
+    async def _stream_loop(self) -> None:
+        assert self.publisher is not None
+        while True:
+            await asyncio.sleep(0.25)
+            self.publisher.tick()
+
+    def _health(self) -> dict[str, Any]:
+        now = time.time_ns()
+        return {"ts_ns": now, "feed_state": str(self.feed_state), "events": self.stats["events"],
+                "market_data_age_s": round((now - self.last_any_wall) / NS, 3) if self.last_any_wall else None,
+                "last_event_ns": max(self.last_event_ts.values(), default=None), "loop_lag_s": round(self.loop_lag, 4),
+                "validation_rejects": self.validator.total_rejects, "errors": self.errors,
+                "reconnects": self.reconnects, "stream": self.hub.snapshot_stats() if self.hub else {},
+                "publisher_errors": self.publisher.errors if self.publisher else 0}
 
     def _wake(self) -> None:
         if self.notifier is not None:

@@ -34,6 +34,8 @@ from tradebot.regime.pipeline import StrategyStep, SymbolStrategy
 from tradebot.state.store import StateStore
 
 DigestHook = Callable[[dt.date, int], None]
+StepObserver = Callable[[StrategyStep, dict[str, Verdict]], None]
+"""Sees every bar close / alert step with the risk manager's verdicts by signal id (the live stream)."""
 
 
 class TradingCore:
@@ -61,6 +63,7 @@ class TradingCore:
             DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0, catch_up_seconds=6 * 3600),
         ], already_fired=self._job_done)
         self.on_digest: DigestHook | None = None
+        self.observer: StepObserver | None = None
         self.record_decisions = record_decisions
         self.stats: Counter[str] = Counter()
         self.verdicts: list[Verdict] = []
@@ -155,18 +158,22 @@ class TradingCore:
                 decision = self.manager.on_exit_signal(alert.symbol, alert.ts_ns, alert.reason,
                                                        str(threat) if threat is not None else None)
                 self.stats[f"exit_signal_{decision}"] += 1
+        verdicts: dict[str, Verdict] = {}
         if step.decisions:
             rejected = [d for d in step.decisions if not d.taken]
             for d in step.decisions:
                 if d.taken and d.intent is not None:
                     verdict = self.manager.on_intent(d.intent)
                     self.verdicts.append(verdict)
+                    verdicts[d.signal_id] = verdict
                     self.stats["intents_taken" if verdict.taken else "intents_refused_by_risk"] += 1
             self.stats["decisions_rejected"] += len(rejected)
             if self.record_decisions and rejected:
                 self._record(rejected)
         if step.closed is not None:
             self._sync_position(step.closed.bar.symbol)
+        if self.observer is not None:
+            self.observer(step, verdicts)  # the observer guards itself; it must never raise into trading
 
     def _sync_position(self, symbol: str) -> None:
         """Tell the symbol's alert engine whether (and which way) it holds a position: large sellers threaten a

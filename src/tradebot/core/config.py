@@ -164,6 +164,23 @@ class DaemonSettings(BaseModel):
     loop_lag_seconds: float = Field(2.0, gt=0, description="event-loop lag above this withholds WATCHDOG=1")
     notify_disabled: str = Field("", description="comma-separated alert kinds not to send (e.g. trade_opened)")
     status_log_seconds: float = Field(10.0, gt=0, description="how often a one-line status is logged")
+    stream_queue: int = Field(1000, ge=10, le=100_000,
+                              description="live stream: messages queued per reader before drops (counted, resync)")
+
+
+class WebSettings(BaseModel):
+    """The dashboard (``tradebot web``): its own process, loopback only unless told otherwise."""
+
+    token: SecretStr | None = Field(
+        None, description="secret for the dashboard: logging in (reads) and every control action; "
+                          "`tradebot web` refuses to start without it (e.g. `openssl rand -hex 24`)")
+    host: str = Field("127.0.0.1", description="address to bind; non-loopback needs TRADEBOT_WEB__ALLOW_REMOTE=true")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
+    allow_remote: bool = Field(False, description="allow binding a non-loopback address (reach it via SSH instead)")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login session lasts this long")
+    bars: int = Field(60, ge=1, le=1000, description="closed footprint bars kept for the page")
+    client_queue: int = Field(2000, ge=10, le=100_000,
+                              description="messages queued per browser before the oldest are dropped (counted)")
 
 
 class WatchdogSettings(BaseModel):
@@ -594,6 +611,7 @@ class Settings(BaseSettings):
     databento: DatabentoSettings = DatabentoSettings()
     daemon: DaemonSettings = DaemonSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
+    web: WebSettings = WebSettings()
     footprint: FootprintSettings = FootprintSettings()
     patterns: PatternSettings = PatternSettings()
     profile: ProfileSettings = ProfileSettings()
@@ -686,7 +704,7 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             value = err.get("input")
-            shown = "<secret>" if "KEY" in env_name(err["loc"]) or "WEBHOOK" in env_name(err["loc"]) else value
+            shown = "<secret>" if any(w in env_name(err["loc"]) for w in ("KEY", "WEBHOOK", "TOKEN")) else value
             lines.append(f"config error: {env_name(err['loc'])}={shown!r}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
     finally:

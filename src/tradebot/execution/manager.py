@@ -65,7 +65,7 @@ from tradebot.execution.risk import (
     tiers_from,
     usd_to_cents,
 )
-from tradebot.state.store import StateStore
+from tradebot.state.store import JournalRecord, StateStore
 
 log = get_logger(__name__)
 
@@ -117,6 +117,8 @@ class ExecutionManager:
         self.store = store
         self.broker = broker
         self.on_notification = on_notification
+        self.on_record: Callable[[JournalRecord], None] | None = None
+        """Sees every committed journal record (the daemon's live stream); must not raise."""
         self.margin_provider = margin_provider
         self.symbols = list(symbols) if symbols else settings.symbol_list
         self.calendar = calendar or calendar_for(spec_for(self.symbols[0]).session)
@@ -833,6 +835,8 @@ class ExecutionManager:
             all_notes = list(notes) + self._notes_for(effects, ts_ns)
             for n in all_notes:
                 tx.outbox(n.ts_ns or ts_ns, n.kind, n.severity.value, n.payload(), rec.seq)
+        if self.on_record is not None:
+            self.on_record(rec)
         if self.on_notification is not None:
             for n in all_notes:
                 try:
