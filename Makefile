@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 
 # Debian packages the tests use, as command:package pairs: installed when the command is missing (as root, or with
 # sudo), so `make test` alone works on a fresh machine. systemd-analyze verifies the units; rsync and python3-venv
-# are the deploy script's prerequisites, exercised end to end by its test.
-TEST_DEBS := systemd-analyze:systemd rsync:rsync
+# are the deploy script's prerequisites, exercised end to end by its test; chromium and chromedriver run the
+# dashboard's browser tests (headless, driven by Selenium).
+TEST_DEBS := systemd-analyze:systemd rsync:rsync chromium:chromium chromedriver:chromium-driver
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
