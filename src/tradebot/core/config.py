@@ -98,6 +98,12 @@ class PatternSettings(BaseModel):
         1, ge=0, description="'near' the extreme: levels within this many ticks of it are checked")
     unfinished_max_open: int = Field(
         64, ge=0, description="unfinished-business levels kept open (oldest dropped first)")
+    flow_imbalance_ratio: float = Field(
+        0.6, gt=0, le=1, description="VOLUME_IMBALANCE (seed 004): |ask - bid| / bar volume at least this")
+    flow_min_volume: int = Field(100, ge=0, description="VOLUME_IMBALANCE: bars with fewer contracts are ignored")
+    burst_spike_ratio: float = Field(
+        3.0, gt=0, description="RED_BURST (seed 000): bar volume above this x the average of the previous bars")
+    burst_baseline_bars: int = Field(1, ge=1, le=8, description="RED_BURST: bars in the baseline average")
 
     @field_validator("imbalance_min_volume_by_symbol")
     @classmethod

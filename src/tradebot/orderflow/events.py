@@ -25,6 +25,10 @@ class Pattern(enum.StrEnum):
     SELLING_ABSORPTION = "SELLING_ABSORPTION"
     DELTA_DIVERGENCE = "DELTA_DIVERGENCE"
     UNFINISHED_BUSINESS = "UNFINISHED_BUSINESS"
+    VOLUME_IMBALANCE = "VOLUME_IMBALANCE"
+    """Seed 004's bar imbalance ratio (bar totals only: also computable from bar data)."""
+    RED_BURST = "RED_BURST"
+    """Seed 000's volume spike with a sell majority, as a SHORT trigger (bar totals only)."""
 
 
 class Direction(enum.StrEnum):

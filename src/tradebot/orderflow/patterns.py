@@ -22,12 +22,14 @@ from tradebot.orderflow.detectors import (
     detect_buying_absorption,
     detect_buying_exhaustion,
     detect_delta_divergence,
+    detect_red_burst,
     detect_sell_imbalance,
     detect_selling_absorption,
     detect_selling_exhaustion,
     detect_stacked_buy_imbalance,
     detect_stacked_sell_imbalance,
     detect_unfinished_business,
+    detect_volume_imbalance,
 )
 from tradebot.orderflow.events import Direction, Pattern, PatternEvent
 from tradebot.orderflow.footprint import FootprintBar
@@ -44,7 +46,22 @@ DETECTORS: Mapping[Pattern, Detector] = {
     Pattern.DELTA_DIVERGENCE: detect_delta_divergence,
     Pattern.UNFINISHED_BUSINESS: detect_unfinished_business,
 }
-"""Every pattern's detector, in the order events are reported."""
+"""The footprint patterns' detectors, in the order events are reported (the engine's default set)."""
+
+FLOW_DETECTORS: Mapping[Pattern, Detector] = {
+    Pattern.VOLUME_IMBALANCE: detect_volume_imbalance,
+    Pattern.RED_BURST: detect_red_burst,
+}
+"""Detectors on bar totals only (seed 004's imbalance ratio, seed 000's red burst): chosen explicitly
+(``PatternEngine(patterns=...)``); the bar backtest runs them, the tick engine's default set does not."""
+
+ALL_DETECTORS: Mapping[Pattern, Detector] = {**DETECTORS, **FLOW_DETECTORS}
+
+LEVEL_PATTERNS: frozenset[Pattern] = frozenset(DETECTORS) - {Pattern.DELTA_DIVERGENCE}
+"""Patterns that read per-price levels: not computable from bar data (OHLC, volume, bid/ask volume)."""
+
+BAR_PATTERNS: tuple[Pattern, ...] = (Pattern.DELTA_DIVERGENCE, Pattern.VOLUME_IMBALANCE, Pattern.RED_BURST)
+"""Everything computable from bars that carry bid/ask volume but no levels."""
 
 HISTORY_BARS = 8
 """Prior bars kept for detectors (divergence needs 2; a few more for context consumers)."""
@@ -67,8 +84,8 @@ class PatternEngine:
         self.spec = spec
         self.symbol = spec.root
         self.settings = settings or PatternSettings()
-        chosen = set(Pattern) if patterns is None else set(patterns)
-        self.detectors: dict[Pattern, Detector] = {p: d for p, d in DETECTORS.items() if p in chosen}
+        chosen = set(DETECTORS) if patterns is None else set(patterns)
+        self.detectors: dict[Pattern, Detector] = {p: d for p, d in ALL_DETECTORS.items() if p in chosen}
         self.unfinished = UnfinishedTracker(self.settings.unfinished_max_open)
         self.history: deque[FootprintBar] = deque(maxlen=HISTORY_BARS)
         self.stats: Counter[str] = Counter()
@@ -96,7 +113,8 @@ class PatternEngine:
             events.extend(found)
         self.stats["events"] += len(events)
         self.stats["bars"] += 1
-        self.last_revisited = self.unfinished.update(bar)
+        # unfinished business reads the extremes' levels; a level-less bar (bar data) leaves the tracker as is
+        self.last_revisited = self.unfinished.update(bar) if bar.levels else []
         self.history.append(bar)
         return events
 

@@ -134,9 +134,13 @@ def _clamp01(x: float) -> float:
 
 
 def bar_vwap(bar: FootprintBar) -> float | None:
-    """Volume-weighted mean price of the bar's trades (ticks); the session VWAP accumulates these exactly."""
+    """Volume-weighted mean price of the bar's trades (ticks); the session VWAP accumulates these exactly.
+    A bar without per-price levels (bar data) uses its typical price ``(high + low + close) / 3``, the usual
+    VWAP approximation on bars."""
     if bar.volume <= 0:
         return None
+    if not bar.levels:
+        return (bar.high + bar.low + bar.close) / 3
     return sum(lv.price * lv.volume for lv in bar.levels) / bar.volume
 
 

@@ -7,8 +7,8 @@ from a JSON file (``TRADEBOT_ROUTER__TABLE_FILE``) and then from ``TRADEBOT_ROUT
 regime         patterns (directions)                                        size   extra gates
 =============  ===========================================================  =====  ==========================
 TRENDING_UP    buy/stacked buy imbalance, buying absorption, selling         1.0    with-trend only (LONG)
-               exhaustion (the pullback ended)
-TRENDING_DOWN  the mirror image (SHORT)                                      1.0    with-trend only (SHORT)
+               exhaustion (the pullback ended), volume imbalance
+TRENDING_DOWN  the mirror image (SHORT), and the red burst                   1.0    with-trend only (SHORT)
 RANGING        exhaustion, absorption, delta divergence (both)               1.0    at an extreme: the key level
                                                                                     within ``near`` of VAL/the
                                                                                     session low (LONG) or VAH/the
@@ -109,10 +109,12 @@ class RouteRule:
 P = Pattern
 DEFAULT_TABLE: Mapping[Regime, RouteRule] = {
     Regime.TRENDING_UP: RouteRule(
-        frozenset({P.BUY_IMBALANCE, P.STACKED_BUY_IMBALANCE, P.BUYING_ABSORPTION, P.SELLING_EXHAUSTION}),
+        frozenset({P.BUY_IMBALANCE, P.STACKED_BUY_IMBALANCE, P.BUYING_ABSORPTION, P.SELLING_EXHAUSTION,
+                   P.VOLUME_IMBALANCE}),
         _LONG, 1.0),
     Regime.TRENDING_DOWN: RouteRule(
-        frozenset({P.SELL_IMBALANCE, P.STACKED_SELL_IMBALANCE, P.SELLING_ABSORPTION, P.BUYING_EXHAUSTION}),
+        frozenset({P.SELL_IMBALANCE, P.STACKED_SELL_IMBALANCE, P.SELLING_ABSORPTION, P.BUYING_EXHAUSTION,
+                   P.VOLUME_IMBALANCE, P.RED_BURST}),
         _SHORT, 1.0),
     Regime.RANGING: RouteRule(
         frozenset({P.BUYING_EXHAUSTION, P.SELLING_EXHAUSTION, P.BUYING_ABSORPTION, P.SELLING_ABSORPTION,
