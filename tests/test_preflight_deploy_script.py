@@ -71,7 +71,8 @@ def test_deploy_script_install_plan() -> None:
     assert r.returncode == 0, r.stderr
     plan = r.stdout
     for step in ("mkdir -p /opt/tradebot-test /opt/tradebot-test/data", "python3 -m venv",
-                 "install -m 0644 /opt/tradebot-test/deploy/tradebot.service /etc/systemd/system/tradebot.service",
+                 "render /opt/tradebot-test/deploy/tradebot.service -> /etc/systemd/system/tradebot.service "
+                 "(PREFIX=/opt/tradebot-test, SERVICE_USER=tradebot)",
                  "tradebot-watchdog.service", "systemctl daemon-reload",
                  "systemctl enable tradebot.service tradebot-watchdog.service"):
         assert step in plan, step
