@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from support.exec_helpers import T0, S, System, intent, trade
 from support.exec_helpers import settings as exec_settings
 from tradebot.core.config import ConfigError
+from tradebot.core.types import Side
 from tradebot.execution.factory import open_execution
 from tradebot.execution.ledger import Ledger
 from tradebot.execution.model import BracketState, LegRole, client_order_id
@@ -107,7 +108,7 @@ def test_operator_flatten_closes_everything_at_market(tmp_path: Path) -> None:
     s.manager.on_market_event(trade(3, 1000))
     assert s.manager.flatten("operator", T0 + 4 * S) == 1
     assert s.manager.flatten("operator again", T0 + 4 * S) == 0  # already closing: not twice
-    s.manager.on_market_event(trade(5, 1002))
+    s.manager.on_market_event(trade(5, 1002, side=Side.SELL))  # a sell print: at the bid, where our exit sells
     b = s.manager.ledger.brackets[sid]
     assert (b.state, b.exit_reason, b.book.realized_cents) == (BracketState.CLOSED, "operator", 2 * 2 * 1250)
     assert s.broker.query_positions() == {}

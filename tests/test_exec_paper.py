@@ -72,6 +72,52 @@ def test_market_order_on_a_book_update_takes_the_far_side_plus_slippage() -> Non
     assert f.price == 999 - 1 and f.side == Side.SELL
 
 
+@pytest.mark.parametrize(("side", "print_side", "expected"), [
+    (Side.BUY, Side.BUY, 1000), (Side.BUY, Side.SELL, 1001), (Side.BUY, Side.UNKNOWN, 1001),
+    (Side.SELL, Side.SELL, 1000), (Side.SELL, Side.BUY, 999), (Side.SELL, Side.UNKNOWN, 999)])
+def test_market_order_on_trades_only_data_takes_the_adverse_side_of_the_print(side: Side, print_side: Side,
+                                                                             expected: int) -> None:
+    """No quote ever seen: a print whose aggressor was on the other side traded at the other side's best, so our
+    order pays one tick more (the spread is at least a tick); an unknown aggressor counts as the other side."""
+    b = broker(market_slippage_ticks=1)
+    stop, target = (990, 1010) if side == Side.BUY else (1010, 990)
+    b.submit_bracket(bracket(side=side, stop=stop, target=target))
+    b.poll_events()
+    b.on_market_event(trade(1, 1000, side=print_side))
+    (f,) = fills(b.poll_events())
+    assert f.price == expected + (1 if side == Side.BUY else -1)
+
+
+def test_market_order_on_a_trade_pays_the_prevailing_quote_not_the_print() -> None:
+    """A buy meeting a sell print (at the bid, 999) still pays the ask of the latest book (1001): the quote the
+    print traded against. The same for a sell meeting a buy print."""
+    for side, expected in ((Side.BUY, 1001), (Side.SELL, 999)):
+        b = broker()
+        b.on_market_event(book(0.5, 999, 1001))  # before the order: the prevailing quote
+        stop, target = (990, 1010) if side == Side.BUY else (1010, 990)
+        b.submit_bracket(bracket(side=side, stop=stop, target=target))
+        b.poll_events()
+        b.on_market_event(trade(1, 999 if side == Side.BUY else 1001, side=Side.SELL if side == Side.BUY else Side.BUY))
+        (f,) = fills(b.poll_events())
+        assert f.price == expected
+
+
+def test_market_order_never_trades_inside_the_event_group_that_produced_it() -> None:
+    """A decision stamped at a bar's end T, sent while the first event after T (time X, a TBBO record: quote then
+    print at the same nanosecond) is being processed, is armed at X: the print of that record cannot fill it;
+    the next record's quote does."""
+    b = broker()
+    x = T0 + 5 * 10**9
+    b.on_market_event(book(5, 999, 1001))  # the broker sees the record's quote first
+    b.submit_bracket(BracketRequest("ES-1-abc", "ES", Side.BUY, 1, OrderType.MARKET, None, 990, 1010, T0, x))
+    b.poll_events()
+    b.on_market_event(trade(5, 999, side=Side.SELL))  # same record, same nanosecond: already seen by the decision
+    assert fills(b.poll_events()) == []
+    b.on_market_event(book(6, 1000, 1002))
+    (f,) = fills(b.poll_events())
+    assert (f.price, f.ts_ns) == (1002, T0 + 6 * 10**9)
+
+
 def test_limit_at_the_price_does_not_fill_under_the_through_rule() -> None:
     b = broker(limit_fill_rule="through")
     b.submit_bracket(bracket(entry_type=OrderType.LIMIT, entry=1000))
@@ -212,7 +258,7 @@ def test_flatten_cancels_legs_and_exits_at_market() -> None:
     evs = b.poll_events()
     assert sorted(e.client_order_id for e in evs if isinstance(e, Cancelled)) == ["ES-1-abc-S", "ES-1-abc-T"]
     assert [e.client_order_id for e in evs if isinstance(e, Ack)] == ["ES-1-abc-X1"]
-    b.on_market_event(trade(3, 1003))
+    b.on_market_event(trade(3, 1003, side=Side.SELL))  # a sell print: at the bid, where our sell exit goes
     (f,) = fills(b.poll_events())
     assert (f.fill_id, f.quantity, f.price, f.commission_cents) == ("ES-1-abc-X1.1", 2, 1003, 2 * FEE)
     assert b.query_positions() == {}

@@ -51,7 +51,7 @@ def test_loss_limit_on_open_pnl_halts_flattens_and_notifies(tmp_path: Path) -> N
     t = s.manager.ledger.trading
     assert (t.state, t.kind) == (TradingState.HALTED, HaltKind.LIMIT) and "loss limit" in t.reason
     assert "loss_limit_hit" in kinds(s)
-    s.manager.on_market_event(trade(7, 991))  # the flatten's market order fills here
+    s.manager.on_market_event(trade(7, 991, side=Side.SELL))  # the flatten's market sell fills at the bid
     b = s.manager.ledger.brackets[sid]
     assert b.state == BracketState.CLOSED and b.exit_reason == "loss_limit"
     assert b.book.realized_cents == -9 * 1250
@@ -160,11 +160,23 @@ def test_tiers_choose_contract_and_size_and_promotion_is_notified(tmp_path: Path
     assert b.state == BracketState.CLOSED and b.tick_value_cents == 125
     assert b.net_cents == 40 * 2 * 125 - 4 * 87
     assert s.manager.ledger.balance_cents == 349_000 + b.net_cents
+    # The balance crossed $3,500, but the tier follows the account at the trading-day boundary: the rest of
+    # today still trades Tier 1 (MES x2).
     t = s.manager.ledger.trading
-    assert (t.tier_number, t.tier_name, t.tier_symbol) == (2, "ES Entry", "ES")
+    assert (t.tier_number, t.tier_name, t.tier_symbol) == (1, "MES Building", "MES")
+    assert not [n for n in s.notes if n.kind == "tier_change"]
+    v1 = s.manager.on_intent(intent(5, stop=980, target=1040, qty=3, tag="1"))
+    assert (v1.symbol, v1.quantity) == ("MES", 2)
+    s.manager.flatten("test", T0 + 6 * S)
+    s.manager.on_market_event(trade(7, 1000))
+    # The next trading day starts at 17:00 CT (22:00 UTC in March): Tier 2 from its first event.
+    next_day = 9 * 3600
+    s.manager.on_market_event(trade(next_day, 1000))
+    t = s.manager.ledger.trading
+    assert (t.trading_day, t.tier_number, t.tier_name, t.tier_symbol) == ("2025-03-11", 2, "ES Entry", "ES")
     (note,) = [n for n in s.notes if n.kind == "tier_change"]
     assert note.fields["from"] == "MES Building" and note.fields["direction"] == "promoted"
-    v2 = s.manager.on_intent(intent(5, stop=980, target=1040, qty=3, tag="2"))
+    v2 = s.manager.on_intent(intent(next_day + 1, stop=980, target=1040, qty=3, tag="2"))
     assert (v2.symbol, v2.quantity) == ("ES", 1)
     assert s.store.query("SELECT tier_name FROM trading_state")[0]["tier_name"] == "ES Entry"
 
@@ -246,7 +258,7 @@ def test_exit_signal_auto_mode_closes_at_market(tmp_path: Path) -> None:
     s = System(tmp_path / "t.db", settings(ORDER_FLOW_EXIT_MODE="auto"))
     sid = open_long(s)
     assert s.manager.on_exit_signal("MES", T0 + 5 * S, "red burst") == "auto_exit"  # same family as ES
-    s.manager.on_market_event(trade(6, 1003))
+    s.manager.on_market_event(trade(6, 1003, side=Side.SELL))
     b = s.manager.ledger.brackets[sid]
     assert (b.state, b.exit_reason, b.book.realized_cents) == (BracketState.CLOSED, "exit_signal", 3 * 1250)
     assert s.manager.on_exit_signal("ES", T0 + 7 * S, "again") == "no_position"

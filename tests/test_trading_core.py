@@ -53,3 +53,16 @@ def test_has_position_is_answered_as_of_the_decision_time(tmp_path: Path) -> Non
     assert not core.has_position("NQ")
     assert not core.has_position("MES", asof_ns=t0 + 1)  # a decision at the bracket's own time: not yet open
     assert core.has_position("MES", asof_ns=t0 + 2)
+
+
+def test_a_decision_sees_the_position_as_of_the_bar_end_even_if_the_closing_print_stopped_it(tmp_path: Path) -> None:
+    """The print that closes a bar at T also fills the open bracket's stop: the broker sees it first, but the
+    decision stamped T still sees the position (the state at T), exactly as a run cut just after T would."""
+    core, t0 = core_with_open_long(tmp_path)
+    bar_end = t0 + 300 * 10**9
+    core.on_event(t(bar_end + 5, 22975, Side.SELL))  # through the 22980 stop: closed at bar_end + 5
+    assert core.manager.ledger.position_qty("MES") == 0
+    assert not core.has_position("MES")  # now: flat
+    assert core.has_position("MES", asof_ns=bar_end)  # as of the bar's end: still long
+    assert core.has_position("MES", asof_ns=bar_end + 5)  # the closing print's own time: not yet seen either
+    assert not core.has_position("MES", asof_ns=bar_end + 6)

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tradebot.backtest.trades import TradeRecord
@@ -23,8 +23,9 @@ from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent
 from tradebot.execution.broker import Broker
+from tradebot.execution.ledger import Bracket
 from tradebot.execution.manager import ExecutionManager, NotificationSink, RecoveryReport
-from tradebot.execution.model import Verdict
+from tradebot.execution.model import TERMINAL_BRACKET, Verdict
 from tradebot.execution.paper import PaperBroker, PaperConfig
 from tradebot.execution.risk import same_family
 from tradebot.ops.scheduler import DailyJob, Scheduler
@@ -101,8 +102,12 @@ class TradingCore:
         else:
             # Catching up after a restart: execution already reflects these events (the journal holds their
             # effects); only the strategy re-reads them to rebuild its bars and indicators. Feeding them to the
-            # manager would mark an open position at stale prices.
+            # manager would mark an open position at stale prices. The paper broker still notes the quotes, so a
+            # market order of the restarted run meets the same prevailing quote as the original run's.
             self.stats["catch_up_events"] += 1
+            observe = getattr(self.broker, "observe", None)
+            if observe is not None:
+                observe(ev)
         strat = self.strategies.get(ev.symbol)
         if strat is None:
             self.stats["unrouted_events"] += 1
@@ -126,23 +131,33 @@ class TradingCore:
     # -- queries ---------------------------------------------------------------------------------------
 
     def has_position(self, symbol: str, asof_ns: int | None = None) -> bool:
-        """One position per symbol: a bracket on the contract family submitted before ``asof_ns`` (a decision
-        time) and not closed by the event being processed.
+        """One position per symbol: a bracket on the contract family open as of ``asof_ns`` (a decision time,
+        the bar's end) or, without it, open now.
 
-        Normally that is exactly the set of open brackets. While a restarted daemon re-reads data the journal
-        already covers, it is answered from the bracket history instead, so the router sees the positions the
-        original run saw then (and makes the same decisions, which the manager recognises as duplicates).
+        As of a bar's end T means: submitted before T and not ended by an event before T. The event that closes
+        the bar arrives after T and the broker sees it first; when that print also fills the bracket's stop, the
+        decision still sees the position (the state at T), so the answer never depends on which event happened
+        to close the bar (and a run cut just after T decides the same). While a restarted daemon re-reads data
+        the journal already covers, it is answered from the bracket history, so the router sees the positions
+        the original run saw then (and makes the same decisions, which the manager recognises as duplicates).
         """
         t = self.last_event_ns
-        decided = t if asof_ns is None else asof_ns
         ledger = self.manager.ledger
-        pool = ledger.brackets.values() if t <= self._resume_ns else ledger.live.values()
+        if asof_ns is None:
+            now_pool = ledger.brackets.values() if t <= self._resume_ns else ledger.live.values()
+            return any(same_family(b.symbol, symbol) and b.submitted_ns <= t
+                       and (b.closed_ns is None or b.closed_ns > t) for b in now_pool)
+        decided = asof_ns
+        pool: Iterable[Bracket] = ledger.brackets.values() if t <= self._resume_ns else [
+            *ledger.live.values(), *ledger.last_ended.values()]
         for b in pool:
-            if not same_family(b.symbol, symbol):
-                continue
-            # A decision at bar end T sees brackets from earlier bars (submitted < T), not its own bar's.
-            submitted_before = b.submitted_ns < decided if asof_ns is not None else b.submitted_ns <= decided
-            if submitted_before and (b.closed_ns is None or b.closed_ns > t):
+            if not same_family(b.symbol, symbol) or b.submitted_ns >= decided:
+                continue  # a decision at bar end T sees brackets from earlier bars (submitted < T) only
+            if b.closed_ns is None:
+                if b.state not in TERMINAL_BRACKET:
+                    return True
+                continue  # cancelled or rejected without a fill: there never was a position
+            if b.closed_ns >= decided:
                 return True
         return False
 

@@ -85,8 +85,8 @@ def scenario_settings() -> Settings:
     return settings(DAILY_LOSS_LIMIT=-200, ORDER_FLOW_EXIT_MODE="auto", stop_slippage_ticks=1)
 
 
-def _at(ts: int, price: int) -> Trade:
-    return Trade("ES", ts, ts, price, 1, Side.BUY, SideRule.EXCHANGE)
+def _at(ts: int, price: int, side: Side = Side.BUY) -> Trade:
+    return Trade("ES", ts, ts, price, 1, side, SideRule.EXCHANGE)
 
 
 def _intent_at(ts: int, side: Side, qty: int, entry_type: EntryType, entry: int | None, stop: int,
@@ -107,9 +107,9 @@ def scenario() -> list[Step]:
     m = EntryType.MARKET
     steps: list[Step] = []
 
-    def ev(i: float, px: int) -> None:
+    def ev(i: float, px: int, side: Side = Side.BUY) -> None:
         ts = T0 + int(i * S)
-        steps.append((f"trade {i} @{px}", ts, lambda mgr: mgr.on_market_event(_at(ts, px))))
+        steps.append((f"trade {i} @{px}", ts, lambda mgr: mgr.on_market_event(_at(ts, px, side))))
 
     def it(i: float, side: Side, qty: int, et: EntryType, entry: int | None, stop: int, target: int) -> None:
         ts = T0 + int(i * S)
@@ -134,14 +134,14 @@ def scenario() -> list[Step]:
     ev(12, 1024)
     ev(13, 1026)                                                 # C fills 1027 (slippage)
     act("exit signal", 14, lambda mgr, ts: mgr.on_exit_signal("ES", ts, "large sellers"))
-    ev(15, 1030)                                                 # C exit at market
+    ev(15, 1030, Side.SELL)                                      # C exit at market (a print at the bid)
     it(16, Side.BUY, 1, m, None, 1019, 1060)                     # D
     ev(17, 1030)
     act("halt", 18, lambda mgr, ts: mgr.halt("operator check", ts))
     it(19, Side.BUY, 1, m, None, 1019, 1060)                     # rejected: halted
     act("resume", 20, lambda mgr, ts: mgr.resume(ts))
     ev(21, 1021)                                                 # open loss breaches the daily limit -> flatten D
-    ev(22, 1020)                                                 # D's closing order fills
+    ev(22, 1020, Side.SELL)                                      # D's closing order fills (at the bid)
     it(23, Side.BUY, 1, m, None, 1000, 1040)                     # rejected: limit halt
     day2 = DAY2_T0
     steps.append(("day 2 open", day2, lambda mgr: mgr.on_market_event(_at(day2, 1000))))
@@ -149,7 +149,8 @@ def scenario() -> list[Step]:
         _intent_at(day2 + S, Side.BUY, 1, EntryType.LIMIT, 998, 990, 1010))))
     steps.append(("trade 997", day2 + 2 * S, lambda mgr: mgr.on_market_event(_at(day2 + 2 * S, 997))))
     steps.append(("auto-flatten", DAY2_FLATTEN, lambda mgr: mgr.auto_flatten(DAY2_FLATTEN)))
-    steps.append(("trade 1003", DAY2_FLATTEN + S, lambda mgr: mgr.on_market_event(_at(DAY2_FLATTEN + S, 1003))))
+    steps.append(("trade 1003", DAY2_FLATTEN + S,
+                  lambda mgr: mgr.on_market_event(_at(DAY2_FLATTEN + S, 1003, Side.SELL))))
     steps.append(("intent H", DAY2_FLATTEN + 2 * S, lambda mgr: mgr.on_intent(
         _intent_at(DAY2_FLATTEN + 2 * S, Side.BUY, 1, m, None, 990, 1040))))
     steps.append(("auto-flatten again", DAY2_FLATTEN + 3 * S, lambda mgr: mgr.auto_flatten(DAY2_FLATTEN + 3 * S)))

@@ -184,6 +184,9 @@ class Ledger:
         self.brackets: dict[str, Bracket] = {}
         self.live: dict[str, Bracket] = {}
         """Non-terminal brackets, kept apart so per-tick checks never scan the whole history."""
+        self.last_ended: dict[str, Bracket] = {}
+        """Per traded symbol, the bracket that most recently became terminal: a decision as of a bar's end still
+        sees a position that an event after that end closed (one position per family at a time)."""
         self.legs: dict[str, Leg] = {}
         self.positions: dict[str, PositionBook] = {}
         self.position_updated: dict[str, int] = {}
@@ -292,6 +295,7 @@ class Ledger:
         b.state = new
         if new in (B.CLOSED, B.CANCELLED, B.REJECTED):
             self.live.pop(b.signal_id, None)
+            self.last_ended[b.symbol] = b
         else:
             self.live[b.signal_id] = b
         self._mark("brackets", b.signal_id)

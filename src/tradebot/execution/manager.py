@@ -323,6 +323,7 @@ class ExecutionManager:
             "confidence": float(intent.confidence), "pattern": intent.pattern, "regime": intent.regime,
             "reasons": list(intent.reasons), "verdict": "rejected" if reason else "taken", "reason": reason,
             "traded_symbol": symbol, "traded_qty": qty, "tick_value_cents": tick_value,
+            "armed_ns": max(intent.ts_ns, self._now),
         }
         self._record("signal", intent.ts_ns, payload)
         if reason:
@@ -331,7 +332,7 @@ class ExecutionManager:
         self.stats["intent_taken"] += 1
         self._send("submit_bracket", BracketRequest(
             intent.signal_id, symbol, intent.side, qty, OrderType(intent.entry_type.value), intent.entry_price,
-            intent.stop_price, intent.target_price, intent.ts_ns))
+            intent.stop_price, intent.target_price, intent.ts_ns, int(payload["armed_ns"])))
         self.pump()
         return Verdict(intent.signal_id, True, "", symbol, qty)
 
@@ -806,7 +807,7 @@ class ExecutionManager:
         for e in effects:
             b = self.ledger.brackets.get(e.signal_id)
             if e.kind == "closed":
-                self._evaluate_tier(ts_ns)
+                pass  # the tier follows the balance at the trading-day boundary only (start_session)
             elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected"):
                 self.stats[e.kind] += 1
                 self._set_state(TradingState.HALTED, HaltKind.ERROR, f"{e.kind}: {e.detail}", ts_ns)

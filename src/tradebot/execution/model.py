@@ -140,6 +140,9 @@ class BracketRequest(BracketIds):
     stop_price: int
     target_price: int
     ts_ns: int
+    armed_ns: int = 0
+    """When the entry can first execute (the manager's clock when it sent the request: the event group that
+    produced the decision); it is evaluated only on events strictly later. 0: ``ts_ns``."""
 
 
 

@@ -6,8 +6,16 @@ Fill rules (the README's "Paper fill assumptions" section says the same in prose
   (their decision time); children of a bracket are armed at the entry fill's time. A reaction to a print never
   trades in that print or in the rest of its same-nanosecond sweep, and one print never both opens and closes
   a trade. Because the rule uses journaled times, a restored broker behaves exactly like the original.
-- Market orders fill on the next event for the symbol: a trade at its price, a book update at the best ask
-  (buy) / bid (sell), plus ``market_slippage_ticks`` against us. The whole quantity fills.
+- Market orders are armed at the moment they can first execute: the later of the decision time and the time
+  of the event group being processed when they were sent (``BracketRequest.armed_ns``), so an order decided on
+  the first event after a bar's end never trades in that event's same-nanosecond group (in TBBO the quote and
+  the print of one record). They fill, for the whole quantity, on the first event strictly after that, at the
+  prevailing opposite best: on a book update at its best ask (buy) / bid (sell); on a trade at the best ask /
+  bid of the latest book update seen for the symbol (the quote the print traded against), never at the
+  print's own price when a quote is known. Trades-only data (no quote ever seen, or that side of the book
+  empty): at the print's price when the print's aggressor was on our side (a buy print lifted the ask we would
+  pay), else one tick worse (a sell print hit the bid; the ask was at least one tick above it; an unknown
+  aggressor counts as the opposite side). Then ``market_slippage_ticks`` against us.
 - Limit orders fill at the limit price, never better. Rule ``through``: a trade strictly beyond the limit
   fills the whole remainder. Rule ``queue``: a trade beyond fills everything too; prints *at* the limit first
   consume ``queue_ahead_contracts`` (the orders ahead of ours), then fill ours, possibly partially.
@@ -126,6 +134,8 @@ class PaperBroker:
         self._positions: dict[str, int] = {}
         self._events: deque[BrokerEvent] = deque()
         self._restoring = False
+        self._quotes: dict[str, BookUpdate] = {}
+        """Latest book update per data symbol: the prevailing quote a market order meets on a trade."""
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -150,7 +160,7 @@ class PaperBroker:
                 o.state, o.reason = LegState.REJECTED, problem
             self._emit(Reject(req.entry_id, req.ts_ns, problem))
             return
-        self._activate(entry, req.ts_ns)
+        self._activate(entry, max(req.ts_ns, req.armed_ns))
         self._emit(Ack(req.entry_id, req.ts_ns))
 
     def cancel(self, client_order_id: str, ts_ns: int | None = None, reason: str = "requested") -> None:
@@ -204,7 +214,14 @@ class PaperBroker:
 
     # -- market data --------------------------------------------------------------------------------
 
+    def observe(self, ev: MarketEvent) -> None:
+        """Keep the prevailing quote only (a restarted daemon re-reading data its journal already covers)."""
+        if type(ev) is BookUpdate:
+            self._quotes[ev.symbol] = ev
+
     def on_market_event(self, ev: MarketEvent) -> None:
+        if type(ev) is BookUpdate:
+            self._quotes[ev.symbol] = ev
         orders = self._working.get(ev.symbol)
         if not orders:
             return
@@ -212,7 +229,7 @@ class PaperBroker:
         if isinstance(ev, Trade):
             for o in sorted(orders, key=_priority):
                 if o.armed_ns < ts and o.state not in TERMINAL_LEG:
-                    self._on_trade(o, ev.price, ev.size, ev.ts_event)
+                    self._on_trade(o, ev, ev.price, ev.size, ev.ts_event)
         elif isinstance(ev, BookUpdate):
             slip = self.config.market_slippage_ticks
             for o in sorted(orders, key=_priority):
@@ -277,7 +294,7 @@ class PaperBroker:
             self.submit_bracket(BracketRequest(
                 str(p["signal_id"]), str(p["traded_symbol"]), Side(int(p["side"])), int(p["traded_qty"]),
                 OrderType(str(p["entry_type"])), p.get("entry_price"), int(p["stop_price"]),
-                int(p["target_price"]), rec.ts_ns))
+                int(p["target_price"]), rec.ts_ns, int(p.get("armed_ns") or 0)))
         elif rec.kind == "cancel_request":
             self.cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")))
         elif rec.kind == "modify_request":
@@ -330,13 +347,26 @@ class PaperBroker:
                 if announce:
                     self._emit(Cancelled(child.coid, ts_ns, reason))
 
-    def _on_trade(self, o: _Order, price: int, size: int, ts_ns: int) -> None:
+    def _market_on_trade(self, o: _Order, t: Trade) -> int:
+        """The price a market order pays on a print, before slippage (module docstring: prevailing quote, else
+        the print with the adverse trades-only assumption)."""
+        q = self._quotes.get(t.symbol)
+        if o.side == Side.BUY:
+            if q is not None and q.ask_px:
+                return q.ask_px[0]
+            return t.price if t.side == Side.BUY else t.price + 1
+        if q is not None and q.bid_px:
+            return q.bid_px[0]
+        return t.price if t.side == Side.SELL else t.price - 1
+
+    def _on_trade(self, o: _Order, t: Trade, price: int, size: int, ts_ns: int) -> None:
         remaining = o.quantity - o.filled
         if remaining <= 0:
             return
         if o.order_type == OrderType.MARKET:
             slip = self.config.market_slippage_ticks
-            self._fill(o, remaining, price + slip if o.side == Side.BUY else price - slip, ts_ns)
+            px = self._market_on_trade(o, t)
+            self._fill(o, remaining, px + slip if o.side == Side.BUY else px - slip, ts_ns)
         elif o.order_type == OrderType.LIMIT and o.price is not None:
             through = price < o.price if o.side == Side.BUY else price > o.price
             if through:

@@ -62,7 +62,12 @@ class SymbolStrategy:
             out = self.engine.on_book(ev)
         else:
             if isinstance(ev, StatusEvent):
+                # A bar that ended before the status record is decided without it (state as of the bar's end):
+                # close it first, then apply the halt or resumption.
+                due = self.engine.on_time(ev.ts_event)
                 self.router.on_status(ev)
+                self.engine.on_event(ev)
+                return self._step(due, ())
             out = self.engine.on_event(ev)
         closed = out.closed
         if closed is None:

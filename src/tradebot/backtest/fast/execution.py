@@ -51,6 +51,8 @@ class FastBracket:
     pattern: str
     close_pos: int | None = None
     """Position code of the event that ended it (closed or cancelled); ``None``: still live at the end."""
+    closed_ns: int | None = None
+    """Time of the exit fill (closed brackets only)."""
     record: TradeRecord | None = None
 
 
@@ -111,8 +113,16 @@ class ExecutionModel:
         return None
 
     def has_position(self, pos: int, decided_ns: int) -> bool:
-        b = self._live(pos)
-        return b is not None and b.submitted_ns < decided_ns
+        """As of the bar's end ``decided_ns`` (``TradingCore.has_position``): submitted before it and not closed
+        by an event before it, even if the bar's closing event (at ``pos``) closed it."""
+        if not self.brackets:
+            return False
+        b = self.brackets[-1]
+        if b.submitted_ns >= decided_ns:
+            return False
+        if b.close_pos is None or (pos >= 0 and b.close_pos > pos):
+            return True
+        return b.closed_ns is not None and b.closed_ns >= decided_ns
 
     def _time_at(self, pos: int) -> int:
         """The manager's clock after the events up to ``pos``: the latest event time it saw. Each validated
@@ -160,11 +170,11 @@ class ExecutionModel:
         fee = self.fees.get(b.symbol, 0)
         before = self.day_net
         out = kn.run_bracket(
-            cols.rts, cols.book_ok, cols.trade_ok, cols.tpx, cols.bid, cols.ask, pos + 1, self.resume_ns,
-            intent.ts_ns, b.side, b.quantity, intent.stop_price, intent.target_price, tv, fee,
-            ex.market_slippage_ticks, ex.stop_slippage_ticks, self.day_net, self.had_fill, self.profit_cents,
-            self.loss_cents, ex.limits_include_unrealized, ex.flatten_on_limit, self.limit_done,
-            self.flatten_at if not self.flattened else _FAR, self.session.close_ns)
+            cols.rts, cols.book_ok, cols.trade_ok, cols.tpx, cols.tside, cols.bid, cols.ask, pos + 1,
+            self.resume_ns, max(intent.ts_ns, self._time_at(pos)), b.side, b.quantity, intent.stop_price,
+            intent.target_price, tv, fee, ex.market_slippage_ticks, ex.stop_slippage_ticks, self.day_net,
+            self.had_fill, self.profit_cents, self.loss_cents, ex.limits_include_unrealized, ex.flatten_on_limit,
+            self.limit_done, self.flatten_at if not self.flattened else _FAR, self.session.close_ns)
         o = [int(x) for x in out.tolist()]
         status = o[kn.O_STATUS]
         if status == kn.ST_UNSUPPORTED:
@@ -179,13 +189,12 @@ class ExecutionModel:
         if status in (kn.ST_CLOSED, kn.ST_CANCELLED):
             b.close_pos = o[kn.O_EXIT_POS]
         if status == kn.ST_CLOSED:
+            b.closed_ns = o[kn.O_EXIT_TS]
             b.record = TradeRecord.make(
                 trade_id=b.signal_id, symbol=b.symbol, side=b.side, quantity=b.quantity, entry_ns=o[kn.O_ENTRY_TS],
                 exit_ns=o[kn.O_EXIT_TS], entry_price=o[kn.O_ENTRY_PX], exit_price=o[kn.O_EXIT_PX], tick_value_cents=tv,
                 commission_cents=2 * fee * b.quantity, pattern=b.pattern, exit_reason=_REASONS[o[kn.O_REASON]],
                 signal_id=b.signal_id)
-            if ex.tiers_enabled:
-                self.tier = tier_for_balance(self.tiers, self.balance)
 
     def trades(self) -> list[TradeRecord]:
         recs = [b.record for b in self.brackets if b.record is not None]

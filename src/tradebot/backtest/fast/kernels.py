@@ -530,7 +530,7 @@ O_FIELDS = 13
 
 
 @_jit
-def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask: Any, start_pos: int,
+def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbid: Any, bask: Any, start_pos: int,
                 resume_ns: int, armed_ns: int, side: int, qty: int, stop: int, target: int, tick_value: int,
                 fee: int, market_slip: int, stop_slip: int, day_net: int, had_fill: bool, profit_cents: int,
                 loss_cents: int, include_unrealized: bool, flatten_on_limit: bool, limit_done: bool,
@@ -540,8 +540,10 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask
     Per event from ``start_pos`` (the manager sees only events at or after ``resume_ns``): the auto-flatten
     once the event time reaches ``flatten_at`` (a working entry is cancelled, a position gets a market exit),
     the mark (trades), then the broker in its order: entry, exit, stop, target, each only on events strictly
-    after it was armed (entry: the decision time; stop and target: the entry fill). Market orders fill on a
-    trade at its price or on a book at the touch, plus ``market_slip`` against us; the stop elects on a trade
+    after it was armed (entry: ``armed_ns``, the manager's clock when it sent the order; stop and target: the
+    entry fill). Market orders fill on a book at the touch, on a trade at the touch of the latest book seen
+    before it, or without one at the print (one tick worse unless the print's aggressor was on our side), plus
+    ``market_slip`` against us; the stop elects on a trade
     at or through it and fills at the stop or the worse trade price plus ``stop_slip``; the target fills at
     its price on a trade strictly through it (stop before target: one-cancels-other). Fees per contract per
     side on every fill. After each fill and after each event (once there ever was a fill): the daily limits
@@ -559,6 +561,16 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask
         if pc % 2 == 1 and trade_ok[rr] and rts[rr] >= resume_ns:
             mark = tpx[rr]
             has_mark = True
+            break
+        pc -= 1
+    # the prevailing quote: the latest book the broker saw before the start (it notes every book)
+    q_bid = NO_PX
+    q_ask = NO_PX
+    pc = start_pos - 1
+    while pc >= 0:
+        if pc % 2 == 0 and book_ok[pc // 2]:
+            q_bid = bbid[pc // 2]
+            q_ask = bask[pc // 2]
             break
         pc -= 1
     entry_state = 0  # 0 working, 1 filled, 2 cancelled
@@ -611,22 +623,30 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask
                 out[O_HAD_FILL] = 1 if had_fill else 0
                 return out
             is_trade = ph == 1
+            # what a market buy / sell pays on this event before slippage (NO_PX: no fill on it)
+            buy_px = NO_PX
+            sell_px = NO_PX
             if is_trade:
                 mark = tpx[r]
                 has_mark = True
+                p = tpx[r]
+                buy_px = q_ask if q_ask != NO_PX else (p if tside[r] == 1 else p + 1)
+                sell_px = q_bid if q_bid != NO_PX else (p if tside[r] == -1 else p - 1)
+            else:
+                q_bid = bbid[r]
+                q_ask = bask[r]
+                buy_px = q_ask
+                sell_px = q_bid
             filled_entry = False
             closed = False
             xpx = 0
             xreason = 0
             if entry_state == 0 and armed_ns < t:
-                if is_trade:
-                    entry_px = tpx[r] + market_slip * side
+                if side > 0 and buy_px != NO_PX:
+                    entry_px = buy_px + market_slip
                     filled_entry = True
-                elif side > 0 and bask[r] != NO_PX:
-                    entry_px = bask[r] + market_slip
-                    filled_entry = True
-                elif side < 0 and bbid[r] != NO_PX:
-                    entry_px = bbid[r] - market_slip
+                elif side < 0 and sell_px != NO_PX:
+                    entry_px = sell_px - market_slip
                     filled_entry = True
                 if filled_entry:
                     entry_state = 1
@@ -637,14 +657,11 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, bbid: Any, bask
                     out[O_ENTRY_TS] = t
                     out[O_ENTRY_PX] = entry_px
             if exit_pending and exit_armed < t:
-                if is_trade:
-                    xpx = tpx[r] - market_slip * side
+                if side > 0 and sell_px != NO_PX:
+                    xpx = sell_px - market_slip
                     closed = True
-                elif side > 0 and bbid[r] != NO_PX:
-                    xpx = bbid[r] - market_slip
-                    closed = True
-                elif side < 0 and bask[r] != NO_PX:
-                    xpx = bask[r] + market_slip
+                elif side < 0 and buy_px != NO_PX:
+                    xpx = buy_px + market_slip
                     closed = True
                 if closed:
                     xreason = exit_reason
