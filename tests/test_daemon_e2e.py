@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,9 @@ import pytest
 
 from support.discord_server import DiscordStandIn
 
+# What Discord shows for each outbox row: a collapse summary carries "(xN)" after its title.
+OUTBOX_TITLES = ("SELECT json_extract(payload, '$.title') || CASE WHEN json_extract(payload, '$.repeats') > 0 "
+                 "THEN ' (x' || json_extract(payload, '$.repeats') || ')' ELSE '' END FROM outbox ORDER BY id")
 SEED_VARS = ("TRADING_MODE", "TRADING_SYMBOL", "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY", "POLYGON_API_KEY")
 
 
@@ -103,6 +107,14 @@ async def test_daemon_lifecycle_with_discord(tmp_path: Path, discord: DiscordSta
     assert rc == 0
     assert discord.received[-1].payload["embeds"][0]["title"] == "tradebot stopped"
     assert not (tmp_path / "data" / "control.sock").exists()
+    # One event, one message: every alert the journal's outbox holds was posted once, in order; every trade.
+    conn = sqlite3.connect(f"file:{tmp_path / 'data' / 'tradebot-paper.db'}?mode=ro", uri=True)
+    outbox = [r[0] for r in conn.execute(OUTBOX_TITLES)]
+    opened = conn.execute("SELECT COUNT(*) FROM brackets WHERE opened_ns IS NOT NULL").fetchone()[0]
+    conn.close()
+    sent = [r.payload["embeds"][0]["title"] for r in discord.received]
+    assert sent == outbox, (len(sent), len(outbox))
+    assert sum(t.startswith("Trade opened") for t in sent) == opened >= 2
 
     # Stopped: status still answers from the database, and says the daemon is not running.
     code, out = await cli(tmp_path, env, "status", "--json")

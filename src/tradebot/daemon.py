@@ -68,8 +68,6 @@ NS = 1_000_000_000
 LIVE_FEEDS = {"databento", "polygon", "coinbase"}
 EXIT_LOCKED = 4
 EXIT_DISK_FULL = 75  # EX_TEMPFAIL: systemd's Restart=on-failure tries again later
-MIN_FREE_BYTES = 4 * 2**20
-"""Below this much free space under the database a start is refused (it could not journal a single trade)."""
 
 
 class FatalFeedError(Exception):
@@ -139,9 +137,9 @@ class Daemon:
             if db.parent != self.data_dir:
                 private_dir(db.parent)
             free = psutil.disk_usage(str(db.parent)).free
-            if free < MIN_FREE_BYTES:
+            if free < self.cfg.min_free_mb * 2**20:
                 raise DiskFullError(f"{db.parent}: disk full ({free // 1024} KiB free, need at least "
-                                    f"{MIN_FREE_BYTES // 2**20} MiB); free space and start again")
+                                    f"{self.cfg.min_free_mb:g} MiB); free space and start again")
             self.store = StateStore.open(db, mode=self.settings.trading_mode)
         except StateLockedError as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)

@@ -172,6 +172,8 @@ class DaemonSettings(BaseModel):
     status_log_seconds: float = Field(10.0, gt=0, description="how often a one-line status is logged")
     stream_queue: int = Field(1000, ge=10, le=100_000,
                               description="live stream: messages queued per reader before drops (counted, resync)")
+    min_free_mb: float = Field(4.0, ge=0, description="refuse to start (exit 75) with less free space under the "
+                               "database: it could not journal a trade")
 
 
 class WebSettings(BaseModel):

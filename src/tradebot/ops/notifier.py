@@ -8,8 +8,9 @@ queued notifications into the outbox, then delivers pending ones in order. Deliv
 
 One event, one message: trades, limits, halts, tier changes and recovery alerts are never collapsed. Only a
 condition that repeats (a flapping feed, the same component failing on every tick; see ``COLLAPSIBLE_KINDS``)
-collapses, on its kind and subject: the first occurrence goes out at once, later ones within the window are
-counted, and when the window closes one summary "(xN)" message says how many there were.
+collapses, on its kind and subject, as it is notified: the first occurrence goes out at once, later ones within
+the window are counted in memory (never queued or written), and when the window closes one durable summary
+"(xN)" message says how many there were (N counts the first too).
 
 Webhooks take no idempotency key, so delivery is at-least-once: a post whose answer never came (read timeout,
 connection dropped after sending) may have been accepted, and its retry may duplicate it. The client timeout is
@@ -92,6 +93,18 @@ class Notifier:
         if n.kind in self.disabled_kinds:
             self.stats["skipped_kind"] += 1
             return
+        if n.collapsible:
+            # Counted here, before the queue: an exception on every tick must not become thousands of outbox
+            # writes on the event loop. The first of a window goes out; the rest become its "(xN)" summary.
+            key = n.dedupe_key
+            w = self._windows.get(key)
+            now = time.monotonic()
+            if w is not None and now - w.opened < self.collapse_seconds:
+                w.count += 1
+                w.last = n
+                self.stats["collapsed"] += 1
+                return
+            self._windows[key] = _Window(now, n)
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
         try:
@@ -218,17 +231,6 @@ class Notifier:
             self._mark_delivered(outbox_id, self._now_ns())
             self.stats["skipped_kind"] += 1
             return True
-        if n.collapsible:
-            key = n.dedupe_key
-            w = self._windows.get(key)
-            if w is not None and time.monotonic() - w.opened < self.collapse_seconds:
-                w.count += 1
-                w.last = n
-                self.stats["collapsed"] += 1
-                self._mark_attempt(outbox_id, "collapsed: counted in the summary sent when the window closes")
-                self._mark_delivered(outbox_id, self._now_ns())
-                return True
-            self._windows[key] = _Window(time.monotonic(), n)
         if self._url is None:
             # Fields go in one mapping: a field may be called "kind" or "title" like the log call's own keys.
             getattr(self.log, _SEVERITY_LOG[n.severity])(
