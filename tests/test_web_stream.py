@@ -20,7 +20,7 @@ async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
 
 async def test_publish_never_waits_and_a_slow_reader_is_resynchronised(tmp_path: Path) -> None:
     state = {"n": -1}
-    hub = StreamHub(tmp_path / "stream.sock", lambda: {"n": state["n"]}, queue_size=20)
+    hub = StreamHub(tmp_path / "stream.sock", lambda: {"n": state["n"]}, queue_size=20, max_buffer=64 * 1024)
     await hub.start()
     try:
         assert (tmp_path / "stream.sock").stat().st_mode & 0o777 == 0o600
@@ -29,20 +29,24 @@ async def test_publish_never_waits_and_a_slow_reader_is_resynchronised(tmp_path:
         reader, writer = await asyncio.open_unix_connection(str(tmp_path / "stream.sock"), limit=MAX_LINE)
         hello = await _read(reader)
         assert hello["type"] == "hello" and hello["n"] == -1
+        pad = "p" * 1000
         t0 = time.perf_counter()
-        for i in range(5000):  # synchronous: the reader cannot drain anything meanwhile
+        for i in range(5000):  # synchronous: the reader cannot drain anything meanwhile (~5 MB offered)
             state["n"] = i
-            hub.publish("tick", {"i": i})
-        assert time.perf_counter() - t0 < 1.0
-        assert hub.stats["published"] == 5000 and hub.stats["dropped"] == 5000 - 20
-        dropped = await _read(reader)
-        assert dropped["type"] == "dropped" and dropped["count"] == 5000  # the queued 20 were stale too
+            hub.publish("tick", {"i": i, "pad": pad})
+        assert time.perf_counter() - t0 < 2.0
+        assert hub.stats["published"] == 5000 and hub.stats["dropped"] > 0
+        ticks = []
+        while (msg := await _read(reader))["type"] == "tick":
+            ticks.append(msg["i"])
+        assert ticks == list(range(len(ticks))) and 0 < len(ticks) < 5000  # in order, no silent gap
+        assert msg["type"] == "dropped" and msg["count"] == 5000 - len(ticks)  # every loss counted
         fresh = await _read(reader)
-        assert fresh["type"] == "hello" and fresh["n"] == 4999  # the picture as it is now
+        assert fresh["type"] == "hello" and fresh["n"] == 4999  # then the picture as it is now
+        assert hub.stats["dropped"] == 5000 - len(ticks) and hub.stats["resyncs"] == 1
         hub.publish("tick", {"i": 5000})
         nxt = await _read(reader)
         assert nxt == {"type": "tick", "seq": fresh["seq"] + 1, "i": 5000}
-        assert hub.stats["resyncs"] == 1
         writer.close()
     finally:
         await hub.stop()
@@ -50,7 +54,7 @@ async def test_publish_never_waits_and_a_slow_reader_is_resynchronised(tmp_path:
 
 
 async def test_a_reader_that_stops_reading_is_disconnected_and_counted(tmp_path: Path) -> None:
-    hub = StreamHub(tmp_path / "stream.sock", lambda: {}, queue_size=10_000, write_timeout=0.3)
+    hub = StreamHub(tmp_path / "stream.sock", lambda: {}, queue_size=10_000, write_timeout=0.3, max_buffer=65536)
     await hub.start()
     try:
         _reader, writer = await asyncio.open_unix_connection(str(tmp_path / "stream.sock"))

@@ -9,12 +9,14 @@ developing bars, book, regime, position, P&L, recent decisions and alerts), then
 happen. Every message is one JSON object on one line with ``type`` and ``seq`` (per-connection order is the
 hub's publish order; ``seq`` increases by one per published message, so a gap shows a drop).
 
-Never blocking the trading loop: :meth:`StreamHub.publish` is synchronous, encodes the message once and puts it
-on each subscriber's bounded queue without waiting. A subscriber whose queue is full loses the message; the
-drop is counted (per subscriber and in total) and the subscriber is *resynchronised*: its writer discards what
-is still queued (counted as dropped too), sends a ``dropped`` notice and a fresh ``hello`` snapshot, so a slow
-reader sees a jump, never a silently inconsistent state. Socket writes happen in each subscriber's own task; a
-reader that stops reading for ``write_timeout`` seconds is disconnected (counted).
+Never blocking the trading loop: :meth:`StreamHub.publish` is synchronous and encodes the message once. For a
+reader that keeps up it hands the line straight to the socket's transport (a non-blocking write: to the kernel
+at once, so a fill reaches the dashboard even while the loop is busy replaying a burst of events); once that
+reader's unsent bytes pass ``max_buffer`` the line goes to its bounded queue instead, drained by the reader's
+own task. A reader whose queue is full loses the message; the drop is counted (per reader and in total) and the
+reader is *resynchronised*: its task discards what is still queued (counted as dropped too), sends a
+``dropped`` notice and a fresh ``hello`` snapshot, so a slow reader sees a jump, never a silently inconsistent
+state. A reader that stops reading for ``write_timeout`` seconds is disconnected (counted).
 """
 
 from __future__ import annotations
@@ -45,22 +47,26 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 
 
 class _Subscriber:
-    __slots__ = ("dropped", "queue", "resync")
+    __slots__ = ("direct", "dropped", "queue", "resync", "writer")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, writer: asyncio.StreamWriter) -> None:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
+        self.writer = writer
         self.dropped = 0
         self.resync = False
+        self.direct = False
+        """Its hello went out and nothing is queued or being resynchronised: lines may go straight out."""
 
 
 class StreamHub:
     def __init__(self, path: Path, snapshot: Snapshot, *, queue_size: int = 1000, max_subscribers: int = 8,
-                 write_timeout: float = 10.0) -> None:
+                 write_timeout: float = 10.0, max_buffer: int = 1 << 20) -> None:
         self.path = path
         self.snapshot = snapshot
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.write_timeout = write_timeout
+        self.max_buffer = max_buffer
         self.seq = 0
         self.stats: Counter[str] = Counter()
         self._subs: set[_Subscriber] = set()
@@ -107,6 +113,11 @@ class StreamHub:
         line = _dumps({"type": kind, "seq": self.seq, **data})
         self.stats["published"] += 1
         for sub in self._subs:
+            if sub.direct and not sub.resync and sub.queue.empty():
+                transport = sub.writer.transport
+                if not transport.is_closing() and transport.get_write_buffer_size() < self.max_buffer:
+                    sub.writer.write(line)
+                    continue
             try:
                 sub.queue.put_nowait(line)
             except asyncio.QueueFull:
@@ -127,10 +138,12 @@ class StreamHub:
                 self.stats["refused_full"] += 1
                 writer.write(_dumps({"type": "error", "error": f"too many subscribers ({self.max_subscribers})"}))
                 return
-            sub = _Subscriber(self.queue_size)
-            self._subs.add(sub)  # before the snapshot: nothing published after it is missed
+            sub = _Subscriber(self.queue_size, writer)
+            self._subs.add(sub)  # with the snapshot in the same step: nothing published after it is missed
             self.stats["connections"] += 1
-            await self._send(writer, self._hello())
+            writer.write(self._hello())
+            sub.direct = True
+            await asyncio.wait_for(writer.drain(), self.write_timeout)
             while True:
                 line = await sub.queue.get()
                 if not line:
@@ -159,16 +172,23 @@ class StreamHub:
         return _dumps({"type": "hello", "seq": self.seq, **self.snapshot()})
 
     async def _resync(self, sub: _Subscriber, writer: asyncio.StreamWriter) -> None:
-        stale = 1  # the message just taken off the queue
+        sub.direct = False
+        self._discard(sub, 1)  # 1: the message just taken off the queue
+        self.stats["resyncs"] += 1
+        await self._send(writer, _dumps({"type": "dropped", "seq": self.seq, "count": sub.dropped}))
+        # What was queued meanwhile is already in the snapshot: discarded in the same step the snapshot is taken.
+        self._discard(sub, 0)
+        sub.resync = False
+        writer.write(self._hello())
+        sub.direct = True
+        await asyncio.wait_for(writer.drain(), self.write_timeout)
+
+    def _discard(self, sub: _Subscriber, stale: int) -> None:
         while not sub.queue.empty():
             sub.queue.get_nowait()
             stale += 1
         sub.dropped += stale
         self.stats["dropped"] += stale
-        self.stats["resyncs"] += 1
-        sub.resync = False
-        await self._send(writer, _dumps({"type": "dropped", "seq": self.seq, "count": sub.dropped}))
-        await self._send(writer, self._hello())
 
     async def _send(self, writer: asyncio.StreamWriter, line: bytes) -> None:
         writer.write(line)
