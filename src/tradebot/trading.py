@@ -19,7 +19,7 @@ from typing import Any
 from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings, parse_hhmm
-from tradebot.core.contracts import spec_for
+from tradebot.core.contracts import decode_tick_value, spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent
 from tradebot.execution.broker import Broker
@@ -57,12 +57,22 @@ class TradingCore:
         flatten_at = parse_hhmm(settings.execution.auto_flatten_time)
         # The manager also acts on these in event time; the jobs cover a quiet market (wall-clock ticks) and are
         # idempotent per day, so replay and live agree.
-        self.scheduler = Scheduler(cal, [
+        jobs = [
             DailyJob("margin_check", None, catch_up_seconds=24 * 3600),
             DailyJob("auto_flatten", dt.time(*flatten_at), close_lead_seconds=300, catch_up_seconds=4 * 3600,
                      within_session=True),
             DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0, catch_up_seconds=6 * 3600),
-        ], already_fired=self._job_done)
+        ]
+        if getattr(cal, "twenty_four_seven", False):
+            # A 24/7 market has no break: the digest goes out a minute before the day boundary, and positions are
+            # flattened five minutes before it only when asked (crypto traders usually hold through midnight).
+            day_s = 86_400
+            jobs = [DailyJob("margin_check", None, catch_up_seconds=day_s),
+                    DailyJob("daily_digest", None, offset_seconds=day_s - 60, catch_up_seconds=6 * 3600)]
+            if settings.coinbase.flatten_at_day_end:
+                jobs.insert(1, DailyJob("auto_flatten", None, offset_seconds=day_s - 300, catch_up_seconds=4 * 3600,
+                                        within_session=True))
+        self.scheduler = Scheduler(cal, jobs, already_fired=self._job_done)
         self.on_digest: DigestHook | None = None
         self.observer: StepObserver | None = None
         self.record_decisions = record_decisions
@@ -321,7 +331,7 @@ def closed_trades(store: StateStore) -> list[TradeRecord]:
         out.append(TradeRecord.make(
             trade_id=str(r["signal_id"]), symbol=str(r["symbol"]), side=int(r["side"]), quantity=qty,
             entry_ns=int(r["opened_ns"] or r["submitted_ns"]), exit_ns=int(r["closed_ns"]), entry_price=entry[0],
-            exit_price=exit_[0], tick_value_cents=int(r["tick_value_cents"]),
+            exit_price=exit_[0], tick_value_cents=decode_tick_value(r["tick_value_cents"]),
             commission_cents=int(r["commission_cents"]), pattern=str(r["pattern"]),
             exit_reason=str(r["exit_reason"]), signal_id=str(r["signal_id"])))
     return out

@@ -212,3 +212,32 @@ class CoinbaseStandIn:
         finally:
             rd.cancel()
             hb.cancel()
+
+
+def trending_market(n: int, start: Decimal = Decimal("97000.00"), seed: int = 1) -> list[Step]:
+    """A rising BTC-USD market for daemon tests: buyers lift a thick offer level after level (stacked buy
+    imbalances, positive delta), a few small sellers, a 1-BTC print hitting the bid now and then (large
+    sellers for seed 000's alerts), the book following the price with 5 BTC a level."""
+    import random
+
+    rnd = random.Random(seed)
+    steps: list[Step] = []
+    px = start
+    tick = Decimal("0.01")
+    tid = 1000
+    for i in range(n):
+        tid += 1
+        if i % 40 == 39:
+            steps.append(Trade(str(px - tick), "1.00000000", "BUY", tid))  # a seller hits the bid with 1 BTC
+            continue
+        if i % 4 == 0:
+            px += tick
+            steps.append([Level("bid", str(px - tick * 2), "0"), Level("bid", str(px - tick), "5"),
+                          Level("bid", str(px - tick * 3), "5"), Level("offer", str(px), "0"),
+                          Level("offer", str(px + tick), "5"), Level("offer", str(px + tick * 5), "5")])
+            continue
+        if rnd.random() < 0.85:
+            steps.append(Trade(str(px + tick), f"0.{rnd.randint(5, 60):02d}000000", "SELL", tid))  # buyer lifts
+        else:
+            steps.append(Trade(str(px - tick), f"0.0{rnd.randint(1, 9)}000000", "BUY", tid))  # small seller
+    return steps

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tradebot.core.contracts import CONTRACTS
+from tradebot.core.contracts import CONTRACTS, INSTRUMENTS, TickValue, decode_tick_value, encode_tick_value, money_cents
 from tradebot.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -41,8 +41,9 @@ class TradeRecord:
     entry_price: int
     """Integer ticks."""
     exit_price: int
-    tick_value_cents: int
-    """Value of one tick for one contract, captured when the trade was opened."""
+    tick_value_cents: TickValue
+    """Value of one tick for one contract (one share, one crypto base unit: then an exact fraction of a cent),
+    captured when the trade was opened."""
     gross_pnl_cents: int
     commission_cents: int
     """Round-trip commission and fees for the whole quantity."""
@@ -58,7 +59,7 @@ class TradeRecord:
         problems = []
         if self.side not in (1, -1):
             problems.append(f"side must be +1 or -1, got {self.side!r}")
-        if self.symbol not in CONTRACTS:
+        if self.symbol not in CONTRACTS and self.symbol not in INSTRUMENTS:
             problems.append(f"symbol must be a known contract root, got {self.symbol!r}")
         if self.quantity <= 0:
             problems.append(f"quantity must be positive, got {self.quantity}")
@@ -79,7 +80,7 @@ class TradeRecord:
 
     @classmethod
     def make(cls, *, trade_id: str, symbol: str, side: int, quantity: int, entry_ns: int, exit_ns: int,
-             entry_price: int, exit_price: int, tick_value_cents: int, commission_cents: int = 0,
+             entry_price: int, exit_price: int, tick_value_cents: TickValue, commission_cents: int = 0,
              pattern: str = "", regime: str = "", exit_reason: str = "", signal_id: str = "",
              confidence: float = 0.0) -> TradeRecord:
         """Build a record with gross and net P&L derived from the prices (the usual way to make one)."""
@@ -97,7 +98,9 @@ class TradeRecord:
         return self.net_pnl_cents < 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["tick_value_cents"] = encode_tick_value(self.tick_value_cents)
+        return d
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> TradeRecord:
@@ -106,7 +109,7 @@ class TradeRecord:
             values = (
                 str(row["trade_id"]), str(row["symbol"]), int(row["side"]), int(row["quantity"]),
                 int(row["entry_ns"]), int(row["exit_ns"]), int(row["entry_price"]), int(row["exit_price"]),
-                int(row["tick_value_cents"]), int(row["gross_pnl_cents"]), int(row["commission_cents"]),
+                decode_tick_value(row["tick_value_cents"]), int(row["gross_pnl_cents"]), int(row["commission_cents"]),
                 int(row["net_pnl_cents"]), str(row.get("pattern") or ""), str(row.get("regime") or ""),
                 str(row.get("exit_reason") or ""), str(row.get("signal_id") or ""),
                 float(row.get("confidence") or 0.0))
@@ -120,8 +123,8 @@ class TradeRecord:
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TradeRecord))
 
 
-def gross_cents(side: int, quantity: int, entry_price: int, exit_price: int, tick_value_cents: int) -> int:
-    return side * (exit_price - entry_price) * quantity * tick_value_cents
+def gross_cents(side: int, quantity: int, entry_price: int, exit_price: int, tick_value_cents: TickValue) -> int:
+    return money_cents(side * (exit_price - entry_price) * quantity * tick_value_cents)
 
 
 def with_slippage(trade: TradeRecord, ticks_per_side: int) -> TradeRecord:

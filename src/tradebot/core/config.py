@@ -502,6 +502,14 @@ class FilterSettings(BaseModel):
     aggressive_min_depth_usd: Decimal = Field(
         Decimal(500_000), ge=0, description="AGGRESSIVE: thinner side's top-N notional, USD")
     depth_levels: int = Field(5, ge=1, le=10, description="N of the depth rule (must be a microstructure depth)")
+    pct_safe_max_spread: Decimal = Field(
+        Decimal("0.5"), gt=0, description="stocks/crypto SAFE: widest spread, % of the mid (seed 003's own terms)")
+    pct_safe_min_depth_usd: Decimal = Field(
+        Decimal(100_000), ge=0, description="stocks/crypto SAFE: thinner side's top-N dollar depth (seed 003)")
+    pct_aggressive_max_spread: Decimal = Field(
+        Decimal("1.0"), gt=0, description="stocks/crypto AGGRESSIVE: widest spread, % of the mid (seed 003)")
+    pct_aggressive_min_depth_usd: Decimal = Field(
+        Decimal(50_000), ge=0, description="stocks/crypto AGGRESSIVE: thinner side's top-N dollar depth (seed 003)")
     missing_book: Literal["pass", "fail"] = Field(
         "pass", description="no (fresh) book: the spread/depth checks report unavailable and then pass or fail")
     book_stale_seconds: float = Field(10.0, gt=0, description="a book older than this counts as unavailable")
@@ -518,16 +526,12 @@ class StockSettings(BaseModel):
 
     extended_hours: bool = Field(
         False, description="sessions include pre/post market (04:00-20:00 ET); off = 09:30-16:00 ET only")
-    safe_max_spread_pct: Decimal = Field(
-        Decimal("0.5"), gt=0, description="SAFE: widest spread as % of the mid (seed 003)")
-    safe_min_depth_usd: Decimal = Field(
-        Decimal(100_000), ge=0, description="SAFE: thinner side's dollar depth (seed 003)")
-    aggressive_max_spread_pct: Decimal = Field(
-        Decimal("1.0"), gt=0, description="AGGRESSIVE: widest spread as % of the mid (seed 003)")
-    aggressive_min_depth_usd: Decimal = Field(
-        Decimal(50_000), ge=0, description="AGGRESSIVE: thinner side's dollar depth (seed 003)")
     watchlist: str = Field(
         "", description="ORDER_FLOW_MONITORING_MODE=all: extra tickers streamed besides the traded symbols")
+    lot_shares: int = Field(
+        100, gt=0, description="shares per router 'contract' (TRADEBOT_EXECUTION__MAX_POSITION_SIZE counts these)")
+    commission_cents_per_share: Decimal = Field(
+        Decimal(0), ge=0, description="paper commission per share per side, cents (0 = a commission-free broker)")
 
 
 class PolygonLiveSettings(BaseModel):
@@ -552,6 +556,14 @@ class CoinbaseSettings(BaseModel):
     rest_url: str = Field("https://api.coinbase.com", description="public REST base (the product list)")
     book_depth: int = Field(10, ge=1, le=50, description="levels per side passed on from the full L2 book")
     day_boundary: str = Field("00:00", description="crypto trading day starts at this UTC HH:MM (24/7 market)")
+    flatten_at_day_end: bool = Field(
+        False, description="flatten crypto positions 5 minutes before the day boundary (off: hold through it)")
+    lot_size: Decimal = Field(
+        Decimal("0.001"), gt=0, description="coins per router 'contract' (BTC-USD: 0.001 BTC); "
+                                            "TRADEBOT_EXECUTION__MAX_POSITION_SIZE counts these")
+    taker_fee_bps: Decimal = Field(
+        Decimal(120), ge=0, description="paper fee per fill in basis points of the notional (Coinbase Advanced's "
+                                         "entry-tier taker fee: 1.20%)")
     reconnect_initial_seconds: float = Field(1.0, gt=0, description="first reconnect delay")
     reconnect_max_seconds: float = Field(60.0, gt=0, description="reconnect delay cap (doubling, with jitter)")
 

@@ -7,6 +7,7 @@ only as defaults for the margin-protection check; the operator overrides them in
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -105,6 +106,41 @@ CONTRACTS: dict[str, ContractSpec] = {c.root: c for c in [
     _c("PL", "Platinum", "NYMEX", "0.10", 500, "metals", 500, "FJNV", "metals", 2, 20, "10.0"),
     _c("HG", "Copper", "COMEX", "0.0005", 1250, "metals", 500, "HKNUZ", "metals", 2, 20, "0.02"),
 ]}
+
+
+TickValue = int | Fraction
+"""Cents per tick per size unit: an ``int`` for futures and stocks >= $1, an exact ``Fraction`` for crypto."""
+
+
+def tick_value_of(spec: ContractSpec) -> TickValue:
+    return spec.tick_value_exact if spec.tick_value_exact is not None else spec.tick_value_cents
+
+
+def encode_tick_value(v: TickValue) -> int | str:
+    """For JSON payloads and SQLite: an int stays an int, a fraction becomes ``"1/100000000"``."""
+    if isinstance(v, Fraction):
+        return v.numerator if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+    return int(v)
+
+
+def decode_tick_value(v: object) -> TickValue:
+    """Inverse of :func:`encode_tick_value`; raises ``ValueError`` for anything else."""
+    if isinstance(v, bool):
+        raise ValueError(f"bad tick value {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, Fraction):
+        return v.numerator if v.denominator == 1 else v
+    if isinstance(v, str):
+        f = Fraction(v)
+        return f.numerator if f.denominator == 1 else f
+    raise ValueError(f"bad tick value {v!r}")
+
+
+def money_cents(value: int | Fraction) -> int:
+    """Whole cents of an exact amount, rounded toward minus infinity: a fraction of a cent is never in the
+    trader's favour (a gain loses it, a loss pays it)."""
+    return value if isinstance(value, int) else math.floor(value)
 
 
 INSTRUMENTS: dict[str, ContractSpec] = {}

@@ -261,3 +261,20 @@ def register_from_dataset(dataset: str, symbols: Iterable[str]) -> list[str]:
     if ds and not ds.startswith(("GLBX", "IFEU", "NDEX")):  # an equity venue (XNAS.ITCH, XNYS.PILLAR, DBEQ...)
         return register_stocks([s for s in syms if is_stock_symbol(s)])
     return []
+
+
+def spec_or_register(symbol: str) -> ContractSpec:
+    """``spec_for`` for a process that did not start the feed (``tradebot status``/``trades`` reading a journal
+    written by ``--feed polygon|coinbase``): a stored stock/crypto symbol is registered by its shape, crypto from
+    the built-in product copy. Raises ``UnknownContractError`` for anything else."""
+    from tradebot.core.contracts import UnknownContractError, root_of, spec_for
+
+    if root_of(symbol) is None:
+        s = symbol.strip().upper()
+        if is_crypto_symbol(s) and s in KNOWN_PRODUCTS:
+            register_crypto([s])
+        elif is_stock_symbol(s):
+            register_stocks([s])
+        else:
+            raise UnknownContractError(f"unknown contract {symbol!r}")
+    return spec_for(symbol)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tradebot.core.contracts import TickValue, decode_tick_value, encode_tick_value
 from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
 from tradebot.execution.model import (
@@ -92,7 +93,7 @@ class Bracket(BracketIds):
     entry_price: int | None
     stop_price: int
     target_price: int
-    tick_value_cents: int
+    tick_value_cents: TickValue
     """Captured at submission (audit C4): P&L of this bracket never uses a later tier's tick value."""
     pattern: str
     submitted_ns: int
@@ -123,7 +124,7 @@ class Bracket(BracketIds):
         return {"signal_id": self.signal_id, "symbol": self.symbol, "side": int(self.side),
                 "quantity": self.quantity, "entry_type": self.entry_type.value, "entry_price": self.entry_price,
                 "stop_price": self.stop_price, "target_price": self.target_price,
-                "tick_value_cents": self.tick_value_cents, "state": self.state.value,
+                "tick_value_cents": encode_tick_value(self.tick_value_cents), "state": self.state.value,
                 "entry_filled": self.entry_filled, "exit_filled": self.exit_filled,
                 "entry_value": self.entry_value, "exit_value": self.exit_value,
                 "realized_cents": self.book.realized_cents, "commission_cents": self.book.commission_cents,
@@ -382,8 +383,8 @@ class Ledger:
             return
         side = Side(int(p["side"]))
         b = Bracket(sid, str(p["traded_symbol"]), side, int(p["traded_qty"]), OrderType(str(p["entry_type"])),
-                    p.get("entry_price"), int(p["stop_price"]), int(p["target_price"]), int(p["tick_value_cents"]),
-                    str(p.get("pattern", "")), rec.ts_ns)
+                    p.get("entry_price"), int(p["stop_price"]), int(p["target_price"]),
+                    decode_tick_value(p["tick_value_cents"]), str(p.get("pattern", "")), rec.ts_ns)
         self.brackets[sid] = b
         self.live[sid] = b
         exit_side = Side.SELL if side == Side.BUY else Side.BUY
@@ -482,7 +483,7 @@ class Ledger:
         signed = qty if side == Side.BUY else -qty
         leg = self.legs.get(coid)
         b = self.brackets.get(leg.signal_id) if leg is not None else None
-        tick_value = b.tick_value_cents if b is not None else int(p.get("tick_value_cents", 0))
+        tick_value = b.tick_value_cents if b is not None else decode_tick_value(p.get("tick_value_cents", 0))
         book = self.positions.setdefault(symbol, PositionBook())
         realized = book.apply(signed, price, tick_value, comm)
         self.position_updated[symbol] = ts

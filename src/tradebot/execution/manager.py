@@ -21,7 +21,7 @@ from typing import Any
 
 from tradebot.core.calendar import ET, ExchangeCalendar, calendar_for, local_ns
 from tradebot.core.config import Settings, parse_hhmm
-from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
 from tradebot.core.orders import EntryType, OrderIntent
 from tradebot.core.types import MarketEvent, Side, Trade
@@ -272,6 +272,8 @@ class ExecutionManager:
 
     def _flatten_time(self, day: dt.date, close_ns: int) -> int:
         h, m = self._flatten_hm
+        if getattr(self.calendar, "twenty_four_seven", False):  # crypto: five minutes before the day boundary
+            return close_ns - 300 * 1_000_000_000 if self.settings.coinbase.flatten_at_day_end else _FAR
         # On an early close the flatten comes five minutes before the close instead.
         return min(local_ns(day, dt.time(h, m), ET), close_ns - 300 * 1_000_000_000)
 
@@ -315,7 +317,7 @@ class ExecutionManager:
             reason, symbol, qty = "intent from before the current session", "", 0
         else:
             reason, symbol, qty = self._gate(intent)
-        tick_value = spec_for(symbol).tick_value_cents if symbol else 0
+        tick_value = encode_tick_value(tick_value_of(spec_for(symbol))) if symbol else 0
         payload: dict[str, Any] = {
             "signal_id": intent.signal_id, "ts_ns": intent.ts_ns, "symbol": intent.symbol, "side": int(intent.side),
             "quantity": intent.quantity, "entry_type": intent.entry_type.value, "entry_price": intent.entry_price,
@@ -852,14 +854,14 @@ class ExecutionManager:
             b = self.ledger.brackets.get(e.signal_id)
             if e.kind == "opened" and b is not None:
                 out.append(Notification("trade_opened", Severity.INFO, f"Trade opened: {b.symbol} {_dir(b)}", {
-                    "symbol": b.symbol, "side": _dir(b), "quantity": b.entry_filled,
+                    "symbol": b.symbol, "side": _dir(b), "quantity": _qty(b.symbol, b.entry_filled),
                     "entry": _px(b.symbol, b.entry_value, b.entry_filled), "stop": _px(b.symbol, b.stop_price, 1),
                     "target": _px(b.symbol, b.target_price, 1), "signal_id": b.signal_id, "pattern": b.pattern},
                     ts_ns))
             elif e.kind == "closed" and b is not None:
                 out.append(Notification("trade_closed", Severity.INFO,
                                         f"Trade closed: {b.symbol} {fmt_cents(b.net_cents)} ({b.exit_reason})", {
-                    "symbol": b.symbol, "side": _dir(b), "quantity": b.entry_filled,
+                    "symbol": b.symbol, "side": _dir(b), "quantity": _qty(b.symbol, b.entry_filled),
                     "entry": _px(b.symbol, b.entry_value, b.entry_filled),
                     "exit": _px(b.symbol, b.exit_value, b.exit_filled), "pnl": fmt_cents(b.net_cents),
                     "commission": fmt_cents(b.book.commission_cents), "reason": b.exit_reason,
@@ -896,9 +898,20 @@ def _px(symbol: str, value: int, qty: int) -> str:
     return f"{(value * spec.tick_size / qty):.{len(str(spec.tick_size)) + 1}f}"
 
 
-def _tick_value(symbol: str) -> int:
+def _qty(symbol: str, units: int) -> str:
+    """Size as the trader reads it: contracts and shares as they are, crypto in coins (``0.001``)."""
     try:
-        return spec_for(symbol).tick_value_cents
+        spec = spec_for(symbol)
+    except UnknownContractError:
+        return str(units)
+    if spec.size_increment == 1:
+        return str(units)
+    return f"{(units * spec.size_increment).normalize():f}"
+
+
+def _tick_value(symbol: str) -> int | str:
+    try:
+        return encode_tick_value(tick_value_of(spec_for(symbol)))
     except UnknownContractError:
         return 0
 

@@ -35,11 +35,15 @@ Fill rules (the README's "Paper fill assumptions" section says the same in prose
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 
 from tradebot.core.config import Settings
+from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
 from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
 from tradebot.execution.model import (
     TERMINAL_LEG,
@@ -70,12 +74,30 @@ class PaperConfig:
     queue_ahead_contracts: int = 0
     fees_cents: dict[str, int] = field(default_factory=dict)
     """Commission + fees per contract per side, by root."""
+    stock_cents_per_share: Decimal = Decimal(0)
+    crypto_fee_bps: Decimal = Decimal(120)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PaperConfig:
         ex = settings.execution
         return cls(ex.stop_slippage_ticks, ex.market_slippage_ticks, ex.limit_fill_rule, ex.queue_ahead_contracts,
-                   fee_table(settings))
+                   fee_table(settings), settings.stocks.commission_cents_per_share, settings.coinbase.taker_fee_bps)
+
+    def fee_for(self, symbol: str, qty: int, price: int) -> int:
+        """Commission and fees of one fill, whole cents rounded up (never in the trader's favour)."""
+        per = self.fees_cents.get(symbol)
+        if per is not None:
+            return per * qty
+        try:
+            spec = spec_for(symbol)
+        except UnknownContractError:
+            return 0
+        if spec.kind == "stock":
+            return math.ceil(Fraction(self.stock_cents_per_share) * qty)
+        if spec.kind == "crypto":  # a taker fee on the notional (paper fills are taken liquidity: the worse case)
+            notional = price * qty * tick_value_of(spec)
+            return math.ceil(notional * Fraction(self.crypto_fee_bps) / 10_000)
+        return 0
 
 
 @dataclass(slots=True)
@@ -397,7 +419,7 @@ class PaperBroker:
             o.state = LegState.PARTIALLY_FILLED
         signed = qty if o.side == Side.BUY else -qty
         self._positions[o.symbol] = self._positions.get(o.symbol, 0) + signed
-        fee = self.config.fees_cents.get(o.symbol, 0) * qty if commission is None else commission
+        fee = self.config.fee_for(o.symbol, qty, price) if commission is None else commission
         self._emit(Fill(f"{o.coid}.{o.fills}", o.coid, o.symbol, o.side, qty, price, ts_ns, fee))
         b = self._brackets.get(o.signal_id)
         if b is None:

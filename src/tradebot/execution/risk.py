@@ -64,11 +64,26 @@ def tier_for_balance(tiers: list[Tier], balance_cents: int) -> Tier:
 def choose_contract(settings: Settings, tier: Tier | None, signal_symbol: str, requested: int) -> tuple[str, int]:
     """Contract and size for an intent: the tier's contract when it is in the signal's family and on the same
     tick grid (so the intent's tick prices mean the same), else the signal's own contract."""
+    spec = spec_for(signal_symbol)
+    if spec.kind != "future":  # no tiers for stocks/crypto: the router's contracts are lots of the instrument
+        lot = lot_units(settings, signal_symbol)
+        return signal_symbol, max(0, min(requested, settings.execution.max_position_size)) * lot
     if tier is not None and settings.execution.tiers_enabled and same_family(tier.symbol, signal_symbol):
-        a, b = spec_for(tier.symbol), spec_for(signal_symbol)
+        a, b = spec_for(tier.symbol), spec
         if a.tick_size == b.tick_size:
             return tier.symbol, max(0, min(requested, tier.max_contracts))
     return signal_symbol, max(0, min(requested, settings.execution.max_position_size))
+
+
+def lot_units(settings: Settings, symbol: str) -> int:
+    """Size units in one router 'contract' of a stock (shares) or crypto product (base units); 1 for futures."""
+    spec = spec_for(symbol)
+    if spec.kind == "stock":
+        return settings.stocks.lot_shares
+    if spec.kind == "crypto":
+        units = settings.coinbase.lot_size / spec.size_increment
+        return max(1, int(units))
+    return 1
 
 
 def fee_table(settings: Settings) -> dict[str, int]:

@@ -18,7 +18,8 @@ from typing import Any
 
 from tradebot.core.calendar import ET, from_ns
 from tradebot.core.config import Settings
-from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.contracts import UnknownContractError, decode_tick_value, money_cents
+from tradebot.core.instruments import spec_or_register
 from tradebot.core.stats import equity_curve, max_drawdown, summarize
 from tradebot.execution.risk import fmt_cents
 from tradebot.state.store import StateError, StateStore, default_db_path
@@ -67,7 +68,7 @@ def _px(symbol: str, ticks: int | None) -> str:
     if ticks is None:
         return ""
     try:
-        return spec_for(symbol).fmt(int(ticks))
+        return spec_or_register(symbol).fmt(int(ticks))
     except UnknownContractError:
         return str(ticks)
 
@@ -76,7 +77,7 @@ def _avg_px(symbol: str, value: int, qty: int) -> str:
     if qty <= 0:
         return ""
     try:
-        spec = spec_for(symbol)
+        spec = spec_or_register(symbol)
     except UnknownContractError:
         return f"{value / qty:.2f}"
     if value % qty == 0:
@@ -149,8 +150,8 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
         mark = marks.get(row["symbol"])
         if mark is not None:
             # Exact: every open lot carries its own entry price and tick value (FIFO, see positions.py).
-            unrealized[row["symbol"]] = sum((int(mark["price"]) - int(px)) * int(q) * int(tv)
-                                            for q, px, tv in json.loads(row["lots"]))
+            unrealized[row["symbol"]] = money_cents(sum(((int(mark["price"]) - int(px)) * int(q) * decode_tick_value(tv)
+                                                         for q, px, tv in json.loads(row["lots"])), 0))
     positions = []
     for b in brackets:
         pos = int(b["entry_filled"]) - int(b["exit_filled"])

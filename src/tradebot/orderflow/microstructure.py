@@ -17,6 +17,7 @@ Without a book (trades-only feeds, a gap, an MBP-1 feed asked for depth 10) the 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -95,9 +96,14 @@ def depth(book: BookUpdate, levels: int, spec: ContractSpec) -> DepthStats:
     ap, as_ = book.ask_px[:levels], book.ask_sz[:levels]
     bid = sum(bs)
     ask = sum(as_)
-    tv = spec.tick_value_cents
-    bid_n = sum(p * s for p, s in zip(bp, bs, strict=True)) * tv
-    ask_n = sum(p * s for p, s in zip(ap, as_, strict=True)) * tv
+    bid_n = sum(p * s for p, s in zip(bp, bs, strict=True))
+    ask_n = sum(p * s for p, s in zip(ap, as_, strict=True))
+    exact = spec.tick_value_exact
+    if exact is None:
+        bid_n *= spec.tick_value_cents
+        ask_n *= spec.tick_value_cents
+    else:  # crypto base units, sub-dollar stocks: an exact fraction of a cent per tick and unit
+        bid_n, ask_n = math.floor(bid_n * exact), math.floor(ask_n * exact)
     return DepthStats(levels, len(bp), len(ap), bid, ask, bid_n, ask_n, imbalance(bid, ask))
 
 
@@ -194,7 +200,8 @@ def price_impact(book: BookUpdate, size: int, side: Side, spec: ContractSpec) ->
     avg = notional / filled
     mid = mid_ticks(book)
     vs_mid = (avg - mid) * sign if mid is not None else None
-    return PriceImpact(side, size, filled, avg, worst, slip / filled, vs_mid, slip * spec.tick_value_cents)
+    cost = slip * spec.tick_value_cents if spec.tick_value_exact is None else math.ceil(slip * spec.tick_value_exact)
+    return PriceImpact(side, size, filled, avg, worst, slip / filled, vs_mid, cost)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -109,10 +109,32 @@ def thresholds(settings: FilterSettings) -> tuple[int, Decimal]:
     return settings.safe_max_spread_ticks, settings.safe_min_depth_usd
 
 
+def pct_thresholds(settings: FilterSettings) -> tuple[Decimal, Decimal]:
+    """``(max spread % of the mid, min depth USD)`` for stocks and crypto: seed 003's own terms."""
+    if settings.mode == "aggressive":
+        return settings.pct_aggressive_max_spread, settings.pct_aggressive_min_depth_usd
+    return settings.pct_safe_max_spread, settings.pct_safe_min_depth_usd
+
+
+def _pct_spread_check(micro: MicrostructureSnapshot, max_pct: Decimal, na_pass: bool) -> FilterCheck:
+    bid, ask = micro.best_bid, micro.best_ask
+    if bid is None or ask is None or bid + ask <= 0:
+        return FilterCheck("spread", CheckStatus.UNAVAILABLE, na_pass, "one side of the book is empty")
+    pct = Fraction(200 * (ask - bid), ask + bid)  # (ask - bid) / mid in %, exact: the tick size cancels
+    if pct <= Fraction(max_pct):
+        return FilterCheck("spread", CheckStatus.PASS, True, f"{float(pct):.3f}% <= {max_pct}%")
+    return FilterCheck("spread", CheckStatus.FAIL, False, f"{float(pct):.3f}% > {max_pct}%")
+
+
 def book_checks(micro: MicrostructureSnapshot | None, now_ns: int, settings: FilterSettings,
                 spec: ContractSpec) -> tuple[FilterCheck, FilterCheck]:
-    """Spread and depth checks of one snapshot (pure)."""
+    """Spread and depth checks of one snapshot (pure). Futures: spread in ticks; stocks and crypto: in % of
+    the mid (seed 003's SAFE < 0.5% / AGGRESSIVE < 1.0%), both with the dollar-depth rule."""
     max_spread, min_depth = thresholds(settings)
+    pct_terms = spec.kind != "future"
+    max_pct = Decimal(0)
+    if pct_terms:
+        max_pct, min_depth = pct_thresholds(settings)
     na_pass = settings.missing_book == "pass"
     why = _book_missing(micro, now_ns, settings)
     if why is not None or micro is None:
@@ -121,7 +143,9 @@ def book_checks(micro: MicrostructureSnapshot | None, now_ns: int, settings: Fil
         return (FilterCheck("spread", CheckStatus.UNAVAILABLE, na_pass, f"{reason}; missing_book {policy}"),
                 FilterCheck("depth", CheckStatus.UNAVAILABLE, na_pass, f"{reason}; missing_book {policy}"))
     sp = micro.spread_ticks
-    if sp is None:
+    if pct_terms:
+        spread = _pct_spread_check(micro, max_pct, na_pass)
+    elif sp is None:
         spread = FilterCheck("spread", CheckStatus.UNAVAILABLE, na_pass, "one side of the book is empty")
     elif sp <= max_spread:
         spread = FilterCheck("spread", CheckStatus.PASS, True, f"{sp} tick(s) <= {max_spread}")

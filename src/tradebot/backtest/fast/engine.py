@@ -129,6 +129,8 @@ class FastDay:
             raise UnsupportedError(f"{len(paths)} files for one day (the fast path reads exactly one)")
         self.path = Path(paths[0])
         self.spec = spec_for(symbol)
+        if self.spec.kind != "future":  # lots, percent filters and fractional tick values live in the event path
+            raise UnsupportedError(f"{symbol} is a {self.spec.kind}: the fast path covers futures only")
         self.symbol = symbol
         self.calendar = calendar_for(self.spec.session)
         self.full_profile = full_profile
