@@ -128,19 +128,19 @@ class ExchangeCalendar:
 
     def _init_crypto(self, template: str, first_year: int, last_year: int) -> None:
         self.template = template
-        h, m = (0, 0)
+        h, m, sec = (0, 0, 0)
         if "@" in template:
-            hh, mm = template.split("@", 1)[1].split(":")
-            h, m = int(hh), int(mm)
-        boundary = dt.time(h, m)
+            parts = [int(x) for x in template.split("@", 1)[1].split(":")]
+            h, m, sec = [*parts, 0, 0, 0][:3]
+        boundary = dt.time(h, m, sec)
         self.sessions = []
         d = dt.date(first_year, 1, 1)
         end = dt.date(last_year, 12, 31)
         while d <= end:
             # The trading day named d ends at the boundary on d (a 17:00 boundary: 17:00 the day before to 17:00).
             close_ns = local_ns(d, boundary, UTC)
-            open_ns = close_ns - 86_400 * NS if (h, m) != (0, 0) else local_ns(d, boundary, UTC)
-            if (h, m) == (0, 0):
+            open_ns = close_ns - 86_400 * NS if (h, m, sec) != (0, 0, 0) else local_ns(d, boundary, UTC)
+            if (h, m, sec) == (0, 0, 0):
                 close_ns = open_ns + 86_400 * NS
             self.sessions.append(Session(d, open_ns, close_ns, open_ns, close_ns, False))
             d += dt.timedelta(days=1)

@@ -555,7 +555,7 @@ class CoinbaseSettings(BaseModel):
     ws_url: str = Field("wss://advanced-trade-ws.coinbase.com", description="market data websocket URL")
     rest_url: str = Field("https://api.coinbase.com", description="public REST base (the product list)")
     book_depth: int = Field(10, ge=1, le=50, description="levels per side passed on from the full L2 book")
-    day_boundary: str = Field("00:00", description="crypto trading day starts at this UTC HH:MM (24/7 market)")
+    day_boundary: str = Field("00:00", description="crypto trading day starts at this UTC HH:MM[:SS] (24/7 market)")
     flatten_at_day_end: bool = Field(
         False, description="flatten crypto positions 5 minutes before the day boundary (off: hold through it)")
     lot_size: Decimal = Field(
@@ -572,8 +572,8 @@ class CoinbaseSettings(BaseModel):
     def _hhmm(cls, v: str) -> str:
         from tradebot.core.instruments import parse_hhmm
 
-        h, m = parse_hhmm(v)
-        return f"{h:02d}:{m:02d}"
+        h, m, sec = parse_hhmm(v)
+        return f"{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
 
 
 class Settings(BaseSettings):

@@ -78,16 +78,19 @@ def stock_session(extended_hours: bool) -> str:
 
 
 def crypto_session(day_boundary: str) -> str:
-    """Calendar template of a 24/7 market whose trading day starts at ``HH:MM`` UTC."""
-    h, m = parse_hhmm(day_boundary)
-    return "crypto" if (h, m) == (0, 0) else f"crypto@{h:02d}:{m:02d}"
+    """Calendar template of a 24/7 market whose trading day starts at ``HH:MM[:SS]`` UTC."""
+    h, m, sec = parse_hhmm(day_boundary)
+    if (h, m, sec) == (0, 0, 0):
+        return "crypto"
+    return f"crypto@{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
 
 
-def parse_hhmm(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise ValueError(f"{text!r} is not a HH:MM time")
-    return int(m.group(1)), int(m.group(2))
+def parse_hhmm(text: str) -> tuple[int, int, int]:
+    """``HH:MM`` or ``HH:MM:SS`` -> (hours, minutes, seconds)."""
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3) or 0) > 59:
+        raise ValueError(f"{text!r} is not a HH:MM[:SS] time")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
 def stock_spec(symbol: str, *, extended_hours: bool = False, ref_price: Decimal | None = None,
