@@ -23,6 +23,7 @@ DESTDIR="${DESTDIR:-}"
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 UNIT_DIR="${UNIT_DIR:-/etc/systemd/system}"
 UNITS=(tradebot.service tradebot-watchdog.service)
+OPTIONAL_UNITS=(tradebot-web.service)  # installed, not enabled: the dashboard needs TRADEBOT_WEB__TOKEN first
 MIN_PY="3.11"
 
 if ! [[ "$PREFIX" =~ ^/[A-Za-z0-9._/-]+$ ]]; then
@@ -103,7 +104,7 @@ render_unit() {
 
 install_units() {
   run mkdir -p "$UNIT_DEST"
-  for u in "${UNITS[@]}"; do
+  for u in "${UNITS[@]}" "${OPTIONAL_UNITS[@]}"; do
     if [ "${DRY_RUN:-0}" = 1 ]; then
       printf '+ render %s -> %s (PREFIX=%s, SERVICE_USER=%s)\n' "$ROOT_DIR/deploy/$u" "$UNIT_DEST/$u" "$PREFIX" \
         "$SERVICE_USER"
@@ -159,6 +160,7 @@ install_all() {
     say "systemctl skipped; later: systemctl daemon-reload && systemctl enable ${UNITS[*]}"
   fi
   echo "installed in $ROOT_DIR; edit $PREFIX/.env, run '$PREFIX/.venv/bin/tradebot preflight', then $0 --start"
+  echo "dashboard (optional): set TRADEBOT_WEB__TOKEN in $PREFIX/.env, then systemctl enable --now tradebot-web"
 }
 
 case "${1:-}" in
