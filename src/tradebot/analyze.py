@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tradebot.core.config import Settings
+from tradebot.core.config import ConfigError, FootprintSettings, Settings, checked_override
 from tradebot.core.contracts import spec_for
 from tradebot.core.types import GapEvent, RawBook, RawStatus, RawTrade, StatusEvent, Trade
 from tradebot.feeds.files import open_file_feed
@@ -209,9 +209,12 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"analyze: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    if args.bar_seconds:
+    if args.bar_seconds is not None:
+        bar = checked_override(FootprintSettings, "bar_seconds", args.bar_seconds, "--bar-seconds")
         settings = settings.model_copy(update={"footprint": settings.footprint.model_copy(
-            update={"bar_seconds": args.bar_seconds})})
+            update={"bar_seconds": bar})})
+    if args.plot_bars < 1:
+        raise ConfigError(f"config error: --plot-bars {args.plot_bars}: Input should be at least 1")
     try:
         res = asyncio.run(run_file(paths, settings, args.symbol, args.contract))
     except (ValueError, OSError) as exc:

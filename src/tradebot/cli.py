@@ -44,8 +44,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = until signalled)")
     p.add_argument("--sessions", type=int, help="simulated sessions to generate")
     p.add_argument("--timeframe", type=int, help="footprint bar seconds (default 300)")
-    p.add_argument("--profit-target", type=float, help="DAILY_PROFIT_TARGET in USD")
-    p.add_argument("--loss-limit", type=float, help="DAILY_LOSS_LIMIT in USD (negative)")
+    p.add_argument("--profit-target", help="DAILY_PROFIT_TARGET in USD")
+    p.add_argument("--loss-limit", help="DAILY_LOSS_LIMIT in USD (negative)")
     p.add_argument("--position-size", type=int, help="max contracts per bracket")
     p.add_argument("--stay", action="store_true", help="keep running after a finite feed ends")
     p.set_defaults(handler=_lazy("tradebot.daemon:run_daemon"))
@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_daemon(args: argparse.Namespace) -> bool:
+    return args.command == "run" or (args.command == "watchdog" and not getattr(args, "once", False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -158,10 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    settings.web.token):
         if secret is not None:
             register_secret(secret.get_secret_value())
-    # Daemons (run, replay, the watchdog loop) log JSON lines to stdout for journald; every other command keeps
-    # stdout for its data (one JSON document with --json) and logs to stderr.
-    daemon = args.command in ("run", "replay") or (args.command == "watchdog" and not getattr(args, "once", False))
-    configure_logging(settings.log_level, settings.log_format, stream=None if daemon else sys.stderr)
+    # Daemons (run, the watchdog loop) log JSON lines to stdout for journald; every other command, replay included
+    # (its stdout is the replay's result, one JSON document with --json), keeps stdout for its data.
+    configure_logging(settings.log_level, settings.log_format, stderr=not _is_daemon(args))
     try:
         handler: Handler = args.handler
         return handler(args, settings)

@@ -36,7 +36,16 @@ import psutil
 
 from tradebot import __version__
 from tradebot.core.calendar import ET, from_ns
-from tradebot.core.config import ConfigError, Settings
+from tradebot.core.config import (
+    ConfigError,
+    ExecutionSettings,
+    FootprintSettings,
+    Settings,
+    SimSettings,
+    check_number,
+    check_symbols,
+    checked_override,
+)
 from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
@@ -670,29 +679,44 @@ class Daemon:
                 f"{pos} P&L {pnl:+.2f} feed {self.feed_state} market {at} events {self.stats['events']}")
 
 
+def run_overrides(args: argparse.Namespace, settings: Settings, mode: str) -> Settings:
+    """``tradebot run``'s options applied to the settings, each checked by the rules of the variable it overrides
+    (:class:`ConfigError`, exit 2, one line naming the option): ``--loss-limit 100`` or ``--timeframe 0`` must not
+    start a daemon, nor be silently ignored."""
+    updates: dict[str, Any] = {"trading_mode": mode}
+    if getattr(args, "profit_target", None) is not None:
+        updates["daily_profit_target"] = checked_override(Settings, "daily_profit_target", args.profit_target,
+                                                          "--profit-target")
+    if getattr(args, "loss_limit", None) is not None:
+        updates["daily_loss_limit"] = checked_override(Settings, "daily_loss_limit", args.loss_limit, "--loss-limit")
+    if getattr(args, "timeframe", None) is not None:
+        bar = checked_override(FootprintSettings, "bar_seconds", args.timeframe, "--timeframe")
+        updates["footprint"] = settings.footprint.model_copy(update={"bar_seconds": bar})
+    if getattr(args, "position_size", None) is not None:
+        size = checked_override(ExecutionSettings, "max_position_size", args.position_size, "--position-size")
+        updates["execution"] = settings.execution.model_copy(update={"max_position_size": size})
+    if getattr(args, "sessions", None) is not None:
+        n = checked_override(SimSettings, "sessions", args.sessions, "--sessions")
+        updates["sim"] = settings.sim.model_copy(update={"sessions": n})
+    check_number("--speed", getattr(args, "speed", None), minimum=0)
+    check_number("--duration", getattr(args, "duration", None), minimum=0)
+    return settings.model_copy(update=updates)
+
+
 def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
     mode = args.mode or settings.trading_mode
     if mode == "live":
         print("refusing to start: --mode live needs a live broker adapter, which does not exist yet; "
               "tradebot never falls back to paper silently (use --mode paper)", file=sys.stderr)
         return 2
-    updates: dict[str, Any] = {"trading_mode": mode}
-    if getattr(args, "profit_target", None) is not None:
-        updates["daily_profit_target"] = args.profit_target
-    if getattr(args, "loss_limit", None) is not None:
-        updates["daily_loss_limit"] = args.loss_limit
-    if getattr(args, "timeframe", None):
-        updates["footprint"] = settings.footprint.model_copy(update={"bar_seconds": args.timeframe})
-    if getattr(args, "position_size", None):
-        updates["execution"] = settings.execution.model_copy(update={"max_position_size": args.position_size})
-    if getattr(args, "sessions", None):
-        updates["sim"] = settings.sim.model_copy(update={"sessions": args.sessions})
-    settings = settings.model_copy(update=updates)
+    settings = run_overrides(args, settings, mode)
     if args.symbols:
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     else:
         symbols = [args.symbol] if args.symbol else settings.symbol_list
     feed = args.feed or settings.feed
+    if feed not in ("polygon", "coinbase") and (args.symbols is not None or args.symbol is not None):
+        symbols = check_symbols("--symbols" if args.symbols is not None else "--symbol", symbols)
     if feed == "replay" and not args.input:
         print("--feed replay needs --input FILE [FILE ...]", file=sys.stderr)
         return 2

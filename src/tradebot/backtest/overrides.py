@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tradebot.core.config import ENV_PREFIX, ConfigError, Settings
+from tradebot.core.config import ENV_PREFIX, ConfigError, Settings, number_problems
 
 
 def _path(key: str) -> list[str]:
@@ -65,7 +65,12 @@ def apply_overrides(settings: Settings, overrides: dict[str, str]) -> Settings:
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"]
             raise ConfigError(f"override {key}={value!r}: {msg}") from None
-    return settings.model_copy(update=updates)
+    out = settings.model_copy(update=updates)
+    bad = number_problems(out)  # pydantic lets inf and 1e999999 through; the environment path refuses them
+    if bad:
+        loc, value, why = bad[0]
+        raise ConfigError(f"override {'.'.join(map(str, loc))}={value!s:.40}: {why}")
+    return out
 
 
 def grid_combinations(grid: Sequence[str]) -> list[dict[str, str]]:

@@ -8,6 +8,8 @@ variable: see :func:`load_settings`.
 
 from __future__ import annotations
 
+import math
+import re
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -661,6 +663,13 @@ class Settings(BaseSettings):
                     register_for_feed(str(feed), with_parts)
         return data
 
+    @field_validator("discord_webhook_url")
+    @classmethod
+    def _discord_webhook(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check_webhook_url(v.get_secret_value())
+        return v
+
     @field_validator("data_dir")
     @classmethod
     def _anchor_data(cls, v: Path) -> Path:
@@ -692,6 +701,34 @@ class Settings(BaseSettings):
         return self.symbols.split(",") if self.symbols else [self.trading_symbol]
 
 
+DISCORD_HOSTS = frozenset({"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"})
+_WEBHOOK_PATH = re.compile(r"/api(?:/v\d+)?/webhooks/\d+/[A-Za-z0-9_-]+/?")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_webhook_url(url: str) -> None:
+    """A Discord webhook (``https://discord.com/api/webhooks/<id>/<token>``) or a stand-in on this machine
+    (``http://127.0.0.1:PORT/api/webhooks/<id>/<token>``, which the tests use); ``ValueError`` otherwise, without
+    the URL in the message (it holds the token). A Slack URL or a typo would otherwise fail only at the first
+    alert, silently, and a malformed one (``http://[::1/x``) crashed the daemon's shutdown."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError("not an http(s) URL; expected https://discord.com/api/webhooks/<id>/<token>")
+    if not loopback and (parts.scheme != "https" or host not in DISCORD_HOSTS):
+        raise ValueError(f"not a Discord webhook (host {host!r}); expected https://discord.com/api/webhooks/<id>/"
+                         f"<token> (plain http only on this machine, for a stand-in)")
+    if not _WEBHOOK_PATH.fullmatch(parts.path) or parts.query or parts.fragment:
+        raise ValueError("not a Discord webhook path; expected /api/webhooks/<id>/<token>")
+
+
 class ConfigError(Exception):
     """One line per problem, each naming the environment variable; the CLI prints it and exits 2."""
 
@@ -711,21 +748,140 @@ def env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(str(p).upper() for p in loc)
 
 
+MAX_MAGNITUDE = 10**15
+"""No setting is a number beyond this (money in USD, seconds, sizes, ticks): ``1e999999`` is a typo, not a target,
+and a Decimal that large makes every later conversion to cents hang or raise."""
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    name = env_name(loc)
+    return "<secret>" if any(w in name for w in ("KEY", "WEBHOOK", "TOKEN")) else repr(_short(value))
+
+
+def _short(value: Any) -> Any:
+    """A value as it may appear in an error line: never a huge number's digits (``repr`` of a 1e999999 Decimal
+    is short, but ``int()`` of it is not and must never happen in a message)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str) and len(value) > 80:
+        return value[:77] + "..."
+    return value
+
+
+def number_problems(model: BaseModel, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any, str]]:
+    """``(location, value, why)`` for every number in the settings tree that is not finite or is beyond
+    :data:`MAX_MAGNITUDE` (pydantic accepts ``inf`` floats and any Decimal exponent that meets ``gt``/``lt``)."""
+    out: list[tuple[tuple[Any, ...], Any, str]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        here = (*loc, name)
+        if isinstance(value, BaseModel):
+            out += number_problems(value, here)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, float | Decimal | int):
+            if not (math.isfinite(value) if isinstance(value, float) else
+                    value.is_finite() if isinstance(value, Decimal) else True):
+                out.append((here, value, "Input should be a finite number"))
+            elif _too_big(value):
+                out.append((here, value, f"Input should be at most {MAX_MAGNITUDE:.0e} in magnitude"))
+    return out
+
+
+def _too_big(value: int | float | Decimal) -> bool:
+    if isinstance(value, Decimal):  # adjusted() first: abs() of a 1e999999999 Decimal overflows the context
+        return value.adjusted() > 15 or abs(value) > Decimal(MAX_MAGNITUDE)
+    return abs(value) > MAX_MAGNITUDE
+
+
 def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     """Load settings or raise :class:`ConfigError` whose message has one line per bad variable.
 
     ``root``: the installation root (:mod:`tradebot.core.paths`) relative paths resolve against; None keeps them
     relative to the current directory.
     """
+    from pydantic_settings import SettingsError
+
     token = _ROOT.set(root)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            value = err.get("input")
-            shown = "<secret>" if any(w in env_name(err["loc"]) for w in ("KEY", "WEBHOOK", "TOKEN")) else value
-            lines.append(f"config error: {env_name(err['loc'])}={shown!r}: {err['msg']}")
+            lines.append(f"config error: {env_name(err['loc'])}={_shown(err['loc'], err.get('input'))}: "
+                         f"{err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+    except SettingsError as exc:  # a nested group's JSON that does not parse: pydantic-settings names the field only
+        raise ConfigError(_settings_error_line(exc)) from None
     finally:
         _ROOT.reset(token)
+    bad = number_problems(settings)
+    if bad:
+        raise ConfigError("\n".join(f"config error: {env_name(loc)}={_shown(loc, v)}: {why}" for loc, v, why in bad))
+    return settings
+
+
+def checked_override(model: type[BaseModel], field: str, value: Any, option: str) -> Any:
+    """``value`` for ``model.field`` (a command-line override of a setting) checked by the field's own rules and
+    the finite/magnitude bound, exactly as the environment variable would be; :class:`ConfigError` naming the
+    option otherwise. ``model_copy(update=...)`` alone validates nothing (``--loss-limit 100`` got through)."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+
+    info = model.model_fields[field]
+    try:
+        form: Any = Annotated[info.annotation, *info.metadata]
+        got = TypeAdapter(form).validate_python(value)
+    except ValidationError as exc:
+        raise ConfigError(f"config error: {option} {_short(value)!r}: {exc.errors()[0]['msg']}") from None
+    check_number(option, got)
+    return got
+
+
+def check_number(option: str, value: Any, *, minimum: float | None = None) -> None:
+    """A command-line number: finite, within :data:`MAX_MAGNITUDE`, and at least ``minimum`` when given."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return
+    if isinstance(value, float | Decimal) and not (math.isfinite(value) if isinstance(value, float)
+                                                   else value.is_finite()):
+        raise ConfigError(f"config error: {option} {_short(value)!r}: Input should be a finite number")
+    if _too_big(value):
+        raise ConfigError(f"config error: {option} {_short(value)!r}: Input should be at most "
+                          f"{MAX_MAGNITUDE:.0e} in magnitude")
+    if minimum is not None and float(value) < minimum:
+        raise ConfigError(f"config error: {option} {_short(value)!r}: Input should be greater than or equal to "
+                          f"{minimum:g}")
+
+
+def check_symbols(option: str, symbols: list[str]) -> list[str]:
+    """Contract roots for ``--symbol``/``--symbols``, each known (as ``TRADING_SYMBOL`` is checked)."""
+    roots = []
+    for part in symbols:
+        root = root_of(part)
+        if root is None:
+            raise ConfigError(f"config error: {option} {_short(part)!r}: unknown contract; allowed: "
+                              f"{', '.join(CONTRACTS)} (stocks with --feed polygon, crypto with --feed coinbase)")
+        roots.append(root)
+    if not roots:
+        raise ConfigError(f"config error: {option}: no symbol given")
+    return roots
+
+
+def _settings_error_line(exc: Exception) -> str:
+    """One line for pydantic-settings' "error parsing value for field X": the variable and the JSON error."""
+    import json
+    import os
+    import re
+
+    m = re.search(r'field "([^"]+)"', str(exc))
+    field = m.group(1) if m else ""
+    prefix = (ENV_PREFIX + field).upper()
+    for key, value in sorted(os.environ.items()):
+        if key.upper() == prefix or key.upper().startswith(prefix + "__"):
+            try:
+                json.loads(value)
+            except ValueError as jexc:
+                return f"config error: {key}={_short(value)!r}: not valid JSON ({jexc})"
+    cause = exc.__cause__ or exc
+    return f"config error: {prefix or 'settings'}: not valid JSON ({_short(str(cause))})"

@@ -63,10 +63,15 @@ def _current_stdout(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stdout)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
-    out = stream if stream is not None else sys.stdout
-    # With no explicit stream, loggers resolve sys.stdout at each call (not now), so a replaced or closed
-    # stdout (tests, daemonisation) never leaves a logger writing into a dead file.
+def _current_stderr(*_: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None, *, stderr: bool = False) -> None:
+    """``stderr``: log to standard error (every command but the daemons, whose stdout carries their data)."""
+    out = stream if stream is not None else (sys.stderr if stderr else sys.stdout)
+    # With no explicit stream, loggers resolve sys.stdout/sys.stderr at each call (not now), so a replaced or
+    # closed stream (tests, daemonisation) never leaves a logger writing into a dead file.
     use_console = fmt == "console" or (fmt == "auto" and hasattr(out, "isatty") and out.isatty())
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=False) if use_console
                      else structlog.processors.JSONRenderer(sort_keys=False))
@@ -80,7 +85,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream) if stream is not None else _current_stdout,
+        logger_factory=(structlog.PrintLoggerFactory(file=stream) if stream is not None
+                        else _current_stderr if stderr else _current_stdout),
         cache_logger_on_first_use=False,
     )
 
