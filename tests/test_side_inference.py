@@ -73,6 +73,12 @@ def test_quote_rule_then_tick_rule_per_contract() -> None:
         assert (ev.side, ev.side_rule) == want, rec
     assert v.rejects == {"crossed_book": 1}
     assert v.sides.counts() == {"none": 1, "exchange": 1, "quote": 4, "tick": 7}
+    got = v.validate(_trade(18001, T0 + 18, sym="ESM2"))
+    assert isinstance(got, Trade) and got.side_rule is SideRule.QUOTE  # at ESM2's bid 18001: a sell
+    assert got.side is Side.SELL
+    v.sides.forget_quotes()  # a gap: the book before it no longer prevails
+    got = v.validate(_trade(18001, T0 + 19, sym="ESM2"))
+    assert isinstance(got, Trade) and (got.side, got.side_rule) == (Side.SELL, SideRule.TICK)
 
 
 def _strip(src: Path, dst: Path, *, bare: bool) -> None:

@@ -109,6 +109,12 @@ class SideInference:
             return ev if ev.side_rule is SideRule.NONE else _with_side(ev, side, rule)
         return _with_side(ev, side, rule)
 
+    def forget_quotes(self) -> None:
+        """After a gap in the data: the books seen before it no longer prevail (the tick rule's memory stays, as
+        the last price is still the last price known)."""
+        for st in self._streams.values():
+            st.bid = st.ask = None
+
     def counts(self) -> dict[str, int]:
         """``{"exchange": n, "quote": n, "tick": n, "none": n}`` over the trades seen so far."""
         return {r.name.lower(): self.by_rule[r] for r in SideRule}
