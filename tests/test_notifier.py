@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from support.discord_server import Answer, DiscordStandIn
+from tradebot.core.calendar import ET, local_ns
 from tradebot.core.logging import configure_logging
+from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.ops.discord import TOTAL_MAX, build_embed
 from tradebot.ops.notifications import MemoryOutbox, Notification, Severity
 from tradebot.ops.notifier import Notifier
+from tradebot.ops.store_outbox import StoreOutbox
+from tradebot.state.store import StateStore
 
 
 def note(title: str = "Trade opened", kind: str = "trade_opened", sev: Severity = Severity.INFO,
@@ -232,3 +238,22 @@ def test_embed_respects_discord_limits() -> None:
     total = len(e["title"]) + len(e["description"]) + len(e["footer"]["text"]) + sum(
         len(f["name"]) + len(f["value"]) for f in e["fields"])
     assert total <= TOTAL_MAX
+
+
+async def test_possible_duplicates_reach_the_outbox_and_the_digest(server: DiscordStandIn, tmp_path: Path) -> None:
+    """A post answered too late is retried: both copies are in the channel, and the digest says so."""
+    store = StateStore.open(tmp_path / "t.db")
+    try:
+        day = dt.date(2025, 3, 10)
+        at = local_ns(day, dt.time(10, 0), ET)
+        server.script = [Answer(204, delay=1.0)]
+        n = fast(server.url, StoreOutbox(store))
+        n.notify(Notification("trade_opened", Severity.INFO, "Trade opened: ES long", at))
+        n.notify(Notification("trade_closed", Severity.INFO, "Trade closed: ES +$12.50", at + 1))
+        assert await n.flush(5)
+        assert server.titles() == ["Trade opened: ES long", "Trade opened: ES long", "Trade closed: ES +$12.50"]
+        assert store.query("SELECT ambiguous FROM outbox ORDER BY id") == [{"ambiguous": 1}, {"ambiguous": 0}]
+        fields = dict(digest_notification(digest_data(store, day), day, at).fields)
+        assert fields["Alerts"] == "2 sent of 2, 1 possible duplicate(s), 0 repeat(s) collapsed"
+    finally:
+        store.close()

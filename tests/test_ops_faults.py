@@ -204,6 +204,32 @@ async def test_fail_closed_on_every_exception_one_writer_per_database_and_privat
     assert [t for t in titles if t in set(outbox)] == outbox
 
 
+# --- calendar jobs across restarts ---------------------------------------------------------------
+
+
+async def test_restarts_never_refire_a_past_days_auto_flatten_or_digest(tmp_path: Path,
+                                                                        discord: DiscordStandIn) -> None:
+    """Two trading days, then two restarts over the same data: each day keeps one auto-flatten (journal row and
+    alert) and one digest; nothing is reported missed (every job ran on its day)."""
+    data = tmp_path / "data"
+    env = env_for(data, DISCORD_WEBHOOK_URL=discord.url, TRADEBOT_SIM__TRADES_PER_SESSION="1500")
+    db = data / "tradebot-paper.db"
+    counts = []
+    for _ in range(3):
+        proc = await start(env, tmp_path, "--speed", "0", "--sessions", "2")
+        rc, err = await stop(proc, signalled=False)
+        assert rc == 0, err[-2000:]
+        days = [r[0] for r in db_rows(db, "SELECT json_extract(payload, '$.day') FROM journal "
+                                          "WHERE kind = 'auto_flatten' ORDER BY seq")]
+        titles = discord.titles()
+        counts.append((days, sum(t.startswith("Auto-flatten") for t in titles),
+                       sum(t.startswith("Daily digest") for t in titles)))
+    assert counts[0] == (["2025-03-10", "2025-03-11"], 2, 2)
+    assert counts[1] == counts[0] and counts[2] == counts[0]
+    assert not [t for t in discord.titles() if t.startswith("Missed")]
+    assert db_rows(db, "SELECT COUNT(*) FROM job_runs WHERE status = 'missed'") == [(0,)]
+
+
 # --- disk full ---------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import io
 import math
 from typing import Any
 
-from tradebot.core.calendar import ET, from_ns
+from tradebot.core.calendar import ET, from_ns, local_ns
 from tradebot.core.stats import summarize
 from tradebot.ops.notifications import Notification, Severity
 from tradebot.state.store import StateStore
@@ -28,7 +28,16 @@ DigestData = dict[str, list[dict[str, Any]]]
 def digest_data(store: StateStore, day: dt.date) -> DigestData:
     """The rows a digest needs (read on the store's own thread)."""
     iso = day.isoformat()
+    # The trading day's alerts: from the previous day's 18:00 ET (the CME session's start) to this day's.
+    start = local_ns(day - dt.timedelta(days=1), dt.time(18, 0), ET)
+    end = local_ns(day, dt.time(18, 0), ET)
     return {
+        "alerts": store.query(
+            "SELECT COUNT(*) AS alerts, COALESCE(SUM(delivered_ns IS NOT NULL), 0) AS sent, "
+            "COALESCE(SUM(delivered_ns IS NOT NULL AND ambiguous > 0), 0) AS duplicates, "
+            "COALESCE(SUM(CASE WHEN json_extract(payload, '$.repeats') > 1 "
+            "THEN json_extract(payload, '$.repeats') - 1 ELSE 0 END), 0) AS collapsed "
+            "FROM outbox WHERE created_ns >= ? AND created_ns < ?", (start, end)),
         "stats": store.query("SELECT * FROM daily_stats WHERE trading_day = ?", (iso,)),
         "trades": store.query("SELECT * FROM brackets WHERE trading_day = ? AND closed_ns IS NOT NULL "
                               "AND entry_filled > 0 ORDER BY closed_ns", (iso,)),
@@ -58,6 +67,11 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
         st = state[0]
         fields += [("Balance", f"${int(st['balance_cents']) / 100:,.2f}"), ("Tier", str(st.get("tier_name") or "-")),
                    ("State", str(st["state"]))]
+    if data.get("alerts"):
+        a = data["alerts"][0]
+        # Webhooks are at-least-once: a post retried after an unanswered attempt may show twice in the channel.
+        fields.append(("Alerts", f"{int(a['sent'])} sent of {int(a['alerts'])}, {int(a['duplicates'])} possible "
+                                 f"duplicate(s), {int(a['collapsed'])} repeat(s) collapsed"))
     for t in trades[:10]:
         side = "LONG" if int(t["side"]) > 0 else "SHORT"
         pnl = int(t["realized_cents"]) - int(t["commission_cents"])
