@@ -118,6 +118,13 @@ def test_json_output_is_one_document_with_logs_on_stderr(tmp_path: Path) -> None
             assert doc["trades"] == 0 and len(doc["trade_hash"]) == 64
 
 
+def test_json_errors_are_a_document_too(tmp_path: Path) -> None:
+    for cmd in ("trades", "stats"):
+        r = tradebot(tmp_path, cmd, "--json")
+        assert r.returncode == 2 and "no state database" in r.stderr
+        assert "no state database" in json.loads(r.stdout)["error"]
+
+
 # --- replay keeps to its own state ---------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -308,13 +309,20 @@ def _execution_signals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     } for r in rows]
 
 
+def _state_error(args: argparse.Namespace, command: str, exc: Exception) -> None:
+    """The error on stderr; with ``--json`` stdout still holds one document (``{"error": ...}``), as ``status``."""
+    print(f"tradebot {command}: {exc}", file=sys.stderr)
+    if _flag(args, "json", False):
+        print(json.dumps({"error": str(exc)}))
+
+
 def _rows(args: argparse.Namespace, settings: Settings, command: str, empty: str,
           load: Callable[[StateStore], list[dict[str, Any]]]) -> list[dict[str, Any]] | int:
     """Rows to print as a table, or the exit code once they were printed as JSON / found empty / unreadable."""
     try:
         store = _open(settings)
     except StateError as exc:
-        print(f"tradebot {command}: {exc}")
+        _state_error(args, command, exc)
         return EXIT_STATE_ERROR
     try:
         rows = load(store)
@@ -388,7 +396,7 @@ def stats_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         store = _open(settings)
     except StateError as exc:
-        print(f"tradebot stats: {exc}")
+        _state_error(args, "stats", exc)
         return EXIT_STATE_ERROR
     try:
         st = compute_stats(store)
