@@ -519,7 +519,7 @@ def test_format_decision_and_json_form() -> None:
     line = format_decision(taken, ES)
     # 0.5 x 0.9 + 0.15 + 0.10 + 0.10 + 0.10 (all confirmed) + 0.05 x 0.5 (no intensity history yet) = 0.925
     assert taken.confidence == 0.925
-    assert line.startswith("2025-03-12 11:00:00 ET ES")  # 10:00 CT = 11:00 ET
+    assert line.startswith("2025-03-12 11:00:00 EDT ES")  # 10:00 CT = 11:00 EDT (TRADEBOT_DISPLAY_TZ default)
     for part in ("BUY_IMBALANCE", "LONG", "@4999.00", "regime=TRENDING_UP(0.80)", "conf=0.93/0.60", "filters=ok",
                  "TAKEN", "BUY 1 MKT stop 4996.00 target 5008.00"):
         assert part in line, (part, line)

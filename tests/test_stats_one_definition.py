@@ -97,3 +97,27 @@ def test_scratches_and_undefined_profit_factor() -> None:
     assert [outcome(v) for v in (1, 0, -1)] == ["win", "scratch", "loss"]
     assert profit_factor(0, 0) is None and profit_factor(100, 0) == math.inf
     assert summarize([0, 0]).profit_factor is None and summarize([]).win_rate is None
+
+
+def test_one_labelled_display_zone_for_every_command(tmp_path: Path) -> None:
+    """TRADEBOT_DISPLAY_TZ moves every time the operator sees, with its label; default New York (EDT in March)."""
+    record_day(tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    env.update({"TRADEBOT_HOME": str(tmp_path), "TRADING_MODE": "paper"})
+
+    def trades(**extra: str) -> list[dict[str, str]]:
+        r = subprocess.run([sys.executable, "-m", "tradebot", "trades", "--json"], cwd=tmp_path, env={**env, **extra},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        rows: list[dict[str, str]] = json.loads(r.stdout)
+        return rows
+
+    ny = trades()
+    chicago = trades(TRADEBOT_DISPLAY_TZ="America/Chicago")
+    assert ny[0]["closed"].endswith(" EDT") and chicago[0]["closed"].endswith(" CDT")
+    h_ny, h_ct = (dt.datetime.strptime(r[0]["closed"][:19], "%Y-%m-%d %H:%M:%S") for r in (ny, chicago))
+    assert h_ny - h_ct == dt.timedelta(hours=1)
+    bad = subprocess.run([sys.executable, "-m", "tradebot", "status"], cwd=tmp_path,
+                         env={**env, "TRADEBOT_DISPLAY_TZ": "Mars/Olympus"}, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "TRADEBOT_DISPLAY_TZ" in bad.stderr

@@ -159,16 +159,17 @@ def print_table(res: AnalyzeResult, out: Any = None) -> None:
         print("no valid trades in the input", file=out)
         return
     spec = run.engine.spec
-    from tradebot.core.calendar import CT, from_ns
+    from tradebot.core.display import display_tz_name, local, zone_label
 
-    print(f"{spec.root} ({run.raw_symbol})  bars of {run.engine.settings.footprint.bar_seconds}s, times US Central",
-          file=out)
+    zone = zone_label(run.bars[0].bar.start_ns) if run.bars else zone_label()
+    print(f"{spec.root} ({run.raw_symbol})  bars of {run.engine.settings.footprint.bar_seconds}s, times {zone} "
+          f"({display_tz_name()})", file=out)
     print(f"{'start':>8} {'open':>10} {'high':>10} {'low':>10} {'close':>10} {'volume':>8} {'delta':>7} "
           f"{'POC':>10}  patterns", file=out)
     for bc in run.bars:
         b = bc.bar
         pats = ", ".join(f"{p.pattern}/{p.direction}" for p in bc.patterns)
-        print(f"{from_ns(b.start_ns, CT):%H:%M:%S} {spec.fmt(b.open):>10} {spec.fmt(b.high):>10} "
+        print(f"{local(b.start_ns):%H:%M:%S} {spec.fmt(b.open):>10} {spec.fmt(b.high):>10} "
               f"{spec.fmt(b.low):>10} {spec.fmt(b.close):>10} {b.volume:>8} {b.delta:>+7} "
               f"{spec.fmt(b.poc):>10}  {pats}", file=out)
     a = run.engine.analyze()

@@ -16,6 +16,7 @@ from typing import Any
 
 from tradebot import __version__
 from tradebot.core.config import ConfigError, Settings, load_settings
+from tradebot.core.display import set_display_tz
 from tradebot.core.logging import configure_logging, register_secret
 from tradebot.core.paths import HOME_VAR, install_root
 
@@ -158,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    set_display_tz(settings.display_tz)
     for secret in (settings.databento_api_key, settings.polygon_api_key, settings.discord_webhook_url,
                    settings.web.token):
         if secret is not None:

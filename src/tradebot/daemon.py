@@ -35,7 +35,6 @@ from typing import Any
 import psutil
 
 from tradebot import __version__
-from tradebot.core.calendar import ET, from_ns
 from tradebot.core.config import (
     ConfigError,
     ExecutionSettings,
@@ -47,6 +46,7 @@ from tradebot.core.config import (
     checked_override,
 )
 from tradebot.core.contracts import spec_for
+from tradebot.core.display import fmt_ts
 from tradebot.core.logging import get_logger
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.execution.model import HaltKind
@@ -675,7 +675,7 @@ class Daemon:
         pnl = (snap.get("day_pnl_cents") or 0) / 100
         pos = ",".join(f"{k}:{v:+d}" for k, v in (snap.get("positions") or {}).items()) or "flat"
         last = max(self.last_event_ts.values(), default=0)
-        at = f"{from_ns(last, ET):%Y-%m-%d %H:%M} ET" if last else "-"
+        at = fmt_ts(last, "%Y-%m-%d %H:%M") if last else "-"
         return (f"{self.settings.trading_mode} {'/'.join(self.symbols)} {snap.get('trading_state', '?')} "
                 f"{pos} P&L {pnl:+.2f} feed {self.feed_state} market {at} events {self.stats['events']}")
 

@@ -36,6 +36,7 @@ from tradebot.backtest.stats import (
 from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.core.config import ConfigError, Settings
 from tradebot.core.contracts import spec_for
+from tradebot.core.display import display_tz_name
 from tradebot.feeds.catalog import combined_fingerprint, sha256_file
 
 if TYPE_CHECKING:  # the runner pulls in databento and pandas: only the commands that run days import it
@@ -386,8 +387,8 @@ def stress_command(args: argparse.Namespace, settings: Settings) -> int:
                   f"({fmt_usd(sl.net_change_cents, signed=True)}), PF {fmt_ratio(sl.stats.profit_factor)}, "
                   f"win {fmt_pct(sl.stats.win_rate)}")
     if args.time_of_day or not only:
-        print("  by hour (ET): " + "; ".join(f"{g.key} {g.trades}t {fmt_usd(g.net_cents, signed=True)}"
-                                             for g in rep.by_hour))
+        print(f"  by hour ({display_tz_name()}): " + "; ".join(
+            f"{g.key} {g.trades}t {fmt_usd(g.net_cents, signed=True)}" for g in rep.by_hour))
     if args.day_of_week or not only:
         print("  by weekday: " + "; ".join(f"{g.key} {g.trades}t {fmt_usd(g.net_cents, signed=True)}"
                                            for g in rep.by_weekday))

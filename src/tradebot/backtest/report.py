@@ -27,8 +27,8 @@ from tradebot.backtest.stats import (
 )
 from tradebot.backtest.stress import MonteCarloResult, StressReport
 from tradebot.backtest.trades import TradeRecord, sort_trades
-from tradebot.core.calendar import ET, from_ns
 from tradebot.core.contracts import CONTRACTS
+from tradebot.core.display import display_tz_name, fmt_ts
 from tradebot.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -308,12 +308,12 @@ def _trades_table(trades: Sequence[TradeRecord]) -> str:
     for t in trades[:MAX_TRADE_ROWS]:
         spec = CONTRACTS[t.symbol]
         rows.append([_td(t.trade_id), _td(t.symbol), _td("long" if t.side > 0 else "short"), _td(t.quantity),
-                     _td(from_ns(t.entry_ns, ET).strftime("%Y-%m-%d %H:%M:%S")), _td(spec.fmt(t.entry_price)),
-                     _td(from_ns(t.exit_ns, ET).strftime("%H:%M:%S")), _td(spec.fmt(t.exit_price)),
+                     _td(fmt_ts(t.entry_ns)), _td(spec.fmt(t.entry_price)),
+                     _td(fmt_ts(t.exit_ns, "%H:%M:%S")), _td(spec.fmt(t.exit_price)),
                      _td(t.exit_reason), _td(t.pattern), _td(t.regime), _money_cell(t.net_pnl_cents)])
     note = (f'<p class="note">First {MAX_TRADE_ROWS} of {len(trades)} trades.</p>'
             if len(trades) > MAX_TRADE_ROWS else "")
-    return _table(["Id", "Symbol", "Side", "Qty", "Entry (ET)", "Entry", "Exit (ET)", "Exit", "Exit Reason",
+    return _table(["Id", "Symbol", "Side", "Qty", "Entry time", "Entry", "Exit time", "Exit", "Exit Reason",
                    "Pattern", "Regime", "Net"], rows, "trades") + note
 
 
@@ -348,7 +348,7 @@ def write_report(run_name: str, trades: Iterable[TradeRecord], stats: BacktestSt
         "<h2>Tier progression</h2>", _tiers(stats),
         "<h2>Monthly breakdown</h2>", _group_table(stats.monthly, "Month", "monthly"),
         "<h2>Performance by pattern</h2>", _group_table(stats.by_pattern, "Pattern", "patterns"),
-        "<h2>Time of day (entry hour, US Eastern)</h2>", _group_table(stats.by_hour, "Hour", "hours"),
+        f"<h2>Time of day (entry hour, {display_tz_name()})</h2>", _group_table(stats.by_hour, "Hour", "hours"),
         "<h2>Day of week</h2>", _group_table(stats.by_weekday, "Day", "weekdays"),
         "<h2>By regime</h2>", _group_table(stats.by_regime, "Regime", "regimes"),
         "<h2>By exit reason</h2>", _group_table(stats.by_exit_reason, "Exit Reason", "exits"),

@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tradebot.backtest.trades import TradeRecord, sort_trades
-from tradebot.core.calendar import CT, ET, calendar_for, from_ns
+from tradebot.core.calendar import CT, calendar_for, from_ns
 from tradebot.core.config import parse_tiers
 from tradebot.core.contracts import CONTRACTS
+from tradebot.core.display import local
 from tradebot.core.logging import get_logger
 from tradebot.core.stats import (  # the one definition of each statistic (also stats, the digest, status)
     TRADING_DAYS_PER_YEAR,
@@ -218,7 +219,7 @@ class BacktestStats:
     monthly: tuple[GroupStats, ...]
     by_pattern: tuple[GroupStats, ...]
     by_hour: tuple[GroupStats, ...]
-    """Hour of the *entry*, US Eastern, keys ``"09:00"``."""
+    """Hour of the *entry* in the display zone (``TRADEBOT_DISPLAY_TZ``), keys ``"09:00"``."""
     by_weekday: tuple[GroupStats, ...]
     """Weekday of the trading day, keys ``"Mon"``..."""
     by_regime: tuple[GroupStats, ...]
@@ -349,7 +350,7 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
     def weekday_key(d: dt.date) -> str:
         return WEEKDAYS[d.weekday()]
 
-    entry_hours = [from_ns(t.entry_ns, ET).hour for t in ordered]
+    entry_hours = [local(t.entry_ns).hour for t in ordered]
     monthly = _breakdown(ordered, tdays, lambda i: month_key(tdays[i]), lambda g: g.key, month_key, daily)
     by_pattern = _breakdown(ordered, tdays, lambda i: ordered[i].pattern or "(none)", lambda g: (-g.net_cents, g.key))
     by_hour = _breakdown(ordered, tdays, lambda i: f"{entry_hours[i]:02d}:00", lambda g: g.key)

@@ -626,6 +626,9 @@ class Settings(BaseSettings):
                            "installation root (TRADEBOT_HOME, see README)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    display_tz: str = Field(
+        "America/New_York", description="the one time zone the operator sees (status, alerts, reports, charts), "
+        "labelled EST/EDT...; America/Chicago = CME exchange time")
     feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv"] = "demo"
     symbols: str = Field("", description="comma-separated roots to trade at once; empty = TRADING_SYMBOL")
     validation: ValidationSettings = ValidationSettings()
@@ -669,6 +672,11 @@ class Settings(BaseSettings):
         if v is not None:
             check_webhook_url(v.get_secret_value())
         return v
+
+    @field_validator("display_tz")
+    @classmethod
+    def _display_zone(cls, v: str) -> str:
+        return _check_zone(v)
 
     @field_validator("data_dir")
     @classmethod

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tradebot.core.calendar import ET, from_ns
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, decode_tick_value, money_cents
+from tradebot.core.display import fmt_ts
 from tradebot.core.instruments import spec_or_register
 from tradebot.core.stats import equity_curve, max_drawdown, summarize
 from tradebot.execution.risk import fmt_cents
@@ -62,7 +62,7 @@ def _open(settings: Settings) -> StateStore:
 def _when(ts_ns: Any) -> str:
     if not ts_ns:
         return ""
-    return from_ns(int(ts_ns), ET).strftime("%Y-%m-%d %H:%M:%S ET")
+    return fmt_ts(int(ts_ns))
 
 
 def _px(symbol: str, ticks: int | None) -> str:

@@ -11,7 +11,8 @@ import io
 import math
 from typing import Any
 
-from tradebot.core.calendar import ET, from_ns, local_ns
+from tradebot.core.calendar import ET, local_ns
+from tradebot.core.display import display_tz, fmt_ts, local
 from tradebot.core.stats import summarize
 from tradebot.ops.notifications import Notification, Severity
 from tradebot.state.store import StateStore
@@ -75,7 +76,7 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     for t in trades[:10]:
         side = "LONG" if int(t["side"]) > 0 else "SHORT"
         pnl = int(t["realized_cents"]) - int(t["commission_cents"])
-        fields.append((f"{from_ns(int(t['closed_ns']), ET):%H:%M} {t['symbol']} {side} {t['pattern']}",
+        fields.append((f"{fmt_ts(int(t['closed_ns']), '%H:%M')} {t['symbol']} {side} {t['pattern']}",
                        f"{_usd(pnl)} ({t['exit_reason']})"))
     png = _chart(day, trades) if trades else None
     sev = Severity.SUCCESS if net > 0 else Severity.WARNING if net < 0 else Severity.INFO
@@ -94,11 +95,11 @@ def _chart(day: dt.date, trades: list[dict[str, Any]]) -> bytes:
     total = 0
     for t in trades:
         total += int(str(t["realized_cents"])) - int(str(t["commission_cents"]))
-        times.append(from_ns(int(str(t["closed_ns"])), ET))
+        times.append(local(int(str(t["closed_ns"]))))
         equity.append(total / 100)
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
     xs = [float(x) for x in mdates.date2num(times)]  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=ET))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=display_tz()))  # type: ignore[no-untyped-call]
     ax.step(xs, equity, where="post", color="#1f4e9c", linewidth=1.8)
     ax.axhline(0, color="#888", linewidth=0.8)
     for tm, eq, t in zip(xs, equity, trades, strict=True):

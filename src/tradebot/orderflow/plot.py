@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tradebot.core.calendar import CT, from_ns
+from tradebot.core.display import display_tz_name, local, zone_label
 from tradebot.orderflow.engine import BarClose, OrderFlowEngine
 from tradebot.orderflow.events import Pattern
 
@@ -81,13 +81,14 @@ def plot_footprint(engine: OrderFlowEngine, bars: Sequence[BarClose], out: Path,
     ax.set_xlim(-0.4, len(shown) * 1.2)
     ax.set_ylim(lo - 3, hi + 4)
     ax.set_xticks([i * 1.2 + 0.5 for i in range(len(shown))])
-    ax.set_xticklabels([f"{from_ns(bc.bar.start_ns, CT):%H:%M:%S}" for bc in shown], fontsize=font)
+    ax.set_xticklabels([f"{local(bc.bar.start_ns):%H:%M:%S}" for bc in shown], fontsize=font)
     step = max(1, n_levels // 30)
     ticks = list(range(lo, hi + 1, step))
     ax.set_yticks(ticks)
     ax.set_yticklabels([spec.fmt(t) for t in ticks], fontsize=font)
     ax.set_ylabel(f"{spec.root} price")
-    ax.set_xlabel("bar start (US Central); under each bar: delta and volume; boxed: POC")
+    zone = zone_label(shown[0].bar.start_ns) if shown else zone_label()
+    ax.set_xlabel(f"bar start ({zone}, {display_tz_name()}); under each bar: delta and volume; boxed: POC")
     ax.set_title(title or f"{spec.root} footprint, bid x ask per level "
                  f"({engine.settings.footprint.bar_seconds}s bars; green/red bold = buy/sell imbalance)")
     if shade_va:

@@ -12,8 +12,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from tradebot.core.calendar import ET, from_ns
+from tradebot.core.calendar import from_ns
 from tradebot.core.contracts import ContractSpec
+from tradebot.core.display import fmt_ts
 from tradebot.core.orders import EntryType, OrderIntent
 from tradebot.orderflow.events import Direction, Pattern
 from tradebot.regime.detector import Regime
@@ -143,10 +144,10 @@ def format_intent(i: OrderIntent, spec: ContractSpec) -> str:
 
 
 def format_decision(d: Decision, spec: ContractSpec) -> str:
-    """One line: time ET, symbol, pattern, direction, regime, confidence, filters, verdict, order or reasons."""
-    t = from_ns(d.ts_ns, ET)
+    """One line: time (display zone, labelled), symbol, pattern, direction, regime, confidence, filters, verdict,
+    order or reasons."""
     filters = "-" if d.filters is None else d.filters.summary()
-    head = (f"{t:%Y-%m-%d %H:%M:%S} ET {d.symbol:<4} {d.pattern:<22} {d.direction:<5} "
+    head = (f"{fmt_ts(d.ts_ns)} {d.symbol:<4} {d.pattern:<22} {d.direction:<5} "
             f"@{spec.fmt(d.prices[0] if d.direction is Direction.LONG else d.prices[-1]) if d.prices else '-'} "
             f"str={d.strength:.2f} regime={d.regime}({d.regime_confidence:.2f}) "
             f"conf={d.confidence:.2f}/{d.min_confidence:.2f} filters={filters} {d.verdict}")

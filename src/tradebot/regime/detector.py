@@ -43,9 +43,10 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tradebot.core.calendar import ET, NS, ExchangeCalendar, Session, calendar_for, from_ns
+from tradebot.core.calendar import NS, ExchangeCalendar, Session, calendar_for, from_ns
 from tradebot.core.config import RegimeSettings, Settings, parse_time_windows
 from tradebot.core.contracts import ContractSpec
+from tradebot.core.display import fmt_ts
 from tradebot.core.logging import get_logger
 from tradebot.orderflow.footprint import FootprintBar
 from tradebot.regime.blackouts import BlackoutSchedule, load_blackouts
@@ -371,4 +372,4 @@ class RegimeDetector:
 
 
 def _et(ts_ns: int) -> str:
-    return f"{from_ns(ts_ns, ET):%H:%M} ET"
+    return fmt_ts(ts_ns, "%H:%M")
