@@ -73,6 +73,36 @@ def test_replay_through_the_daemon_equals_the_batch_backtest(catalog: Path, tmp_
     assert trade_hash(trades) == replay_hash
 
 
+def test_chained_backtest_equals_a_multi_day_replay_trade_for_trade(catalog: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The headline backtest is the daemon running through the days: same trades as `tradebot replay` of all
+    the files at once (balance, tier, strategy state and daily limits carried from day to day)."""
+    files = [str(p) for p in find_days(catalog, "ES", None, None).values()]
+    r = subprocess.run([sys.executable, "-m", "tradebot", "replay", "--input", *files, "--symbol", "ES"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env=clean_env(TRADEBOT_DATA_DIR=str(tmp_path / "replay")))
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = re.search(r"replay: (\d+) trades, net .* trade hash ([0-9a-f]{64})", r.stdout)
+    assert m, r.stdout[-2000:]
+    assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--json", "--no-report"]) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out.strip().splitlines()[-1])
+    assert doc["mode"] == "chained" and "(chained days)" in out.err
+    db = BacktestDB(tmp_path / "data" / "backtests.db")
+    run = db.run(doc["run_id"])
+    trades = db.trades(doc["run_id"])
+    db.close()
+    assert run is not None and "(chained days)" in run["name"]
+    assert len(trades) == int(m.group(1)) >= 2 and run["trade_hash"] == trade_hash(trades) == m.group(2)
+    assert {d["day"] for d in doc["daily"]} == {"2025-03-10", "2025-03-11", "2025-03-12"}
+    # The named variant: every day on its own (equal to single-day replays), said so in the report.
+    assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--json", "--no-report", "--mode",
+                 "independent"]) == 0
+    out = capsys.readouterr()
+    ind = json.loads(out.out.strip().splitlines()[-1])
+    assert ind["mode"] == "independent" and "(independent days)" in out.err
+
+
 def test_backtest_local_run_summary_stress_and_report(catalog: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--json", "--footprints", "1"]) == 0

@@ -40,7 +40,7 @@ from tradebot.core.display import display_tz_name
 from tradebot.feeds.catalog import combined_fingerprint, sha256_file
 
 if TYPE_CHECKING:  # the runner pulls in databento and pandas: only the commands that run days import it
-    from tradebot.backtest.runner import DayResult, DayTask
+    from tradebot.backtest.runner import ChainResult, ChainTask, DayResult, DayTask
     from tradebot.backtest.stress import StressReport
 
 DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -66,7 +66,11 @@ def add_backtest_commands(sub: Any) -> None:
     p.add_argument("--engine", choices=("auto", "fast", "event"), default="auto",
                    help="auto/fast: the columnar fast path wherever it is exact, else the event path; event: only "
                         "the event path (the daemon's own loop)")
-    p.add_argument("--name", help="run name (default: symbol and dates)")
+    p.add_argument("--mode", choices=("chained", "independent"), default="chained",
+                   help="chained (default): the days in order through one continuously running trading core, as "
+                        "the daemon trades them (balance, tier, strategy state and daily limits carry over); "
+                        "independent: every day on its own from the starting balance, days in parallel")
+    p.add_argument("--name", help="run name (default: symbol, dates and mode)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--footprints", type=int, default=3, help="sample trades to chart in the report")
     p.add_argument("--db", type=Path, help="results database (default TRADEBOT_DATA_DIR/backtests.db)")
@@ -166,9 +170,32 @@ def _run_id(name: str, combo: dict[str, str], fingerprint: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{h}"
 
 
-def _stats(trades: list[TradeRecord], settings: Settings, days: Iterable[dt.date]) -> BacktestStats:
+MODE_LABEL = {"chained": "chained days", "independent": "independent days"}
+
+
+def execute_chains(tasks: list[ChainTask], scheduler: str | None = None, workers: int = 0) -> list[ChainResult]:
+    """Chained days: one task per parameter combination (its days in order), combinations in parallel."""
+    from tradebot.backtest.runner import run_chain
+
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            return list(client.gather(client.map(run_chain, tasks, pure=False)))
+    if len(tasks) == 1 or workers == 1:
+        return [run_chain(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=workers or min(len(tasks), os.cpu_count() or 1)) as pool:
+        return list(pool.map(run_chain, tasks))
+
+
+def _stats(trades: list[TradeRecord], settings: Settings, days: Iterable[dt.date],
+           day_tiers: dict[str, int] | None = None) -> BacktestStats:
+    """The run's statistics; tiers as the trades used them (``day_tiers`` from the run's journal), none when
+    tiers are off."""
     cents = int(settings.execution.starting_balance * 100)
-    return compute_stats(trades, cents, session_days=tuple(days), tiers=tiers_from_text(settings.execution.tiers))
+    tiers = tiers_from_text(settings.execution.tiers) if settings.execution.tiers_enabled else ()
+    used = None if day_tiers is None else {dt.date.fromisoformat(d): n for d, n in day_tiers.items()}
+    return compute_stats(trades, cents, session_days=tuple(days), tiers=tiers, day_tiers=used)
 
 
 def print_summary(name: str, s: BacktestStats, out: Any = None) -> None:
@@ -259,50 +286,75 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"backtest: no {symbol} day files under {args.data} between {start or '...'} and {end or '...'}",
               file=sys.stderr)
         return 2
-    from tradebot.backtest.runner import DayTask
+    from tradebot.backtest.runner import ChainTask, DayTask
+    from tradebot.backtest.stats import trading_day_of
     from tradebot.backtest.stress import run_stress
 
     fingerprint = combined_fingerprint_of(days.values())
-    tasks = [DayTask(d.isoformat(), (str(p),), symbol, base, tuple(combos)) for d, p in days.items()]
+    mode = args.mode
     t0 = time.monotonic()
-    results = execute(tasks, args.scheduler, args.workers, engine=args.engine)
-    seconds = time.monotonic() - t0
-    errors = {r.day: r.error for r in results if r.error}
-    for day, err in errors.items():
-        print(f"backtest: {day} failed: {err.splitlines()[0]}", file=sys.stderr)
-    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
-    name = args.name or f"{symbol} {min(days)}..{max(days)}"
-    table = []
-    try:
-        for i, combo in enumerate(combos):
-            trades, trade_days = [], {}
+    # Per combination: (trades, trade -> day, day -> tier used), per run: errors, events per day.
+    per_combo: list[tuple[list[TradeRecord], dict[str, str], dict[str, int]]] = []
+    errors: dict[str, str] = {}
+    daily_events: dict[str, int] = {}
+    if mode == "chained":
+        if args.engine == "fast":
+            print("backtest: chained days run on the event path (the daemon's own loop); the fast path runs "
+                  "--mode independent", file=sys.stderr)
+        paths = tuple(str(p) for p in days.values())
+        chains = execute_chains([ChainTask(paths, symbol, base, c) for c in combos], args.scheduler, args.workers)
+        for c, res in zip(combos, chains, strict=True):
+            if res.error:
+                errors[" ".join(f"{k}={v}" for k, v in c.items()) or "run"] = res.error
+            recs = [TradeRecord.from_dict(t) for t in res.combo.trades]
+            per_combo.append((recs, {t.trade_id: trading_day_of(t).isoformat() for t in recs}, res.combo.day_tiers))
+        for res in chains[:1]:
+            daily_events = {d: n for d, n in res.day_events.items() if d}
+        events = sum(r.events for r in chains[:1])
+    else:
+        tasks = [DayTask(d.isoformat(), (str(p),), symbol, base, tuple(combos)) for d, p in days.items()]
+        results = execute(tasks, args.scheduler, args.workers, engine=args.engine)
+        errors = {r.day: r.error for r in results if r.error}
+        for i in range(len(combos)):
+            trades, trade_days, day_tiers = [], {}, {}
             for r in results:
                 if r.error:
                     continue
+                day_tiers.update(r.combos[i].day_tiers)
                 for t in r.combos[i].trades:
                     rec = TradeRecord.from_dict(t)
                     trades.append(rec)
                     trade_days[rec.trade_id] = r.day
+            per_combo.append((trades, trade_days, day_tiers))
+        daily_events = {r.day: r.events for r in results}
+        events = sum(r.events for r in results)
+    seconds = time.monotonic() - t0
+    for day, err in errors.items():
+        print(f"backtest: {day} failed: {err.splitlines()[0]}", file=sys.stderr)
+    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
+    name = args.name or f"{symbol} {min(days)}..{max(days)} ({MODE_LABEL[mode]})"
+    table = []
+    try:
+        for combo, (trades, trade_days, day_tiers) in zip(combos, per_combo, strict=True):
             cfg = apply_overrides(base, combo)
-            st = _stats(trades, cfg, days)
+            st = _stats(trades, cfg, days, day_tiers)
             run_name = name + (" " + " ".join(f"{k}={v}" for k, v in combo.items()) if combo else "")
             run_id = _run_id(run_name, combo, fingerprint)
             db.save_run(run_id, name=run_name, symbol=symbol, start=min(days).isoformat(), end=max(days).isoformat(),
-                        days=[d.isoformat() for d in days], params={**parse_pairs(args.set), **combo},
+                        days=[d.isoformat() for d in days], params={**parse_pairs(args.set), **combo, "mode": mode},
                         config=json.loads(cfg.model_dump_json()), fingerprint=fingerprint,
-                        trade_hash=trade_hash(trades), stats=st, summary=stats_summary(st), trades=trades,
-                        trade_days=trade_days, daily_events={r.day: r.events for r in results}, seconds=seconds,
+                        trade_hash=trade_hash(trades), stats=st, summary={"mode": mode, **stats_summary(st)},
+                        trades=trades, trade_days=trade_days, daily_events=daily_events, seconds=seconds,
                         errors=errors)
             table.append((run_id, combo, st))
     finally:
         db.close()
-    events = sum(r.events for r in results)
-    print(f"backtest: {len(days)} days, {len(combos)} parameter set(s), {events} events in {seconds:.1f}s "
-          f"({events / max(seconds, 1e-9):,.0f} events/s per run of the grid)", file=sys.stderr)
+    print(f"backtest: {len(days)} days ({MODE_LABEL[mode]}), {len(combos)} parameter set(s), {events} events in "
+          f"{seconds:.1f}s ({events / max(seconds, 1e-9):,.0f} events/s per run of the grid)", file=sys.stderr)
     if len(table) == 1:
         run_id, _, st = table[0]
         if args.json:
-            print(json.dumps({"run_id": run_id, **stats_summary(st)}))
+            print(json.dumps({"run_id": run_id, "mode": mode, **stats_summary(st)}))
         else:
             print_summary(f"{name} [{run_id}]", st)
         if not args.no_report:

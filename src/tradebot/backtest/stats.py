@@ -34,9 +34,11 @@ The trade-level definitions live in :mod:`tradebot.core.stats` (shared with ``tr
 * **Sortino.** ``mean(r) / DD * sqrt(252)`` with downside deviation ``DD = sqrt(sum(min(r_d, 0)^2) / n)``
   over *all* n days (target return 0, Sortino & Price). ``math.inf`` when no day lost and the mean is
   positive, ``None`` when no day lost otherwise, or with fewer than 2 days, or a balance <= 0.
-* **Tiers.** The tier in effect on a day is chosen from the balance at the start of that day (the
-  previous close), exactly as the execution manager re-evaluates it at each new trading day: the highest
-  tier whose minimum the balance reaches, else the first tier.
+* **Tiers.** A day's tier is the one the execution manager traded it in: chosen once, at the start of the
+  trading day, from the balance then (the highest tier whose minimum the balance reaches, else the first tier);
+  never changed in the middle of a day. A backtest passes the tiers its own journal recorded
+  (``day_tiers``), so the report states the tier the trades actually used; without them the same rule is
+  applied to the closed-trade balance at the start of each day. Tiers off: tier 0, no changes.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -140,7 +142,7 @@ class DayResult:
     ret: float | None
     """``net / start balance``; ``None`` when the day started at a balance <= 0."""
     tier: int
-    """1-based number of the tier in effect that day."""
+    """1-based number of the tier in effect that day (0: tiers off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,10 +292,17 @@ def _breakdown(trades: Sequence[TradeRecord], days: Sequence[dt.date], key: Call
 
 def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = DEFAULT_STARTING_BALANCE_CENTS, *,
                   session_days: Iterable[dt.date] = (), tiers: Sequence[TierSpec] = DEFAULT_TIERS,
-                  ) -> BacktestStats:
-    """Every statistic of the module docstring for a list of closed trades (any order)."""
+                  day_tiers: Mapping[dt.date, int] | None = None) -> BacktestStats:
+    """Every statistic of the module docstring for a list of closed trades (any order).
+
+    ``tiers`` empty: tiers are off (every day's tier is 0, no tier changes). ``day_tiers``: the 1-based tier
+    each day actually traded in, as the run's execution manager chose it (a backtest passes it from its journal,
+    so the report states what the trades used); a day missing from it keeps the previous day's tier. Without
+    it the tier is computed from the balance at the start of the day (the module docstring's rule).
+    """
     tiers = tuple(tiers)
-    _check_tiers(tiers)
+    if tiers:
+        _check_tiers(tiers)
     ordered = sort_trades(trades)
     tdays = [trading_day_of(t) for t in ordered]
     nets = [t.net_pnl_cents for t in ordered]
@@ -319,18 +328,38 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
     daily: list[DayResult] = []
     changes: list[TierChange] = []
     balance = starting_balance_cents
-    current = tier_index(balance, tiers)
-    if all_days:
+
+    def used(d: dt.date, previous: int) -> int:
+        """0-based tier of day ``d`` (-1: tiers off)."""
+        if not tiers:
+            return -1
+        if day_tiers is not None:
+            n = day_tiers.get(d)
+            return previous if n is None else min(max(n, 1), len(tiers)) - 1
+        return tier_index(balance, tiers)
+
+    current = used(all_days[0], tier_index(balance, tiers) if tiers else -1) if all_days else -1
+    if all_days and current >= 0:
         t0 = tiers[current]
         changes.append(TierChange(current + 1, t0.name, t0.root, t0.max_contracts, "start", all_days[0], 1, None,
                                   balance))
     for k, d in enumerate(all_days):
+        if k > 0 and day_tiers is not None:
+            nxt = used(d, current)
+            if nxt != current:
+                t = tiers[nxt]
+                changes.append(TierChange(nxt + 1, t.name, t.root, t.max_contracts,
+                                          "promoted" if nxt > current else "demoted", d, k + 1, all_days[k - 1],
+                                          balance))
+                current = nxt
         vals = by_day.get(d, [])
         day_net = sum(vals)
         ret = day_net / balance if balance > 0 else None
         daily.append(DayResult(d, len(vals), sum(1 for v in vals if v > 0), sum(1 for v in vals if v < 0),
                                day_net, balance, balance + day_net, ret, current + 1))
         balance += day_net
+        if day_tiers is not None or not tiers:
+            continue
         nxt = tier_index(balance, tiers)
         if nxt != current:
             t = tiers[nxt]

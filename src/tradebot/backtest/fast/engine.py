@@ -118,6 +118,8 @@ class FastRun:
     """Intents the execution manager took."""
     router_stats: Counter[str] = field(default_factory=Counter)
     decision_log: list[Decision] = field(default_factory=list)
+    day_tiers: dict[str, int] = field(default_factory=dict)
+    """The day's tier as the manager chose it at the session start (empty: tiers off)."""
 
 
 class FastDay:
@@ -217,7 +219,8 @@ class FastDay:
             for d in decisions:
                 if d.taken and d.intent is not None:
                     model.on_intent(d.intent, pos)
-        return FastRun(model.trades(), router.stats["decisions"], model.taken, Counter(router.stats), log)
+        tiers = {model.day.isoformat(): model.tier.number} if model.tier is not None else {}
+        return FastRun(model.trades(), router.stats["decisions"], model.taken, Counter(router.stats), log, tiers)
 
 
 class _HasPosition:

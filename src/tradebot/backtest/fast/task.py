@@ -63,7 +63,8 @@ def run_task(task: DayTask, engine: str = "auto") -> DayResult:
             if why is None:
                 try:
                     run = day.run(settings)
-                    cr = ComboResult(combo, [t.to_dict() for t in run.trades], run.decisions, run.taken)
+                    cr = ComboResult(combo, [t.to_dict() for t in run.trades], run.decisions, run.taken,
+                                     run.day_tiers)
                 except UnsupportedError as exc:
                     why = str(exc)
             if cr is None:
