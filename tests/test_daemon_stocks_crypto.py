@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,11 @@ import pytest
 
 from support.coinbase_server import CbPlan, CoinbaseStandIn, Level, trending_market
 from support.discord_server import DiscordStandIn
+from support.polygon_ws_server import PolygonStandIn, WsPlan, trending_stock
+from tradebot.core.calendar import calendar_for
+
+SHIFTED = str(Path(__file__).parent / "support" / "shifted_clock.py")
+KEY = "pk_" + "e2e" * 10
 
 SEED_VARS = ("TRADING_MODE", "TRADING_SYMBOL", "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY", "POLYGON_API_KEY",
              "ORDER_FLOW_MONITORING_MODE", "MIN_CONFIDENCE")
@@ -38,7 +44,8 @@ def env_for(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 async def cli(tmp: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
-    p = await asyncio.create_subprocess_exec(sys.executable, "-m", "tradebot", *args, cwd=tmp, env=env,
+    entry = [SHIFTED] if "TRADEBOT_TEST_CLOCK_OFFSET_NS" in env else ["-m", "tradebot"]
+    p = await asyncio.create_subprocess_exec(sys.executable, *entry, *args, cwd=tmp, env=env,
                                              stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(p.communicate(), 60)
     assert p.returncode is not None
@@ -71,14 +78,14 @@ async def discord() -> AsyncIterator[DiscordStandIn]:
 async def test_paper_session_on_btc_usd_from_the_coinbase_stand_in(tmp_path: Path, discord: DiscordStandIn) -> None:
     book = [Level("bid", "96999.99", "5"), Level("bid", "96999.97", "5"), Level("offer", "97000.01", "5"),
             Level("offer", "97000.05", "5")]
-    # The crypto day ends 80 s from now, so its digest (a minute before the boundary) goes out during the test.
-    boundary = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=80)).strftime("%H:%M:%S")
+    # The crypto day ends 75 s from now, so its digest (a minute before the boundary) goes out during the test.
+    boundary = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=75)).strftime("%H:%M:%S")
     async with CoinbaseStandIn([CbPlan(steps=trending_market(4000), interval_s=0.01)], book=book) as srv:
         env = env_for(tmp_path, DISCORD_WEBHOOK_URL=discord.url, TRADEBOT_COINBASE__WS_URL=srv.ws_url,
                       TRADEBOT_COINBASE__REST_URL=srv.rest_url, TRADEBOT_COINBASE__DAY_BOUNDARY=boundary)
         log = (tmp_path / "daemon.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tradebot", "run", "--feed", "coinbase", "--symbols", "BTC-USD", "--timeframe", "2",
+            sys.executable, "-m", "tradebot", "run", "--feed", "coinbase", "--symbols", "BTC-USD", "--timeframe", "1",
             cwd=tmp_path, env=env, stdout=log, stderr=asyncio.subprocess.PIPE)
         try:
             await wait_for(lambda: any(t.startswith("Trade opened: BTC-USD long") for t in titles(discord)))
@@ -95,6 +102,7 @@ async def test_paper_session_on_btc_usd_from_the_coinbase_stand_in(tmp_path: Pat
             code, out = await cli(tmp_path, env, "flatten", "--reason", "e2e", "--json")
             assert code == 0, out
             await wait_for(lambda: any(t.startswith("Trade closed: BTC-USD") for t in titles(discord)))
+            await wait_for(lambda: any(t.startswith("Daily digest") for t in titles(discord)), within=60)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -120,3 +128,54 @@ async def test_paper_session_on_btc_usd_from_the_coinbase_stand_in(tmp_path: Pat
     fee = sum(int((px * Decimal("0.001") * 100 * Decimal("0.012")).to_integral_value(rounding="ROUND_CEILING"))
               for px in (entry, exit_))
     assert t["commission_cents"] == fee and t["net_cents"] == t["gross_cents"] - fee
+
+
+def open_market_offset_ns() -> int:
+    """Shift to an hour after the latest NYSE open, so the stock session is open whenever the suite runs."""
+    now = time.time_ns()
+    cal = calendar_for("nyse")
+    last = [x for x in cal.sessions if x.rth_open_ns <= now][-1]
+    return last.rth_open_ns + 3600 * 10**9 - now
+
+
+async def test_paper_session_on_aapl_from_the_polygon_stand_in(tmp_path: Path, discord: DiscordStandIn) -> None:
+    offset = open_market_offset_ns()
+    plan = WsPlan(frames=trending_stock("AAPL", 4000), interval_s=0.01)
+    async with PolygonStandIn(KEY, [plan], clock_offset_ns=offset) as srv:
+        env = env_for(tmp_path, DISCORD_WEBHOOK_URL=discord.url, POLYGON_API_KEY=KEY,
+                      TRADEBOT_POLYGON__WS_URL=srv.ws_url, TRADEBOT_POLYGON__REST_URL=srv.rest_url,
+                      TRADEBOT_TEST_CLOCK_OFFSET_NS=str(offset), TRADEBOT_FEED="polygon", TRADING_SYMBOL="AAPL",
+                      TRADEBOT_ROUTER__STOP_POINTS_BY_SYMBOL="AAPL:5.00")  # no stop/target inside the test
+        log = (tmp_path / "daemon.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, SHIFTED, "run", "--feed", "polygon", "--symbols", "AAPL", "--timeframe", "1",
+            cwd=tmp_path, env=env, stdout=log, stderr=asyncio.subprocess.PIPE)
+        try:
+            await wait_for(lambda: any(t.startswith("Trade opened: AAPL long") for t in titles(discord)))
+            opened = next(r for r in discord.received if r.payload["embeds"][0]["title"].startswith("Trade opened"))
+            fields = {f["name"]: f["value"] for f in opened.payload["embeds"][0]["fields"]}
+            assert fields["quantity"] == "100"  # one lot of TRADEBOT_STOCKS__LOT_SHARES
+            code, out = await cli(tmp_path, env, "status", "--json")
+            st = json.loads(out)
+            assert code == 0 and st["healthy"] and st["heartbeat"]["feed_state"] == "streaming", out
+            assert [p["symbol"] for p in st["positions"]] == ["AAPL"]
+            code, out = await cli(tmp_path, env, "flatten", "--reason", "e2e", "--json")
+            assert code == 0, out
+            await wait_for(lambda: any(t.startswith("Trade closed: AAPL") for t in titles(discord)))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        log.close()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert srv.connections[0].actions[0] == {"action": "subscribe", "params": "T.AAPL,Q.AAPL"}
+    got = titles(discord)
+    assert got[0] == "tradebot started" and got[-1] == "tradebot stopped"
+    alerts = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines()
+              if '"kind": "large_seller"' in line]
+    assert alerts and alerts[0]["symbol"] == "AAPL" and alerts[0]["threshold"] == 10_000  # seed 000's shares
+    code, out = await cli(tmp_path, env, "trades", "--json")
+    trades = json.loads(out)
+    assert code == 0 and len(trades) == 1, out
+    t = trades[0]
+    gross = (Decimal(t["exit"]) - Decimal(t["entry"])) * 100 * 100  # 100 shares, cents
+    assert t["symbol"] == "AAPL" and t["gross_cents"] == int(gross) and t["commission_cents"] == 0

@@ -61,8 +61,10 @@ def quote(sym: str, bp: float, bs: int, ap: float, as_: int, seq: int, t_ms: int
 
 
 class PolygonStandIn:
-    def __init__(self, key: str, plans: list[WsPlan], *, rest_429_first: int = 0) -> None:
+    def __init__(self, key: str, plans: list[WsPlan], *, rest_429_first: int = 0, clock_offset_ns: int = 0) -> None:
         self.key = key
+        self.clock_offset_ns = clock_offset_ns
+        """Added to the send time stamped into messages (a test running the daemon on a shifted clock)."""
         self.plans = plans
         self.connections: list[ConnLog] = []
         self.rest_requests: list[tuple[float, str, dict[str, str], str]] = []
@@ -163,7 +165,7 @@ class PolygonStandIn:
                 if isinstance(frame, str):
                     await ws.send(frame)
                 else:
-                    now_ms = time.time_ns() // 1_000_000
+                    now_ms = (time.time_ns() + self.clock_offset_ns) // 1_000_000
                     await ws.send(json.dumps([{**m, "t": now_ms} if m.get("t", 0) is None else m for m in frame]))
                 log.frames_sent += 1
                 await asyncio.sleep(plan.interval_s)
@@ -197,3 +199,26 @@ def _json(status: int, body: Any, retry_after: str | None = None) -> Response:
         headers["Retry-After"] = retry_after
     reasons = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
     return Response(status, reasons.get(status, "Error"), headers, data)
+
+
+def trending_stock(sym: str, n: int, start: float = 190.00, seed: int = 1) -> list[Frame]:
+    """A rising stock for daemon tests: NBBO quotes a cent wide with 1,000 shares a side following the price,
+    buyers lifting the offer level after level, a few small sellers, a 12,000-share print at the bid now and then
+    (seed 000's large sellers)."""
+    import random
+
+    rnd = random.Random(seed)
+    frames: list[Frame] = []
+    cents = round(start * 100)
+    for i in range(n):
+        seq = i + 1
+        if i % 5 == 0:
+            cents += 1
+            frames.append([quote(sym, (cents - 1) / 100, 1000, cents / 100, 1000, seq)])
+        elif i % 60 == 59:
+            frames.append([trade(sym, (cents - 1) / 100, 12_000, seq)])
+        elif rnd.random() < 0.85:
+            frames.append([trade(sym, cents / 100, rnd.choice([100, 200, 300, 500]), seq)])
+        else:
+            frames.append([trade(sym, (cents - 1) / 100, rnd.choice([10, 50, 100]), seq)])
+    return frames
