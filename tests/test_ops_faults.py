@@ -204,6 +204,21 @@ async def test_fail_closed_on_every_exception_one_writer_per_database_and_privat
     assert [t for t in titles if t in set(outbox)] == outbox
 
 
+async def test_a_halt_that_cannot_be_recorded_stops_the_daemon(tmp_path: Path, discord: DiscordStandIn) -> None:
+    """Fail closed: an error halt the journal refuses cannot be trusted to hold, so the process stops (exit 1,
+    systemd restarts it and recovery starts from the journal) with an alert, instead of trading on."""
+    data = tmp_path / "data"
+    flag = tmp_path / "fault"
+    flag.touch()
+    env = env_for(data, DISCORD_WEBHOOK_URL=discord.url, TRADEBOT_TEST_FAULT_FILE=str(flag),
+                  TRADEBOT_TEST_HALT_FAILS="1")
+    proc = await start(env, tmp_path, "--speed", "0", "--stay")
+    rc, err = await stop(proc, signalled=False)
+    assert rc == 1, err[-2000:]
+    assert "could not record the halt" in err
+    assert "Trading stopped: the halt could not be recorded" in discord.titles()
+
+
 # --- calendar jobs across restarts ---------------------------------------------------------------
 
 

@@ -116,3 +116,17 @@ async def test_web_side_folds_messages_into_one_picture_and_resyncs_slow_browser
     again = await live.next_for(browser)
     assert again["type"] == "hello" and again["position"]["trading_state"] == "halted"
     assert browser.queue.empty() and live.stats["resyncs"] == 1
+
+
+async def test_a_data_dir_longer_than_af_unix_allows_still_streams(tmp_path: Path) -> None:
+    deep = tmp_path / ("s" * 80) / ("t" * 80)
+    deep.mkdir(parents=True)
+    hub = StreamHub(deep / "stream.sock", lambda: {"n": 7})
+    await hub.start()
+    try:
+        assert len(str(deep / "stream.sock")) > 108 and (deep / "stream.sock").stat().st_mode & 0o777 == 0o600
+        async for msg in subscribe(deep / "stream.sock"):
+            assert msg["type"] == "hello" and msg["n"] == 7
+            break
+    finally:
+        await hub.stop()

@@ -374,8 +374,8 @@ class Daemon:
                     core.on_event(out)
                 except Exception as exc:
                     self._component_error("trading core", exc, repr(out)[:300])
-                    if self.disk_full:
-                        return True
+                    if self.disk_full or self.stop_event.is_set():
+                        return True  # stopping (disk full, or a halt that could not be recorded): no more events
             elif isinstance(ev, FeedStatus):
                 self._feed_status(ev)
             elif isinstance(ev, GapEvent):

@@ -2,6 +2,7 @@
 
 * ``TRADEBOT_TEST_FAULT_FILE``: while that file exists, the trading core raises on every market event (an
   unexpected exception in the trading path).
+* ``TRADEBOT_TEST_HALT_FAILS``: recording a halt raises (the store refuses the write).
 * ``TRADEBOT_TEST_ENOSPC_FILE``: while that file exists, every database transaction and heartbeat write fails
   as on a full disk (used where a small tmpfs cannot be mounted).
 Everything else is the real program: ``tradebot.cli.main`` with the real settings, store, notifier and feed.
@@ -35,6 +36,14 @@ def _install() -> None:
             on_event(self, ev)
 
         trading.TradingCore.on_event = faulty_on_event  # type: ignore[method-assign]
+
+    if os.environ.get("TRADEBOT_TEST_HALT_FAILS"):
+        from tradebot.execution.manager import ExecutionManager
+
+        def failing_halt(self: ExecutionManager, *args: Any, **kw: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        ExecutionManager.halt = failing_halt  # type: ignore[method-assign]
 
     enospc = os.environ.get("TRADEBOT_TEST_ENOSPC_FILE")
     if enospc:

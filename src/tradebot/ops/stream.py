@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.core.logging import get_logger
+from tradebot.ops.control import unix_path
 
 STREAM_SOCKET_NAME = "stream.sock"
 MAX_LINE = 32 * 1024 * 1024
@@ -88,7 +89,16 @@ class StreamHub:
             self.path.unlink()  # the control socket already proved no other daemon runs in this data directory
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=64 * 1024)
+            with unix_path(self.path) as where:  # a data dir longer than AF_UNIX allows binds via /proc/self/fd
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.bind(where)
+                except OSError:
+                    sock.close()
+                    raise
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=64 * 1024)
+        except ConnectionError as exc:
+            raise OSError(str(exc)) from None
         finally:
             os.umask(old)
         os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
@@ -207,8 +217,9 @@ def _peer_allowed(writer: asyncio.StreamWriter) -> bool:
 async def subscribe(path: Path, connect_timeout: float = 5.0) -> AsyncIterator[dict[str, Any]]:
     """Messages from a daemon's stream until it closes; raises ``ConnectionError`` when none answers."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=MAX_LINE),
-                                                connect_timeout)
+        with unix_path(path) as where:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where, limit=MAX_LINE),
+                                                    connect_timeout)
     except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
         raise ConnectionError(f"no daemon stream on {path} ({type(exc).__name__})") from None
     except PermissionError:
