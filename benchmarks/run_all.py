@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["cli_latency.py", "feeds.py", "engine.py", "live.py", "replay_fast.py", "days108.py", "daemon_rss.py"]
+SCRIPTS = ["cli_latency.py", "feeds.py", "engine.py", "live.py", "replay_fast.py", "days108.py", "daemon_rss.py",
+           "bars32.py"]
 
 
 def main() -> int:
