@@ -287,3 +287,22 @@ def test_loopback_only_unless_told_and_no_start_without_a_token(tmp_path: Path) 
     r = subprocess.run([sys.executable, "-m", "tradebot", "web", "--port", "0"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "TRADEBOT_WEB__TOKEN" in r.stderr and "short" not in r.stderr
+
+
+def test_serves_on_a_unix_socket_when_asked(tmp_path: Path) -> None:
+    sock = tmp_path / "web.sock"
+    env = clean_env(tmp_path / "data", TRADEBOT_WEB__TOKEN=TOKEN)
+    proc = subprocess.Popen([sys.executable, "-m", "tradebot", "web", "--uds", str(sock)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "listening on" in line:
+                break
+        assert sock.exists()
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://dashboard") as c:
+            assert c.get("/").json()["ok"] is True
+            assert c.get("/api/trades").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(30)

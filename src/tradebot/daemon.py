@@ -665,6 +665,7 @@ class Daemon:
             "positions": snap.get("positions", {}), "day_pnl_cents": snap.get("day_pnl_cents"),
             "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "stream": self.hub.snapshot_stats() if self.hub is not None else {},
             "notifier": {"mode": self.notifier.mode if self.notifier else None, "delivered": 0, "collapsed": 0,
                          "collapse_summaries": 0, "possible_duplicates": 0,
                          **(dict(self.notifier.stats) if self.notifier else {})},

@@ -185,6 +185,8 @@ class StreamHub:
         sub.direct = False
         self._discard(sub, 1)  # 1: the message just taken off the queue
         self.stats["resyncs"] += 1
+        self.log.warning("live stream reader too slow: messages dropped, sending a fresh snapshot",
+                         dropped=sub.dropped, total_dropped=self.stats["dropped"])
         await self._send(writer, _dumps({"type": "dropped", "seq": self.seq, "count": sub.dropped}))
         # What was queued meanwhile is already in the snapshot: discarded in the same step the snapshot is taken.
         self._discard(sub, 0)

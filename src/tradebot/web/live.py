@@ -166,5 +166,7 @@ class LiveState:
             self.stats["dropped"] += stale
             c.resync = False
             self.stats["resyncs"] += 1
+            self.log.warning("browser too slow: messages dropped, sending a fresh picture", dropped=c.dropped,
+                             total_dropped=self.stats["dropped"])
             return self.hello()
         return msg

@@ -228,7 +228,7 @@ function renderPosition() {
     row.dataset.signalId = tr.signal_id;
     const c = el('td', tr.net_cents < 0 ? 'neg' : 'pos', money(tr.net_cents));
     row.append(el('td', '', `${d(tr.closed_ns)} ${t(tr.closed_ns)}`), el('td', '', tr.symbol), el('td', '', tr.side),
-      el('td', '', tr.quantity), el('td', '', tr.entry), el('td', '', tr.exit), c, el('td', '', tr.exit_reason));
+      el('td', '', tr.quantity), el('td', '', fmtPx(tr.entry)), el('td', '', fmtPx(tr.exit)), c, el('td', '', tr.exit_reason));
     body.append(row);
   }
 }
@@ -351,16 +351,15 @@ function drawFootprint() {
   if (!bars.length) { g.fillStyle = '#8b95a1'; g.fillText('waiting for the first bar…', 12, 20); return; }
   const tick = tickOf(sym);
   const top = 14; const bottom = 34;
-  let hi = Math.max(...bars.map((b) => b.high)); let lo = Math.min(...bars.map((b) => b.low));
+  // the price range is the bars' own (+1 tick), so bid x ask stays readable; a stop or target beyond it is
+  // pinned to the chart's edge with its price
+  const hi = Math.max(...bars.map((b) => b.high)) + tick; const lo = Math.min(...bars.map((b) => b.low)) - tick;
   const open = ((S.position && S.position.open) || []).filter((b) => sameRoot(b.symbol, sym));
-  for (const b of open) for (const p of [b.entry ?? b.entry_order, b.stop, b.target]) {
-    if (p != null && Math.abs(p - (hi + lo) / 2) / tick < 60) { hi = Math.max(hi, p); lo = Math.min(lo, p); }
-  }
   const rows = Math.round((hi - lo) / tick) + 1;
   const rowH = Math.min(22, (H - top - bottom) / rows);
   const pad = (H - top - bottom - rows * rowH) / 2;  // a narrow range sits in the middle, rows stay readable
   const y = (p) => top + pad + ((hi - p) / tick) * rowH + rowH / 2;
-  const fs = Math.max(7, Math.min(11, rowH - 2));
+  const fs = Math.max(7, Math.min(11, rowH - 1));
   g.font = `${fs}px ui-monospace, monospace`;
   g.textBaseline = 'middle';
   bars.forEach((b, i) => {
@@ -384,7 +383,7 @@ function drawFootprint() {
       g.fillRect(x0 + 10, yy + 0.5, half - 1, Math.max(1, rowH - 1));
       g.fillStyle = buy.has(l.price) ? 'rgba(47,191,113,0.75)' : `rgba(47,191,113,${0.06 + 0.35 * l.ask / maxv})`;
       g.fillRect(x0 + 10 + half, yy + 0.5, half - 1, Math.max(1, rowH - 1));
-      if (rowH >= 8) {
+      if (rowH >= 7.5) {
         g.fillStyle = '#e8edf2';
         g.textAlign = 'right'; g.fillText(String(l.bid), x0 + 10 + half - 4, yy + rowH / 2);
         g.textAlign = 'left'; g.fillText(String(l.ask), x0 + 10 + half + 4, yy + rowH / 2);
@@ -421,10 +420,13 @@ function drawFootprint() {
   const right = bars.length * colW;
   for (const b of open) {
     for (const [p, c, label] of [[b.entry ?? b.entry_order, '#4ea1ff', 'entry'], [b.stop, '#e5484d', 'stop'], [b.target, '#2fbf71', 'target']]) {
-      if (p == null || p > hi || p < lo) continue;
+      if (p == null) continue;
+      const beyond = p > hi ? ' ↑' : p < lo ? ' ↓' : '';
+      const yy = y(Math.min(hi, Math.max(lo, p)));
       g.strokeStyle = c; g.setLineDash(label === 'entry' ? [] : [6, 4]); g.lineWidth = 1.5;
-      g.beginPath(); g.moveTo(0, y(p)); g.lineTo(right, y(p)); g.stroke(); g.setLineDash([]);
-      g.fillStyle = c; g.textAlign = 'left'; g.fillText(`${label} ${fmtPx(p)}`, 2, y(p) - 7);
+      g.beginPath(); g.moveTo(0, yy); g.lineTo(right, yy); g.stroke(); g.setLineDash([]);
+      g.fillStyle = c; g.textAlign = 'left'; g.font = 'bold 10px ui-monospace, monospace';
+      g.fillText(`${label} ${fmtPx(p)}${beyond}`, 2, yy + (p < lo ? -7 : 7));
     }
   }
   // price axis
