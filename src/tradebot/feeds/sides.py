@@ -93,20 +93,34 @@ class SideInference:
         return st
 
     def book(self, ev: BookUpdate) -> None:
-        st = self._streams.get(ev.raw_symbol) or self._stream(ev.raw_symbol)
-        st.quote(ev.bid_px[0] if ev.bid_px else None, ev.ask_px[0] if ev.ask_px else None)
+        st = self._streams.get(ev.raw_symbol)
+        if st is None:
+            st = self._stream(ev.raw_symbol)
+        bid = ev.bid_px
+        ask = ev.ask_px
+        if bid and ask and 0 < bid[0] <= ask[0]:  # SideClassifier.quote, written out (once per book on the live path)
+            st.bid = bid[0]
+            st.ask = ask[0]
+        else:
+            st.bid = st.ask = None
 
     def trade(self, ev: Trade) -> Trade:
         """``ev`` itself when it has a side, else the same trade with the inferred side and its rule."""
-        st = self._streams.get(ev.raw_symbol) or self._stream(ev.raw_symbol)
+        st = self._streams.get(ev.raw_symbol)
+        if st is None:
+            st = self._stream(ev.raw_symbol)
         if ev.side is not _UNKNOWN:
-            st.observe(ev.price)
+            price = ev.price  # SideClassifier.observe, written out: every exchange-sided print passes here
+            last = st.last_px
+            if last is not None and price != last:
+                st.tick_side = _BUY if price > last else _SELL
+            st.last_px = price
             self.by_rule[ev.side_rule] += 1
             return ev
         side, rule = st.classify(ev.price)
         self.by_rule[rule] += 1
-        if rule is SideRule.NONE:
-            return ev if ev.side_rule is SideRule.NONE else _with_side(ev, side, rule)
+        if rule is SideRule.NONE and ev.side_rule is SideRule.NONE:
+            return ev
         return _with_side(ev, side, rule)
 
     def forget_quotes(self) -> None:
