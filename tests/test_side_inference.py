@@ -170,6 +170,18 @@ def test_fast_path_infers_exactly_as_the_event_path(tmp_path: Path, bare: bool) 
                                                                                                    bare else set())
 
 
+def test_csv_without_a_side_column_through_analyze(tmp_path: Path) -> None:
+    """The Sierra export with its TradeType column removed: still recognised, every side inferred and labelled."""
+    src = SIERRA.read_text().splitlines()
+    drop = src[0].split(";").index("TradeType")
+    path = tmp_path / "ES_2022-01-24_no_side.txt"
+    path.write_text("\n".join(";".join(c for k, c in enumerate(line.split(";")) if k != drop) for line in src) + "\n")
+    r = _cli("analyze", "--json", "--symbol", "ES", str(path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rules = json.loads(r.stdout)["side_rules"]
+    assert rules["exchange"] == 0 and sum(rules.values()) == 2026 and rules["quote"] > 1900
+
+
 def test_csv_without_a_side_column(tmp_path: Path) -> None:
     """A Sierra export read without its trade-type column: the BBO/DOM book before each print decides."""
     import asyncio

@@ -7,6 +7,7 @@ do, which the CLI prints before exiting 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from tradebot.core.config import ConfigError
@@ -50,6 +51,8 @@ def csv_mapping_for(path: Path) -> CsvMapping:
     header = read_header(path, ";")
     if looks_like_sierra_ticks(header):
         return SIERRA_TICKS
+    if looks_like_sierra_ticks([*header, "TradeType"]):  # the export without its trade-type column: sides inferred
+        return dataclasses.replace(SIERRA_TICKS, side=None, name="sierra-chart-ticks-no-side")
     if len(header) == 1 and "," in header[0]:
         header = read_header(path, ",")
     cols = ", ".join(header[:12])
