@@ -332,6 +332,8 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await self.feed.close()
                 self.feed = None
+            if self.stop_event.is_set():
+                return  # stopping on a failure (disk full, an unrecordable halt): no end-of-data work, no reconnect
             if ended and not self.live:
                 assert self.core is not None
                 self.core.finish()
