@@ -234,7 +234,7 @@ def test_backtest_command_walk_forward_on_real_quarters(tmp_path):
     for q in ("ESH15", "ESM15", "ESU15"):
         shutil.copy(FIVE / f"{q}_5m_bars.txt", data / f"{q}_5m_bars.txt")
     r = _run(["--data", str(data), "--start", "2015-05-26", "--end", "2015-07-03", "--walk-forward", "1",
-              "--grid", "min_confidence=0.55,0.65", "--workers", "2", "--json"], tmp_path / "out")
+              "--grid", "min_confidence=0.55,0.65", "--workers", "1", "--json"], tmp_path / "out")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     assert doc["quarters"] == ["ESM15", "ESU15"]
@@ -251,6 +251,10 @@ def test_backtest_command_walk_forward_on_real_quarters(tmp_path):
     assert "deflated Sharpe ratio" in html and "quarters/quarter-ESU15.html" in html
     assert "Every trial" in html and "In-sample vs out-of-sample" in html
     assert "quarter-ESM15.html" not in html  # a training-only quarter has no out-of-sample page
+    # the headline run is stored: summary and stress read it like any backtest
+    r = _run(["summary", doc["run_id"], "--json"], tmp_path / "out")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["trades"] == doc["tiered"]["trades"]
 
 
 @pytest.mark.bench

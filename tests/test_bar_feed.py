@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,11 +182,12 @@ def test_ambiguous_autumn_hour_keeps_both_bars(tmp_path):
     assert b.rejects["market_closed"] == 6 and b.rejects["out_of_order"] == 0 and b.rejects["duplicate"] == 0
 
 
-def test_sierra_files_copy_and_inspect_folder_skips_nothing(tmp_path):
-    shutil.copy(FIVE / "ESH15_5m_bars.txt", tmp_path / "ESH15_5m_bars.txt")
-    r = subprocess.run([sys.executable, "-m", "tradebot", "data", "inspect", str(tmp_path / "ESH15_5m_bars.txt"),
-                        "--json"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)["files"][0]
+def test_inspect_report_of_a_real_file():
+    from tradebot.core.config import Settings
+    from tradebot.feeds.inspect import inspect_file, render
+
+    rep = inspect_file(FIVE / "ESH15_5m_bars.txt", None, Settings())
     assert rep["records"]["rows"] == 16_583 and rep["validation"]["accepted"] == 16_577
-    assert rep["validation"]["notes"] == {"calendar_disagrees": 171}
+    assert rep["validation"]["notes"] == {"calendar_disagrees": 171} and not rep["errors"]
+    assert rep["bars"]["trading_days"] == 61 and rep["contract"] == "ESH15"
+    assert "historical_halt: 2015/1/15 15:15:00, 2015/2/18 15:15:00" in render(rep)

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ def bar_backtest(args: argparse.Namespace, settings: Settings) -> int:
     ok = [r for r in results if not r.error]
     ok.sort(key=lambda r: r.first_ns)
     doc: dict[str, Any] = {
-        "data": str(args.data), "files": len(files), "rows": series.rows, "bars": len(series),
+        "data": str(args.data), "symbol": series.symbol, "files": len(files), "rows": series.rows, "bars": len(series),
         "rejects": rejected, "notes": {k: v for k, v in series.notes.items() if v},
         "rolls": [{"day": r.day.isoformat(), "old": r.old, "new": r.new, "gap_ticks": r.gap_ticks}
                   for r in series.rolls],
@@ -185,6 +185,7 @@ def bar_backtest(args: argparse.Namespace, settings: Settings) -> int:
                 "router": _sum_counts(ok, 0 if not args.walk_forward else None, "stats"),
                 "patterns": _sum_counts(ok, 0 if not args.walk_forward else None, "patterns"),
                 "regimes": dict(sum((r.regimes for r in ok), Counter()))})
+    doc["run_id"] = _save(args, settings, doc, files, combos, base, tiered.trades, st, head_days, seconds, errors)
     doc["seconds_total"] = round(time.monotonic() - t_all, 2)
     if args.json:
         print(json.dumps(doc, default=str))
@@ -200,6 +201,36 @@ def bar_backtest(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backtest: {len(ok)} quarters, {len(series):,} bars, {len(combos)} parameter set(s) in {seconds:.1f}s "
           f"(total {time.monotonic() - t_all:.1f}s)", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _save(args: argparse.Namespace, settings: Settings, doc: dict[str, Any], files: Sequence[Path],
+          combos: list[dict[str, str]], base: Settings, trades: list[TradeRecord], st: BacktestStats,
+          days: list[dt.date], seconds: float, errors: Mapping[str, str | None]) -> str:
+    """The headline (tiered) run into ``backtests.db``, so ``backtest summary`` and ``backtest stress`` read it."""
+    from tradebot.backtest.cli import _run_id, combined_fingerprint_of
+    from tradebot.backtest.db import BacktestDB
+    from tradebot.backtest.stats import trading_day_of
+
+    fingerprint = combined_fingerprint_of(files)
+    name = f"{doc['bars']:,} bars of {len(doc['quarters'])} quarters: {doc['headline']}"
+    params: dict[str, str] = {**parse_pairs(args.set)}
+    if args.walk_forward:
+        params["walk_forward"] = str(args.walk_forward)
+        params["grid"] = json.dumps(combos)
+    else:
+        params.update(combos[0])
+    run_id = _run_id(name, params, fingerprint)
+    db = BacktestDB(args.db or settings.data_dir / "backtests.db")
+    try:
+        db.save_run(run_id, name=name, symbol=doc["symbol"],
+                    start=min(days).isoformat(), end=max(days).isoformat(), days=[d.isoformat() for d in days],
+                    params=params, config=json.loads(base.model_dump_json()), fingerprint=fingerprint,
+                    trade_hash=trade_hash(trades), stats=st, summary=stats_summary(st), trades=trades,
+                    trade_days={t.trade_id: trading_day_of(t).isoformat() for t in trades}, daily_events={},
+                    seconds=seconds, errors={k: v or "" for k, v in errors.items()})
+    finally:
+        db.close()
+    return run_id
 
 
 def _sum_counts(ok: Sequence[SegmentResult], i: int | None, what: str) -> dict[str, int]:
@@ -281,6 +312,7 @@ def _walk_forward(ok: list[SegmentResult], combos: list[dict[str, str]], base: S
 
 def _print(doc: dict[str, Any], unit: BacktestStats, st: BacktestStats) -> None:
     out = sys.stdout
+    print(f"{'run':>26}  {doc['run_id']} (tradebot backtest summary|stress {doc['run_id']})", file=out)
     print(f"{'headline':>26}  {doc['headline']}", file=out)
     print(f"{'bars':>26}  {doc['bars']:,} of {doc['rows']:,} rows, {len(doc['rolls'])} rolls, "
           f"rejected {doc['rejects']}", file=out)
