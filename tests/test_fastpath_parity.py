@@ -227,6 +227,18 @@ def test_real_data(router_spy: list[tuple[Any, ...]], path: Path, overrides: dic
         assert ref.trades, "the short-bar variant trades on the real minute"
 
 
+@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
+def test_real_data_without_sides(router_spy: list[tuple[Any, ...]], path: Path, tmp_path: Path) -> None:
+    """Every side stripped (``N``): both paths infer the same sides from the same books, so the same trades."""
+    store = db.DBNStore.from_file(path)
+    rec = store.to_ndarray().copy()
+    rec["side"] = b"N"
+    stripped = _rewrite_records(store, rec, tmp_path / path.name)
+    fast, ref = run_both(stripped, "ES", apply_overrides(load_settings(), SHORT_BARS), router_spy)
+    assert_same(fast, ref)
+    assert ref.trades, "the short-bar variant trades on the real minute"
+
+
 VENDOR = sorted((DATA / "databento").glob("*/*.dbn.zst"))
 
 
