@@ -246,22 +246,23 @@ def test_negative_speed_is_refused() -> None:
 # -- damage ------------------------------------------------------------------------------------------
 
 
-async def test_truncated_file_yields_what_it_has_then_a_counted_failure(tmp_path: Path) -> None:
+async def test_truncated_file_yields_what_it_has_and_reports_the_lost_record(tmp_path: Path) -> None:
     data = plain_bytes(REAL_TBBO)
     cut = tmp_path / "cut.dbn"
     cut.write_bytes(data[: len(data) // 2 + 7])  # mid-record
     feed = DbnFileFeed([cut])
     events = await collect(feed)
-    status = [e for e in events if isinstance(e, FeedStatus)]
-    assert len(status) == 1 and status[0].state is FeedState.FAILED and "truncated" in status[0].detail
-    assert feed.stats["truncated_files"] == 1
+    assert not [e for e in events if isinstance(e, FeedStatus)], "damage is read past, not a feed failure"
+    assert feed.stats["damaged_truncated_record"] == 1 and feed.stats["records_lost"] == 1
+    [line] = feed.damage_report()
+    assert "truncated_record" in line and "1 record(s)" in line and "the end" in line
     trades = [e for e in events if isinstance(e, RawTrade)]
     full = records(REAL_TBBO)
     assert 0 < len(trades) < len(full)
     assert [t.sequence for t in trades] == [r.sequence for r in full[: len(trades)]]
 
 
-async def test_corrupt_bytes_mid_file_are_counted_and_other_files_continue(tmp_path: Path) -> None:
+async def test_corrupt_bytes_mid_file_cost_only_the_records_they_cover(tmp_path: Path) -> None:
     data = bytearray(plain_bytes(REAL_TBBO))
     mid = len(data) // 2
     data[mid: mid + 400] = b"\xff" * 400
@@ -269,11 +270,14 @@ async def test_corrupt_bytes_mid_file_are_counted_and_other_files_continue(tmp_p
     bad.write_bytes(bytes(data))
     feed = DbnFileFeed([bad, GLBX / "test_data.trades.dbn.zst"])
     events = await collect(feed)
-    assert feed.stats["decode_errors"] == 1
-    assert any(isinstance(e, FeedStatus) and "corrupt" in e.detail for e in events)
+    assert feed.stats["damaged_resync"] == 1
+    [line] = feed.damage_report()
+    assert "resync" in line and "bad.dbn" in line and "between 2022-01-24T" in line
     trades = [e for e in events if isinstance(e, RawTrade)]
     assert sum(t.symbol == "ESH1" for t in trades) == 4, "the healthy file is replayed in full"
-    assert 0 < sum(t.symbol == "ESH2" for t in trades) < len(records(REAL_TBBO))
+    got = sum(t.symbol == "ESH2" for t in trades)
+    assert len(records(REAL_TBBO)) - 6 <= got < len(records(REAL_TBBO)), "400 bytes cost at most 6 records"
+    assert feed.stats["records_lost"] == len(records(REAL_TBBO)) - got
 
 
 @pytest.mark.parametrize("content", [b"", b"not a dbn file at all" * 10, b"DBN\x03\x10\x00"],

@@ -19,9 +19,10 @@ from typing import Any
 from tradebot.core.config import ConfigError, FootprintSettings, Settings, checked_override
 from tradebot.core.contracts import spec_for
 from tradebot.core.types import GapEvent, RawBook, RawStatus, RawTrade, StatusEvent, Trade
+from tradebot.feeds.base import damage_of
 from tradebot.feeds.files import open_file_feed
 from tradebot.feeds.sides import format_side_rules
-from tradebot.feeds.validation import Validator
+from tradebot.feeds.validation import DAMAGE_REASONS, Validator
 from tradebot.orderflow.engine import BarClose, OrderFlowEngine
 from tradebot.orderflow.events import Pattern
 from tradebot.orderflow.microstructure import MicrostructureSnapshot
@@ -48,12 +49,15 @@ class AnalyzeResult:
     runs: dict[str, ContractRun]
     validator: Validator
     chosen: ContractRun | None
+    damage: list[str] = field(default_factory=list)
+    """What damaged input cost (file damage, broken records); empty for clean input."""
 
 
 async def run_file(paths: list[Path], settings: Settings, symbol: str | None = None,
                    contract: str | None = None) -> AnalyzeResult:
     feed = open_file_feed(paths, speed=0.0, symbol=symbol)
     validator = Validator(settings.validation, [symbol] if symbol else [])
+    validator.declare_spans_of(feed)
     runs: dict[str, ContractRun] = {}
 
     def run_for(raw: str, root: str) -> ContractRun:
@@ -90,12 +94,16 @@ async def run_file(paths: list[Path], settings: Settings, symbol: str | None = N
             if isinstance(out, Trade):
                 r.volume += out.size
             closed(r, r.strategy.on_event(out))
+        damage = damage_of(feed)
     finally:
         await feed.close()
     for r in runs.values():
         closed(r, r.strategy.flush())
     chosen = runs.get(contract) if contract else max(runs.values(), key=lambda r: r.volume, default=None)
-    return AnalyzeResult(runs, validator, chosen)
+    if validator.damaged:
+        damage.append(f"{validator.damaged:,} broken record(s) rejected: " + ", ".join(
+            f"{k} {v:,}" for k, v in sorted(validator.rejects.items()) if k in DAMAGE_REASONS))
+    return AnalyzeResult(runs, validator, chosen, damage)
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
@@ -229,8 +237,11 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
 
         plot_footprint(res.chosen.engine, res.chosen.bars, Path(args.plot), max_bars=args.plot_bars)
     decisions = res.chosen.decisions if res.chosen is not None and args.decisions else []
+    for line in res.damage:
+        print(f"analyze: damaged input: {line}", file=sys.stderr)
     if args.json:
         doc = result_json(res)
+        doc["damage"] = res.damage
         if args.decisions:
             doc["decisions"] = [decision_to_dict(d, spec_for(d.symbol)) for d in decisions]
         json.dump(doc, sys.stdout, separators=(",", ":"))
@@ -241,4 +252,4 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"decisions ({len(decisions)}, {sum(d.taken for d in decisions)} taken):")
             for d in decisions:
                 print("  " + format_decision(d, spec_for(d.symbol)))
-    return 0
+    return 1 if res.damage else 0

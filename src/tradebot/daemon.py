@@ -50,9 +50,9 @@ from tradebot.core.display import fmt_ts
 from tradebot.core.logging import get_logger
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.execution.model import HaltKind
-from tradebot.feeds.base import Feed
+from tradebot.feeds.base import Feed, damage_of
 from tradebot.feeds.factory import make_feed
-from tradebot.feeds.validation import Validator
+from tradebot.feeds.validation import DAMAGE_REASONS, Validator
 from tradebot.ops.control import SOCKET_NAME, ControlServer, sanitize_reason
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
@@ -120,7 +120,12 @@ class Daemon:
         self.notifier: Notifier | None = None
         self.publisher: LivePublisher | None = None
         self.hub: StreamHub | None = None
-        self.validator = Validator(settings.validation, self.symbols, logger=self.log)
+        # A simulated market keeps its own time (it may be set in the future); everything else is recorded or
+        # live, and cannot come from beyond the wall clock.
+        self.validator = Validator(settings.validation, self.symbols, logger=self.log,
+                                   wall_clock_future=feed_kind != "demo")
+        self.input_damage: list[str] = []
+        """What damaged input files cost (replay); the run exits 1 when there is any."""
         if self.live:
             self.validator.settings = settings.validation.model_copy(update={"check_staleness": True})
 
@@ -316,8 +321,14 @@ class Daemon:
             except FatalFeedError as exc:
                 self.log.error("feed failed permanently", error=str(exc))
                 self.notifier_notify("connection_lost", Severity.CRITICAL, "Market data failed", str(exc))
-                self.core_halt(f"market data failed: {exc}")
-                self.exit_code = 2
+                if self.live:
+                    self.core_halt(f"market data failed: {exc}")
+                    self.exit_code = 2
+                else:
+                    # A file that cannot be read further is damaged input, not a trading fault: the run ends
+                    # non-zero, and no HALTED(error) is left in the database for the next session to inherit.
+                    self.input_damage.append(str(exc))
+                    self.exit_code = 1
                 self.stop_event.set()
                 return
             except Exception as exc:
@@ -339,6 +350,15 @@ class Daemon:
                 self.core.finish()
                 self.feed_state = FeedState.STOPPED
                 self.log.info("feed finished", events=self.stats["events"], rejects=self.validator.total_rejects)
+                if self.validator.damaged:
+                    self.input_damage.append(f"{self.validator.damaged:,} broken record(s) rejected: " + ", ".join(
+                        f"{k} {v:,}" for k, v in sorted(self.validator.rejects.items()) if k in DAMAGE_REASONS))
+                if self.input_damage:
+                    for line in self.input_damage:
+                        self.log.error("damaged input", detail=line)
+                    self.notifier_notify("component_error", Severity.WARNING, "Replay input was damaged",
+                                         "; ".join(self.input_damage)[:1000])
+                    self.exit_code = max(self.exit_code, 1)
                 if self.exit_on_feed_end:
                     self.stop_event.set()
                 return
@@ -351,6 +371,7 @@ class Daemon:
     async def _consume(self, feed: Feed) -> bool:
         assert self.core is not None
         core, validator, log = self.core, self.validator, self.log
+        validator.declare_spans_of(feed)
         wall = time.time_ns
         async for ev in feed:
             if isinstance(ev, RawTrade | RawBook | RawStatus):
@@ -388,6 +409,7 @@ class Daemon:
                 log.warning("market data gap", start=ev.start_ns, end=ev.end_ns, seconds=(ev.end_ns - ev.start_ns) / NS)
             if self.feed_state != FeedState.STREAMING and self.stats["events"]:
                 self.feed_state = FeedState.STREAMING
+        self.input_damage.extend(damage_of(feed))
         return True
 
     def _feed_status(self, ev: FeedStatus) -> None:

@@ -65,6 +65,7 @@ class DayResult:
 async def _load(paths: list[Path], settings: Settings, symbol: str) -> tuple[list[MarketEvent], Validator]:
     feed = open_file_feed(paths, speed=0.0, symbol=symbol)
     validator = Validator(settings.validation, [symbol])
+    validator.declare_spans_of(feed)
     out: list[MarketEvent] = []
     try:
         async for ev in feed:

@@ -43,6 +43,14 @@ class ValidationSettings(BaseModel):
     jump_confirm_prints: int = Field(
         5, ge=1, description="consecutive beyond-bound prints rejected before the level is believed")
     check_staleness: bool = Field(False, description="on for live feeds; replay timestamps are old")
+    max_size: int = Field(
+        0, ge=0, description="largest plausible print or book level, contracts; 0 = per contract "
+                             "(1,000 x its large-print size: 100,000 for ES)")
+    max_time_gap_seconds: float = Field(
+        345_600.0, gt=0, description="a record this far ahead of its stream is implausible until "
+                                     "jump_confirm_prints records confirm it (sources without a declared span)")
+    range_slack_seconds: float = Field(
+        600.0, ge=0, description="tolerance around a file's declared time span (DBN metadata start/end)")
 
 
 class SimSettings(BaseModel):

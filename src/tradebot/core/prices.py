@@ -16,14 +16,36 @@ UNDEF_PRICE = 9_223_372_036_854_775_807
 """Databento's sentinel for a missing price (INT64_MAX)."""
 
 
+MAX_PRICE_TEXT = 64
+"""Longest text read as a price: a real one is a dozen characters; a megabyte of digits is an attack."""
+MAX_PRICE_EXPONENT = 15
+"""Largest decimal exponent of a price (1e15): far past any market, far below what conversions choke on."""
+
+
 def decimal_to_fp(value: Decimal | str | int) -> int | None:
-    """Convert a decimal price to fixed point; ``None`` when not a finite number or not representable."""
+    """Convert a decimal price to fixed point; ``None`` when not a finite number or not representable.
+
+    Bounded before any arithmetic: ``1e999999999`` is a valid Decimal, and scaling it (or turning it into an
+    int) would take minutes and gigabytes; its exponent says "not a price" in constant time.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(10**MAX_PRICE_EXPONENT) < value < 10**MAX_PRICE_EXPONENT:
+            return None
+        return value * PRICE_SCALE
     try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        if isinstance(value, Decimal):
+            d = value
+        else:
+            text = str(value).strip()
+            if len(text) > MAX_PRICE_TEXT:
+                return None
+            d = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    if not d.is_finite():
+    if not d.is_finite() or d.adjusted() > MAX_PRICE_EXPONENT:
         return None
+    if d and d.adjusted() < -30:
+        return None  # not a price either, and scaling it is pointless
     scaled = d * PRICE_SCALE
     if scaled != scaled.to_integral_value():
         # Finer than 1e-9: cannot be a real exchange price; keep it off-grid by rounding away.

@@ -91,3 +91,13 @@ class Pacer:
             await asyncio.sleep(delay)
         elif self._count % self._yield_every == 0:
             await asyncio.sleep(0)
+
+
+def damage_of(feed: object) -> list[str]:
+    """What a file feed lost to damaged input, one line per damaged stretch (empty: the input read clean).
+
+    File feeds read past damage instead of failing (one bad record costs one record); this is how a command
+    learns that it happened, to report it and exit non-zero.
+    """
+    report = getattr(feed, "damage_report", None)
+    return list(report()) if callable(report) else []

@@ -6,19 +6,23 @@ column *name* (resolved against the file's own header), so one reader serves eve
 header does not match its mapping fails at open with a message instead of producing nonsense mid-stream.
 
 Rows that do not parse are skipped and counted (``stats["malformed_rows"]`` plus one
-``malformed:<reason>`` key per cause); a bad row never ends the replay.
+``malformed:<reason>`` key per cause); a bad row never ends the replay. Numbers are checked for length and
+magnitude before any conversion (``1e999999999`` is one row rejected as ``bad_size``, not minutes of big-integer
+arithmetic), a line longer than :data:`MAX_LINE` is skipped unread (``oversized_row``), and a line the csv
+module refuses (a NUL byte, a broken quote) costs that line only.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tradebot.core.calendar import to_ns
@@ -39,6 +43,13 @@ FractionMode = Literal["decimal", "micros"]
 
 _EPOCH_SCALE = {"epoch_s": 1_000_000_000, "epoch_ms": 1_000_000, "epoch_us": 1_000, "epoch_ns": 1}
 _LOG_FIRST = 5
+MAX_LINE = 64 * 1024
+"""Longest line read as a row (characters). A 40-level Sierra DOM row is under 1 KiB; anything near the csv
+module's 128 KiB field limit is damage, skipped without being held in memory whole."""
+_MAX_TIME_TEXT = 64
+_MAX_TS = 1 << 63
+_INT_TEXT = re.compile(r"[+-]?\d{1,18}")
+_EPOCH_TEXT = re.compile(r"[+-]?\d{1,20}")
 
 
 class CsvMappingError(ValueError):
@@ -146,14 +157,21 @@ class TimestampParser:
     def __call__(self, text: str) -> int:
         """Parse or raise ``ValueError``."""
         text = text.strip()
+        if len(text) > _MAX_TIME_TEXT:
+            raise ValueError("timestamp text too long")
         cut = text.rfind(".")
         if cut >= 0 and (self._epoch is not None or cut > text.rfind(":")):
             head, frac = text[:cut], text[cut + 1:]
         else:
             head, frac = text, ""
         if self._epoch is not None:
+            if not _EPOCH_TEXT.fullmatch(head):
+                raise ValueError(f"not an epoch count: {head[:30]!r}")
             base = int(head) * self._epoch
-            return base + (self._frac_ns(frac) * self._epoch // 1_000_000_000 if frac else 0)
+            ts = base + (self._frac_ns(frac) * self._epoch // 1_000_000_000 if frac else 0)
+            if not 0 < ts < _MAX_TS:
+                raise ValueError("epoch time outside 1970..2262")
+            return ts
         base_ns = self._cache.get(head)
         if base_ns is None:
             when = dt.datetime.strptime(head, self.fmt).replace(tzinfo=self.zone)
@@ -247,6 +265,7 @@ class CsvTickFeed(GeneratorFeed):
         self.state = FeedState.CONNECTING
         self.stats: Counter[str] = Counter()
         self._log = get_logger("tradebot.feeds.csv")
+        self._stretches: list[list[Any]] = []
         self._closed = False
         self._gen: AsyncIterator[FeedEvent] | None = None
         Pacer(speed)  # validates speed now rather than at first iteration
@@ -267,13 +286,26 @@ class CsvTickFeed(GeneratorFeed):
 
     async def _events(self) -> AsyncIterator[FeedEvent]:
         pacer = Pacer(self.speed)
+        self._stretches.clear()
+        self._open = None
+        self._last_good = None
         self.state = FeedState.STREAMING
         parse = self._parse_row
         try:
             with self.path.open(newline="", encoding="utf-8", errors="replace") as fh:
-                reader = csv.reader(fh, delimiter=self.mapping.delimiter, skipinitialspace=True)
-                next(reader, None)  # header, resolved at construction
-                for row in reader:
+                fh.readline(MAX_LINE)  # header, resolved at construction
+                lines = self._bounded_lines(fh)
+                reader = csv.reader(lines, delimiter=self.mapping.delimiter, skipinitialspace=True,
+                                    quoting=csv.QUOTE_NONE)  # a stray quote never swallows the lines after it
+                while True:
+                    try:
+                        row = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:
+                        self.stats["rows"] += 1
+                        self._malformed("csv_error", self._line, [str(exc)])
+                        continue
                     if self._closed:
                         return
                     self.stats["rows"] += 1
@@ -283,15 +315,19 @@ class CsvTickFeed(GeneratorFeed):
                     try:
                         book, trade = parse(row)
                     except _RowError as err:
-                        self._malformed(str(err.args[0]), reader.line_num, row)
+                        self._malformed(str(err.args[0]), self._line, row)
                         continue
                     await pacer.wait(trade.ts_event)
                     if book is not None:
                         self.stats["books"] += 1
                         yield book
                     self.stats["trades"] += 1
+                    self._last_good = trade.ts_event
+                    if self._open is not None:
+                        self._open[3] = trade.ts_event
+                        self._open = None
                     yield trade
-        except (OSError, csv.Error) as exc:
+        except OSError as exc:
             self.stats["read_errors"] += 1
             self.state = FeedState.FAILED
             self._log.error("tick file read failed", path=str(self.path), error=repr(exc))
@@ -300,7 +336,57 @@ class CsvTickFeed(GeneratorFeed):
         if self.state is FeedState.STREAMING:
             self.state = FeedState.STOPPED
 
+    _line = 1
+
+    def _bounded_lines(self, fh: Any) -> Iterator[str]:
+        """The file's lines, each read with a bound; an oversized or NUL-carrying line is counted and skipped."""
+        self._line = 1
+        while True:
+            line = fh.readline(MAX_LINE + 1)
+            if not line:
+                return
+            self._line += 1
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                dropped = len(line)
+                while True:  # the rest of the line, a bounded piece at a time
+                    more = fh.readline(MAX_LINE)
+                    dropped += len(more)
+                    if not more or more.endswith("\n"):
+                        break
+                self.stats["rows"] += 1
+                self._malformed("oversized_row", self._line, [f"<{dropped:,} characters>"])
+                continue
+            if "\0" in line:
+                self.stats["rows"] += 1
+                self._malformed("nul_byte", self._line, [line[:80].replace("\0", "\\0")])
+                continue
+            yield line
+
+    _last_good: int | None = None
+    _open: list[Any] | None = None
+
+    def damage_report(self) -> list[str]:
+        """What the damage cost: rows lost per reason, and where (line and time between good rows)."""
+        if not self.stats["malformed_rows"]:
+            return []
+        reasons = ", ".join(f"{k.split(':', 1)[1]} {v:,}" for k, v in sorted(self.stats.items())
+                            if k.startswith("malformed:"))
+        lines = [f"{self.path.name}: {self.stats['malformed_rows']:,} row(s) lost ({reasons})"]
+        for first, last, after, before, n in self._stretches[:10]:
+            where = f"line {first:,}" if first == last else f"lines {first:,}-{last:,}"
+            lines.append(f"{self.path.name}: {where}: {n:,} row(s) lost between {_iso(after, 'the start')} "
+                         f"and {_iso(before, 'the end')}")
+        if len(self._stretches) > 10:
+            lines.append(f"{self.path.name}: ... and {len(self._stretches) - 10:,} more damaged stretch(es)")
+        return lines
+
     def _malformed(self, reason: str, line: int, row: list[str]) -> None:
+        if self._open is None:
+            self._open = [line, line, self._last_good, None, 1]
+            self._stretches.append(self._open)
+        else:
+            self._open[1] = line
+            self._open[4] += 1
         self.stats["malformed_rows"] += 1
         self.stats[f"malformed:{reason}"] += 1
         n = self.stats["malformed_rows"]
@@ -349,11 +435,12 @@ class CsvTickFeed(GeneratorFeed):
             bid_base = decimal_to_fp(row[c.dom_bases[1]])
             if ask_base is None or bid_base is None:
                 raise _RowError("bad_dom_price")
-            try:
-                ask_sz = tuple(int(row[i]) for i in c.dom_ask)
-                bid_sz = tuple(int(row[i]) for i in c.dom_bid)
-            except ValueError:
-                raise _RowError("bad_dom_size") from None
+            ask_l = [_int(row[i]) for i in c.dom_ask]
+            bid_l = [_int(row[i]) for i in c.dom_bid]
+            if None in ask_l or None in bid_l:
+                raise _RowError("bad_dom_size")
+            ask_sz = tuple(x for x in ask_l if x is not None)
+            bid_sz = tuple(x for x in bid_l if x is not None)
             tick = self._dom_tick
             ask_px: tuple[int | None, ...] = tuple(ask_base + i * tick for i in range(len(ask_sz)))
             bid_px: tuple[int | None, ...] = tuple(bid_base - i * tick for i in range(len(bid_sz)))
@@ -373,12 +460,24 @@ class CsvTickFeed(GeneratorFeed):
 
 
 def _int(text: str) -> int | None:
-    try:
+    """A whole number of at most 18 digits, or ``None``; the bound comes before any conversion."""
+    text = text.strip()
+    if _INT_TEXT.fullmatch(text):
         return int(text)
-    except ValueError:
-        try:  # "3.0" from spreadsheet round-trips is still a whole number
-            d = Decimal(text.strip())
-        except ArithmeticError:
-            return None
-        return int(d) if d.is_finite() and d == d.to_integral_value() else None
+    if len(text) > 32:
+        return None
+    try:  # "3.0" from spreadsheet round-trips is still a whole number
+        d = Decimal(text)
+    except ArithmeticError:
+        return None
+    if not d.is_finite() or d.adjusted() > 18:
+        return None
+    return int(d) if d == d.to_integral_value() else None
 
+
+
+def _iso(ts: int | None, default: str) -> str:
+    if ts is None:
+        return default
+    sec, ns = divmod(ts, 1_000_000_000)
+    return dt.datetime.fromtimestamp(sec, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"

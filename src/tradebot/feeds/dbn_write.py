@@ -209,6 +209,10 @@ def _chunks(fh: BinaryIO) -> Iterable[bytes]:
         raise DbnScanError("the zstd stream ends inside a frame (truncated download?)")
 
 
+decompressed_chunks = _chunks
+"""The public name of :func:`_chunks` (readers that must notice a zstd stream cut short)."""
+
+
 def scan_dbn(path: Path) -> DbnScan:
     """Count a DBN file's records without decoding them, failing unless the file is complete.
 
@@ -296,8 +300,29 @@ def read_all(path: Path) -> bytes:
 
 
 __all__ = [
-    "ACTION_ADD", "ACTION_CANCEL", "ACTION_MODIFY", "ACTION_TRADE", "F_LAST", "F_SNAPSHOT", "LEVEL_DTYPE",
-    "MBP1_DTYPE", "MBP10_DTYPE", "RECORD_DTYPES", "SIDE_ASK", "SIDE_BID", "SIDE_NONE", "TRADE_DTYPE",
-    "UNDEF_PRICE", "WRITABLE_SCHEMAS", "DbnScan", "DbnScanError", "DbnWriter", "empty_records", "metadata_bytes",
-    "read_all", "scan_dbn", "write_dbn",
+    "ACTION_ADD",
+    "ACTION_CANCEL",
+    "ACTION_MODIFY",
+    "ACTION_TRADE",
+    "F_LAST",
+    "F_SNAPSHOT",
+    "LEVEL_DTYPE",
+    "MBP1_DTYPE",
+    "MBP10_DTYPE",
+    "RECORD_DTYPES",
+    "SIDE_ASK",
+    "SIDE_BID",
+    "SIDE_NONE",
+    "TRADE_DTYPE",
+    "UNDEF_PRICE",
+    "WRITABLE_SCHEMAS",
+    "DbnScan",
+    "DbnScanError",
+    "DbnWriter",
+    "decompressed_chunks",
+    "empty_records",
+    "metadata_bytes",
+    "read_all",
+    "scan_dbn",
+    "write_dbn",
 ]

@@ -2,7 +2,8 @@
 
 The numbers come from the same readers and validation layer a replay uses, so "inspect says 2,026 trades,
 0 rejects" is a statement about what the engine will see, not about a separate parser's opinion.
-Exit codes: 0 all files read cleanly, 1 a file was damaged part-way (its report still prints),
+Exit codes: 0 all files read cleanly, 1 a file was damaged part-way or held broken records (its report still
+prints, with what was lost),
 2 a file is missing or not a format we read.
 """
 
@@ -23,11 +24,12 @@ from tradebot.core.config import ConfigError, Settings
 from tradebot.core.contracts import root_of
 from tradebot.core.logging import configure_logging
 from tradebot.core.types import BookUpdate, FeedStatus, RawBook, RawStatus, RawTrade, Side
+from tradebot.feeds.base import damage_of
 from tradebot.feeds.csv_ticks import CsvTickFeed
 from tradebot.feeds.dbn_files import DbnFileError, DbnFileFeed, RecordTally
 from tradebot.feeds.files import csv_mapping_for, file_kind, symbol_for_csv
 from tradebot.feeds.sides import format_side_rules
-from tradebot.feeds.validation import Validator
+from tradebot.feeds.validation import DAMAGE_REASONS, Validator
 
 _CHICAGO = "America/Chicago"
 _NEW_YORK = "America/New_York"
@@ -79,6 +81,7 @@ _SIDE_KEY = {Side.BUY: "buy", Side.SELL: "sell", Side.UNKNOWN: "unknown"}
 
 async def _consume(feed: DbnFileFeed | CsvTickFeed, validator: Validator) -> _Tally:
     t = _Tally()
+    validator.declare_spans_of(feed)
     try:
         async for ev in feed:
             if isinstance(ev, FeedStatus):
@@ -108,6 +111,10 @@ async def _consume(feed: DbnFileFeed | CsvTickFeed, validator: Validator) -> _Ta
             out = validator.validate(ev)
             if isinstance(out, BookUpdate):
                 t.max_filled = max(t.max_filled, out.depth)
+        t.failures.extend(damage_of(feed))
+        if validator.damaged:
+            t.failures.append(f"{validator.damaged:,} broken record(s) rejected: " + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(validator.rejects.items()) if k in DAMAGE_REASONS))
     finally:
         await feed.close()
     return t

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -193,7 +195,7 @@ class Notifier:
         # Discord answers in well under a second; a read timeout far above that keeps ambiguous (possibly
         # duplicated) posts rare. Connecting is not ambiguous, so it may fail fast.
         return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-                                 transport=self._transport)
+                                 transport=self._transport, verify=_tls_context())
 
     def _persist_queue(self) -> None:
         while self._queue is not None and not self._queue.empty():
@@ -369,3 +371,11 @@ class Notifier:
             return max(0.0, float(resp.headers.get("Retry-After", "1")))
         except ValueError:
             return 1.0
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle costs ~0.1 s, and every client (the worker,
+    the shutdown flush, each replay run in one process) would otherwise load it again."""
+    return ssl.create_default_context()
+

@@ -146,11 +146,14 @@ class FastDay:
     def columns(self, settings: Settings) -> DayColumns:
         v = settings.validation
         depths = read_depths(settings)
-        key = json.dumps([v.out_of_order_ms, v.max_jump_ticks, v.jump_confirm_prints, depths])
+        key = json.dumps([v.out_of_order_ms, v.max_jump_ticks, v.jump_confirm_prints, depths, v.max_size,
+                          v.future_seconds, v.range_slack_seconds])
         cols = self._cols.get(key)
         if cols is None:
             cols = load_day(self.path, self.symbol, depth_levels=depths, tolerance_ns=int(v.out_of_order_ms * 1e6),
-                            max_jump_ticks=v.max_jump_ticks, jump_confirm_prints=v.jump_confirm_prints)
+                            max_jump_ticks=v.max_jump_ticks, jump_confirm_prints=v.jump_confirm_prints,
+                            max_size=v.max_size, future_ns=int(v.future_seconds * 1e9),
+                            slack_ns=int(v.range_slack_seconds * 1e9))
             self._check_span(cols)
             self._cols[key] = cols
         return cols

@@ -68,15 +68,33 @@ def _evict(d: Any) -> None:
         del d[k]
 
 
+_KEY5 = nbt.UniTuple(nbt.int64, 5)  # type: ignore[no-untyped-call]
+"""(sequence, ts_event, content 1..3): one remembered record of the duplicate rule."""
+
+
+@_jit
+def _purge_below(kd: Any, lowest: int) -> None:
+    """Forget the content keys of evicted sequence numbers (those below ``lowest``)."""
+    gone = []
+    for k in kd:
+        if k[0] < lowest:
+            gone.append(k)
+    for k in gone:
+        del kd[k]
+
+
 @_jit
 def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, check_jump: bool,
-                    max_jump: int, confirm: int) -> Any:
+                    max_jump: int, confirm: int, c1: Any, c2: Any, c3: Any) -> Any:
     """Codes per record of one stream (trade or book of one symbol): ``NO_EVENT``, ``OK`` or a reason.
 
     ``pre`` holds the record-local verdict (unknown instrument, price, size, levels, crossed book) or
-    ``NO_EVENT``; this loop adds the stream rules in the validator's order: timestamp, out of order, duplicate
-    sequence, then (trades) the fat-finger jump with its re-anchoring after ``confirm`` consistent prints.
-    The duplicate memory is the validator's bounded set: exact, including its eviction of the older half.
+    ``NO_EVENT``; this loop adds the stream rules in the validator's order: timestamp, out of order, duplicate,
+    then (trades) the fat-finger jump with its re-anchoring after ``confirm`` consistent prints. A duplicate is
+    the validator's: a sequence number it remembers *and* the same content as a record accepted with it
+    (``ts`` plus ``c1, c2, c3``: price, size, side of a trade; two hashes of a book's levels), so the trades of
+    one packet are all kept. The memory is the validator's bounded one: exact, including its eviction of the
+    older half of the sequence numbers (with their contents).
     """
     n = pre.size
     codes = np.empty(n, np.int8)
@@ -92,6 +110,7 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
     size = 0
     max_seq = -1
     d = NbDict.empty(key_type=nbt.int64, value_type=nbt.boolean)
+    kd = NbDict.empty(key_type=_KEY5, value_type=nbt.boolean)
     for i in range(n):
         c = pre[i]
         if c != OK:
@@ -105,19 +124,20 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
             codes[i] = OUT_OF_ORDER
             continue
         s = int(seq[i])
+        present = False
+        key = (np.int64(s), np.int64(t), np.int64(c1[i]), np.int64(c2[i]), np.int64(c3[i]))
         if s != 0:
-            dup = False
             if mono:
                 if s <= max_seq:
                     j = head
                     for _ in range(size):
                         j = (j - 1) % _RING
                         if ring[j] == s:
-                            dup = True
+                            present = True
                             break
             elif s in d:
-                dup = True
-            if dup:
+                present = True
+            if present and key in kd:
                 codes[i] = DUPLICATE_SEQUENCE
                 continue
         if check_jump and has_price and abs(ticks[i] - last_price) > max_jump:
@@ -129,13 +149,17 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
         if t > last_ts:
             last_ts = t
         if s != 0:
-            if mono and s > max_seq:
+            kd[key] = True
+            if present:
+                pass  # another record of a remembered sequence number (same packet): only its content is new
+            elif mono and s > max_seq:
                 ring[head] = s
                 head = (head + 1) % _RING
                 size += 1
                 max_seq = s
                 if size > _SEQ_KEEP_MAX:
                     size = _SEQ_KEEP  # increasing: the largest half is the newest half
+                    _purge_below(kd, ring[(head - size) % _RING])
             else:
                 if mono:
                     mono = False
@@ -146,6 +170,11 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
                 d[s] = True
                 if len(d) > _SEQ_KEEP_MAX:
                     _evict(d)
+                    lowest = -1
+                    for k in d:
+                        if lowest < 0 or k < lowest:
+                            lowest = k
+                    _purge_below(kd, lowest)
         if check_jump:
             jump_rejects = 0
             last_price = ticks[i]

@@ -12,12 +12,15 @@ accepted, the same rejections counted under the same names.
 
 Anything this reader cannot reproduce exactly (several files, a mixed-schema capture, a status file, ``ts_out``
 records, a truncated or corrupt file, foreign record types, timestamps past int64) raises
-:class:`UnsupportedError`; the caller then runs the event path for that day.
+:class:`UnsupportedError`; the caller then runs the event path for that day. So does damaged or unusual input
+whose verdicts the event path decides record by record: a record ahead of the wall clock or outside the file's
+declared span, a file that declares no end, an implausible size (print or any book level), .
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from tradebot.backtest.fast import kernels as kn
 from tradebot.core.contracts import ContractSpec, root_of, spec_for
 from tradebot.feeds.dbn_convert import SymbolMap
 from tradebot.feeds.dbn_files import DbnFileError, open_store, schema_of
+from tradebot.feeds.validation import PLAUSIBLE_SIZE_FACTOR
 
 I64 = NDArray[np.int64]
 I8 = NDArray[np.int8]
@@ -115,10 +119,13 @@ class DayColumns:
 
 
 def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], tolerance_ns: int, max_jump_ticks: int,
-             jump_confirm_prints: int) -> DayColumns:
+             jump_confirm_prints: int, max_size: int = 0, future_ns: int = 2_000_000_000,
+             slack_ns: int = 600_000_000_000) -> DayColumns:
     """Read and validate one day file for ``symbol`` (its root's contract); raises :class:`UnsupportedError`."""
     spec = spec_for(symbol)
     root = spec.root
+    size_bound = max_size or spec.large_order_size * PLAUSIBLE_SIZE_FACTOR
+    now_limit = time.time_ns() + future_ns
     try:
         store = open_store(Path(path))
     except DbnFileError as exc:
@@ -129,16 +136,21 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
     meta = store.metadata
     if meta.ts_out:
         raise UnsupportedError("records carry ts_out")
+    if not meta.start or not meta.end:
+        raise UnsupportedError("the file declares no time span (the event path checks each record's time)")
+    span_lo, span_hi = int(meta.start) - slack_ns, int(meta.end) + slack_ns
     smap = SymbolMap.from_store(store)
     tick = spec.tick_fp
     n_levels = _LEVELS[schema]
     book_schema = n_levels > 0
     # Depths deeper than the file's book can never be shown (the tracker reports only depths it has seen).
     depth_ns = np.array([d for d in depth_levels if d <= n_levels], np.int64)
-    names = ("ts", "tpre", "tpx", "tsz", "tside", "seq", "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal")
+    names = ("ts", "tpre", "tpx", "tsz", "tside", "seq", "bpre", "bid", "ask", "bsz", "asz", "nbl", "nal", "bh1",
+             "bh2")
     dtypes = {"ts": np.int64, "tpx": np.int32, "bid": np.int32, "ask": np.int32, "tsz": np.int32, "bsz": np.int32,
               "asz": np.int32, "seq": np.uint32, "tpre": np.int8, "tside": np.int8, "bpre": np.int8, "nbl": np.int8,
-              "nal": np.int8, "dbs": np.int32, "das": np.int32, "dbn": np.int32, "dan": np.int32}
+              "nal": np.int8, "bh1": np.int64, "bh2": np.int64, "dbs": np.int32, "das": np.int32, "dbn": np.int32,
+              "dan": np.int32}
     nd = depth_ns.size if book_schema else 0
     itemsize = _ITEMSIZE[schema]
     # Columns are written in place, preallocated for an upper bound on the record count (pages past the records
@@ -201,6 +213,11 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
                     raise UnsupportedError("a timestamp beyond int64 (undefined time)")
                 if status == 3:
                     raise UnsupportedError("a price, or a book side's top-N ticks x size, beyond 2**31")
+                _check_damage(raw, m, chunk.dtype.itemsize, f, n_levels, cols["ts"][n:n + m],
+                              size_bound, now_limit, span_lo, span_hi)
+                if book_schema:
+                    cols["bh1"][b0:b1], cols["bh2"][b0:b1] = _book_hashes(raw, m, chunk.dtype.itemsize,
+                                                                          f["bid_px_00"][1], n_levels)
                 n += m
         except UnsupportedError:
             raise
@@ -216,11 +233,14 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
     tsz, tside, tticks = col("tsz"), col("tside"), col("tpx")
     seq = col("seq")
     tcodes = kn.validate_stream(col("tpre"), rts, seq, tticks, tolerance_ns, True, max_jump_ticks,
-                                jump_confirm_prints)
+                                jump_confirm_prints, tticks, tsz, tside)
     rejects: Counter[str] = Counter()
     depth: dict[int, DepthColumns] = {}
     if book_schema:
-        bcodes = kn.validate_stream(col("bpre"), rts, seq, tticks, tolerance_ns, False, 0, 0)
+        bh1, bh2 = col("bh1"), col("bh2")
+        bcodes = kn.validate_stream(col("bpre"), rts, seq, tticks, tolerance_ns, False, 0, 0, bh1, bh2,
+                                    np.zeros(n, np.int8))
+        del bh1, bh2
         book_ok = bcodes == kn.OK
         _count(rejects, bcodes)
         del bcodes
@@ -244,6 +264,44 @@ def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], toleranc
         kn.infer_sides(trade_ok, tticks, tside, book_ok, bid, ask, book_schema)
     return DayColumns(Path(path), schema, spec, raw_symbol, rts, book_ok, trade_ok, tticks, tsz, tside, bid, ask,
                       bsz, asz, nbl, nal, depth, rejects)
+
+
+def _check_damage(raw: NDArray[np.uint8], m: int, itemsize: int, fields: Any, n_levels: int, ts: I64,
+                  size_bound: int, now_limit: int, span_lo: int, span_hi: int) -> None:
+    """Raise :class:`UnsupportedError` for a chunk holding records the validator rejects record by record:
+    a time past the wall clock or outside the file's declared span, or a size past the plausibility bound."""
+    if ts.size and (int(ts.max()) > min(now_limit, span_hi) or int(ts[ts > 0].min(initial=span_lo)) < span_lo):
+        raise UnsupportedError("a record ahead of the clock or outside the file's declared span")
+    words = raw[:m * itemsize].view(np.uint32).reshape(m, itemsize // 4)
+    sizes = [words[:, fields["size"][1] // 4]]
+    if n_levels:
+        lv = fields["bid_px_00"][1]
+        for k in range(n_levels):
+            base = (lv + 32 * k) // 4
+            sizes += [words[:, base + 4], words[:, base + 5]]
+    if any(int(s.max()) > size_bound for s in sizes):
+        raise UnsupportedError("an implausible size (a print or book level beyond the contract's bound)")
+
+
+_H1 = np.uint64(0x9E3779B97F4A7C15)
+_H2 = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _book_hashes(raw: NDArray[np.uint8], m: int, itemsize: int, levels_at: int,
+                 n_levels: int) -> tuple[I64, I64]:
+    """Two independent 64-bit hashes per record of its levels' prices and sizes (what a ``RawBook`` holds, order
+    counts aside): the book stream's duplicate rule compares contents, and 128 bits make a false match of two
+    different books of one sequence number and timestamp practically impossible."""
+    q = raw[:m * itemsize].view(np.uint64).reshape(m, itemsize // 8)
+    h1 = np.full(m, 0x84222325, np.uint64)
+    h2 = np.full(m, 0x1B873593, np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n_levels):
+            base = (levels_at + 32 * k) // 8
+            for w in (q[:, base], q[:, base + 1], q[:, base + 2]):  # bid px, ask px, bid sz | ask sz
+                h1 = (h1 ^ w) * _H1
+                h2 = ((h2 + w) * _H2) ^ (h2 >> np.uint64(29))
+    return h1.view(np.int64), h2.view(np.int64)
 
 
 def meta_is_compressed(path: Path) -> bool:
