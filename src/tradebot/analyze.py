@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tradebot.core.config import ConfigError, FootprintSettings, Settings, checked_override
+from tradebot.core.config import ConfigError, FootprintSettings, Settings, check_symbols, checked_override
 from tradebot.core.contracts import spec_for
 from tradebot.core.types import GapEvent, RawBook, RawStatus, RawTrade, StatusEvent, Trade
 from tradebot.feeds.base import damage_of
@@ -219,6 +219,8 @@ def analyze_command(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"analyze: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.symbol:  # an unknown root used to be ignored silently (every contract of the file analysed instead)
+        check_symbols("--symbol", [args.symbol])
     if args.bar_seconds is not None:
         bar = checked_override(FootprintSettings, "bar_seconds", args.bar_seconds, "--bar-seconds")
         settings = settings.model_copy(update={"footprint": settings.footprint.model_copy(
