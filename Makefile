@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tradebot run --speed 300 --sessions 3
+	$(BIN)/tradebot run --speed 300 --sessions 3 --progress
 
 test-deps:
 	@missing=""; for pair in $(TEST_DEBS); do \

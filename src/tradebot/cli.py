@@ -49,6 +49,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--loss-limit", help="DAILY_LOSS_LIMIT in USD (negative)")
     p.add_argument("--position-size", type=int, help="max contracts per bracket")
     p.add_argument("--stay", action="store_true", help="keep running after a finite feed ends")
+    p.add_argument("--progress", action="store_true",
+                   help="console mode (make run): what will happen and how long, one progress line, a summary "
+                        "table at the end; log lines go to data/run.log")
     p.set_defaults(handler=_lazy("tradebot.daemon:run_daemon"))
 
 

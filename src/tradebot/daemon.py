@@ -47,12 +47,13 @@ from tradebot.core.config import (
 )
 from tradebot.core.contracts import spec_for
 from tradebot.core.display import fmt_ts
-from tradebot.core.logging import get_logger
+from tradebot.core.logging import configure_logging, get_logger
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.execution.model import HaltKind
 from tradebot.feeds.base import Feed, damage_of
 from tradebot.feeds.factory import make_feed
 from tradebot.feeds.validation import DAMAGE_REASONS, Validator
+from tradebot.ops.console import Console, RunPlan, intro, progress_line, session_of, summary_table
 from tradebot.ops.control import SOCKET_NAME, ControlServer, sanitize_reason
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
@@ -74,6 +75,8 @@ from tradebot.state.store import (
 from tradebot.trading import TradingCore
 
 NS = 1_000_000_000
+RUN_LOG = "run.log"
+"""With ``--progress`` the daemon's log lines go here instead of the console."""
 LIVE_FEEDS = {"databento", "polygon", "coinbase"}
 EXIT_LOCKED = 4
 EXIT_DISK_FULL = 75  # EX_TEMPFAIL: systemd's Restart=on-failure tries again later
@@ -85,7 +88,8 @@ class FatalFeedError(Exception):
 
 class Daemon:
     def __init__(self, settings: Settings, symbols: list[str], feed_kind: str, inputs: list[str] | None = None,
-                 speed: float | None = None, duration: float = 0.0, exit_on_feed_end: bool = True) -> None:
+                 speed: float | None = None, duration: float = 0.0, exit_on_feed_end: bool = True,
+                 progress: bool = False) -> None:
         self.settings = settings
         self.symbols = [spec_for(s).root for s in symbols]
         self.feed_kind = feed_kind
@@ -93,6 +97,9 @@ class Daemon:
         self.speed = speed
         self.duration = duration
         self.exit_on_feed_end = exit_on_feed_end
+        self.console: Console | None = Console() if progress else None
+        self.plan: RunPlan | None = None
+        self._progress_session = -1
         self.live = feed_kind in LIVE_FEEDS
         self.log = get_logger("tradebot.daemon")
         self.cfg = settings.daemon
@@ -208,6 +215,10 @@ class Daemon:
             tasks.append(asyncio.create_task(self._clock_loop(), name="clock"))
         if self.duration:
             tasks.append(asyncio.create_task(self._stop_after(self.duration), name="duration"))
+        if self.console is not None:
+            self.plan = self._run_plan()
+            self.console.say(intro(self.plan, self.settings.trading_mode))
+            tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
         self.systemd.ready(self._status_line())
         self.log.info("daemon ready", version=__version__, symbols=self.symbols, feed=self.feed_kind,
                       mode=self.settings.trading_mode)
@@ -216,6 +227,41 @@ class Daemon:
         finally:
             await self._shutdown(tasks, control)
         return self.exit_code
+
+    # -- the console for `make run` (--progress) --------------------------------------------------------
+
+    def _run_plan(self) -> RunPlan:
+        from tradebot.feeds.simulated import parse_start_date, trading_sessions
+
+        sim = self.settings.sim
+        sessions = (trading_sessions(spec_for(self.symbols[0]).session, parse_start_date(sim.start_date), sim.sessions)
+                    if self.feed_kind == "demo" else [])
+        speed = self.speed if self.speed is not None else sim.speed
+        return RunPlan(self.feed_kind, self.symbols, speed, sessions, self.data_dir / RUN_LOG)
+
+    def progress_text(self) -> str:
+        assert self.plan is not None
+        snap: dict[str, Any] = self.core.manager.snapshot() if self.core is not None else {}
+        daily = self.core.manager.ledger.daily if self.core is not None else {}
+        day = snap.get("trading_day")
+        today = daily.get(day) if day else None
+        return progress_line(
+            plan=self.plan, market_ns=max(self.last_event_ts.values(), default=0),
+            trades=today.trades if today else 0, day_pnl_cents=int(snap.get("day_pnl_cents") or 0),
+            total_pnl_cents=sum(d.net_cents for d in daily.values()), positions=snap.get("positions") or {},
+            state=str(snap.get("trading_state", "starting")), errors=self.errors, day=day)
+
+    async def _progress_loop(self) -> None:
+        assert self.console is not None and self.plan is not None
+        every = 1.0 if self.console.tty else 15.0
+        while True:
+            await asyncio.sleep(every)
+            last = max(self.last_event_ts.values(), default=0)
+            where = session_of(self.plan.sessions, last) if last else None
+            if where is not None and where[0] != self._progress_session:
+                self.console.end_line()  # the finished session's last line stays on screen
+                self._progress_session = where[0]
+            self.console.progress(self.progress_text())
 
     def _start_core(self, now_ns: int) -> None:
         """Recover and start trading. Live: at wall time on start-up. Replayed or simulated data: at the first
@@ -754,7 +800,28 @@ def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return 2
+    progress = bool(getattr(args, "progress", False))
+    log_file = None
+    if progress:  # the console shows progress; every log line goes to data/run.log
+        private_dir(settings.data_dir)
+        fd = os.open(settings.data_dir / RUN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
+        configure_logging(settings.log_level, "json", stream=log_file)
     daemon = Daemon(settings, symbols, feed, args.input, args.speed, args.duration,
-                    exit_on_feed_end=not getattr(args, "stay", False))
-    return asyncio.run(daemon.run())
+                    exit_on_feed_end=not getattr(args, "stay", False), progress=progress)
+    try:
+        code = asyncio.run(daemon.run())
+    finally:
+        if log_file is not None:
+            configure_logging(settings.log_level, settings.log_format, stream=sys.stderr)
+            log_file.close()
+    if daemon.console is not None and daemon.plan is not None:
+        daemon.console.progress(daemon.progress_text())
+        daemon.console.end_line()
+        db = settings.execution.db_path or default_db_path(settings.data_dir, settings.trading_mode)
+        days = [s.trading_date for s in daemon.plan.sessions] or None
+        daemon.console.say(f"\nsummary ({db}, exit code {code}):\n"
+                           + summary_table(db, days, settings.trading_mode)
+                           + "\n\nnext: tradebot status | tradebot trades | tradebot stats | tradebot signals")
+    return code
 
