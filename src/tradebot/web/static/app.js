@@ -373,6 +373,8 @@ function drawFootprint() {
     if (b.vah != null && b.val != null) {
       g.fillStyle = 'rgba(120,135,255,0.10)';
       g.fillRect(x0 + 8, y(b.vah) - rowH / 2, colW - 12, (b.vah - b.val) / tick * rowH + rowH);
+      g.fillStyle = '#9aa7ff';  // the value area as a bracket on the column's left side
+      g.fillRect(x0 + 8, y(b.vah) - rowH / 2, 2, (b.vah - b.val) / tick * rowH + rowH);
     }
     const maxv = Math.max(1, ...b.levels.map((l) => Math.max(l.bid, l.ask)));
     const buy = new Set(b.buy_imbalances || []); const sell = new Set(b.sell_imbalances || []);
