@@ -82,3 +82,27 @@ def test_equity_early_close_is_1215_on_holiday_eves_and_1200_on_holidays() -> No
     assert thanksgiving is not None and from_ns(thanksgiving.close_ns, CT).time() == dt.time(12, 0)
     # A 12:10 CT print on Black Friday belongs to that session, not the next one.
     assert cal.trading_day(to_ns(dt.datetime(2024, 11, 29, 12, 10, tzinfo=CT))) == dt.date(2024, 11, 29)
+
+
+def test_good_friday_trades_until_0815_ct_only_on_a_jobs_report_morning() -> None:
+    """CME equity index futures on Good Friday: closed, except when the BLS jobs report comes out that morning
+    (Good Friday on the first Friday of April), when Globex trades from Thursday 17:00 CT until 08:15 CT.
+    Sources: the 2021-04-02 and 2023-04-07 sessions ("futures trading will close at 9:15 a.m. Eastern", MarketWatch
+    market snapshots of those days), pandas_market_calendars PR #456 (merged 2026-04-04, regression test: the
+    2026-04-03 session 18:00 ET Thursday to 09:15 ET Friday, the morning of the March 2026 jobs report), and the
+    CME holiday calendar's full closures on the other Good Fridays (2024-03-29, 2025-04-18), which the library
+    (5.5) wrongly gives an 08:15 CT session since that change."""
+    cal = calendar_for("equity")
+    for day in (dt.date(2021, 4, 2), dt.date(2023, 4, 7), dt.date(2026, 4, 3)):
+        s = cal.session_on(day)
+        assert s is not None and s.early_close, day
+        assert from_ns(s.open_ns, CT) == dt.datetime.combine(day - dt.timedelta(days=1), dt.time(17), CT)
+        assert from_ns(s.close_ns, CT) == dt.datetime.combine(day, dt.time(8, 15), CT)
+    for day in (dt.date(2022, 4, 15), dt.date(2024, 3, 29), dt.date(2025, 4, 18), dt.date(2027, 3, 26)):
+        assert cal.session_on(day) is None, day
+    # Friday 12:00 UTC on a closed Good Friday belongs to the Monday session opening Sunday 17:00 CT.
+    nxt = cal.session_for(utc(2025, 4, 18, 12))
+    assert nxt.trading_date == dt.date(2025, 4, 21)
+    assert from_ns(nxt.open_ns, CT) == dt.datetime(2025, 4, 20, 17, tzinfo=CT)
+    thursday = cal.session_on(dt.date(2026, 4, 2))
+    assert thursday is not None and from_ns(thursday.close_ns, CT).time() == dt.time(16)

@@ -484,3 +484,36 @@ def test_every_detector_is_mirror_symmetric(b0: FootprintBar, b1: FootprintBar, 
     for e in events:
         assert 0.0 <= e.strength <= 1.0 and e.reasons and all(b2.low <= p <= b2.high for p in e.prices)
         assert e.prices == tuple(sorted(e.prices))
+
+
+# --- the chosen reading of absorption and exhaustion (README "Order flow", the detectors' docstrings) ---------
+
+READING = PatternSettings(imbalance_min_volume=0, absorption_mean_multiple=2.0, absorption_zone_ticks=1,
+                          absorption_close_ticks=2, exhaustion_abs_volume=0, exhaustion_mean_fraction=0.2,
+                          exhaustion_levels=3)
+
+
+@pytest.mark.parametrize(("levels", "absorbed"), [
+    # bid 30 at the low and 30 one tick above, ask 15 at the low: mean 22, threshold 44. The largest single
+    # level's aggressor (bid) volume, 30, is below it: no absorption (the zone's summed bids, 60, and the low's
+    # total volume, 45, would both pass; neither is the rule).
+    ([(30, 15), (30, 5), (5, 5), (5, 5), (5, 5)], False),
+    # bid 50 at the low alone: mean 19, threshold 38 -> absorption at the low.
+    ([(50, 5), (5, 5), (5, 5), (5, 5), (5, 5)], True),
+])
+def test_absorption_is_aggressor_volume_at_the_single_largest_level(levels: list[tuple[int, int]],
+                                                                     absorbed: bool) -> None:
+    for b, buy in sides(bar(levels, open_i=2, close_i=4)):
+        assert ((Pattern.BUYING_ABSORPTION if buy else Pattern.SELLING_ABSORPTION) in found(b, READING)) is absorbed
+
+
+@pytest.mark.parametrize(("levels", "exhausted"), [
+    # ask 30, 20, 3 toward the high (falling), mean 38.6, 0.2 x mean = 7.72: the high's ask volume 3 is below ->
+    # buying exhaustion, although the high's total volume (43) is not.
+    ([(20, 20), (20, 20), (10, 30), (10, 20), (40, 3)], True),
+    # the same with ask 8 at the high: mean 39.6, 0.2 x mean = 7.92, and 8 is above it -> none.
+    ([(20, 20), (20, 20), (10, 30), (10, 20), (40, 8)], False),
+])
+def test_exhaustion_is_aggressor_volume_at_the_extreme_level(levels: list[tuple[int, int]], exhausted: bool) -> None:
+    for b, buy in sides(bar(levels, open_i=0, close_i=2)):
+        assert ((Pattern.BUYING_EXHAUSTION if buy else Pattern.SELLING_EXHAUSTION) in found(b, READING)) is exhausted

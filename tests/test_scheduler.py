@@ -75,3 +75,13 @@ def test_next_fire() -> None:
     nxt = s.next_fire(now)
     assert nxt is not None and nxt[0] == "auto_flatten"
     assert from_ns(nxt[1], ET).time() == dt.time(15, 55)
+
+
+def test_a_first_tick_exactly_at_the_open_owes_no_digest_for_the_previous_day() -> None:
+    open_ = to_ns(dt.datetime(2025, 3, 11, 17, 0, tzinfo=CT))  # Tuesday's 17:00 CT open of the 03-12 session
+    at_open = Scheduler(calendar_for("equity"), default_jobs()).tick(open_)
+    assert [(n, d) for n, d, _ in at_open] == [("margin_check", dt.date(2025, 3, 12))]
+    just_after = Scheduler(calendar_for("equity"), default_jobs()).tick(open_ + 1)
+    assert [(n, d) for n, d, _ in just_after] == [(n, d) for n, d, _ in at_open]
+    in_break = Scheduler(calendar_for("equity"), default_jobs()).tick(open_ - MIN)  # a restart at 16:59 CT
+    assert ("daily_digest", dt.date(2025, 3, 11)) in [(n, d) for n, d, _ in in_break]  # the catch-up still runs

@@ -66,3 +66,21 @@ def test_a_decision_sees_the_position_as_of_the_bar_end_even_if_the_closing_prin
     assert core.has_position("MES", asof_ns=bar_end)  # as of the bar's end: still long
     assert core.has_position("MES", asof_ns=bar_end + 5)  # the closing print's own time: not yet seen either
     assert not core.has_position("MES", asof_ns=bar_end + 6)
+
+
+def test_a_replay_starting_exactly_at_the_1700_ct_open_sends_no_digest_for_the_previous_day(tmp_path: Path) -> None:
+    settings = load_settings(_env_file=None).model_copy(update={"trading_symbol": "MES"})
+    store = StateStore.open(tmp_path / "t.db", synchronous="OFF")
+    core = TradingCore(settings, ["MES"], store)
+    digests: list[dt.date] = []
+    core.on_digest = lambda day, _at: digests.append(day)
+    from tradebot.core.calendar import CT
+
+    open_ = to_ns(dt.datetime(2025, 3, 11, 17, 0, tzinfo=CT))  # the 2025-03-12 session opens
+    core.start(open_)
+    for i in range(3):
+        core.on_event(t(open_ + i * 10**9, 23000))
+    assert digests == []  # not the 0-trade, starting-balance digest of 2025-03-11, a day this replay never saw
+    end = to_ns(dt.datetime(2025, 3, 12, 16, 1, tzinfo=ET))
+    core.on_event(t(end, 23000))
+    assert digests == [dt.date(2025, 3, 12)]

@@ -87,6 +87,8 @@ class ExchangeCalendar:
         regular_close = {}
         for day, row in sched.iterrows():
             d = day.date()
+            if template == "equity" and d == _good_friday(d.year) and not _jobs_report_friday(d):
+                continue  # CME equity index futures are closed on Good Friday unless it is a jobs-report day
             open_ns = to_ns(row["market_open"].to_pydatetime())
             close_ns = to_ns(row["market_close"].to_pydatetime())
             if template == "equity" and d not in federal and from_ns(close_ns, CT).time() == dt.time(12, 0):
@@ -196,3 +198,25 @@ def _federal_holidays(first_year: int, last_year: int) -> set[dt.date]:
 @functools.lru_cache(maxsize=8)
 def calendar_for(template: str) -> ExchangeCalendar:
     return ExchangeCalendar(template)
+
+
+def _good_friday(year: int) -> dt.date:
+    """Two days before Western Easter (the anonymous Gregorian computus)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    ell = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * ell) // 433
+    month = (h + ell - 7 * m + 90) // 25
+    day = (h + ell - 7 * m + 33 * month + 19) % 32
+    return dt.date(year, month, day) - dt.timedelta(days=2)
+
+
+def _jobs_report_friday(day: dt.date) -> bool:
+    """Good Friday on the first Friday of April: the BLS Employment Situation comes out that morning and CME keeps
+    equity index futures open until 08:15 CT (2010, 2012, 2015, 2021, 2023, 2026). Every other Good Friday
+    (2024-03-29, 2025-04-18, 2027-03-26, ...) is a full CME equity holiday, although ``pandas_market_calendars``
+    (since its Good-Friday change for 2026) gives every Good Friday after 2022 an 08:15 CT session."""
+    return day.month == 4 and day.day <= 7

@@ -68,8 +68,10 @@ class Scheduler:
         due: list[tuple[str, dt.date, int]] = []
         session = self.calendar.session_for(now_ns)
         candidates = [session]
-        prev = self.calendar.session_at(now_ns - 1)
-        if prev is None:  # in a break: yesterday's session may still owe its digest
+        # In a break (before the next session's open): yesterday's session may still owe its digest. At the
+        # open itself the new trading day has begun: a process whose first tick is exactly 17:00:00 CT (a replay
+        # of one day file) owes nothing for a day it never saw, like one started a nanosecond later.
+        if now_ns < session.open_ns:
             i = self.calendar.sessions.index(session)
             if i > 0:
                 candidates.insert(0, self.calendar.sessions[i - 1])
