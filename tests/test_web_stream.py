@@ -130,3 +130,35 @@ async def test_a_data_dir_longer_than_af_unix_allows_still_streams(tmp_path: Pat
             break
     finally:
         await hub.stop()
+
+
+async def test_the_web_side_resubscribes_when_the_daemon_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "stream.sock"
+    live = LiveState(path)
+    browser = live.add_client()
+    live.start()
+
+    async def until(cond: Any, what: str) -> None:
+        for _ in range(200):
+            if cond():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(what)
+
+    try:
+        for run in (1, 2):  # the daemon, then the daemon restarted (a new process: a new hub on the same path)
+            hub = StreamHub(path, lambda run=run: {"meta": {"run": run}})
+            await hub.start()
+            await until(lambda run=run: live.connected and live.state.get("meta", {}).get("run") == run,
+                        f"subscribed to run {run}")
+            hub.publish("health", {"ts_ns": run})
+            await until(lambda run=run: live.state.get("health", {}).get("ts_ns") == run, "a live message")
+            await hub.stop()
+            await until(lambda: not live.connected, "the loss noticed")
+        seen = []
+        while not browser.queue.empty():
+            seen.append(browser.queue.get_nowait()["type"])
+        assert seen == ["hello", "health", "link", "hello", "health", "link"]  # the page is told, then repainted
+        assert live.stats["connects"] == 2 and live.stats["disconnects"] == 2
+    finally:
+        await live.stop()
