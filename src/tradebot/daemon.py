@@ -787,6 +787,14 @@ def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
     else:
         symbols = [args.symbol] if args.symbol else settings.symbol_list
     feed = args.feed or settings.feed
+    if feed == "replay" and args.input and all(str(p).endswith((".dbn", ".dbn.zst")) for p in args.input):
+        from tradebot.feeds.dbn_files import register_recorded_instruments
+
+        try:
+            register_recorded_instruments(args.input)  # a recorded stock/crypto session names its symbols
+        except Exception as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
     if feed not in ("polygon", "coinbase") and (args.symbols is not None or args.symbol is not None):
         symbols = check_symbols("--symbols" if args.symbols is not None else "--symbol", symbols)
     if feed == "replay" and not args.input:

@@ -270,7 +270,14 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if has_bar_files(args.data):
         return bar_backtest(args, settings)
-    symbol = spec_for(args.symbol or settings.trading_symbol).root
+    from tradebot.core.contracts import UnknownContractError
+    from tradebot.core.instruments import spec_or_register
+
+    try:  # a stock or crypto pair recorded into the catalog (XNAS.ITCH/trades/NVDA/...) resolves by its symbol
+        symbol = spec_or_register(args.symbol or settings.trading_symbol).root
+    except UnknownContractError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
     try:
         base = apply_overrides(settings, parse_pairs(args.set))
         combos = grid_combinations(args.grid)

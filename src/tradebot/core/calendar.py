@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -115,16 +116,18 @@ class ExchangeCalendar:
 
         self.template = template
         ext = template == "nyse_ext"
-        sched = mcal.get_calendar("NYSE").schedule(f"{first_year}-01-01", f"{last_year}-12-31",
-                                                   start="pre", end="post")
+        with warnings.catch_warnings():  # the library's own pandas deprecation, not ours to act on
+            warnings.simplefilter("ignore")
+            sched = mcal.get_calendar("NYSE").schedule(f"{first_year}-01-01", f"{last_year}-12-31")
+        opens = [int(t.value) for t in sched["market_open"]]  # Timestamp.value: UTC ns whatever the unit
+        closes = [int(t.value) for t in sched["market_close"]]
         self.sessions = []
-        for day, row in sched.iterrows():
+        for day, rth_open, rth_close in zip(sched.index, opens, closes, strict=True):
             d = day.date()
-            rth_open = to_ns(row["market_open"].to_pydatetime())
-            rth_close = to_ns(row["market_close"].to_pydatetime())
-            open_ns = to_ns(row["pre"].to_pydatetime()) if ext else rth_open
-            close_ns = to_ns(row["post"].to_pydatetime()) if ext else rth_close
             early = from_ns(rth_close, ET).time() < dt.time(16, 0)
+            # Extended hours: 04:00-20:00 ET; after a 13:00 early close the post-market ends at 17:00.
+            open_ns = local_ns(d, dt.time(4), ET) if ext else rth_open
+            close_ns = local_ns(d, dt.time(17 if early else 20), ET) if ext else rth_close
             self.sessions.append(Session(d, open_ns, close_ns, rth_open, rth_close, early))
         self._index()
 

@@ -691,6 +691,15 @@ class Settings(BaseSettings):
     def _anchor_data(cls, v: Path) -> Path:
         return _anchored(v) or v
 
+    @model_validator(mode="after")
+    def _instrument_defaults(self) -> Settings:
+        """Stocks/crypto registered later without explicit sessions (a recorded file's symbols) follow these."""
+        from tradebot.core.instruments import DEFAULTS
+
+        DEFAULTS.extended_hours = self.stocks.extended_hours
+        DEFAULTS.day_boundary = self.coinbase.day_boundary
+        return self
+
     @field_validator("trading_symbol")
     @classmethod
     def _known_symbol(cls, v: str) -> str:

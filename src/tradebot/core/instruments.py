@@ -42,6 +42,19 @@ STOCK_DATASET = "XNAS.ITCH"
 CRYPTO_DATASET = "COINBASE"
 
 
+@dataclass(slots=True)
+class InstrumentDefaults:
+    """Session settings for stocks/crypto registered without explicit ones (a recorded file's symbols); the
+    loaded :class:`~tradebot.core.config.Settings` set them (``TRADEBOT_STOCKS__EXTENDED_HOURS``,
+    ``TRADEBOT_COINBASE__DAY_BOUNDARY``)."""
+
+    extended_hours: bool = False
+    day_boundary: str = "00:00"
+
+
+DEFAULTS = InstrumentDefaults()
+
+
 @dataclass(frozen=True, slots=True)
 class CryptoProduct:
     """The fields of a venue product we need (Coinbase ``GET /products/{id}``)."""
@@ -140,7 +153,7 @@ def units_to_decimal(spec: ContractSpec, units: int) -> Decimal:
     return (units * spec.size_increment).normalize() if spec.size_increment != 1 else Decimal(units)
 
 
-def register_stocks(symbols: Iterable[str], *, extended_hours: bool = False,
+def register_stocks(symbols: Iterable[str], *, extended_hours: bool | None = None,
                     ref_prices: Mapping[str, Decimal] | None = None,
                     large_order_size: int | None = None) -> list[str]:
     """Register stock specs (re-registering replaces, so a settings change takes effect); returns the roots."""
@@ -150,7 +163,8 @@ def register_stocks(symbols: Iterable[str], *, extended_hours: bool = False,
         if s in CONTRACTS:
             out.append(s)
             continue
-        spec = stock_spec(s, extended_hours=extended_hours, ref_price=(ref_prices or {}).get(s),
+        ext = DEFAULTS.extended_hours if extended_hours is None else extended_hours
+        spec = stock_spec(s, extended_hours=ext, ref_price=(ref_prices or {}).get(s),
                           large_order_size=large_order_size or STOCK_LARGE_ORDER)
         register_instrument(spec)
         out.append(spec.root)
@@ -158,7 +172,7 @@ def register_stocks(symbols: Iterable[str], *, extended_hours: bool = False,
 
 
 def register_crypto(symbols: Iterable[str], *, products: Mapping[str, CryptoProduct] | None = None,
-                    day_boundary: str = "00:00", large_order_units: int | None = None) -> list[str]:
+                    day_boundary: str | None = None, large_order_units: int | None = None) -> list[str]:
     """Register crypto specs from the venue's product list (``products``) or the built-in copy of it."""
     table = dict(KNOWN_PRODUCTS)
     table.update(products or {})
@@ -168,7 +182,8 @@ def register_crypto(symbols: Iterable[str], *, products: Mapping[str, CryptoProd
         product = table.get(s)
         if product is None:
             raise ValueError(f"unknown crypto product {sym!r}; known: {', '.join(sorted(table))}")
-        register_instrument(crypto_spec(product, day_boundary=day_boundary, large_order_units=large_order_units))
+        boundary = DEFAULTS.day_boundary if day_boundary is None else day_boundary
+        register_instrument(crypto_spec(product, day_boundary=boundary, large_order_units=large_order_units))
         out.append(s)
     return out
 
@@ -177,8 +192,8 @@ def registered(symbol: str) -> ContractSpec | None:
     return INSTRUMENTS.get(symbol.strip().upper())
 
 
-def register_for_feed(feed: str, symbols: Iterable[str], *, extended_hours: bool = False,
-                      day_boundary: str = "00:00") -> list[str]:
+def register_for_feed(feed: str, symbols: Iterable[str], *, extended_hours: bool | None = None,
+                      day_boundary: str | None = None) -> list[str]:
     """The symbols a feed was asked for, registered as that feed's instrument kind.
 
     ``polygon`` takes stock tickers, ``coinbase`` crypto products; every other feed takes the futures table

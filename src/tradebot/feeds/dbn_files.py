@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import databento_dbn as dbn
 import numpy as np
 import zstandard
 
+from tradebot.core.instruments import register_from_dataset
 from tradebot.core.logging import get_logger
 from tradebot.core.types import FeedEvent, FeedState, RawRecord, RawStatus
 from tradebot.feeds.base import GeneratorFeed, Pacer
@@ -404,6 +405,8 @@ def prepare_files(paths: list[Path], schema: str | None = None, *,
         meta = store.metadata
         f = DbnFile(path, store, own, str(store.dataset or ""), frozenset(s for s in (store.symbols or []) if s),
                     start=int(meta.start or 0), end=int(meta.end) if meta.end else _MAX_TS)
+        # A recorded Nasdaq/NYSE (or Coinbase) session names its stocks (crypto) in the metadata: make them known.
+        register_from_dataset(f.dataset, [*f.symbols, *(str(k) for k in (store.mappings or {}))])
         if own is None:
             f.accept = _SCHEMA_FILTERS[schema] if schema is not None else None
             f.trade_msgs = schema == "trades" or (schema is None and has_trade_msgs(store))
@@ -542,3 +545,14 @@ class DbnFileFeed(GeneratorFeed):
             await wait(_order_key(rec) if paced else 0)
             yield rec
         self.state = FeedState.STOPPED
+
+
+def register_recorded_instruments(paths: Sequence[Path | str]) -> list[str]:
+    """Register the stocks/crypto that recorded DBN files name (their dataset and symbols), before anything
+    resolves symbols (``tradebot run --feed replay --input NVDA.dbn.zst --symbols NVDA``)."""
+    out: list[str] = []
+    for path in paths:
+        store = open_store(Path(path))
+        syms = [*(s for s in (store.symbols or []) if s), *(str(k) for k in (store.mappings or {}))]
+        out += register_from_dataset(str(store.dataset or ""), syms)
+    return out
