@@ -168,6 +168,6 @@ def test_replay_name_and_db_options(tmp_path: Path) -> None:
     assert r.returncode == 0 and "(continued)" in r.stderr
     for bad in ([str(data / "tradebot-paper.db")], [str(data / "tradebot-live.db")]):
         assert_one_line_exit_2(tradebot(tmp_path, "replay", "--input", str(TBBO), "--symbol", "ES", "--db", *bad),
-                               "is the daemon's own state database")
+                               "the daemon's own state database")
     assert_one_line_exit_2(tradebot(tmp_path, "replay", "--input", str(TBBO), "--name", "../up"), "--name '../up'")
     assert not (data / "tradebot-paper.db").exists()

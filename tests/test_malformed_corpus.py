@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from support import malformed_config  # noqa: F401  (registers the config and command-line cases)
 from support.malformed import CASES, Case
 from tradebot.analyze import run_file
 from tradebot.cli import main
@@ -31,6 +32,7 @@ LIMIT_S = 20.0
 """Per command and case: far above any honest run of these small inputs (well under a second)."""
 
 FILE_CASES = [c for c in CASES if c.family in ("dbn", "csv")]
+SETTING_CASES = [c for c in CASES if c.family in ("config", "cli")]
 
 
 class HangError(Exception):
@@ -148,6 +150,29 @@ def test_the_corpus_is_big_enough() -> None:
     assert len(FILE_CASES) >= 60
     assert {c.family for c in FILE_CASES} == {"dbn", "csv"}
     assert {0, 1, 2} <= {c.exit_code for c in FILE_CASES}
+    assert len(SETTING_CASES) >= 40 and {c.family for c in SETTING_CASES} == {"config", "cli"}
+    assert {0, 2} == {c.exit_code for c in SETTING_CASES}
+
+
+@pytest.mark.parametrize("case", SETTING_CASES, ids=[c.name for c in SETTING_CASES])
+def test_setting_case_through_its_commands(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Good data, a bad setting or option: every command that reads it refuses before doing anything, with one
+    ``config error`` line naming it (argparse's own usage message for a value of the wrong type), exit 2."""
+    assert case.make is not None
+    (tmp_path / "in").mkdir()
+    inputs, reference = case.make(tmp_path / "in")
+    want = expected_count(case, reference) if case.exit_code == 0 else None
+    for command in case.commands:
+        home = tmp_path / command
+        code, out, err = run_in_process(command, case, inputs, home, monkeypatch, capsys)
+        check(case, command, code, out, err, want)
+        if case.exit_code == 2:
+            where = f"{case.name} / {command}"
+            assert out == "", f"{where}: a refusal prints no data"
+            if "invalid" not in err:  # argparse: usage + one error line
+                assert len(err.strip().splitlines()) == 1 and err.startswith("config error: "), f"{where}: {err}"
+            assert not (home / "data").exists(), f"{where}: refused, yet something was created"
 
 
 @pytest.mark.parametrize("case", FILE_CASES, ids=[c.name for c in FILE_CASES])
@@ -162,7 +187,9 @@ def test_case_through_every_command(case: Case, tmp_path: Path, monkeypatch: pyt
         check(case, command, code, out, err, want)
 
 
-SUBPROCESS = ["dbn_far_future_mid", "csv_size_1e999999999", "dbn_corrupt_mid", "dbn_zst_missing_last_byte"]
+SUBPROCESS = ["dbn_far_future_mid", "csv_size_1e999999999", "dbn_corrupt_mid", "dbn_zst_missing_last_byte",
+              "config_profit_target_1e999999", "config_router_table_bad_json", "config_webhook_broken_ipv6",
+              "cli_loss_limit_positive", "cli_run_speed_nan"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS)

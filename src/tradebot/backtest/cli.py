@@ -490,7 +490,7 @@ def replay_paths(args: argparse.Namespace, settings: Settings, symbol: str, inpu
     if args.name is not None:
         name = args.name
         if not _NAME_OK.match(name) or name in (".", ".."):
-            raise ConfigError(f"replay: --name {name!r}: use letters, digits, '.', '_' or '-' (a folder name)")
+            raise ConfigError(f"config error: --name {name!r}: use letters, digits, '.', '_' or '-' (a folder name)")
     else:
         stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
         first = Path(inputs[0]).name.split(".", 1)[0] if inputs else "replay"
@@ -504,9 +504,9 @@ def replay_paths(args: argparse.Namespace, settings: Settings, symbol: str, inpu
     if settings.execution.db_path is not None:
         daemon_dbs.add(settings.execution.db_path.absolute())
     if db.resolve() in {d.resolve() for d in daemon_dbs}:
-        raise ConfigError(f"replay: --db {db} is the daemon's own state database; a replay gets its own")
+        raise ConfigError(f"config error: --db '{db}': the daemon's own state database; a replay gets its own")
     if db.is_dir():
-        raise ConfigError(f"replay: --db {db} is a folder; give a database file")
+        raise ConfigError(f"config error: --db '{db}': a folder; give a database file")
     return run_dir, db
 
 

@@ -600,7 +600,9 @@ class Settings(BaseSettings):
     # --- the seeds' names ---------------------------------------------------------------------------
     databento_api_key: SecretStr | None = Field(None, validation_alias="DATABENTO_API_KEY")
     polygon_api_key: SecretStr | None = Field(None, validation_alias="POLYGON_API_KEY")
-    discord_webhook_url: SecretStr | None = Field(None, validation_alias="DISCORD_WEBHOOK_URL")
+    discord_webhook_url: SecretStr | None = Field(
+        None, validation_alias="DISCORD_WEBHOOK_URL",
+        description="https://discord.com/api/webhooks/<id>/<token> (plain http:// only to a stand-in on this machine)")
     trading_symbol: str = Field("MES", validation_alias="TRADING_SYMBOL")
     trading_mode: Literal["paper", "live"] = Field("paper", validation_alias="TRADING_MODE")
     daily_profit_target: Decimal = Field(Decimal(500), gt=0, validation_alias="DAILY_PROFIT_TARGET")
