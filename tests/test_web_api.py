@@ -90,6 +90,8 @@ async def test_health_page_assets_and_openapi(client: httpx.AsyncClient) -> None
     for path in ["/", "/api/session/status", *CONTROLS, *READS, "/api/login"]:
         assert path in spec["paths"], path
     assert "post" in spec["paths"]["/api/settings"]
+    trade = spec["components"]["schemas"]["Trade"]["properties"]
+    assert {"entry", "exit", "stop", "target", "pnl_cents", "closed_ns"} <= set(trade)  # shapes, not just "object"
 
 
 # -- auth -----------------------------------------------------------------------------------------------------

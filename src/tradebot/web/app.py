@@ -34,6 +34,7 @@ from tradebot.state.store import default_db_path
 from tradebot.web.auth import COOKIE, Auth
 from tradebot.web.db import NoDatabaseError, ReadOnlyDB
 from tradebot.web.live import LiveState
+from tradebot.web.models import ControlAck, Health, Positions, Signals, Statistics, Status, Trades
 
 STATIC = resources.files("tradebot.web") / "static"
 TIME_ZONE = "America/New_York"
@@ -144,7 +145,7 @@ def create_app(cfg: WebConfig) -> FastAPI:
 
     # -- page and health --------------------------------------------------------------------------------
 
-    @app.get("/", summary="health (a browser is sent to /dashboard)")
+    @app.get("/", summary="health (a browser is sent to /dashboard)", response_model=Health)
     async def health(request: Request) -> Response:
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse("/dashboard", status_code=307)
@@ -185,7 +186,8 @@ def create_app(cfg: WebConfig) -> FastAPI:
         resp.delete_cookie(COOKIE, path="/")
         return resp
 
-    @app.get("/api/session/status", summary="daemon, trading state, position and P&L", dependencies=read_auth)
+    @app.get("/api/session/status", summary="daemon, trading state, position and P&L", dependencies=read_auth,
+             response_model=Status)
     def status() -> dict[str, Any]:
         hb = read_heartbeat(cfg.data_dir / HEARTBEAT_FILE)
         try:
@@ -221,41 +223,46 @@ def create_app(cfg: WebConfig) -> FastAPI:
         return resp
 
     @app.post("/api/session/halt", summary="stop new entries (exits still managed); survives restarts",
-            dependencies=control_auth)
+            dependencies=control_auth,
+              response_model=ControlAck)
     async def halt(request: Request, body: Annotated[ControlBody | None, Body()] = None
                    ) -> dict[str, Any]:
         return await _control("halt", body, request)
 
-    @app.post("/api/session/resume", summary="allow new entries again", dependencies=control_auth)
+    @app.post("/api/session/resume", summary="allow new entries again", dependencies=control_auth,
+              response_model=ControlAck)
     async def resume(request: Request, body: Annotated[ControlBody | None, Body()] = None
                      ) -> dict[str, Any]:
         return await _control("resume", body, request)
 
-    @app.post("/api/session/flatten", summary="close every position at market", dependencies=control_auth)
+    @app.post("/api/session/flatten", summary="close every position at market", dependencies=control_auth,
+              response_model=ControlAck)
     async def flatten(request: Request, body: Annotated[ControlBody | None, Body()] = None
                       ) -> dict[str, Any]:
         return await _control("flatten", body, request)
 
     # -- views ----------------------------------------------------------------------------------------
 
-    @app.get("/api/trades", summary="closed trades, newest first", dependencies=read_auth)
+    @app.get("/api/trades", summary="closed trades, newest first", dependencies=read_auth, response_model=Trades)
     def trades(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                day: Annotated[dt.date | None, Query(description="trading day YYYY-MM-DD")] = None
                ) -> dict[str, Any]:
         return {"trades": _db_call(db.trades, limit, day)}
 
-    @app.get("/api/positions", summary="open positions and brackets (entry, stop, target)", dependencies=read_auth)
+    @app.get("/api/positions", summary="open positions and brackets (entry, stop, target)", dependencies=read_auth,
+             response_model=Positions)
     def positions() -> dict[str, Any]:
         out: dict[str, Any] = _db_call(db.positions)
         return out
 
     @app.get("/api/signals", summary="signals taken, refused (risk) and rejected (router), with reasons",
-            dependencies=read_auth)
+            dependencies=read_auth, response_model=Signals)
     def signals(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 outcome: Literal["taken", "refused", "rejected"] | None = None) -> dict[str, Any]:
         return {"signals": _db_call(db.signals, limit, outcome)}
 
-    @app.get("/api/statistics", summary="performance: totals, per day, equity curve", dependencies=read_auth)
+    @app.get("/api/statistics", summary="performance: totals, per day, equity curve", dependencies=read_auth,
+             response_model=Statistics)
     def statistics(days: Annotated[int, Query(ge=1, le=3650)] = 30) -> dict[str, Any]:
         out: dict[str, Any] = _db_call(db.statistics, days)
         return out
