@@ -12,9 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from support.polygon_ws_server import PolygonStandIn, WsPlan, quote, trade
-from tradebot.core.config import PolygonLiveSettings, Settings
-from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawTrade, Side, SideRule
+from tradebot.core.config import PolygonLiveSettings, Settings, ValidationSettings
+from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawTrade, Side, SideRule, Trade
 from tradebot.feeds.polygon_ws import PolygonLiveFeed, RateLimiter
+from tradebot.feeds.validation import Validator
 
 KEY = "pk_" + "x" * 29
 
@@ -86,7 +87,11 @@ async def test_auth_subscribe_and_sides_by_quote_then_tick_rule(tmp: Path) -> No
     conn = srv.connections[0]
     assert conn.sent_auth == KEY
     assert conn.actions[0] == {"action": "subscribe", "params": "T.AAPL,Q.AAPL"}
-    got = [(t.price_fp // 10_000_000, t.size, t.side, t.side_rule) for t in c.of(RawTrade)]
+    assert {(t.side, t.side_rule) for t in c.of(RawTrade)} == {(Side.UNKNOWN, SideRule.NONE)}  # as on the tape
+    # Through the validation layer (the one place unsided prints get a side): quote rule vs the NBBO, else tick.
+    v = Validator(ValidationSettings(), ["AAPL"])
+    events = [v.validate(r) for r in c.events if isinstance(r, RawTrade | RawBook)]
+    got = [(t.price, t.size, t.side, t.side_rule) for t in events if isinstance(t, Trade)]
     assert got == [(19000, 100, Side.UNKNOWN, SideRule.NONE), (19001, 200, Side.BUY, SideRule.TICK),
                    (19002, 12_000, Side.BUY, SideRule.QUOTE), (19000, 300, Side.SELL, SideRule.QUOTE),
                    (19001, 50, Side.BUY, SideRule.TICK)]
@@ -112,8 +117,6 @@ async def test_disconnect_reconnects_with_backoff_and_a_gap_event(tmp: Path) -> 
     assert len(gaps) == 1 and gaps[0].end_ns >= gaps[0].start_ns
     i_gap = c.events.index(gaps[0])
     assert c.events.index(c.of(RawTrade)[1]) > i_gap
-    # NBBO and last price are forgotten on reconnect: nothing is judged against pre-gap state.
-    assert (c.of(RawTrade)[0].side, c.of(RawTrade)[1].side) == (Side.BUY, Side.UNKNOWN)
     assert len(srv.connections) == 2 and feed.stats["disconnects"] == 1
 
 
@@ -158,8 +161,8 @@ async def test_refused_socket_degrades_to_rest_polling_within_the_rate_limit(tmp
         await c.until(lambda: len(c.of(RawTrade)) >= 2 and len(srv.rest_requests) >= 5)
         await c.stop()
     trades = c.of(RawTrade)
-    assert [(t.size, t.side, t.source) for t in trades[:2]] == [
-        (100, Side.BUY, "polygon-poll"), (15_000, Side.SELL, "polygon-poll")]
+    assert [(t.size, t.source) for t in trades[:2]] == [(100, "polygon-poll"), (15_000, "polygon-poll")]
+    assert [b.bid_px_fp for b in c.of(RawBook)][:1] == [(155_650_000_000,)]  # the NBBO, for the quote rule
     assert len(trades) == 2  # the next polls ask only for trades after the last one seen
     later = [r for r in srv.rest_requests if r[1] == "/v3/trades/AAPL"][-1]
     assert later[2]["timestamp.gt"] == str(now + 2)

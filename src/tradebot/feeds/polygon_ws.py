@@ -9,11 +9,11 @@ quotes (``bp``/``bs``/``ap``/``as``), ``status`` messages (subscription answers,
 
 Why it looks the way it does:
 
-* **Aggressor side** is not in the tape: quote rule against the prevailing NBBO (the last ``Q`` of the symbol
-  before the trade on this connection), tick rule when the trade is at the mid or there is no quote yet. The
-  same :class:`~tradebot.feeds.sides.SideClassifier` the validation layer uses for every unsided source.
+* **Aggressor side** is not in the tape, so trades leave here unsided and quotes as one-level books; the
+  validation layer (:mod:`tradebot.feeds.sides`, the one place every unsided source is classified) applies the
+  quote rule against the NBBO it accepted last, the tick rule at the mid or without a quote.
 * **Reconnects** back off exponentially with jitter up to a cap; after each one a :class:`GapEvent` covers
-  the time the socket was down, and the NBBO is forgotten (a stale quote would misclassify sides).
+  the time the socket was down (downstream forgets the prevailing NBBO on a gap: a stale quote misclassifies).
 * **Fatal vs. transient.** ``auth_failed`` and ``max_connections`` (one connection per key and cluster: another
   process is using it) are fatal: retrying cannot fix them, so the feed fails once, loudly. A socket the
   server *refuses* (HTTP 401/403/404 on the upgrade, or a status saying the plan has no websocket access) is
@@ -40,10 +40,19 @@ from typing import Any, TypeGuard
 from tradebot.core.config import Settings
 from tradebot.core.logging import get_logger, register_secret
 from tradebot.core.prices import PRICE_SCALE, float_to_fp
-from tradebot.core.types import FeedEvent, FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
+from tradebot.core.types import (
+    FeedEvent,
+    FeedState,
+    FeedStatus,
+    GapEvent,
+    RawBook,
+    RawStatus,
+    RawTrade,
+    Side,
+    SideRule,
+)
 from tradebot.feeds.base import GeneratorFeed
 from tradebot.feeds.polygon_rest import parse_retry_after
-from tradebot.feeds.sides import SideClassifier
 
 log = get_logger("tradebot.feeds.polygon_ws")
 
@@ -95,10 +104,6 @@ class PolygonParser:
         self.symbols = {s.upper() for s in symbols}
         self.stats = stats
         self.now = clock_ns
-        self.sides: dict[str, SideClassifier] = {}
-
-    def reset_quotes(self) -> None:
-        self.sides.clear()
 
     def frame(self, text: str | bytes) -> tuple[list[RawTrade | RawBook | RawStatus], list[dict[str, Any]]]:
         """Market records and status messages of one frame; anything malformed is counted, never raised."""
@@ -143,9 +148,10 @@ class PolygonParser:
             self.stats["bad_message"] += 1
             return None
         seq = m.get("q", 0)
-        side, rule = self.sides.setdefault(sym, SideClassifier()).trade(fp)
         self.stats["trades"] += 1
-        return RawTrade(sym, t * _MS, recv, fp, size, side, rule, seq if _is_int(seq) else 0, source=SOURCE)
+        # Unsided, as the tape is: the validation layer infers the aggressor against the NBBO it has accepted.
+        return RawTrade(sym, t * _MS, recv, fp, size, Side.UNKNOWN, SideRule.NONE, seq if _is_int(seq) else 0,
+                        source=SOURCE)
 
     def _quote(self, sym: str, m: dict[str, Any], recv: int) -> RawBook | None:
         t = m.get("t")
@@ -155,7 +161,6 @@ class PolygonParser:
         if not _is_int(t) or t <= 0 or not (bok and aok) or bs is None or as_ is None:
             self.stats["bad_message"] += 1
             return None
-        self.sides.setdefault(sym, SideClassifier()).quote(bp, ap)
         self.stats["quotes"] += 1
         seq = m.get("q", 0)
         return RawBook(sym, t * _MS, recv, (bp,), (bs,), (ap,), (as_,), seq if _is_int(seq) else 0, source=SOURCE)
@@ -274,7 +279,6 @@ class PolygonLiveFeed(GeneratorFeed):
             if self._closed:
                 return
             self.stats["disconnects"] += 1
-            self.parser.reset_quotes()
             if lost_at is None:
                 lost_at = time.time_ns()
             yield self._status(FeedState.RECONNECTING, reason)
@@ -474,12 +478,11 @@ class PolygonLiveFeed(GeneratorFeed):
             if not _is_int(ts) or ts <= 0 or not ok or size is None:
                 self.stats["bad_message"] += 1
                 continue
-            side, rule = self.parser.sides.setdefault(sym, SideClassifier()).trade(fp)
             seq = r.get("sequence_number", 0)
             self._last_trade_ns[sym] = max(self._last_trade_ns.get(sym, 0), ts)
             self.stats["polled_trades"] += 1
-            yield RawTrade(sym, ts, time.time_ns(), fp, size, side, rule, seq if _is_int(seq) else 0,
-                           source=SOURCE_POLL)
+            yield RawTrade(sym, ts, time.time_ns(), fp, size, Side.UNKNOWN, SideRule.NONE,
+                           seq if _is_int(seq) else 0, source=SOURCE_POLL)
 
     async def close(self) -> None:
         ws = self._ws
