@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,28 @@ def test_leftovers_of_a_killed_creation_are_cleared(tmp_path: Path) -> None:
     stale.write_bytes(b"half-written")
     StateStore.open(tmp_path / "t.db").close()
     assert not stale.exists() and (tmp_path / "t.db").exists()
+
+
+def test_private_dir_creates_0700_and_never_tightens_a_shared_folder(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o1777)  # like /tmp
+        store_mod.private_dir(shared)
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+        mine = tmp_path / "mine"
+        mine.mkdir(mode=0o755)
+        store_mod.private_dir(mine)
+        assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+        store_mod.private_dir(mine / "a" / "b")
+        assert {stat.S_IMODE((mine / p).stat().st_mode) for p in ("a", "a/b")} == {0o700}
+        other = tmp_path / "other"
+        other.mkdir(mode=0o755)
+        store_mod.private_dir(other, tighten_existing=False)  # a database path's parent: left as it is
+        assert stat.S_IMODE(other.stat().st_mode) == 0o755
+        s = StateStore.open(mine / "t.db")
+        s.close()
+        assert stat.S_IMODE((mine / "t.db").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

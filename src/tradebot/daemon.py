@@ -156,7 +156,7 @@ class Daemon:
         try:
             private_dir(self.data_dir)
             if db.parent != self.data_dir:
-                private_dir(db.parent)
+                private_dir(db.parent, tighten_existing=False)  # maybe a shared folder: only what we create
             free = psutil.disk_usage(str(db.parent)).free
             if free < self.cfg.min_free_mb * 2**20:
                 raise DiskFullError(f"{db.parent}: disk full ({free // 1024} KiB free, need at least "

@@ -156,10 +156,24 @@ def private_file(path: Path) -> None:
             path.chmod(0o600)
 
 
-def private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make the last component 0700 whatever the umask."""
+def private_dir(path: Path, tighten_existing: bool = True) -> None:
+    """Create ``path`` (and missing parents) 0700 whatever the umask.
+
+    An existing folder is tightened to 0700 only when ``tighten_existing``, this user owns it and it is not a
+    shared sticky folder (``/tmp``): the data directory is the service's own, a database path's parent may not be.
+    """
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
     path.mkdir(parents=True, exist_ok=True)
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+    for made in missing:
+        made.chmod(0o700)
+    if missing or not tighten_existing:
+        return
+    st = path.stat()
+    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX and stat.S_IMODE(st.st_mode) != 0o700:
         path.chmod(0o700)
 
 
