@@ -95,12 +95,16 @@ def test_chained_backtest_equals_a_multi_day_replay_trade_for_trade(catalog: Pat
     assert run is not None and "(chained days)" in run["name"]
     assert len(trades) == int(m.group(1)) >= 2 and run["trade_hash"] == trade_hash(trades) == m.group(2)
     assert {d["day"] for d in doc["daily"]} == {"2025-03-10", "2025-03-11", "2025-03-12"}
-    # The named variant: every day on its own (equal to single-day replays), said so in the report.
+    # The tiers the trades used, from the run's journal: the starting balance's Tier 1 (MES) on every day here.
+    assert [d["tier"] for d in doc["daily"]] == [1, 1, 1] and {t.symbol for t in trades} == {"MES"}
+    # The named variant: every day on its own (equal to single-day replays), said so in the report; with tiers
+    # off the report names no tier (not "MES Building" for ES trades).
     assert main(["backtest", "--data", str(catalog), "--symbol", "ES", "--json", "--no-report", "--mode",
-                 "independent"]) == 0
+                 "independent", "--set", "execution.tiers_enabled=false"]) == 0
     out = capsys.readouterr()
     ind = json.loads(out.out.strip().splitlines()[-1])
     assert ind["mode"] == "independent" and "(independent days)" in out.err
+    assert ind["tier_changes"] == [] and [d["tier"] for d in ind["daily"]] == [0, 0, 0]
 
 
 def test_backtest_local_run_summary_stress_and_report(catalog: Path, tmp_path: Path,

@@ -304,6 +304,25 @@ def test_tier_progression_crosses_on_the_right_day() -> None:
     assert below.final_balance_cents == 349_999 and [r.tier for r in below.daily] == [1, 1]
 
 
+def test_tiers_the_trades_used_and_tiers_off() -> None:
+    """A backtest reports the tier each day traded in (from its journal), not one recomputed from a balance path
+    the trades never had (independent days all trade the starting tier); tiers off: tier 0, no changes."""
+    days = [dt.date(2024, 6, d) for d in (3, 4, 5, 6, 7)]
+    trades = [es("d1", days[0], 48), es("d2", days[1], 32), es("d3", days[2], 120), es("d4", days[3], -8)]
+    used = {days[0]: 1, days[1]: 1, days[2]: 1, days[3]: 1, days[4]: 1}  # every day from the starting balance
+    s = compute_stats(trades, START, session_days=days, day_tiers=used)
+    assert [r.tier for r in s.daily] == [1, 1, 1, 1, 1]
+    assert [(c.tier, c.direction) for c in s.tier_changes] == [(1, "start")]
+    chained = {days[0]: 1, days[1]: 1, days[2]: 2, days[4]: 3}  # day 4 missing: keeps the previous tier
+    c = compute_stats(trades, START, session_days=days, day_tiers=chained)
+    assert [r.tier for r in c.daily] == [1, 1, 2, 2, 3]
+    assert [(x.tier, x.direction, x.day, x.day_number, x.crossed_on) for x in c.tier_changes] == [
+        (1, "start", days[0], 1, None), (2, "promoted", days[2], 3, days[1]), (3, "promoted", days[4], 5, days[3])]
+    off = compute_stats(trades, START, session_days=days, tiers=())
+    assert [r.tier for r in off.daily] == [0] * 5 and off.tier_changes == () and off.tiers == ()
+    assert off.net_pnl_cents == s.net_pnl_cents
+
+
 def test_custom_tiers_and_bad_tiers() -> None:
     tiers = [TierSpec(0, "small", "MES", 1), TierSpec(260_000, "big", "ES", 1)]
     s = compute_stats([es("a", MON, 8)], START, session_days=[MON, TUE], tiers=tiers)

@@ -267,10 +267,13 @@ def _tiers(s: BacktestStats) -> str:
              _td(c.day.isoformat() if c.day else "after the run"), _td(c.day_number),
              _td(c.crossed_on.isoformat() if c.crossed_on else "start"), _td(fmt_usd(c.balance_cents))]
             for c in s.tier_changes]
+    if not s.tiers:
+        return '<p class="note">Tiers off: every trade used the configured contract and size.</p>'
     spec = ", ".join(f"{t.name} from {fmt_usd(t.min_balance_cents)} ({t.root} x{t.max_contracts})" for t in s.tiers)
     return (_table(["Tier", "Name", "Contract", "Change", "First Day", "Day #", "Crossed At Close Of", "Balance"],
-                   rows, "tiers") + f'<p class="note">Tiers: {_e(spec)}. A tier applies from the day after the '
-            "close that crossed its threshold.</p>")
+                   rows, "tiers") + f'<p class="note">Tiers: {_e(spec)}. The tiers the trades used, as the run '
+            "chose them at each trading day's start from the balance then (a tier applies from the day after the "
+            "close that crossed its threshold).</p>")
 
 
 def _stress_html(st: StressReport, s: BacktestStats) -> str:
