@@ -242,7 +242,8 @@ class ExecutionSettings(BaseModel):
     auto_flatten: bool = Field(True, description="flatten everything at auto_flatten_time")
     auto_flatten_time: str = Field("15:55", description="America/New_York HH:MM; no new entries after it")
     starting_balance: Decimal = Field(Decimal(2500), gt=0, description="paper account balance in USD at the start")
-    tiers_enabled: bool = Field(True, description="pick contract and size by account balance")
+    tiers_enabled: bool = Field(
+        True, description="pick contract and size by account balance, once per trading day at its start")
     tiers: str = Field(
         "0:MES:2:MES Building,3500:ES:1:ES Entry,5000:ES:2:ES Growth,7500:ES:3:ES Scaling,10000:ES:4:ES Full",
         description="capital tiers, min_balance_usd:ROOT:max_contracts[:name], ascending")
