@@ -474,7 +474,7 @@ class Daemon:
             self._lost_since = time.time_ns()
             self.feed_state = FeedState.RECONNECTING
             self.notifier_notify("connection_lost", Severity.WARNING, "Connection lost",
-                                 f"{why} at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC", subject=self.feed_kind)
+                                 f"{why} at {fmt_ts(time.time_ns(), '%H:%M:%S')}", subject=self.feed_kind)
 
     def _connection_restored(self, now_ns: int) -> None:
         assert self._lost_since is not None
@@ -635,7 +635,7 @@ class Daemon:
             previous = None
         if previous is not None and previous != boot:
             self.notifier_notify("system_reboot", Severity.WARNING, "Server restarted",
-                                 f"boot at {dt.datetime.fromtimestamp(boot, dt.UTC):%Y-%m-%d %H:%M} UTC")
+                                 f"boot at {fmt_ts(boot * NS, '%Y-%m-%d %H:%M')}")
         with contextlib.suppress(OSError):
             marker.write_text(str(boot))
         assert self.core is not None
