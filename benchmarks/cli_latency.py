@@ -5,7 +5,8 @@ The goal (issue 12) is under 0.5 s for ``status``, ``halt``, ``resume``, ``flatt
 database made by the real store, ``TRADEBOT_DATA_DIR`` pointing at it) and, for the control commands, a real
 :class:`tradebot.ops.control.ControlServer` on the installation's socket that acknowledges every command, so
 the figure includes the socket round trip. Prints one JSON line per command: median of ``--runs`` runs, with
-min and max, and whether the median meets the goal.
+min and max, and whether the median meets the goal; first the floor on this machine at this moment (a bare interpreter,
+and one that only loads the settings model) so a figure taken under load can be read against it.
 
     .venv/bin/python benchmarks/cli_latency.py [--runs 7]
 """
@@ -72,6 +73,18 @@ def main() -> int:
         cwd.mkdir()
         env = {**os.environ, "TRADEBOT_DATA_DIR": str(data), "TRADEBOT_LOG_FORMAT": "console"}
         failed = 0
+        # The floor on this machine right now: a bare interpreter, and one that only loads the settings model
+        # (pydantic), which every command but --help/--version needs. Under load both rise with everything else.
+        settings_only = "from tradebot.core.config import load_settings; load_settings()"
+        for label, code in (("python -c pass", "pass"), ("python: load settings", settings_only)):
+            times = []
+            for _ in range(opts.runs):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True)
+                times.append(time.perf_counter() - t0)
+            print(json.dumps({"figure": "cli_latency_floor", "command": label,
+                              "median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+                              "max_s": round(max(times), 3), "runs": len(times)}), flush=True)
         for cmd in COMMANDS:
             times = []
             for _ in range(opts.runs):
