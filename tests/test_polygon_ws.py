@@ -117,6 +117,16 @@ async def test_disconnect_reconnects_with_backoff_and_a_gap_event(tmp: Path) -> 
     assert len(gaps) == 1 and gaps[0].end_ns >= gaps[0].start_ns
     i_gap = c.events.index(gaps[0])
     assert c.events.index(c.of(RawTrade)[1]) > i_gap
+    # The gap reaches the validator as in the daemon's loop: the NBBO and last price before it are forgotten,
+    # so the first print after it is judged against nothing of the pre-gap state.
+    v = Validator(ValidationSettings(), ["AAPL"])
+    sides = []
+    for ev in c.events:
+        if isinstance(ev, GapEvent):
+            v.on_gap()
+        elif isinstance(ev, RawTrade | RawBook) and isinstance(got := v.validate(ev), Trade):
+            sides.append(got.side)
+    assert sides == [Side.BUY, Side.UNKNOWN]
     assert len(srv.connections) == 2 and feed.stats["disconnects"] == 1
 
 

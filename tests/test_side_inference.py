@@ -76,8 +76,10 @@ def test_quote_rule_then_tick_rule_per_contract() -> None:
     got = v.validate(_trade(18001, T0 + 18, sym="ESM2"))
     assert isinstance(got, Trade) and got.side_rule is SideRule.QUOTE  # at ESM2's bid 18001: a sell
     assert got.side is Side.SELL
-    v.sides.forget_quotes()  # a gap: the book before it no longer prevails
+    v.on_gap()  # a gap: neither the book nor the last price before it decide
     got = v.validate(_trade(18001, T0 + 19, sym="ESM2"))
+    assert isinstance(got, Trade) and (got.side, got.side_rule) == (Side.UNKNOWN, SideRule.NONE)
+    got = v.validate(_trade(18000, T0 + 20, sym="ESM2"))
     assert isinstance(got, Trade) and (got.side, got.side_rule) == (Side.SELL, SideRule.TICK)
 
 

@@ -76,7 +76,7 @@ async def run_file(paths: list[Path], settings: Settings, symbol: str | None = N
     try:
         async for ev in feed:
             if isinstance(ev, GapEvent):
-                validator.sides.forget_quotes()
+                validator.on_gap()
                 for r in runs.values():
                     r.engine.on_gap()
                 continue

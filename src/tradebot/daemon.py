@@ -449,7 +449,7 @@ class Daemon:
                 self._feed_status(ev)
             elif isinstance(ev, GapEvent):
                 self.stats["gaps"] += 1
-                self.validator.sides.forget_quotes()  # a pre-gap book must not decide a post-gap print's side
+                self.validator.on_gap()  # a pre-gap book or price must not decide a post-gap print's side
                 for strat in core.strategies.values():
                     strat.engine.on_gap()
                 log.warning("market data gap", start=ev.start_ns, end=ev.end_ns, seconds=(ev.end_ns - ev.start_ns) / NS)

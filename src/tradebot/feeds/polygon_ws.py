@@ -13,7 +13,8 @@ Why it looks the way it does:
   validation layer (:mod:`tradebot.feeds.sides`, the one place every unsided source is classified) applies the
   quote rule against the NBBO it accepted last, the tick rule at the mid or without a quote.
 * **Reconnects** back off exponentially with jitter up to a cap; after each one a :class:`GapEvent` covers
-  the time the socket was down (downstream forgets the prevailing NBBO on a gap: a stale quote misclassifies).
+  the time the socket was down (the daemon's validator forgets the prevailing NBBO and last price on a gap:
+  a stale quote misclassifies).
 * **Fatal vs. transient.** ``auth_failed`` and ``max_connections`` (one connection per key and cluster: another
   process is using it) are fatal: retrying cannot fix them, so the feed fails once, loudly. A socket the
   server *refuses* (HTTP 401/403/404 on the upgrade, or a status saying the plan has no websocket access) is

@@ -123,11 +123,10 @@ class SideInference:
             return ev
         return _with_side(ev, side, rule)
 
-    def forget_quotes(self) -> None:
-        """After a gap in the data: the books seen before it no longer prevail (the tick rule's memory stays, as
-        the last price is still the last price known)."""
-        for st in self._streams.values():
-            st.bid = st.ask = None
+    def on_gap(self) -> None:
+        """Market data was missed (a reconnect): neither the books nor the last prices seen before the gap say
+        anything reliable about the prints after it."""
+        self._streams.clear()
 
     def counts(self) -> dict[str, int]:
         """``{"exchange": n, "quote": n, "tick": n, "none": n}`` over the trades seen so far."""

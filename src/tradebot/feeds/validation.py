@@ -190,6 +190,10 @@ class Validator:
             self._reject("malformed", rec, error=repr(exc))
             return None
 
+    def on_gap(self) -> None:
+        """The feed says data was missed: side inference starts afresh (see :meth:`SideInference.on_gap`)."""
+        self.sides.on_gap()
+
     @property
     def total_rejects(self) -> int:
         return sum(self.rejects.values())
