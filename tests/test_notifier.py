@@ -257,3 +257,16 @@ async def test_possible_duplicates_reach_the_outbox_and_the_digest(server: Disco
         assert fields["Alerts"] == "2 sent of 2, 1 possible duplicate(s), 0 repeat(s) collapsed"
     finally:
         store.close()
+
+
+async def test_a_flapping_feed_ends_on_its_current_state(server: DiscordStandIn) -> None:
+    """Lost and restored collapse apart, but their counts go out together, the latest state last."""
+    n = fast(server.url, collapse_seconds=60)
+    for kind in ("connection_lost", "connection_restored", "connection_lost", "connection_restored",
+                 "connection_lost"):  # the feed is down now
+        title = "Connection lost" if kind == "connection_lost" else "Connection restored"
+        n.notify(note(title, kind=kind, subject="databento"))
+        await asyncio.sleep(0.01)
+    assert await n.flush(5)
+    assert server.titles() == ["Connection lost", "Connection restored", "Connection restored (x2)",
+                               "Connection lost (x3)"]

@@ -34,6 +34,10 @@ COLLAPSIBLE_KINDS = frozenset({"connection_lost", "connection_restored", "compon
 stays red). Only these collapse, and only with their own *subject* (the same feed, component, check); every
 other kind (trades, limits, halts, tier changes, recovery, digests) is one message per event, in order."""
 
+STATE_PAIRS = {"connection_lost": "connection", "connection_restored": "connection"}
+"""Kinds that are two states of one thing: their collapse summaries go out together, the latest state last, so a
+flapping feed's final message always tells the state it is in now."""
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -57,6 +61,12 @@ class Notification:
     @property
     def dedupe_key(self) -> str:
         return f"{self.kind}|{self.subject or self.title}"
+
+    @property
+    def state_group(self) -> str:
+        """Windows with the same group close together (``STATE_PAIRS``); otherwise the key itself."""
+        pair = STATE_PAIRS.get(self.kind)
+        return f"{pair}|{self.subject or self.title}" if pair else self.dedupe_key
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "severity": str(self.severity), "title": self.title,

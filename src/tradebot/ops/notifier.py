@@ -51,6 +51,7 @@ class _Window:
     opened: float
     last: Notification
     count: int = 0
+    last_at: float = 0.0
 
 
 class Notifier:
@@ -104,9 +105,10 @@ class Notifier:
             if w is not None and now - w.opened < self.collapse_seconds:
                 w.count += 1
                 w.last = n
+                w.last_at = now
                 self.stats["collapsed"] += 1
                 return
-            self._windows[key] = _Window(now, n)
+            self._windows[key] = _Window(now, n, last_at=now)
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
         try:
@@ -149,12 +151,16 @@ class Notifier:
         return min(5.0, max(0.01, due))
 
     def _close_windows(self, force: bool = False) -> int:
-        """Closed windows with counted repeats become one durable summary message each (returns how many)."""
+        """Closed windows with counted repeats become one durable summary message each (returns how many).
+
+        Windows of the two states of one thing (connection lost / restored) close together and their summaries go
+        out in the order of their latest occurrence, so the last message is the state the feed is in now."""
         now = time.monotonic()
+        due = {k for k, w in self._windows.items() if force or now - w.opened >= self.collapse_seconds}
+        groups = {self._windows[k].last.state_group for k in due}
+        closing = [(k, w) for k, w in self._windows.items() if k in due or w.last.state_group in groups]
         added = 0
-        for key, w in list(self._windows.items()):
-            if not force and now - w.opened < self.collapse_seconds:
-                continue
+        for key, w in sorted(closing, key=lambda kw: kw[1].last_at):
             del self._windows[key]
             if w.count:
                 n = w.last
