@@ -66,6 +66,9 @@ def _add_data(sub: Any) -> None:
     from tradebot.feeds.fetch import add_data_commands
 
     add_data_commands(dsub)
+    from tradebot.feeds.record import add_record_command
+
+    add_record_command(dsub, _lazy("tradebot.feeds.record:record_command"))
 
 
 def _add_analyze(sub: Any) -> None:
