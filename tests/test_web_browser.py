@@ -147,9 +147,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     assert shutil.which("chromium") and shutil.which("chromedriver"), "make test installs chromium, chromium-driver"
     tmp = tmp_path_factory.mktemp("browser")
     data = tmp / "data"
-    # A thin simulated session (8,000 trades) at 4,000x: its first fill comes ~15 s in (RTH), the page is open by then.
+    # A thin simulated session (8,000 trades) at 2,000x: its first fill comes ~30 s in (RTH), the page is open by then;
+    # faster replays flood a loaded 2-core machine with ~70 bar closes a second, far beyond any live market.
     env = env_for(data, TRADEBOT_SIM__TRADES_PER_SESSION="8000")
-    daemon = subprocess.Popen([sys.executable, "-m", "tradebot", "run", "--speed", "4000", "--timeframe", "60",
+    daemon = subprocess.Popen([sys.executable, "-m", "tradebot", "run", "--speed", "2000", "--timeframe", "60",
                                "--stay"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               text=True)
     web = None
@@ -169,6 +170,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "chromedriver"), options=opts)
         driver.set_page_load_timeout(30)
+        # the page must cope with a daemon that is not up yet, but the tests start from a running one
+        wait_for(lambda: (data / "stream.sock").exists() or daemon.poll() is not None, 120, "the daemon")
+        assert daemon.poll() is None, "the daemon exited"
         r = Rig(tmp, data, env, daemon, web, url, driver, replay)
         yield r
         web = r.web
@@ -203,19 +207,19 @@ def test_page_loads_logs_in_and_shows_the_live_footprint_without_console_errors(
     d = rig.driver
     d.get(rig.url + "/")  # a browser asking for / lands on the dashboard
     assert d.current_url.endswith("/dashboard")
-    login = wait_for(lambda: d.find_element(By.ID, "login").is_displayed(), 10, "the login form")
+    login = wait_for(lambda: d.find_element(By.ID, "login").is_displayed(), 20, "the login form")
     assert login
     d.find_element(By.ID, "login-token").send_keys(TOKEN)
     d.find_element(By.ID, "login-submit").click()
     rig.loaded_ms = int(time.time() * 1000)
-    wait_for(lambda: d.find_element(By.ID, "link").get_attribute("data-state") == "live", 15, "the WebSocket")
-    wait_for(lambda: js(rig, "return window.tradebot.chartBars().length") >= 3, 30, "footprint bars")
+    wait_for(lambda: d.find_element(By.ID, "link").get_attribute("data-state") == "live", 30, "the WebSocket")
+    wait_for(lambda: js(rig, "return window.tradebot.chartBars().length") >= 3, 90, "footprint bars")
     bars = js(rig, "return window.tradebot.chartBars()")
     assert all(b["levels"] and b["poc"] is not None for b in bars)
     assert "ET" in d.find_element(By.ID, "clock").text and "America/New_York" in d.find_element(By.TAG_NAME,
                                                                                                   "footer").text
     wait_for(lambda: "streaming" in d.find_element(By.ID, "health").text
-             or "stopped" in d.find_element(By.ID, "health").text, 10, "feed health")
+             or "stopped" in d.find_element(By.ID, "health").text, 30, "feed health")
     assert d.find_element(By.ID, "mode").text.startswith("paper")
     assert severe(rig) == []
 
@@ -278,7 +282,7 @@ def test_the_footprint_shows_the_same_bars_as_analyze_for_a_replayed_real_file(r
     d = rig.driver
     severe(rig)  # the earlier tests' deliberate 401 and the restart's failed connects are not this page's
     d.get(rig.replay.url + "/dashboard")  # same token: the session cookie from the first server is valid here too
-    wait_for(lambda: d.find_element(By.ID, "link").get_attribute("data-state") == "live", 15, "the WebSocket")
+    wait_for(lambda: d.find_element(By.ID, "link").get_attribute("data-state") == "live", 30, "the WebSocket")
     got = wait_for(lambda: (b := js(rig, "return window.tradebot.closedBars('ES')")) and len(b) == len(expected)
                    and b, 60, "every replayed bar")
     keys = ("start_ns", "end_ns", "open", "high", "low", "close", "volume", "delta", "cum_delta", "poc", "levels",

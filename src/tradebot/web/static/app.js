@@ -296,6 +296,9 @@ function renderHealth() {
 }
 
 async function loadEquity() {
+  // a web process started before the daemon ever ran has no database yet: ask first (always 200), no console error
+  const h = await (await fetch('/', { headers: { Accept: 'application/json' } })).json();
+  if (!h.database) { $('#equity-info').textContent = 'no state database yet'; setTimeout(loadEquity, 5000); return; }
   const r = await fetch('/api/statistics?days=30');
   if (!r.ok) return;
   const s = await r.json();
