@@ -50,9 +50,11 @@ from tradebot.core.orders import OrderIntent
 from tradebot.execution.risk import choose_contract, fee_table, tier_for_balance, tiers_from, usd_to_cents
 from tradebot.feeds.bars import BarColumns
 from tradebot.orderflow.footprint import FootprintBar
-from tradebot.orderflow.patterns import BAR_PATTERNS, LEVEL_PATTERNS, PatternEngine
+from tradebot.orderflow.patterns import BAR_PATTERNS, FLOW_DETECTORS, LEVEL_PATTERNS, PatternEngine
 from tradebot.regime.detector import RegimeDetector, RegimeState
 from tradebot.regime.router import Router, RouterContext
+
+FLOW_PATTERNS = frozenset(FLOW_DETECTORS)
 
 NOT_COMPUTABLE: dict[str, str] = {
     **{str(p): "not computable from bars (needs per-price bid/ask levels)" for p in sorted(LEVEL_PATTERNS)},
@@ -253,7 +255,8 @@ def run_segment(task: SegmentTask) -> SegmentResult:
 
 def _run_combo(bars: Sequence[FootprintBar], regimes: Sequence[RegimeState], spec: ContractSpec, s: Settings,
                cal: ExchangeCalendar) -> ComboResult:
-    pe = PatternEngine(spec, s.patterns, patterns=BAR_PATTERNS)
+    pe = PatternEngine(spec, s.patterns, patterns=[p for p in BAR_PATTERNS if s.patterns.flow_patterns
+                                                   or p not in FLOW_PATTERNS])
     router = Router(spec, s, cal)
     sim = _Sim(bars, spec, s, cal)
     pats: Counter[str] = Counter()

@@ -108,6 +108,8 @@ class PatternSettings(BaseModel):
         1, ge=0, description="'near' the extreme: levels within this many ticks of it are checked")
     unfinished_max_open: int = Field(
         64, ge=0, description="unfinished-business levels kept open (oldest dropped first)")
+    flow_patterns: bool = Field(
+        True, description="run the bar-total patterns VOLUME_IMBALANCE and RED_BURST (ticks and bar data alike)")
     flow_imbalance_ratio: float = Field(
         0.6, gt=0, le=1, description="VOLUME_IMBALANCE (seed 004): |ask - bid| / bar volume at least this")
     flow_min_volume: int = Field(100, ge=0, description="VOLUME_IMBALANCE: bars with fewer contracts are ignored")

@@ -1,4 +1,4 @@
-"""Runs the ten detectors on each closed footprint bar and keeps the little state they need.
+"""Runs the pattern detectors on each closed footprint bar and keeps the little state they need.
 
 The detectors themselves are pure (:mod:`tradebot.orderflow.detectors`); the engine owns the history of prior
 bars (delta divergence looks two bars back) and the unfinished-business tracker, and shields the loop from a
@@ -52,8 +52,8 @@ FLOW_DETECTORS: Mapping[Pattern, Detector] = {
     Pattern.VOLUME_IMBALANCE: detect_volume_imbalance,
     Pattern.RED_BURST: detect_red_burst,
 }
-"""Detectors on bar totals only (seed 004's imbalance ratio, seed 000's red burst): chosen explicitly
-(``PatternEngine(patterns=...)``); the bar backtest runs them, the tick engine's default set does not."""
+"""Detectors on bar totals only (seed 004's imbalance ratio, seed 000's red burst): part of the default set while
+``PatternSettings.flow_patterns`` is on (the default), on footprint bars from ticks and on bar data alike."""
 
 ALL_DETECTORS: Mapping[Pattern, Detector] = {**DETECTORS, **FLOW_DETECTORS}
 
@@ -84,7 +84,8 @@ class PatternEngine:
         self.spec = spec
         self.symbol = spec.root
         self.settings = settings or PatternSettings()
-        chosen = set(DETECTORS) if patterns is None else set(patterns)
+        default = ALL_DETECTORS if self.settings.flow_patterns else DETECTORS
+        chosen = set(default) if patterns is None else set(patterns)
         self.detectors: dict[Pattern, Detector] = {p: d for p, d in ALL_DETECTORS.items() if p in chosen}
         self.unfinished = UnfinishedTracker(self.settings.unfinished_max_open)
         self.history: deque[FootprintBar] = deque(maxlen=HISTORY_BARS)
