@@ -97,6 +97,8 @@ def test_other_commands_check_their_numbers(tmp_path: Path) -> None:
     assert_one_line_exit_2(tradebot(tmp_path, "analyze", "--bar-seconds", "0", str(TBBO)), "--bar-seconds 0")
     assert_one_line_exit_2(tradebot(tmp_path, "replay", "--speed", "nan", "--input", str(TBBO), "--symbol", "ES"),
                            "--speed nan: Input should be a finite number")
+    for bad in ("nan", "0", "-1"):
+        assert_one_line_exit_2(tradebot(tmp_path, "ping", "--timeout", bad), f"--timeout {bad}")
     assert not (tmp_path / "data").exists()
 
 
@@ -123,6 +125,9 @@ def test_json_errors_are_a_document_too(tmp_path: Path) -> None:
         r = tradebot(tmp_path, cmd, "--json")
         assert r.returncode == 2 and "no state database" in r.stderr
         assert "no state database" in json.loads(r.stdout)["error"]
+    r = tradebot(tmp_path, "ping", "--json", "--timeout", "2")
+    assert r.returncode == 3 and "no running daemon" in r.stderr
+    assert json.loads(r.stdout) == {"ok": False, "error": r.stderr.strip().removeprefix("ping: ")}
 
 
 # --- replay keeps to its own state ---------------------------------------------------------------------------

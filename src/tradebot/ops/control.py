@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tradebot.core.config import Settings
+from tradebot.core.config import ConfigError, Settings, check_number
 from tradebot.core.logging import get_logger
 
 SOCKET_NAME = "control.sock"
@@ -267,11 +267,17 @@ async def send_command(path: Path, cmd: str, args: dict[str, Any] | None = None,
 def control_command(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.data_dir / SOCKET_NAME
     payload = {"reason": args.reason} if getattr(args, "reason", None) else {}
-    wait = float(getattr(args, "timeout", None) or 10.0)
+    wait = getattr(args, "timeout", None)
+    wait = 10.0 if wait is None else wait
+    check_number("--timeout", wait, minimum=0)
+    if wait <= 0:
+        raise ConfigError(f"config error: --timeout {wait}: Input should be greater than 0")
     try:
-        resp = asyncio.run(send_command(path, args.command, payload, wait_seconds=wait))
+        resp = asyncio.run(send_command(path, args.command, payload, wait_seconds=float(wait)))
     except ConnectionError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # stdout still holds the one document a script parses
+            print(json.dumps({"ok": False, "error": str(exc)}))
         return 3
     if getattr(args, "json", False):
         print(json.dumps(resp))
