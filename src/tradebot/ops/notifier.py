@@ -167,7 +167,12 @@ class Notifier:
                 summary = replace(n, ts_ns=self._now_ns(), repeats=w.count + 1, description=(
                     f"{w.count + 1} times in {now - w.opened:.0f} s (the first was sent as it happened; "
                     f"{w.count} more collapsed into this message). Latest: {n.description}")[:4000])
-                self.outbox.add(summary)
+                try:
+                    self.outbox.add(summary)
+                except Exception as exc:  # a full disk: the count still goes out, from memory
+                    self.stats["outbox_write_failed"] += 1
+                    self.log.error("could not write a collapse summary; delivering it from memory", error=repr(exc))
+                    self._direct.append(summary)
                 self.stats["collapse_summaries"] += 1
                 added += 1
         return added
@@ -221,10 +226,7 @@ class Notifier:
                 if not await self._deliver(client, None, self._direct[0]):
                     return
                 self._direct.pop(0)
-            try:
-                self._close_windows()
-            except Exception as exc:
-                self.log.error("could not write a collapse summary", error=repr(exc))
+            self._close_windows()
             batch: list[tuple[int | None, Notification]] = [
                 (i, n) for i, n in self.outbox.pending(50 + len(self._delivered_unrecorded))
                 if i not in self._delivered_unrecorded]
