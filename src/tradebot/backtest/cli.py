@@ -309,7 +309,9 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
             print("backtest: chained days run on the event path (the daemon's own loop); the fast path runs "
                   "--mode independent", file=sys.stderr)
         paths = tuple(str(p) for p in days.values())
-        chains = execute_chains([ChainTask(paths, symbol, base, c) for c in combos], args.scheduler, args.workers)
+        foreground = len(combos) == 1 and not args.scheduler
+        chains = execute_chains([ChainTask(paths, symbol, base, c, progress=foreground) for c in combos],
+                                args.scheduler, args.workers)
         for c, res in zip(combos, chains, strict=True):
             if res.error:
                 errors[" ".join(f"{k}={v}" for k, v in c.items()) or "run"] = res.error

@@ -17,6 +17,7 @@ running daemon does.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 import traceback
@@ -148,6 +149,8 @@ class ChainTask:
     symbol: str
     settings: Settings
     combo: dict[str, str] = field(default_factory=dict)
+    progress: bool = False
+    """Print a line to stderr as each trading day completes (a single combination run in the foreground)."""
 
 
 @dataclass
@@ -167,6 +170,7 @@ async def _chain(task: ChainTask, settings: Settings, store: StateStore) -> Chai
     core = TradingCore(settings, [task.symbol], store, record_decisions=False)
     res = ChainResult(ComboResult(task.combo))
     day_events: dict[str, int] = {}
+    t0 = time.perf_counter()
     ledger_trading = core.manager.ledger.trading
     started = False
     try:
@@ -182,6 +186,11 @@ async def _chain(task: ChainTask, settings: Settings, store: StateStore) -> Chai
                 core.on_event(v)
                 res.events += 1
                 day = ledger_trading.trading_day or ""
+                if day not in day_events:
+                    ledger_trading = core.manager.ledger.trading
+                    day = ledger_trading.trading_day or ""
+                    if task.progress and day_events and day not in day_events:
+                        _chain_progress(day_events, t0)
                 day_events[day] = day_events.get(day, 0) + 1
             elif isinstance(ev, GapEvent):  # as the daemon does
                 for strat in core.strategies.values():
@@ -190,6 +199,8 @@ async def _chain(task: ChainTask, settings: Settings, store: StateStore) -> Chai
         await feed.close()
     if started:
         core.finish()
+    if task.progress and day_events:
+        _chain_progress(day_events, t0)
     res.rejects = dict(validator.rejects)
     res.day_events = day_events
     res.combo.trades = [t.to_dict() for t in core.closed_trades()]
@@ -197,6 +208,12 @@ async def _chain(task: ChainTask, settings: Settings, store: StateStore) -> Chai
     res.combo.taken = core.stats["intents_taken"]
     res.combo.day_tiers = day_tiers_of(store, settings)
     return res
+
+
+def _chain_progress(day_events: dict[str, int], t0: float) -> None:
+    last = next(reversed(day_events))
+    print(f"[chained] {len(day_events)} day(s), {last} done ({day_events[last]} events), "
+          f"elapsed {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
 
 
 def run_chain(task: ChainTask) -> ChainResult:
