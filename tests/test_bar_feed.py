@@ -182,6 +182,16 @@ def test_ambiguous_autumn_hour_keeps_both_bars(tmp_path):
     assert b.rejects["market_closed"] == 6 and b.rejects["out_of_order"] == 0 and b.rejects["duplicate"] == 0
 
 
+def test_inspect_several_files_reports_the_series_and_its_rolls():
+    r = subprocess.run([sys.executable, "-m", "tradebot", "data", "inspect", str(FIVE / "ESM15_5m_bars.txt"),
+                        str(FIVE / "ESH15_5m_bars.txt"), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [f["contract"] for f in doc["files"]] == ["ESM15", "ESH15"]
+    assert doc["series"]["rolls"] == [{"day": "2015-03-23", "old": "ESH15", "new": "ESM15", "gap_ticks": 5}]
+    assert doc["series"]["bars"] == sum(f["bars"]["count"] for f in doc["files"]) and doc["series"]["not_front"] == 0
+
+
 def test_inspect_report_of_a_real_file():
     from tradebot.core.config import Settings
     from tradebot.feeds.inspect import inspect_file, render

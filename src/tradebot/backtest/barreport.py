@@ -119,7 +119,8 @@ def write_bar_report(out_dir: Path, doc: dict[str, Any], ok: Sequence[SegmentRes
                       for n, _, s in quarter_links]).replace("<td></td></tr>", "</tr>"),
               "<ul>" + "".join(f"<li><a href=\"quarters/{_e(p.name)}\">{_e(n)}</a></li>" for n, p, _ in quarter_links)
               + "</ul>",
-              "<h2>Signals and decisions</h2>", _table(["pattern", "events"], list(doc["patterns"].items())),
+              "<h2>Signals and decisions" + (" (every trial of every quarter)" if wf else "") + "</h2>",
+              _table(["pattern", "events"], list(doc["patterns"].items())),
               _table(["router / execution", "count"], list(doc["router"].items())),
               _table(["regime (bars)", "count"], list(doc["regimes"].items())),
               "<h2>Not computable from bars</h2>", _table(["what", "why"], list(doc["not_computable"].items())),

@@ -328,8 +328,31 @@ def inspect_command(args: argparse.Namespace, settings: Settings) -> int:
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+    series = _bar_series([Path(r["path"]) for r in reports if r["format"] == "bars"], getattr(args, "symbol", None))
     if args.json:
-        print(json.dumps({"files": reports}, indent=2))
+        print(json.dumps({"files": reports, **({"series": series} if series else {})}, indent=2))
     else:
         print("\n\n".join(render(r) for r in reports))
+        if series:
+            rolls = "; ".join(f"{r['day']} {r['old']} -> {r['new']} (gap {r['gap_ticks']} ticks)"
+                              for r in series["rolls"])
+            print(f"\nseries of {len(series['contracts'])} bar files: {series['bars']:,} bars, "
+                  f"{series['trading_days']} trading days, not_front {series['not_front']:,}\n"
+                  f"  rolls {rolls or 'none'}")
     return 1 if any(r["errors"] for r in reports) else 0
+
+
+def _bar_series(paths: list[Path], symbol: str | None) -> dict[str, Any] | None:
+    """Several bar files: the continuous front-contract series they make (rolls, bars dropped as not front)."""
+    if len(paths) < 2:
+        return None
+    from tradebot.feeds.bars import BarFileError, continuous, read_bars
+
+    try:
+        s = continuous([read_bars(p, symbol) for p in paths])
+    except BarFileError as exc:
+        return {"error": str(exc), "contracts": [], "bars": 0, "trading_days": 0, "not_front": 0, "rolls": []}
+    return {"contracts": sorted({str(c) for c in s.contract}), "bars": len(s), "trading_days": len(s.days()),
+            "not_front": s.rejects.get("not_front", 0),
+            "rolls": [{"day": r.day.isoformat(), "old": r.old, "new": r.new, "gap_ticks": r.gap_ticks}
+                      for r in s.rolls]}
