@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -95,11 +93,24 @@ def test_seed_003_filters_in_percent_and_dollar_depth_for_stocks() -> None:
     assert ok.passed and not wide.passed and "1.000%" in wide.detail
 
 
-def test_recorded_nasdaq_session_through_analyze(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "tradebot", "analyze", str(NASDAQ / "test_data.trades.dbn.zst"),
-                          "--bar-seconds", "60", "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                         env={"PATH": "/usr/bin:/bin", "TRADEBOT_STOCKS__EXTENDED_HOURS": "true",
-                              "TRADEBOT_LOG_FORMAT": "json"})
-    assert out.returncode == 0, out.stderr[-1500:]
-    data = json.loads(out.stdout)
+def test_recorded_nasdaq_session_through_analyze(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradebot.cli import main
+
+    monkeypatch.setenv("TRADEBOT_STOCKS__EXTENDED_HOURS", "true")  # the sample is 04:05 ET pre-market
+    assert main(["analyze", str(NASDAQ / "test_data.trades.dbn.zst"), "--bar-seconds", "60", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
     assert data["validation"]["accepted"] == 4 and sum(b["volume"] for b in data["bars"]) == 42
+    assert data["side_rules"]["exchange"] == 3  # Nasdaq's own aggressor flags; the fourth print is inferred
+
+
+def test_sub_dollar_stocks_from_the_setting_use_the_hundredth_of_a_cent_grid() -> None:
+    from tradebot.core.config import Settings, StockSettings
+    from tradebot.core.instruments import resolve_live_symbols
+
+    s = Settings(_env_file=None, stocks=StockSettings(sub_dollar="sndl"))  # type: ignore[call-arg]
+    assert resolve_live_symbols("polygon", ["SNDL", "AAPL"], s) == ["SNDL", "AAPL"]
+    assert spec_for("SNDL").tick_size == Decimal("0.0001") and spec_for("AAPL").tick_size == Decimal("0.01")
+    book = PositionBook()
+    book.apply(999, 8_500, spec_for("SNDL").tick_value)  # 999 shares at $0.8500
+    assert book.apply(-999, 8_537, spec_for("SNDL").tick_value) == 369  # + $0.0037 x 999 = 369.63 cents, floored

@@ -541,6 +541,8 @@ class StockSettings(BaseModel):
         False, description="sessions include pre/post market (04:00-20:00 ET); off = 09:30-16:00 ET only")
     watchlist: str = Field(
         "", description="ORDER_FLOW_MONITORING_MODE=all: extra tickers streamed besides the traded symbols")
+    sub_dollar: str = Field(
+        "", description="tickers trading below $1, quoted in $0.0001 (comma-separated); others use the $0.01 grid")
     lot_shares: int = Field(
         100, gt=0, description="shares per router 'contract' (TRADEBOT_EXECUTION__MAX_POSITION_SIZE counts these)")
     commission_cents_per_share: Decimal = Field(
