@@ -219,7 +219,7 @@ class Validator:
         ts = rec.ts_event
         seq = rec.sequence
         if (ent is None or type(fp) is not int or type(size) is not int or type(ts) is not int
-                or type(seq) is not int or fp <= 0 or fp == UNDEF_PRICE or size <= 0 or ts <= 0 or fp % ent[1]):
+                or type(seq) is not int or fp <= 0 or fp >= UNDEF_PRICE or size <= 0 or ts <= 0 or fp % ent[1]):
             return self._validate_general(rec)
         root, tick, st = ent
         if size > self._size_bound(root):
@@ -380,6 +380,8 @@ class Validator:
             return None, "malformed"
         if not isinstance(fp, int):
             return None, "malformed"
+        if fp > UNDEF_PRICE:  # past int64: no feed can carry it, and no market trades there
+            return None, "non_finite_price"
         if fp <= 0:
             return None, "non_positive_price"
         tick = self._tick_fp.get(spec.root)
@@ -492,11 +494,11 @@ def _plain_levels(pxs: object, szs: object, tick: int) -> tuple[tuple[int, ...],
             return None
         if fp == UNDEF_PRICE or sz == 0:
             return (), ()
-        if fp <= 0 or sz < 0 or fp % tick:
+        if fp <= 0 or sz < 0 or fp > UNDEF_PRICE or fp % tick:
             return None
         return (fp // tick,), szs
     for fp, sz in zip(pxs, szs, strict=True):  # MBP-10: usually every level present and plain
-        if type(fp) is not int or type(sz) is not int or fp <= 0 or sz <= 0 or fp == UNDEF_PRICE or fp % tick:
+        if type(fp) is not int or type(sz) is not int or fp <= 0 or sz <= 0 or fp >= UNDEF_PRICE or fp % tick:
             break
     else:
         return tuple([fp // tick for fp in pxs]), szs
@@ -509,7 +511,7 @@ def _plain_levels(pxs: object, szs: object, tick: int) -> tuple[tuple[int, ...],
             return None
         if fp == UNDEF_PRICE or sz == 0:
             continue
-        if fp <= 0 or sz < 0 or fp % tick:
+        if fp <= 0 or sz < 0 or fp > UNDEF_PRICE or fp % tick:
             return None
         out_px.append(fp // tick)
         out_sz.append(sz)
