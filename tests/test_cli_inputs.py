@@ -99,6 +99,11 @@ def test_other_commands_check_their_numbers(tmp_path: Path) -> None:
                            "--speed nan: Input should be a finite number")
     for bad in ("nan", "0", "-1"):
         assert_one_line_exit_2(tradebot(tmp_path, "ping", "--timeout", bad), f"--timeout {bad}")
+    # options with no setting behind them: finite and within their bounds, checked once for every command
+    assert_one_line_exit_2(tradebot(tmp_path, "backtest", "stress", "--monte-carlo", "-5"), "--monte-carlo -5")
+    assert_one_line_exit_2(tradebot(tmp_path, "data", "fetch", "--symbol", "ES", "--start", "2024-01-02",
+                                    "--max-cost", "nan"), "--max-cost nan: Input should be a finite number")
+    assert_one_line_exit_2(tradebot(tmp_path, "signals", "--limit", "-1"), "--limit -1")
     assert not (tmp_path / "data").exists()
 
 

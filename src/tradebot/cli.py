@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tradebot import __version__
-from tradebot.core.config import ConfigError, Settings, load_settings
+from tradebot.core.config import ConfigError, Settings, check_number, load_settings
 from tradebot.core.display import set_display_tz
 from tradebot.core.logging import configure_logging, register_secret
 from tradebot.core.paths import HOME_VAR, install_root
@@ -151,6 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_BOUNDS: dict[str, tuple[float, float | None]] = {
+    "speed": (0, None), "duration": (0, None), "timeout": (0, None), "port": (0, 65535), "workers": (0, None),
+    "walk_forward": (0, None), "footprints": (0, None), "monte_carlo": (0, None), "max_cost": (0, None),
+    "retries": (0, 100), "days": (0, None), "trades_per_day": (1, None), "seed": (0, 2**32 - 1), "limit": (0, None),
+}
+"""Options without a setting behind them: the lowest (and highest) value that means something. Options that
+override a setting (``--timeframe``, ``--position-size``, ...) are checked by the setting's own rules later."""
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every number on the command line finite and within bounds (:class:`ConfigError`, one line, exit 2): argparse
+    turns ``nan``/``inf``/``1e999`` into floats happily, and a NaN compares false with every limit."""
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        option = "--" + dest.replace("_", "-")
+        low, high = _BOUNDS.get(dest, (None, None))
+        check_number(option, value, minimum=low)
+        if high is not None and value > high:
+            raise ConfigError(f"config error: {option} {value}: Input should be at most {high:g}")
+
+
 def _is_daemon(args: argparse.Namespace) -> bool:
     return args.command == "run" or (args.command == "watchdog" and not getattr(args, "once", False))
 
@@ -174,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (its stdout is the replay's result, one JSON document with --json), keeps stdout for its data.
     configure_logging(settings.log_level, settings.log_format, stderr=not _is_daemon(args))
     try:
+        check_options(args)
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigError as exc:
