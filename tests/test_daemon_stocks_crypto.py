@@ -78,8 +78,8 @@ async def discord() -> AsyncIterator[DiscordStandIn]:
 async def test_paper_session_on_btc_usd_from_the_coinbase_stand_in(tmp_path: Path, discord: DiscordStandIn) -> None:
     book = [Level("bid", "96999.99", "5"), Level("bid", "96999.97", "5"), Level("offer", "97000.01", "5"),
             Level("offer", "97000.05", "5")]
-    # The crypto day ends 75 s from now, so its digest (a minute before the boundary) goes out during the test.
-    boundary = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=75)).strftime("%H:%M:%S")
+    # The crypto day ends 70 s from now, so its digest (a minute before the boundary) goes out during the test.
+    boundary = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=70)).strftime("%H:%M:%S")
     async with CoinbaseStandIn([CbPlan(steps=trending_market(4000), interval_s=0.01)], book=book) as srv:
         env = env_for(tmp_path, DISCORD_WEBHOOK_URL=discord.url, TRADEBOT_COINBASE__WS_URL=srv.ws_url,
                       TRADEBOT_COINBASE__REST_URL=srv.rest_url, TRADEBOT_COINBASE__DAY_BOUNDARY=boundary)
