@@ -84,3 +84,22 @@ def test_a_replay_starting_exactly_at_the_1700_ct_open_sends_no_digest_for_the_p
     end = to_ns(dt.datetime(2025, 3, 12, 16, 1, tzinfo=ET))
     core.on_event(t(end, 23000))
     assert digests == [dt.date(2025, 3, 12)]
+
+
+def test_jobs_of_days_the_daemon_was_down_for_are_recorded_missed_once(tmp_path: Path) -> None:
+    """Down from Tuesday 15:00 ET to Thursday 10:00 ET: Tuesday's flatten and digest and all of Wednesday's jobs
+    are recorded missed, with one alert each, never run late; a second restart records nothing new."""
+    core, _ = core_with_open_long(tmp_path)
+    store = core.store
+    thursday = to_ns(dt.datetime(2025, 3, 13, 10, 0, tzinfo=ET))
+    for _ in range(2):
+        again = TradingCore(core.settings, ["MES"], store)
+        again.start(thursday)
+        missed = store.query("SELECT name, trading_day FROM job_runs WHERE status = 'missed' "
+                             "ORDER BY trading_day, name")
+        assert [(r["name"], r["trading_day"]) for r in missed] == [
+            ("auto_flatten", "2025-03-11"), ("daily_digest", "2025-03-11"),
+            ("auto_flatten", "2025-03-12"), ("daily_digest", "2025-03-12"), ("margin_check", "2025-03-12")]
+        alerts = store.query("SELECT json_extract(payload, '$.title') AS t FROM outbox WHERE kind = 'job_missed'")
+        assert len(alerts) == 5 and alerts[0]["t"] == "Missed: auto_flatten for 2025-03-11"
+    assert not store.query("SELECT 1 FROM journal WHERE kind = 'auto_flatten'")  # nothing ran late

@@ -89,12 +89,30 @@ class TradingCore:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self, now_ns: int) -> RecoveryReport:
-        report = self.manager.recover(now_ns)
+        # What the journal held before this start: recovery's own records (at ``now_ns``) are not a replay, and a job
+        # due before now but after the last record is a catch-up, not a job the journal already passed.
         rows = self.store.query("SELECT MAX(ts_ns) AS ts FROM journal")
         self._resume_ns = int(rows[0]["ts"] or 0) if rows else 0
+        report = self.manager.recover(now_ns)
         for sym in self.symbols:
             self._sync_position(sym)
+        self._record_missed_jobs(now_ns)
         return report
+
+    def _record_missed_jobs(self, now_ns: int) -> None:
+        """A daemon that was down while jobs were due (a whole day, or past a job's catch-up) records each of
+        them missed once, from the last day this database traded on; none is run late."""
+        if self.store.readonly:
+            return
+        rows = self.store.query("SELECT MAX(trading_day) AS d FROM sessions")
+        if not rows or rows[0]["d"] is None:
+            return
+        try:
+            missed = self.scheduler.missed_since(dt.date.fromisoformat(str(rows[0]["d"])), now_ns)
+        except ValueError:
+            return
+        for name, day, at in missed:
+            self._job_missed(name, day, at, now_ns, "the daemon was not running when it was due")
 
     def finish(self) -> None:
         """End of data (a replay or backtest): close the open bars so their decisions are made."""
@@ -267,7 +285,9 @@ class TradingCore:
                     self.manager.check_margin(day, todo)
             self._job_record(name, day, "done", now_ns, "")
         for name, day, at in missed:
-            self._job_missed(name, day, at, now_ns)
+            why = ("the journal already covers that time (restart)" if at < self._resume_ns
+                   else "the daemon got there too late (session over or past the catch-up window)")
+            self._job_missed(name, day, at, now_ns, why)
         nxt = self.scheduler.next_fire(now_ns)
         self._next_job_ns = nxt[1] if nxt is not None else now_ns + 3600 * 10**9
         # Open positions must meet the manager's own auto-flatten even without events.
@@ -279,15 +299,13 @@ class TradingCore:
             return False
         return self.store.record_job(name, day.isoformat(), status, now_ns, detail)
 
-    def _job_missed(self, name: str, day: dt.date, at: int, now_ns: int) -> None:
+    def _job_missed(self, name: str, day: dt.date, at: int, now_ns: int, why: str) -> None:
         if self._job_done(name, day):
             return
         first = self.store.query("SELECT MIN(trading_day) AS d FROM sessions")
         if not first or first[0]["d"] is None or day.isoformat() < str(first[0]["d"]):
             self.stats["jobs_before_history"] += 1  # a day before this database traded: nothing was missed
             return
-        why = ("the journal already covers that time (restart)" if at < self._resume_ns
-               else "the daemon got there too late (session over or past the catch-up window)")
         if self.store.readonly:
             return
         with self.store.transaction() as tx:

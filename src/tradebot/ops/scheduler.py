@@ -92,6 +92,23 @@ class Scheduler:
                     due.append((job.name, s.trading_date, at))
         return due
 
+    def missed_since(self, first_day: dt.date, now_ns: int) -> list[tuple[str, dt.date, int]]:
+        """Jobs of sessions from ``first_day`` on that were due before ``now_ns`` and are now too late to run (a
+        daemon that was down for them): (name, date, scheduled ns). Marked fired, so ``tick`` never runs them."""
+        out: list[tuple[str, dt.date, int]] = []
+        for s in self.calendar.sessions:
+            if s.trading_date < first_day:
+                continue
+            if s.open_ns > now_ns:
+                break
+            for job in self.jobs:
+                at = self.fire_time(job, s)
+                late = now_ns - at > job.catch_up_seconds * NS or (job.within_session and now_ns >= s.close_ns)
+                if at <= now_ns and late and (job.name, s.trading_date) not in self._fired:
+                    self._fired.add((job.name, s.trading_date))
+                    out.append((job.name, s.trading_date, at))
+        return out
+
     def next_fire(self, now_ns: int) -> tuple[str, int] | None:
         """The next job and when, for the status line (``None`` beyond the calendar)."""
         best: tuple[str, int] | None = None
