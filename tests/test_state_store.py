@@ -230,3 +230,33 @@ def test_private_dir_creates_0700_and_never_tightens_a_shared_folder(tmp_path: P
         assert stat.S_IMODE((mine / "t.db").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_full_disk_while_creating_leaves_no_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creation is complete or absent: the COMMIT that a full disk refuses publishes nothing (no mount needed;
+    tests/test_ops_faults.py does it for real on a small tmpfs)."""
+    real_connect = sqlite3.connect
+
+    class FullDisk:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return self._conn.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+    def connect(path: str, *args: object, **kw: object) -> object:
+        conn = real_connect(path, *args, **kw)  # type: ignore[arg-type]
+        return FullDisk(conn) if ".init-" in str(path) else conn
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
+    with pytest.raises(store_mod.DiskFullError, match="nothing was created"):
+        StateStore.open(tmp_path / "t.db")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(store_mod.sqlite3, "connect", real_connect)
+    StateStore.open(tmp_path / "t.db").close()  # space is back: a normal start
+    assert (tmp_path / "t.db").exists()
