@@ -235,7 +235,7 @@ def test_result_summary_and_dict() -> None:
 
 def replay(path: Path) -> tuple[MicrostructureTracker, int]:
     store = db.DBNStore.from_file(path)
-    v = Validator(symbols=["ES"], clock=ManualClock(0))
+    v = Validator(symbols=["ES"], clock=ManualClock(0), wall_clock_future=False)  # recorded data
     tr = MicrostructureTracker(ES, MicrostructureSettings(), CAL)
     last_trade = 0
     for raw in iter_store(store):

@@ -292,7 +292,7 @@ def test_settings_reject_empty_or_non_positive_windows() -> None:
 def test_real_es_mbp10_minute_matches_the_sierra_export() -> None:
     """Converted Sierra MBP-10 through the real converter and validator, checked against the text export."""
     store = db.DBNStore.from_file(SIERRA_MBP10)
-    v = Validator(symbols=["ES"], clock=ManualClock(0))
+    v = Validator(symbols=["ES"], clock=ManualClock(0), wall_clock_future=False)  # recorded data
     tr = MicrostructureTracker(ES, MicrostructureSettings(flow_window_seconds=120, ofi_windows_seconds=(300,)),
                                calendar_for("equity"))
     books = trades = 0

@@ -301,7 +301,7 @@ def test_session_bias_uses_the_prior_session_then_falls_back_to_the_developing_o
 def test_real_es_minute_profile_matches_the_sierra_export() -> None:
     """DBN -> validation -> profile, checked level by level against the independent Sierra text export."""
     store = db.DBNStore.from_file(SIERRA_TBBO)
-    v = Validator(symbols=["ES"], clock=ManualClock(0))
+    v = Validator(symbols=["ES"], clock=ManualClock(0), wall_clock_future=False)  # recorded data
     sp = SessionProfiles(ES, calendar=calendar_for("equity"))
     n = 0
     for raw in iter_store(store):
