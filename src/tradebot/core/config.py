@@ -50,7 +50,9 @@ class ValidationSettings(BaseModel):
         345_600.0, gt=0, description="a record this far ahead of its stream is implausible until "
                                      "jump_confirm_prints records confirm it (sources without a declared span)")
     range_slack_seconds: float = Field(
-        600.0, ge=0, description="tolerance around a file's declared time span (DBN metadata start/end)")
+        21_600.0, ge=0, description="tolerance around a file's declared time span (DBN metadata start/end; 6 h "
+                                    "covers files stamped with a session's regular hours that hold pre/post-market "
+                                    "prints)")
 
 
 class SimSettings(BaseModel):

@@ -120,6 +120,14 @@ class Validator:
         time is its own)."""
         self._spans: dict[str, tuple[int, int]] = {}
         self._max_size: dict[str, int] = {}
+        self._future_limit = -1
+        """Wall clock + ``future_seconds`` when last read. The clock only moves forward, so a record at or below
+        it is not from the future; only one beyond it pays for reading the clock again (replay reads it about
+        once per ``future_seconds`` of wall time instead of per record)."""
+
+    def _beyond_clock(self, ts: int) -> bool:
+        self._future_limit = self.clock.now_ns() + self._future_ns
+        return ts > self._future_limit
 
     def declare_span(self, source: str, start_ns: int, end_ns: int) -> None:
         """Records of ``source`` (their ``source`` field) must lie in ``[start, end)`` give or take the slack."""
@@ -180,7 +188,7 @@ class Validator:
                     self._reject("malformed", rec)
                     return None
                 if ((self.wall_clock_future or self.settings.check_staleness)
-                        and ts > self.clock.now_ns() + self._future_ns):
+                        and ts > self._future_limit and self._beyond_clock(ts)):
                     self._reject("future", rec)
                     return None
                 return StatusEvent(spec.root, ts, rec.halted, rec.reason)
@@ -222,19 +230,42 @@ class Validator:
                 or type(seq) is not int or fp <= 0 or fp >= UNDEF_PRICE or size <= 0 or ts <= 0 or fp % ent[1]):
             return self._validate_general(rec)
         root, tick, st = ent
-        if size > self._size_bound(root):
+        if size > (self._max_size.get(root) or self._size_bound(root)):
             return self._validate_general(rec)
         ticks = fp // tick
         try:
             settings = self.settings
-            why = self._time_rule(rec, ts, st)
-            if why:
-                self._reject(why, rec)
+            key = (ts, fp, size, rec.side) if seq else None
+            # _time_rule, written out (the live path's per-record cost)
+            if settings.check_staleness:
+                now = self.clock.now_ns()
+                if ts > now + self._future_ns:
+                    self._reject("future", rec)
+                    return None
+                if ts < now - self._stale_ns:
+                    self._reject("stale", rec)
+                    return None
+            elif self.wall_clock_future and ts > self._future_limit and self._beyond_clock(ts):
+                self._reject("future", rec)
                 return None
-            key = None
-            if seq:
-                key = (ts, fp, size, rec.side)
-                if _is_repeat(st, seq, key):
+            last_ts = st.last_ts
+            span = self._spans.get(rec.source) if self._spans else None
+            if span is not None:
+                if not span[0] <= ts <= span[1]:
+                    self._reject("outside_file_range", rec)
+                    return None
+            elif last_ts > 0 and ts - last_ts > self._gap_ns:
+                st.time_jumps += 1
+                if st.time_jumps <= settings.jump_confirm_prints:
+                    self._reject("time_jump", rec)
+                    return None
+            if ts + self._tolerance_ns < last_ts:
+                self._reject("out_of_order", rec)
+                return None
+            prev = None
+            if seq:  # _is_repeat, written out
+                prev = st.recent.get(seq)
+                if prev is not None and (key in prev if type(prev) is list else prev == key):
                     self._reject("duplicate_sequence", rec)
                     return None
             last = st.last_price
@@ -246,8 +277,16 @@ class Validator:
             if ts > st.last_ts:
                 st.last_ts = ts
             st.time_jumps = 0
-            if seq:
-                _remember(st, seq, key)
+            if seq:  # _remember, written out
+                if prev is None:
+                    recent = st.recent
+                    recent[seq] = key
+                    if len(recent) > 4096:
+                        st.recent = {s: recent[s] for s in sorted(recent)[-2048:]}
+                elif type(prev) is list:
+                    prev.append(key)
+                else:
+                    st.recent[seq] = [prev, key]
             st.jump_rejects = 0
             st.last_price = ticks
             self.accepted += 1
@@ -272,28 +311,60 @@ class Validator:
             return self._validate_general(rec)
         bpx, bsz = bid
         apx, asz = ask
-        bound = self._size_bound(root)
+        bound = self._max_size.get(root) or self._size_bound(root)
         if (bsz and max(bsz) > bound) or (asz and max(asz) > bound):
             return self._validate_general(rec)
         try:
             if bpx and apx and bpx[0] >= apx[0]:
                 self._reject("crossed_book", rec)
                 return None
-            why = self._time_rule(rec, ts, st)
-            if why:
-                self._reject(why, rec)
+            settings = self.settings
+            key = (ts, rec.bid_px_fp, rec.bid_sz, rec.ask_px_fp, rec.ask_sz) if seq else None
+            # _time_rule, written out (the live path's per-record cost)
+            if settings.check_staleness:
+                now = self.clock.now_ns()
+                if ts > now + self._future_ns:
+                    self._reject("future", rec)
+                    return None
+                if ts < now - self._stale_ns:
+                    self._reject("stale", rec)
+                    return None
+            elif self.wall_clock_future and ts > self._future_limit and self._beyond_clock(ts):
+                self._reject("future", rec)
                 return None
-            key = None
-            if seq:
-                key = (ts, rec.bid_px_fp, rec.bid_sz, rec.ask_px_fp, rec.ask_sz)
-                if _is_repeat(st, seq, key):
+            last_ts = st.last_ts
+            span = self._spans.get(rec.source) if self._spans else None
+            if span is not None:
+                if not span[0] <= ts <= span[1]:
+                    self._reject("outside_file_range", rec)
+                    return None
+            elif last_ts > 0 and ts - last_ts > self._gap_ns:
+                st.time_jumps += 1
+                if st.time_jumps <= settings.jump_confirm_prints:
+                    self._reject("time_jump", rec)
+                    return None
+            if ts + self._tolerance_ns < last_ts:
+                self._reject("out_of_order", rec)
+                return None
+            prev = None
+            if seq:  # _is_repeat, written out
+                prev = st.recent.get(seq)
+                if prev is not None and (key in prev if type(prev) is list else prev == key):
                     self._reject("duplicate_sequence", rec)
                     return None
             if ts > st.last_ts:
                 st.last_ts = ts
             st.time_jumps = 0
-            if seq:
-                _remember(st, seq, key)
+            if seq:  # _remember, written out
+                if prev is None:
+                    recent = st.recent
+                    recent[seq] = key
+                    if len(recent) > 4096:
+                        st.recent = {s: recent[s] for s in sorted(recent)[-2048:]}
+                elif type(prev) is list:
+                    prev.append(key)
+                else:
+                    st.recent[seq] = [prev, key]
             self.accepted += 1
             return new_book_update(root, ts, rec.ts_recv, bpx, bsz, apx, asz, seq, rec.symbol)
         except Exception as exc:
@@ -314,12 +385,14 @@ class Validator:
         rule counts suspected fat fingers); never moves the stream's clock.
         """
         settings = self.settings
-        if settings.check_staleness or self.wall_clock_future:
+        if settings.check_staleness:
             now = self.clock.now_ns()
             if ts > now + self._future_ns:
                 return "future"
-            if settings.check_staleness and ts < now - self._stale_ns:
+            if ts < now - self._stale_ns:
                 return "stale"
+        elif self.wall_clock_future and ts > self._future_limit and self._beyond_clock(ts):
+            return "future"
         if self._spans:
             span = self._spans.get(rec.source)
             if span is not None and not span[0] <= ts <= span[1]:

@@ -120,7 +120,7 @@ class DayColumns:
 
 def load_day(path: Path, symbol: str, *, depth_levels: tuple[int, ...], tolerance_ns: int, max_jump_ticks: int,
              jump_confirm_prints: int, max_size: int = 0, future_ns: int = 2_000_000_000,
-             slack_ns: int = 600_000_000_000) -> DayColumns:
+             slack_ns: int = 21_600_000_000_000) -> DayColumns:
     """Read and validate one day file for ``symbol`` (its root's contract); raises :class:`UnsupportedError`."""
     spec = spec_for(symbol)
     root = spec.root
