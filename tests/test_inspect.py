@@ -108,7 +108,11 @@ def test_equities_unknown_side_and_rejections(tmp_path: Path, capsys: pytest.Cap
     assert rep["trades"]["unknown"] == {"count": sides["unknown"][0], "volume": sides["unknown"][1]} != {
         "count": 0, "volume": 0}
     assert rep["time_range"]["timezone"] == "America/New_York"
-    assert rep["validation"]["rejects"] == {"unknown_instrument": rep["trades"]["count"]}
+    # The XNAS tickers are registered from the dataset: every print accepted, the one without a side (N) inferred
+    assert rep["validation"]["rejected"] == 0 and rep["validation"]["accepted"] == rep["trades"]["count"]
+    rules = rep["side_rules"]
+    assert rules["exchange"] == sides["buy"][0] + sides["sell"][0]
+    assert rules["tick"] + rules["none"] == sides["unknown"][0] and rules["quote"] == 0  # no book in a trades file
 
 
 def test_definition_file_lists_instruments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

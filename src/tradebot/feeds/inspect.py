@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tradebot.core.config import ConfigError, Settings
-from tradebot.core.contracts import root_of
+from tradebot.core.contracts import CONTRACTS, root_of
 from tradebot.core.logging import configure_logging
 from tradebot.core.types import BookUpdate, FeedStatus, RawBook, RawStatus, RawTrade, Side
 from tradebot.feeds.base import damage_of
@@ -121,8 +121,8 @@ async def _consume(feed: DbnFileFeed | CsvTickFeed, validator: Validator) -> _Ta
 
 
 def _zone_for(dataset: str, symbols: set[str]) -> str:
-    if dataset.startswith("GLBX") or any(root_of(s) for s in symbols if s):
-        return _CHICAGO  # every contract we trade is CME Group, on Chicago time
+    if dataset.startswith("GLBX") or any(root_of(s) in CONTRACTS for s in symbols if s):
+        return _CHICAGO  # every futures contract we trade is CME Group, on Chicago time (stocks are registered too)
     if dataset.split(".", 1)[0] in _US_EQUITY_VENUES:
         return _NEW_YORK
     return "UTC"
