@@ -5,8 +5,9 @@ The goal (issue 12) is under 0.5 s for ``status``, ``halt``, ``resume``, ``flatt
 database made by the real store, ``TRADEBOT_DATA_DIR`` pointing at it) and, for the control commands, a real
 :class:`tradebot.ops.control.ControlServer` on the installation's socket that acknowledges every command, so
 the figure includes the socket round trip. Prints one JSON line per command: median of ``--runs`` runs, with
-min and max, and whether the median meets the goal; first the floor on this machine at this moment (a bare interpreter,
-and one that only loads the settings model) so a figure taken under load can be read against it.
+min and max, whether the median meets the goal, and the median CPU time (user + system: what the command costs on
+an idle machine, which load does not inflate). First come the floor figures on this machine at this moment (a bare
+interpreter, and one that only loads the settings model) so a figure taken under load can be read against them.
 
     .venv/bin/python benchmarks/cli_latency.py [--runs 7]
 """
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +35,13 @@ from tradebot.state.store import StateStore, default_db_path
 GOAL_SECONDS = 0.5
 COMMANDS: list[list[str]] = [["--version"], ["--help"], ["status"], ["ping"], ["halt", "--reason", "bench"],
                              ["resume"], ["flatten"]]
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of finished child processes: the command's own cost, which load does not
+    inflate the way it inflates wall time on a shared 2-core machine."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _heartbeat(data: Path) -> None:
@@ -77,21 +86,26 @@ def main() -> int:
         # (pydantic), which every command but --help/--version needs. Under load both rise with everything else.
         settings_only = "from tradebot.core.config import load_settings; load_settings()"
         for label, code in (("python -c pass", "pass"), ("python: load settings", settings_only)):
-            times = []
+            times, cpu = [], []
             for _ in range(opts.runs):
+                c0 = _children_cpu()
                 t0 = time.perf_counter()
                 subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True)
                 times.append(time.perf_counter() - t0)
+                cpu.append(_children_cpu() - c0)
             print(json.dumps({"figure": "cli_latency_floor", "command": label,
                               "median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-                              "max_s": round(max(times), 3), "runs": len(times)}), flush=True)
+                              "max_s": round(max(times), 3), "cpu_s": round(statistics.median(cpu), 3),
+                              "runs": len(times)}), flush=True)
         for cmd in COMMANDS:
-            times = []
+            times, cpu = [], []
             for _ in range(opts.runs):
                 _heartbeat(data)  # a healthy daemon, so status exits 0
+                c0 = _children_cpu()
                 t0 = time.perf_counter()
                 r = subprocess.run([str(exe), *cmd], cwd=cwd, env=env, capture_output=True, text=True)
                 times.append(time.perf_counter() - t0)
+                cpu.append(_children_cpu() - c0)
                 if r.returncode != 0:
                     failed += 1
                     print(json.dumps({"command": " ".join(cmd), "exit_code": r.returncode,
@@ -100,7 +114,8 @@ def main() -> int:
             med = statistics.median(times)
             print(json.dumps({"figure": "cli_latency", "command": "tradebot " + " ".join(cmd),
                               "median_s": round(med, 3), "min_s": round(min(times), 3),
-                              "max_s": round(max(times), 3), "runs": len(times),
+                              "max_s": round(max(times), 3), "cpu_s": round(statistics.median(cpu), 3),
+                              "runs": len(times),
                               "goal_s": GOAL_SECONDS, "meets_goal": med < GOAL_SECONDS}), flush=True)
         stop.set()
         server.join(5)
