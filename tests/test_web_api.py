@@ -308,3 +308,18 @@ def test_serves_on_a_unix_socket_when_asked(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+async def test_the_page_is_told_the_operators_display_zone(data_dir: Path) -> None:
+    """The page draws every time in TRADEBOT_DISPLAY_TZ (one zone everywhere, as `tradebot status`), told by the
+    server before anything is drawn: the zone is a setting, not a constant of the page."""
+    settings = Settings(_env_file=None, data_dir=data_dir, web={"token": TOKEN},  # type: ignore[call-arg]
+                        display_tz="America/Chicago")
+    app = create_app(WebConfig(settings, data_dir, TOKEN))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as c:
+        assert (await c.get("/api/session/me")).json()["time_zone"] == "America/Chicago"
+        await login(c)
+        assert (await c.get("/api/session/status")).json()["time_zone"] == "America/Chicago"
+        assert (await c.get("/api/settings")).json()["time_zone"] == "America/Chicago"
+        js = (await c.get("/static/app.js")).text
+    assert "setZone(me.time_zone)" in js and "' ET'" not in js

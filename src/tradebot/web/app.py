@@ -37,8 +37,6 @@ from tradebot.web.live import LiveState
 from tradebot.web.models import ControlAck, Health, Positions, Signals, Statistics, Status, Trades
 
 STATIC = resources.files("tradebot.web") / "static"
-TIME_ZONE = "America/New_York"
-"""The one zone the operator sees (labelled "ET" on the page), as in ``tradebot status`` and the alerts."""
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -178,7 +176,7 @@ def create_app(cfg: WebConfig) -> FastAPI:
 
     @app.get("/api/session/me", summary="is this browser logged in? (always 200, for the page)")
     async def me(request: Request) -> dict[str, Any]:
-        return {"authenticated": auth.session_ok(request.cookies.get(COOKIE)), "time_zone": TIME_ZONE}
+        return {"authenticated": auth.session_ok(request.cookies.get(COOKIE)), "time_zone": cfg.settings.display_tz}
 
     @app.post("/api/logout", summary="forget the session cookie")
     async def logout() -> Response:
@@ -196,7 +194,7 @@ def create_app(cfg: WebConfig) -> FastAPI:
             state = None
         pos = live.state.get("position") if live.connected else None
         return {
-            "time_zone": TIME_ZONE, "mode": cfg.settings.trading_mode,
+            "time_zone": cfg.settings.display_tz, "mode": cfg.settings.trading_mode,
             "daemon": {"stream_connected": live.connected, "stream_error": live.link_error,
                        "heartbeat": hb, "heartbeat_age_s": heartbeat_age_seconds(hb, time.time_ns())},
             "trading_state": (pos or {}).get("trading_state") or (state or {}).get("state"),
@@ -274,7 +272,7 @@ def create_app(cfg: WebConfig) -> FastAPI:
             if dump.get(key):
                 dump[key] = "<set>"
         dump["web"]["token"] = "<set>"
-        return {"settings": dump, "time_zone": TIME_ZONE,
+        return {"settings": dump, "time_zone": cfg.settings.display_tz,
                 "daemon": (live.state.get("meta") if live.connected else None),
                 "runtime_changeable": []}
 

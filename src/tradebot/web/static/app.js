@@ -2,7 +2,9 @@
 // No framework, no CDN: everything the page needs is served by `tradebot web` itself.
 'use strict';
 
-const TZ = 'America/New_York';
+// The operator's one zone (TRADEBOT_DISPLAY_TZ), told by /api/session/me before anything is drawn.
+let TZ = 'America/New_York';
+let TZL = 'ET';
 const S = {
   meta: null, bars: {}, developing: {}, book: {}, regime: {}, position: null, decisions: [], alerts: [],
   executions: [], health: null, link: null, symbol: null, wsConnects: 0, messages: 0, equity: [],
@@ -14,8 +16,21 @@ let drawPending = false;
 let loggedIn = false;
 
 const $ = (sel) => document.querySelector(sel);
-const timeFmt = new Intl.DateTimeFormat('en-US', { timeZone: TZ, hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit' });
-const dayFmt = new Intl.DateTimeFormat('en-US', { timeZone: TZ, month: '2-digit', day: '2-digit' });
+let timeFmt = null;
+let dayFmt = null;
+function setZone(zone) {
+  TZ = zone || TZ;
+  timeFmt = new Intl.DateTimeFormat('en-US', { timeZone: TZ, hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  dayFmt = new Intl.DateTimeFormat('en-US', { timeZone: TZ, month: '2-digit', day: '2-digit' });
+  const part = new Intl.DateTimeFormat('en-US', { timeZone: TZ, timeZoneName: 'short' }).formatToParts(new Date())
+    .find((p) => p.type === 'timeZoneName');
+  TZL = part ? part.value : TZ;
+  const footer = document.querySelector('#tz-note');
+  if (footer) footer.textContent = `All times ${TZL} (${TZ}).`;
+  const clock = document.querySelector('#clock');
+  if (clock) clock.title = `all times on this page are ${TZ}`;
+}
+setZone(TZ);
 const t = (ns) => (ns ? timeFmt.format(new Date(Number(BigInt(ns) / 1000000n))) : '-');
 const d = (ns) => (ns ? dayFmt.format(new Date(Number(BigInt(ns) / 1000000n))) : '-');
 const money = (c) => (c === null || c === undefined ? '-' : (c < 0 ? '-' : '+') + '$' + (Math.abs(c) / 100).toFixed(2));
@@ -37,13 +52,14 @@ window.tradebot = {
 
 // ---- session ---------------------------------------------------------------------------------------------
 async function boot() {
-  setInterval(() => { $('#clock').textContent = timeFmt.format(new Date()) + ' ET'; }, 1000);
+  const me = await (await fetch('/api/session/me')).json();
+  setZone(me.time_zone);
+  setInterval(() => { $('#clock').textContent = timeFmt.format(new Date()) + ' ' + TZL; }, 1000);
   $('#login-form').addEventListener('submit', onLogin);
   for (const b of document.querySelectorAll('button[data-cmd]')) b.addEventListener('click', onControl);
   $('#btn-logout').addEventListener('click', onLogout);
   $('#symbol').addEventListener('change', () => { S.symbol = $('#symbol').value; schedule(); });
   window.addEventListener('resize', schedule);
-  const me = await (await fetch('/api/session/me')).json();
   if (me.authenticated) start(); else showLogin();
 }
 
@@ -185,7 +201,7 @@ function renderRegime() {
   const r = S.regime[S.symbol];
   const box = $('#regime');
   box.dataset.regime = r ? r.regime : '';
-  box.textContent = r ? `regime ${r.regime} (confidence ${r.confidence.toFixed(2)}) at ${t(r.ts_ns)} ET — ${r.reasons.slice(0, 2).join('; ')}` : 'regime -';
+  box.textContent = r ? `regime ${r.regime} (confidence ${r.confidence.toFixed(2)}) at ${t(r.ts_ns)} ${TZL} — ${r.reasons.slice(0, 2).join('; ')}` : 'regime -';
   box.style.background = REGIME_COLORS[r ? r.regime : ''] || '#232a33';
 }
 
@@ -284,9 +300,9 @@ function renderHealth() {
   const l = S.link || {};
   const rows = [
     ['feed', h.feed_state], ['events', h.events], ['market data age', h.market_data_age_s != null ? h.market_data_age_s + ' s' : '-'],
-    ['last market event', h.last_event_ns ? `${d(h.last_event_ns)} ${t(h.last_event_ns)} ET` : '-'],
+    ['last market event', h.last_event_ns ? `${d(h.last_event_ns)} ${t(h.last_event_ns)} ${TZL}` : '-'],
     ['loop lag', h.loop_lag_s != null ? h.loop_lag_s + ' s' : '-'], ['rejected records', h.validation_rejects],
-    ['errors', h.errors], ['reconnects', h.reconnects], ['heartbeat', h.ts_ns ? `${t(h.ts_ns)} ET` : '-'],
+    ['errors', h.errors], ['reconnects', h.reconnects], ['heartbeat', h.ts_ns ? `${t(h.ts_ns)} ${TZL}` : '-'],
     ['daemon stream', l.connected === false ? `down: ${l.error || ''}` : 'connected'],
     ['stream drops (daemon)', h.stream ? h.stream.dropped || 0 : '-'], ['stream drops (browsers)', l.dropped_to_browsers ?? 0],
   ];
