@@ -130,6 +130,27 @@ def unix_path(path: Path) -> Iterator[str]:
     finally:
         os.close(fd)
 
+async def start_private_unix_server(path: Path, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                                Awaitable[None]], limit: int) -> asyncio.AbstractServer:
+    """A Unix-socket server only its owner can reach (0600 from the first instant, whatever the umask), on a path
+    the kernel may find too long (bound through /proc/self/fd). Shared by the control socket and the live stream;
+    raises ConnectionError when the path cannot be bound at all."""
+    old = os.umask(0o177)
+    try:
+        with unix_path(path) as where:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(where)
+            except OSError:
+                sock.close()
+                raise
+        server = await asyncio.start_unix_server(serve, sock=sock, limit=limit)
+    finally:
+        os.umask(old)
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return server
+
+
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -148,21 +169,10 @@ class ControlServer:
             if await _alive(self.path):
                 raise RuntimeError(f"another daemon is listening on {self.path}; refusing to start twice")
             self.path.unlink()
-        old = os.umask(0o177)
         try:
-            with unix_path(self.path) as where:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    sock.bind(where)
-                except OSError:
-                    sock.close()
-                    raise
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE + 1)
+            self._server = await start_private_unix_server(self.path, self._serve, MAX_LINE + 1)
         except ConnectionError as exc:
             raise RuntimeError(str(exc)) from None
-        finally:
-            os.umask(old)
-        os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
         self.log.info("control socket ready", path=str(self.path))
 
     async def stop(self) -> None:

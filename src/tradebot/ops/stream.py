@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import socket
-import stat
 import struct
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.core.logging import get_logger
-from tradebot.ops.control import unix_path
+from tradebot.ops.control import start_private_unix_server, unix_path
 
 STREAM_SOCKET_NAME = "stream.sock"
 MAX_LINE = 32 * 1024 * 1024
@@ -87,21 +86,10 @@ class StreamHub:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()  # the control socket already proved no other daemon runs in this data directory
-        old = os.umask(0o177)
-        try:
-            with unix_path(self.path) as where:  # a data dir longer than AF_UNIX allows binds via /proc/self/fd
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    sock.bind(where)
-                except OSError:
-                    sock.close()
-                    raise
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=64 * 1024)
+        try:  # a data dir longer than AF_UNIX allows binds via /proc/self/fd
+            self._server = await start_private_unix_server(self.path, self._serve, 64 * 1024)
         except ConnectionError as exc:
             raise OSError(str(exc)) from None
-        finally:
-            os.umask(old)
-        os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
         self.log.info("live stream socket ready", path=str(self.path))
 
     async def stop(self) -> None:
