@@ -15,12 +15,10 @@ import datetime as dt
 import itertools
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 
 from tradebot.backtest.barsim import NOT_COMPUTABLE, SegmentResult, SegmentTask, apply_tiers, run_segment
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
+from tradebot.backtest.parallel import map_tasks
 from tradebot.backtest.stats import (
     BacktestStats,
     compute_stats,
@@ -76,28 +75,8 @@ def split_segments(series: BarColumns) -> list[tuple[str, BarColumns]]:
 
 def run_tasks(tasks: list[SegmentTask], workers: int = 0, scheduler: str | None = None) -> list[SegmentResult]:
     t0 = time.monotonic()
-    results: list[SegmentResult] = []
-    if scheduler:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-            futs = client.map(run_segment, tasks, pure=False)
-            for fut in dask_completed(futs):  # type: ignore[no-untyped-call]
-                results.append(fut.result())
-                _bar(len(results), len(tasks), t0, results[-1].name)
-    elif workers == 1 or len(tasks) <= 1:
-        for t in tasks:
-            results.append(run_segment(t))
-            _bar(len(results), len(tasks), t0, results[-1].name)
-    else:
-        n = workers or min(len(tasks), os.cpu_count() or 1)
-        # biggest first so the last task to start is a short one
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            futs = [pool.submit(run_segment, t) for t in tasks]
-            for f in as_completed(futs):
-                results.append(f.result())
-                _bar(len(results), len(tasks), t0, results[-1].name)
+    results = map_tasks(run_segment, tasks, workers, scheduler,
+                        lambda n, r: _bar(n, len(tasks), t0, r.name))
     order = {t.name: i for i, t in enumerate(tasks)}
     return sorted(results, key=lambda r: order[r.name])
 

@@ -18,12 +18,13 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradebot.backtest.db import BacktestDB
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
+from tradebot.backtest.parallel import map_tasks
 from tradebot.backtest.stats import (
     BacktestStats,
     compute_stats,
@@ -141,27 +142,7 @@ def execute(tasks: list[DayTask], scheduler: str | None = None, workers: int = 0
 
     fn = functools.partial(run_task, engine=engine)
     t0 = time.monotonic()
-    results: list[DayResult] = []
-    if scheduler:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-            futures = client.map(fn, tasks, pure=False)
-            for fut in dask_completed(futures):  # type: ignore[no-untyped-call]
-                results.append(fut.result())
-                progress(len(results), len(tasks), results[-1], t0)
-    elif len(tasks) == 1 or workers == 1:
-        for task in tasks:
-            results.append(fn(task))
-            progress(len(results), len(tasks), results[-1], t0)
-    else:
-        n = workers or min(len(tasks), os.cpu_count() or 1)
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            futs = [pool.submit(fn, t) for t in tasks]
-            for f in as_completed(futs):
-                results.append(f.result())
-                progress(len(results), len(tasks), results[-1], t0)
+    results = map_tasks(fn, tasks, workers, scheduler, lambda n, r: progress(n, len(tasks), r, t0))
     return sorted(results, key=lambda r: r.day)
 
 
