@@ -216,8 +216,10 @@ def test_page_loads_logs_in_and_shows_the_live_footprint_without_console_errors(
     wait_for(lambda: js(rig, "return window.tradebot.chartBars().length") >= 3, 90, "footprint bars")
     bars = js(rig, "return window.tradebot.chartBars()")
     assert all(b["levels"] and b["poc"] is not None for b in bars)
-    assert "ET" in d.find_element(By.ID, "clock").text and "America/New_York" in d.find_element(By.TAG_NAME,
-                                                                                                  "footer").text
+    # One labelled zone, the operator's (TRADEBOT_DISPLAY_TZ, default America/New_York), as in `tradebot status`.
+    wait_for(lambda: re.fullmatch(r"\d\d:\d\d:\d\d E[SD]T", d.find_element(By.ID, "clock").text) is not None, 5,
+             "the clock in the display zone")
+    assert "America/New_York" in d.find_element(By.TAG_NAME, "footer").text
     wait_for(lambda: "streaming" in d.find_element(By.ID, "health").text
              or "stopped" in d.find_element(By.ID, "health").text, 30, "feed health")
     assert d.find_element(By.ID, "mode").text.startswith("paper")
