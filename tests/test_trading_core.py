@@ -103,3 +103,26 @@ def test_jobs_of_days_the_daemon_was_down_for_are_recorded_missed_once(tmp_path:
         alerts = store.query("SELECT json_extract(payload, '$.title') AS t FROM outbox WHERE kind = 'job_missed'")
         assert len(alerts) == 5 and alerts[0]["t"] == "Missed: auto_flatten for 2025-03-11"
     assert not store.query("SELECT 1 FROM journal WHERE kind = 'auto_flatten'")  # nothing ran late
+
+
+
+def test_a_job_due_before_the_databases_first_start_is_never_reported_missed(tmp_path: Path) -> None:
+    """A new install started at 10:00 ET owes nothing for a job due before that (here a digest stamped at the
+    previous evening's open): the database did not exist then. Without this, first starts of a live daemon sent
+    "Missed" alerts. A job due after the first start (the daemon was down) is still recorded missed, once."""
+    settings = load_settings(_env_file=None).model_copy(update={"trading_symbol": "MES"})
+    store = StateStore.open(tmp_path / "t.db", synchronous="OFF")
+    core = TradingCore(settings, ["MES"], store)
+    start = to_ns(dt.datetime(2025, 3, 11, 10, 0, tzinfo=ET))
+    core.start(start)
+    core.on_event(t(start + 10**9, 23000))
+    assert store.query("SELECT trading_day FROM sessions") == [{"trading_day": "2025-03-11"}]
+    evening_open = to_ns(dt.datetime(2025, 3, 10, 18, 0, tzinfo=ET))
+    core._job_missed("daily_digest", dt.date(2025, 3, 11), evening_open, start + 2 * 10**9, "test")
+    assert store.query("SELECT 1 FROM job_runs WHERE status = 'missed'") == []
+    assert store.query("SELECT 1 FROM outbox WHERE kind = 'job_missed'") == []
+    assert core.stats["jobs_before_history"] == 1
+    flatten = to_ns(dt.datetime(2025, 3, 11, 15, 55, tzinfo=ET))
+    core._job_missed("auto_flatten", dt.date(2025, 3, 11), flatten, flatten + 10**9, "test")
+    assert [r["name"] for r in store.query("SELECT name FROM job_runs WHERE status = 'missed'")] == ["auto_flatten"]
+    assert len(store.query("SELECT 1 FROM outbox WHERE kind = 'job_missed'")) == 1

@@ -302,9 +302,12 @@ class TradingCore:
     def _job_missed(self, name: str, day: dt.date, at: int, now_ns: int, why: str) -> None:
         if self._job_done(name, day):
             return
-        first = self.store.query("SELECT MIN(trading_day) AS d FROM sessions")
-        if not first or first[0]["d"] is None or day.isoformat() < str(first[0]["d"]):
-            self.stats["jobs_before_history"] += 1  # a day before this database traded: nothing was missed
+        first = self.store.query("SELECT MIN(trading_day) AS d, MIN(started_ns) AS t FROM sessions")
+        if (not first or first[0]["d"] is None or day.isoformat() < str(first[0]["d"])
+                or at < int(first[0]["t"])):
+            # Due before this database's first start (a day it never traded, or earlier on its first day: a fresh
+            # install started mid-session owes no margin check for the morning): nothing was missed.
+            self.stats["jobs_before_history"] += 1
             return
         if self.store.readonly:
             return
