@@ -37,7 +37,7 @@ test-deps:
 test: $(STAMP) test-deps
 	$(BIN)/ruff check src tests benchmarks scripts run_headless.py
 	$(BIN)/mypy src
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
