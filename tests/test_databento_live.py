@@ -310,3 +310,12 @@ async def test_records_skipped_for_a_slow_reader_become_a_gap() -> None:
         assert first.ts_event <= gap.start_ns < gap.end_ns < second.ts_recv and "skipped" in gap.reason
         assert feed.stats["slow_reader_skips"] == 1 and feed.state is FeedState.STREAMING
         await c.close()
+
+
+def test_reconnect_backoff_is_capped_jittered_and_never_overflows() -> None:
+    """One backoff for every live feed (Databento, Polygon, Coinbase): 0.5-1.0 x min(max, initial * 2^n)."""
+    from tradebot.feeds.base import jittered_backoff
+
+    for attempt, cap in ((0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0), (5000, 30.0)):
+        for _ in range(20):
+            assert cap * 0.5 <= jittered_backoff(attempt, 0.5, 30.0) <= cap

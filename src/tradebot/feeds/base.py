@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from tradebot.core.types import FeedEvent, FeedState
+
+
+def jittered_backoff(attempt: int, initial: float, maximum: float) -> float:
+    """Seconds to wait before reconnect number ``attempt`` (0 = the first): exponential from ``initial``, capped
+    at ``maximum``, times a random 0.5-1.0 so many daemons cut off by one venue outage do not reconnect in
+    lockstep. The exponent is bounded, so a feed flapping for days never overflows a float."""
+    cap = min(maximum, initial * 2.0 ** min(attempt, 64))
+    return float(cap * random.uniform(0.5, 1.0))
 
 
 @runtime_checkable

@@ -31,7 +31,6 @@ import contextlib
 import datetime as dt
 import heapq
 import json
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -53,7 +52,7 @@ from tradebot.core.types import (
     Side,
     SideRule,
 )
-from tradebot.feeds.base import GeneratorFeed
+from tradebot.feeds.base import GeneratorFeed, jittered_backoff
 
 log = get_logger("tradebot.feeds.coinbase_ws")
 
@@ -267,8 +266,7 @@ class CoinbaseLiveFeed(GeneratorFeed):
         self._ws: Any = None
 
     def backoff(self, attempt: int) -> float:
-        cap = min(self.cfg.reconnect_max_seconds, self.cfg.reconnect_initial_seconds * 2 ** attempt)
-        return float(cap * random.uniform(0.5, 1.0))
+        return jittered_backoff(attempt, self.cfg.reconnect_initial_seconds, self.cfg.reconnect_max_seconds)
 
     def _status(self, state: FeedState, detail: str = "") -> FeedStatus:
         self.state = state

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import random
 import re
 import threading
 import time
@@ -42,6 +41,7 @@ from tradebot.core.config import Settings
 from tradebot.core.contracts import front_month, root_of
 from tradebot.core.logging import get_logger, register_secret
 from tradebot.core.types import FeedEvent, FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
+from tradebot.feeds.base import jittered_backoff
 from tradebot.feeds.dbn_convert import SOURCE, DbnConverter
 
 _FATAL_ERROR_CODES = frozenset(int(c) for c in (dbn.ErrorCode.AUTH_FAILED, dbn.ErrorCode.API_KEY_DEACTIVATED))
@@ -250,8 +250,7 @@ class DatabentoLiveFeed:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.cfg.reconnect_max_seconds, self.cfg.reconnect_initial_seconds * 2.0 ** (attempt - 1))
-        return float(cap * random.uniform(0.5, 1.0))  # jitter: many daemons must not reconnect in lockstep
+        return jittered_backoff(attempt - 1, self.cfg.reconnect_initial_seconds, self.cfg.reconnect_max_seconds)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import random
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -52,7 +51,7 @@ from tradebot.core.types import (
     Side,
     SideRule,
 )
-from tradebot.feeds.base import GeneratorFeed
+from tradebot.feeds.base import GeneratorFeed, jittered_backoff
 from tradebot.feeds.polygon_rest import parse_retry_after
 
 log = get_logger("tradebot.feeds.polygon_ws")
@@ -242,8 +241,7 @@ class PolygonLiveFeed(GeneratorFeed):
     # -- the loop ------------------------------------------------------------------------------------
 
     def backoff(self, attempt: int) -> float:
-        cap = min(self.cfg.reconnect_max_seconds, self.cfg.reconnect_initial_seconds * 2 ** attempt)
-        return float(cap * random.uniform(0.5, 1.0))
+        return jittered_backoff(attempt, self.cfg.reconnect_initial_seconds, self.cfg.reconnect_max_seconds)
 
     def _status(self, state: FeedState, detail: str = "") -> FeedStatus:
         self.state = state
