@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from support.discord_server import DiscordStandIn
+from support.polling import poll_until
 
 # What Discord shows for each outbox row: a collapse summary carries "(xN)" after its title.
 OUTBOX_TITLES = ("SELECT json_extract(payload, '$.title') || CASE WHEN json_extract(payload, '$.repeats') > 0 "
@@ -51,14 +52,7 @@ def heartbeat(tmp: Path) -> dict[str, Any] | None:
 
 
 async def wait_for(cond: Any, within: float = 120.0) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while loop.time() < end:
-        v = cond()
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return await poll_until(cond, within)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from support.coinbase_server import CbPlan, CoinbaseStandIn, Level, trending_market
 from support.discord_server import DiscordStandIn
+from support.polling import poll_until
 from support.polygon_ws_server import PolygonStandIn, WsPlan, trending_stock
 from tradebot.core.calendar import calendar_for
 
@@ -53,14 +54,7 @@ async def cli(tmp: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
 
 
 async def wait_for(cond: Any, within: float = 40.0) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while loop.time() < end:
-        v = cond()
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return await poll_until(cond, within)
 
 
 def titles(discord: DiscordStandIn) -> list[str]:

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from support.discord_server import DiscordStandIn
+from support.polling import poll_until
+from tradebot.ops.heartbeat import HEARTBEAT_FILE, read_heartbeat
 
 WRAPPER = str(Path(__file__).parent / "support" / "faulty_tradebot.py")
 # What Discord shows for each outbox row: a collapse summary carries "(xN)" after its title.
@@ -76,22 +78,11 @@ async def cli(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str
 
 
 def heartbeat(data: Path) -> dict[str, Any] | None:
-    try:
-        hb: dict[str, Any] = json.loads((data / "heartbeat.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return hb
+    return read_heartbeat(data / HEARTBEAT_FILE)
 
 
 async def wait_for(cond: Any, within: float = 90.0) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while loop.time() < end:
-        v = cond()
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return await poll_until(cond, within)
 
 
 async def stop(proc: asyncio.subprocess.Process, signalled: bool = True) -> tuple[int, str]:
