@@ -1,0 +1,106 @@
+"""Live broker adapters (ProjectX Gateway for TopstepX and friends, Rithmic R|Protocol) behind one interface.
+
+Each adapter lives in its own module (``projectx.py``, ``rithmic.py``) and is imported only when chosen, so a
+paper daemon never loads a vendor client. An adapter runs its network client as tasks on the daemon's asyncio
+loop: the :class:`~tradebot.execution.broker.Broker` request methods stay synchronous and non-blocking (they
+queue the request), answers from the wire are appended to the list :meth:`poll_events` drains, and the
+callback given to :meth:`LiveBroker.set_wakeup` tells the daemon to pump the manager. ``query_orders``,
+``query_positions`` and ``query_fills`` answer from the adapter's synchronized view, fetched on
+:meth:`LiveBroker.connect` and kept current from the broker's push stream, so reconciliation never waits on
+the network inside the trading loop.
+
+Errors say whether retrying can help (freqtrade's hierarchy): a wrong key is fatal and stops the daemon with
+exit 2, a 429/5xx/disconnect is retried with backoff, a broker reject is an answer, not an error to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from tradebot.execution.broker import Broker
+from tradebot.execution.model import Fill
+
+if TYPE_CHECKING:
+    from tradebot.core.config import Settings
+
+BROKER_NAMES = ("projectx", "rithmic")
+
+
+class BrokerError(Exception):
+    """Base of every adapter error; ``retryable`` tells the caller whether backing off and retrying can help."""
+
+    retryable = False
+
+
+class BrokerAuthError(BrokerError):
+    """Login refused (wrong user name, key or password, expired account): restarting cannot fix it."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """HTTP 429/5xx, a timeout or a dropped connection: back off and retry (never re-send an order: query)."""
+
+    retryable = True
+
+
+class BrokerRejectedError(BrokerError):
+    """The broker answered and said no (``success: false``, an ``rp_code``): an answer, not a fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightCheck:
+    """One line of the live start's checklist; the daemon prints them all and refuses to start on any failure."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class PreflightError(BrokerError):
+    """Live mode refused: at least one check failed (each one named in ``checks``)."""
+
+    def __init__(self, checks: list[PreflightCheck]) -> None:
+        self.checks = checks
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
+        super().__init__(f"live preflight failed: {failed}")
+
+
+@runtime_checkable
+class LiveBroker(Broker, Protocol):
+    """A broker reached over the network; :class:`Broker` plus its connection life cycle."""
+
+    async def connect(self) -> None:
+        """Log in, find the account and contracts, fetch open orders, positions and the session's fills.
+
+        Raises :class:`BrokerAuthError` (fatal) or :class:`BrokerUnavailableError` (retry later).
+        """
+
+    def preflight(self) -> list[PreflightCheck]:
+        """After :meth:`connect`: login, account found and tradable, contracts resolved, no unknown orders."""
+
+    def set_wakeup(self, callback: Callable[[], None]) -> None:
+        """Called (on the loop) whenever new events are queued for :meth:`poll_events`."""
+
+    def query_fills(self) -> list[Fill]:
+        """The broker's record of this session's fills (journaled by reconciliation if we missed them)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def open_live_broker(settings: Settings, name: str) -> LiveBroker:
+    """The adapter for ``name``, built from its settings (imported lazily: only the chosen vendor's client)."""
+    if name == "projectx":
+        from tradebot.execution.brokers.projectx import ProjectXBroker  # type: ignore[import-not-found,unused-ignore]
+
+        broker: LiveBroker = ProjectXBroker.from_settings(settings)
+        return broker
+    if name == "rithmic":
+        from tradebot.execution.brokers.rithmic import RithmicBroker  # type: ignore[import-not-found,unused-ignore]
+
+        broker = RithmicBroker.from_settings(settings)
+        return broker
+    raise ValueError(f"unknown broker {name!r}: choose one of {', '.join(BROKER_NAMES)}")
