@@ -10,7 +10,7 @@ bid volume toward the low -> LONG. "Mean level volume" is the bar's total volume
 
 The reading chosen where ORDERFLOW.md's "volume at the extreme" is ambiguous: the *aggressor-side* volume (ask
 at the high, bid at the low) of the *single* extreme level, never that level's total (bid + ask) volume, nor a
-sum over several levels. Test vectors (``tests/test_patterns.py``; a = 0, f = 0.2, k = 3; levels (bid, ask)
+sum over several levels. Test vectors (``tests/orderflow/test_patterns.py``; a = 0, f = 0.2, k = 3; levels (bid, ask)
 from the low): ``(20,20) (20,20) (10,30) (10,20) (40,3)`` is buying exhaustion (ask 30 > 20 > 3, and 3 <=
 0.2 x 38.6) although the high's total volume 43 is not; with ask 8 at the high it is not (8 > 0.2 x 39.6).
 """
