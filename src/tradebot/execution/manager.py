@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradebot.core.calendar import ET, ExchangeCalendar, calendar_for, local_ns
-from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.calendar import ExchangeCalendar, calendar_for
+from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
-from tradebot.core.orders import EntryType, OrderIntent
+from tradebot.core.orders import OrderIntent
 from tradebot.core.types import MarketEvent, Side, Trade
 from tradebot.execution.broker import Broker, RestorableBroker
+from tradebot.execution.gate import GateView, RiskGate
 from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
     DAILY_KINDS,
@@ -65,12 +66,12 @@ from tradebot.execution.risk import (
     tiers_from,
     usd_to_cents,
 )
+from tradebot.execution.session import SessionClock
 from tradebot.state.store import JournalRecord, StateStore
 
 log = get_logger(__name__)
 
 NotificationSink = Callable[[Notification], None]
-_FAR = 1 << 62
 _PENDING = BracketState.PENDING
 
 
@@ -127,16 +128,13 @@ class ExecutionManager:
         self.tiers: list[Tier] = tiers_from(settings)
         self.profit_target_cents = usd_to_cents(settings.daily_profit_target)
         self.loss_limit_cents = usd_to_cents(settings.daily_loss_limit)
-        self._flatten_hm = parse_hhmm(self.ex.auto_flatten_time)
         self._timeout_ns = int(self.ex.submit_timeout_seconds * 1e9)
         self._dedupe = FillDeduper(self.ex.fill_dedupe_size)
         self._fill_lock = threading.RLock()  # re-entrant: a notification callback may call back in
         self._marks: dict[str, int] = {}
-        self._now = 0
-        self._session_open_ns = _FAR
-        self._session_close_ns = 0
-        self._session_day = ""
-        self._flatten_at_ns = _FAR
+        self.clock = SessionClock(settings, self.calendar)
+        self.gate = RiskGate()
+        """The pre-trade checks; :meth:`RiskGate.add` appends a rule (account limits)."""
         self._status_asked: dict[str, int] = {}
         self._recovered = False
         self._pumping = False
@@ -153,7 +151,7 @@ class ExecutionManager:
         self.store.replace_projections(self.ledger.all_rows())
         for fid in list(self.ledger.fills)[-self._dedupe.capacity:]:
             self._dedupe.add(fid)
-        self._now = max(now_ns, records[-1].ts_ns if records else 0)
+        self.clock.now = max(now_ns, records[-1].ts_ns if records else 0)
         if isinstance(self.broker, RestorableBroker):
             self.broker.restore(records)
         self._recovered = True
@@ -161,22 +159,22 @@ class ExecutionManager:
         open_ids = [b.signal_id for b in self.ledger.open_brackets()]
         if mismatches:
             self.stats["recovery_mismatch"] += 1
-            self._record("recovery", self._now, {
+            self._record("recovery", self.clock.now, {
                 "decision": "mismatch", "reason": "; ".join(mismatches),
                 "set_state": _state(TradingState.HALTED, HaltKind.ERROR,
                                     "recovery mismatch: " + "; ".join(mismatches[:5]))},
                 [Notification("recovery_mismatch", Severity.CRITICAL, "Trading halted: state does not match the broker",
                               {"mismatches": mismatches[:20], "open_brackets": open_ids})])
         else:
-            self._record("recovery", self._now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
+            self._record("recovery", self.clock.now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
         # Finish whatever a crash interrupted: session duties, decided flattens, bracket invariants.
-        self._complete_session(self._now)
-        self._complete_flattens(self._now)
+        self._complete_session(self.clock.now)
+        self._complete_flattens(self.clock.now)
         for b in list(self.ledger.open_brackets()):
-            self._enforce(b, self._now)
+            self._enforce(b, self.clock.now)
         self.pump()
         if self.ledger.trading.trading_day:
-            self._set_session_times(self._now)
+            self._set_session_times(self.clock.now)
         log.info("execution recovered", records=len(records), open=len(open_ids), mismatches=len(mismatches),
                  state=self.ledger.trading.state.value)
         self.last_recovery = RecoveryReport(not mismatches, len(records), open_ids, mismatches, actions)
@@ -192,7 +190,7 @@ class ExecutionManager:
             bo = broker_orders.get(leg.client_order_id)
             if bo is None:
                 if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-                    self._ask_status(leg.client_order_id, self._now)
+                    self._ask_status(leg.client_order_id, self.clock.now)
                     actions.append(f"status asked for {leg.client_order_id}")
                 elif leg.state != LegState.HELD:
                     mismatches.append(f"{leg.client_order_id} is {leg.state.value} here but unknown to the broker")
@@ -202,21 +200,21 @@ class ExecutionManager:
                 continue
             if bo.state == leg.state:
                 continue
-            day = self._day_of(bo.updated_ns or self._now)
+            day = self._day_of(bo.updated_ns or self.clock.now)
             if bo.state == LegState.CANCELLED:
-                self._record_event("broker_cancelled", bo.updated_ns or self._now,
+                self._record_event("broker_cancelled", bo.updated_ns or self.clock.now,
                                    {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
                                     "day": day, "source": "reconcile"})
                 actions.append(f"{bo.client_order_id} cancelled at broker")
             elif bo.state == LegState.REJECTED:
-                self._record_event("broker_reject", bo.updated_ns or self._now,
+                self._record_event("broker_reject", bo.updated_ns or self.clock.now,
                                    {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
                                     "source": "reconcile"})
                 actions.append(f"{bo.client_order_id} rejected at broker")
             elif bo.state in (LegState.WORKING, LegState.PARTIALLY_FILLED) and leg.state in (
                     LegState.PENDING, LegState.UNKNOWN, LegState.HELD):
                 if leg.state != LegState.HELD:
-                    self._record_event("broker_ack", bo.updated_ns or self._now,
+                    self._record_event("broker_ack", bo.updated_ns or self.clock.now,
                                        {"client_order_id": bo.client_order_id, "source": "reconciled"})
                     actions.append(f"{bo.client_order_id} working at broker")
             elif bo.state == LegState.HELD and leg.state == LegState.WORKING and leg.filled_qty == 0:
@@ -236,7 +234,7 @@ class ExecutionManager:
     def start_session(self, day: dt.date, now_ns: int) -> None:
         """A new trading day: record it, clear daily halts, re-evaluate the tier and check margins."""
         self._require()
-        self._now = max(self._now, now_ns)
+        self.clock.touch(now_ns)
         iso = day.isoformat()
         if iso != self.ledger.trading.trading_day:
             payload: dict[str, Any] = {"day": iso, "mode": self.settings.trading_mode, "symbols": self.symbols}
@@ -260,45 +258,23 @@ class ExecutionManager:
             self.check_margin(dt.date.fromisoformat(day))
 
     def _set_session_times(self, now_ns: int) -> None:
-        day = self.ledger.trading.trading_day
-        sess = self.calendar.session_on(dt.date.fromisoformat(day)) if day else None
-        if sess is None:
-            sess = self.calendar.session_for(now_ns)
-        self._session_open_ns, self._session_close_ns = sess.open_ns, sess.close_ns
-        self._session_day = sess.trading_date.isoformat()
-        self._flatten_at_ns = self._flatten_time(sess.trading_date, sess.close_ns)
-        if not self.ex.auto_flatten or self.ledger.trading.auto_flatten_day == self._session_day:
-            self._flatten_at_ns = _FAR
-
-    def _flatten_time(self, day: dt.date, close_ns: int) -> int:
-        h, m = self._flatten_hm
-        if getattr(self.calendar, "twenty_four_seven", False):  # crypto: five minutes before the day boundary
-            return close_ns - 300 * 1_000_000_000 if self.settings.coinbase.flatten_at_day_end else _FAR
-        # On an early close the flatten comes five minutes before the close instead.
-        return min(local_ns(day, dt.time(h, m), ET), close_ns - 300 * 1_000_000_000)
+        t = self.ledger.trading
+        self.clock.set_times(t.trading_day, t.auto_flatten_day, now_ns)
 
     def _advance(self, ts_ns: int) -> bool:
-        """Event time moved: roll the trading day when a session ended, auto-flatten when it is time.
+        """Event time moved: start a new trading day when the clock rolls, auto-flatten when it is time.
 
-        Only ever rolls forward: a timestamp from before the current session (a stale or garbage time) never
-        takes the trading day back. False when the time is outside the exchange calendar (counted, ignored).
+        False when the time is outside the exchange calendar (counted, ignored).
         """
-        if ts_ns >= self._session_close_ns:
-            try:
-                sess = self.calendar.session_for(ts_ns)
-            except ValueError:
-                self.stats["bad_event_time"] += 1
-                log.error("timestamp outside the exchange calendar", ts_ns=ts_ns)
-                return False
-            if ts_ns > self._now:
-                self._now = ts_ns
-            if sess.trading_date.isoformat() != self.ledger.trading.trading_day:
-                self.start_session(sess.trading_date, ts_ns)
-            else:
-                self._set_session_times(ts_ns)
-        elif ts_ns > self._now:
-            self._now = ts_ns
-        if ts_ns >= self._flatten_at_ns:
+        t = self.ledger.trading
+        step = self.clock.advance(ts_ns, t.trading_day, t.auto_flatten_day)
+        if not step.ok:
+            self.stats["bad_event_time"] += 1
+            log.error("timestamp outside the exchange calendar", ts_ns=ts_ns)
+            return False
+        if step.new_day is not None:
+            self.start_session(step.new_day, ts_ns)
+        if ts_ns >= self.clock.flatten_at_ns:
             self.auto_flatten(ts_ns)
         return True
 
@@ -313,7 +289,7 @@ class ExecutionManager:
             return Verdict(intent.signal_id, False, "duplicate signal id", duplicate=True)
         if not self._advance(intent.ts_ns):
             reason, symbol, qty = "timestamp outside the exchange calendar", "", 0
-        elif intent.ts_ns < self._session_open_ns:
+        elif intent.ts_ns < self.clock.open_ns:
             reason, symbol, qty = "intent from before the current session", "", 0
         else:
             reason, symbol, qty = self._gate(intent)
@@ -325,7 +301,7 @@ class ExecutionManager:
             "confidence": float(intent.confidence), "pattern": intent.pattern, "regime": intent.regime,
             "reasons": list(intent.reasons), "verdict": "rejected" if reason else "taken", "reason": reason,
             "traded_symbol": symbol, "traded_qty": qty, "tick_value_cents": tick_value,
-            "armed_ns": max(intent.ts_ns, self._now),
+            "armed_ns": max(intent.ts_ns, self.clock.now),
         }
         self._record("signal", intent.ts_ns, payload)
         if reason:
@@ -339,38 +315,27 @@ class ExecutionManager:
         return Verdict(intent.signal_id, True, "", symbol, qty)
 
     def _gate(self, intent: OrderIntent) -> tuple[str, str, int]:
+        d = self.gate.evaluate(self._gate_view(), intent)
+        if d.margin_needed is not None:  # journal today's margin figure for that contract, then decide
+            self.check_margin(dt.date.fromisoformat(d.margin_needed.day), [d.margin_needed.symbol])
+            d = self.gate.evaluate(self._gate_view(), intent)
+        return d.reason, d.symbol, d.quantity
+
+    def _gate_view(self) -> GateView:
         t = self.ledger.trading
-        if t.state != TradingState.ACTIVE:
-            return f"trading {t.state.value}: {t.reason}", "", 0
-        problem = _intent_problem(intent)
-        if problem:
-            return f"invalid intent: {problem}", "", 0
-        tier = self._current_tier()
-        symbol, qty = choose_contract(self.settings, tier, intent.symbol, intent.quantity)
-        if qty <= 0:
-            return "size 0 after tier/size limits", symbol, 0
-        day = self.ledger.trading.trading_day or self._session_day
-        if day and (day, symbol) not in self.ledger.margin:
-            self.check_margin(dt.date.fromisoformat(day), [symbol])
-        m = self.ledger.margin.get((day, symbol))
-        if m is not None and not m["ok"]:
-            return (f"margin {fmt_cents(m['margin_cents'])} above limit {fmt_cents(m['limit_cents'])} "
-                    f"for {symbol} on {day}"), symbol, qty
-        if self.ledger.trading.state != TradingState.ACTIVE:  # the margin check may just have halted us
-            return f"trading {t.state.value}: {t.reason}", symbol, qty
-        for b in self.ledger.open_brackets():
-            if same_family(b.symbol, symbol):
-                return f"bracket {b.signal_id} still open on {family(symbol)}", symbol, qty
-        return "", symbol, qty
+        return GateView(self.settings, t.state, t.reason, self._current_tier(), t.trading_day or self.clock.day,
+                        self.ledger.margin, [(b.signal_id, b.symbol) for b in self.ledger.open_brackets()],
+                        self.ledger.balance_cents, self.day_pnl_cents())
 
     def on_market_event(self, ev: MarketEvent) -> None:
         """Per market event: cheap unless something is working or open on the symbol."""
         ts = ev.ts_event
-        if ts >= self._session_close_ns or ts >= self._flatten_at_ns:
+        clock = self.clock
+        if ts >= clock.close_ns or ts >= clock.flatten_at_ns:
             if not self._advance(ts):
                 return
-        elif ts > self._now:
-            self._now = ts
+        elif ts > clock.now:
+            clock.now = ts
         if isinstance(ev, Trade):
             self._marks[ev.symbol] = ev.price
         self.broker.on_market_event(ev)
@@ -425,9 +390,9 @@ class ExecutionManager:
         if problem:
             self.stats["bad_broker_event"] += 1
             log.error("malformed broker event dropped", problem=problem, broker_event=repr(ev))
-            self._record("anomaly", self._now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
+            self._record("anomaly", self.clock.now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
                          [Notification("execution_anomaly", Severity.CRITICAL, "Malformed broker event dropped",
-                                       {"problem": problem, "event": repr(ev)[:300]}, self._now)])
+                                       {"problem": problem, "event": repr(ev)[:300]}, self.clock.now)])
             return
         if isinstance(ev, Fill):
             with self._fill_lock:  # audit C1: the duplicate check and the record are one atomic step
@@ -458,9 +423,9 @@ class ExecutionManager:
                                                              "stop_price": ev.stop_price})
         elif isinstance(ev, StatusReport):
             self._status_asked.pop(ev.client_order_id, None)
-            self._record_event("broker_status", ev.ts_ns or self._now, {
+            self._record_event("broker_status", ev.ts_ns or self.clock.now, {
                 "client_order_id": ev.client_order_id, "state": ev.state.value if ev.state else None,
-                "filled_qty": ev.filled_qty, "day": self._day_of(ev.ts_ns or self._now)})
+                "filled_qty": ev.filled_qty, "day": self._day_of(ev.ts_ns or self.clock.now)})
 
     def on_exit_signal(self, symbol: str, ts_ns: int, reason: str, threatens: str | None = None) -> str:
         """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market.
@@ -469,7 +434,7 @@ class ExecutionManager:
         brackets on that side are affected (``None``: both sides, for a signal that does not say)."""
         self._require()
         if not self._advance(ts_ns):
-            ts_ns = self._now
+            ts_ns = self.clock.now
         want = Side.BUY if threatens == "long" else Side.SELL if threatens == "short" else None
         affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0
                     and (want is None or b.side == want)]
@@ -520,12 +485,11 @@ class ExecutionManager:
         if not self.ex.auto_flatten:
             return False
         try:
-            sess = self.calendar.session_for(now_ns)
+            day = self.clock.flatten_due_on(now_ns)
         except ValueError:
             self.stats["bad_event_time"] += 1
             return False
-        day = sess.trading_date.isoformat()
-        if now_ns < self._flatten_time(sess.trading_date, sess.close_ns) or self.ledger.trading.auto_flatten_day == day:
+        if day is None or self.ledger.trading.auto_flatten_day == day:
             return False
         open_now = self.ledger.open_brackets()
         payload: dict[str, Any] = {
@@ -537,8 +501,7 @@ class ExecutionManager:
         self._record("auto_flatten", now_ns, payload, [Notification(
             "auto_flatten", Severity.INFO, "Auto-flatten: end of day",
             {"day": day, "open_brackets": len(open_now), "time_et": self.ex.auto_flatten_time}, now_ns)])
-        if day == self._session_day:
-            self._flatten_at_ns = _FAR
+        self.clock.flattened(day)
         self._complete_flattens(now_ns)
         return True
 
@@ -551,7 +514,7 @@ class ExecutionManager:
         notes = [Notification("margin_high", Severity.WARNING, "Not trading: margin above the limit", {
             "day": day.isoformat(),
             "symbols": {r.symbol: f"{fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}" for r in blocked},
-        }, self._now)] if blocked else []
+        }, self.clock.now)] if blocked else []
         payload: dict[str, Any] = {"day": day.isoformat(), "results": [
             {"symbol": r.symbol, "margin_cents": r.margin_cents, "limit_cents": r.limit_cents, "ok": r.ok,
              "source": r.source} for r in results]}
@@ -566,8 +529,8 @@ class ExecutionManager:
                 payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
                 notes.append(Notification("trading_state", Severity.INFO, "Trading resumed",
                                           {"state": "active", "kind": "", "reason": "margin within limits"},
-                                          self._now))
-        self._record("margin_check", self._now, payload, notes)
+                                          self.clock.now))
+        self._record("margin_check", self.clock.now, payload, notes)
         return results
 
     def halt(self, reason: str, now_ns: int, kind: HaltKind = HaltKind.OPERATOR) -> None:
@@ -587,7 +550,7 @@ class ExecutionManager:
     def flatten(self, reason: str, now_ns: int, symbol: str | None = None) -> int:
         """Close every open bracket (or those on ``symbol``'s family) at market; returns how many."""
         self._require()
-        self._now = max(self._now, now_ns)
+        self.clock.touch(now_ns)
         n = 0
         for b in list(self.ledger.open_brackets()):
             if symbol is None or same_family(b.symbol, symbol):
@@ -640,7 +603,7 @@ class ExecutionManager:
 
     def flush_marks(self) -> None:
         """Persist last prices for ``tradebot status`` (call from the heartbeat, not per tick)."""
-        self.store.set_marks(self._marks, self._now)
+        self.store.set_marks(self._marks, self.clock.now)
 
     def snapshot(self) -> dict[str, Any]:
         t = self.ledger.trading
@@ -664,9 +627,7 @@ class ExecutionManager:
         return [b for b in self.ledger.live.values() if b.state in (BracketState.PENDING, BracketState.UNKNOWN)]
 
     def _day_of(self, ts_ns: int) -> str:
-        if self._session_open_ns <= ts_ns < self._session_close_ns:
-            return self._session_day
-        return self.calendar.session_for(ts_ns).trading_date.isoformat()
+        return self.clock.day_of(ts_ns)
 
     def _traded_symbols(self) -> list[str]:
         tier = self._current_tier()
@@ -940,27 +901,4 @@ def _event_problem(ev: object) -> str:
             return f"fill for unknown contract {ev.symbol!r}"
     if not isinstance(ev, Ack | Reject | Fill | Cancelled | Modified | StatusReport):
         return f"unknown event type {type(ev).__name__}"
-    return ""
-
-
-def _intent_problem(intent: OrderIntent) -> str:
-    if intent.quantity <= 0:
-        return "quantity must be positive"
-    try:
-        spec_for(intent.symbol)
-    except UnknownContractError:
-        return f"unknown contract {intent.symbol}"
-    if intent.side not in (Side.BUY, Side.SELL):
-        return "side must be BUY or SELL"
-    long = intent.side == Side.BUY
-    if (intent.stop_price >= intent.target_price) if long else (intent.stop_price <= intent.target_price):
-        return "stop must be on the losing side of the target"
-    if intent.entry_type != EntryType.MARKET:
-        e = intent.entry_price
-        if e is None:
-            return f"{intent.entry_type.value} entry needs a price"
-        lo, hi = (intent.stop_price, intent.target_price) if long else (intent.target_price, intent.stop_price)
-        inside = lo < e < hi
-        if not inside:
-            return "entry must lie between stop and target"
     return ""

@@ -24,7 +24,7 @@ from tradebot.core.calendar import ET, ExchangeCalendar, Session, local_ns
 from tradebot.core.config import Settings, parse_hhmm
 from tradebot.core.contracts import spec_for
 from tradebot.core.orders import OrderIntent
-from tradebot.execution.manager import _intent_problem
+from tradebot.execution.gate import intent_problem
 from tradebot.execution.risk import (
     Tier,
     choose_contract,
@@ -147,7 +147,7 @@ class ExecutionModel:
             return False  # the manager rolls to the next session: an intent from before it
         if self.ex.auto_flatten and not self.flattened and max(self._time_at(pos), t) >= self.flatten_at:
             self.flattened = self.halted = True
-        if t < self.session.open_ns or self.halted or _intent_problem(intent):
+        if t < self.session.open_ns or self.halted or intent_problem(intent):
             return False
         symbol, qty = choose_contract(self.settings, self.tier, intent.symbol, intent.quantity)
         if qty <= 0 or not self._margin(symbol):
