@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tradebot.core.blackouts import BlackoutFileError, load_blackouts, parse_blackouts
 from tradebot.core.calendar import ET, NS, UTC, to_ns
-from tradebot.regime.blackouts import BlackoutFileError, load_blackouts, parse_blackouts
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data" / "samples"

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tradebot.core.blackouts import Blackout, BlackoutSchedule
 from tradebot.core.calendar import CT, ET, NS, UTC, calendar_for, from_ns, local_ns, to_ns
 from tradebot.core.config import RegimeSettings
 from tradebot.core.contracts import spec_for
 from tradebot.orderflow.footprint import FootprintBar, make_bar
-from tradebot.regime.blackouts import Blackout, BlackoutSchedule
 from tradebot.regime.detector import Regime, RegimeCode, RegimeDetector, RegimeState
 from tradebot.regime.indicators import adx, adx_lookback, atr, atr_lookback, ema, ema_lookback
 from tradebot.regime.structure import Structure, structure_lookback

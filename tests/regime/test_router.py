@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tradebot.core.calendar import CT, NS, calendar_for, to_ns
-from tradebot.core.config import ConfigError, Settings, load_settings
+from tradebot.core.config import ConfigError, RoutingTableError, Settings, load_settings, load_table_file
 from tradebot.core.contracts import CONTRACTS, ContractSpec, spec_for
 from tradebot.core.orders import EntryType, make_signal_id
 from tradebot.core.types import BookUpdate, Side, SideRule, StatusEvent, Trade
@@ -26,7 +26,7 @@ from tradebot.orderflow.microstructure import MicrostructureSnapshot, Microstruc
 from tradebot.orderflow.profile import ProfileSnapshot, ValueArea
 from tradebot.regime.decisions import ConfirmationStatus, ReasonCode, Verdict, format_decision
 from tradebot.regime.detector import Regime, RegimeState
-from tradebot.regime.router import DEFAULT_TABLE, Router, RouterContext, RoutingTableError, load_table_file
+from tradebot.regime.router import DEFAULT_TABLE, Router, RouterContext
 
 ES = spec_for("ES")
 CAL = calendar_for("equity")

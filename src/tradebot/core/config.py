@@ -8,17 +8,33 @@ variable: see :func:`load_settings`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tradebot.core.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.core.contracts import CONTRACTS, root_of
+from tradebot.core.signals import Direction, Pattern, Regime
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -382,20 +398,31 @@ class RegimeSettings(BaseModel):
         "", description="HH:MM-HH:MM[,...] in trading_windows_tz when entries are allowed; empty = whole session "
         "(seed 000: 07:00-10:00)")
     trading_windows_tz: str = Field("America/New_York", description="IANA zone of trading_windows (DST-correct)")
-    blackout_file: Path | None = Field(
-        None, description="CSV or JSON of news blackouts (FOMC, CPI); see data/samples/blackouts.example.csv")
     blackout_tz: str = Field(
         "America/New_York", description="zone of blackout times that carry no offset and no tz column")
+    blackout_file: Annotated[BlackoutSchedule | None, NoDecode] = Field(
+        None, description="CSV or JSON of news blackouts (FOMC, CPI); see data/samples/blackouts.example.csv")
+    """Read once, at load: a bad file fails at startup with every bad line named (held as the parsed schedule;
+    it dumps as its path)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     @field_validator("blackout_file", mode="before")
     @classmethod
-    def _no_file(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v  # an empty .env value means "none"
+    def _load_blackouts(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, BlackoutSchedule) or v is None:
+            return v
+        if isinstance(v, str) and not v.strip():
+            return None  # an empty .env value means "none"
+        if not isinstance(v, str | Path):
+            raise ValueError("give the path of a blackout file")
+        path = _anchored(Path(v))
+        assert path is not None
+        return load_blackouts(path, info.data.get("blackout_tz", "America/New_York"))
 
-    @field_validator("blackout_file")
-    @classmethod
-    def _anchor_blackouts(cls, v: Path | None) -> Path | None:
-        return _anchored(v)
+    @field_serializer("blackout_file")
+    def _blackout_path(self, v: BlackoutSchedule | None) -> str | None:
+        return None if v is None else v.source
 
     @field_validator("trading_windows")
     @classmethod
@@ -409,14 +436,6 @@ class RegimeSettings(BaseModel):
         return _check_zone(v)
 
     @model_validator(mode="after")
-    def _blackouts(self) -> RegimeSettings:
-        if self.blackout_file is not None:
-            from tradebot.regime.blackouts import load_blackouts  # lazy: the regime stage imports this module
-
-            load_blackouts(self.blackout_file, self.blackout_tz)  # a bad file fails at startup, every line named
-        return self
-
-    @model_validator(mode="after")
     def _periods(self) -> RegimeSettings:
         if self.ema_fast >= self.ema_slow:
             raise ValueError(f"ema_fast ({self.ema_fast}) must be shorter than ema_slow ({self.ema_slow})")
@@ -425,27 +444,96 @@ class RegimeSettings(BaseModel):
         return self
 
 
+class RoutingTableError(ValueError):
+    """A routing-table row that names an unknown regime or pattern, or tries to trade in NO_TRADE."""
+
+
+def route_regime(name: Any) -> Regime:
+    """The regime a routing-table row is keyed by (case and spaces forgiven); NO_TRADE's row is fixed."""
+    key = str(name).strip().upper()
+    if key not in Regime.__members__:
+        raise RoutingTableError(f"unknown regime {name!r}; known: {', '.join(Regime)}")
+    if key == Regime.NO_TRADE:
+        raise RoutingTableError("NO_TRADE never trades: its row cannot be overridden")
+    return Regime(key)
+
+
 class RouteOverride(BaseModel):
     """One regime's row of the routing table; unset fields keep the built-in default (regime/router.py)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    patterns: list[str] | None = None
-    directions: list[Literal["LONG", "SHORT"]] | None = None
+    patterns: tuple[Pattern, ...] | None = None
+    directions: tuple[Direction, ...] | None = None
     size_multiplier: float | None = Field(None, ge=0, le=10)
     min_strength: float | None = Field(None, ge=0, le=1)
     min_confidence: float | None = Field(None, ge=0, le=1)
     location: Literal["any", "extreme"] | None = None
     style: Literal["trend", "reversion"] | None = None
 
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _pattern_names(cls, v: Any) -> Any:
+        if not isinstance(v, list | tuple):
+            return v
+        out: list[Pattern] = []
+        for p in v:
+            key = str(p).strip().upper()
+            if key not in Pattern.__members__:
+                raise ValueError(f"unknown pattern {p!r}; known: {', '.join(Pattern)}")
+            if Pattern(key) not in out:
+                out.append(Pattern(key))
+        return tuple(out)
+
+
+def route_rows(doc: Any) -> Any:
+    """Routing-table rows keyed by :class:`Regime` (validation of the rows themselves is pydantic's)."""
+    if not isinstance(doc, Mapping):
+        return doc
+    return {route_regime(k): row for k, row in doc.items()}
+
+
+def load_table_file(path: Path | str) -> dict[Regime, RouteOverride]:
+    """A JSON file of routing-table overrides, ``{regime: row}``; :class:`RoutingTableError` names the file."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RoutingTableError(f"{p}: cannot read routing table ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoutingTableError(f"{p}: not a JSON object of regime rows ({exc})") from None
+    if not isinstance(doc, dict):
+        raise RoutingTableError(f"{p}: expected a JSON object {{regime: row}}")
+    out: dict[Regime, RouteOverride] = {}
+    for name, row in doc.items():
+        try:
+            out[route_regime(name)] = RouteOverride.model_validate(row)
+        except RoutingTableError as exc:
+            raise RoutingTableError(f"{p}: {exc}") from None
+        except ValidationError as exc:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise RoutingTableError(f"{p}: {name}: {msgs}") from None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTableFile:
+    """A routing-table file as read at load: its path (what the settings dump shows) and its validated rows."""
+
+    path: Path
+    rows: Mapping[Regime, RouteOverride]
+
 
 class RouterSettings(BaseModel):
     """Strategy router: regime table, confluence scoring (seed 004), cooldown, stops and targets."""
 
-    table: dict[str, RouteOverride] = Field(
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    table: dict[Regime, RouteOverride] = Field(
         default_factory=dict,
         description='routing-table overrides per regime, JSON: {"VOLATILE": {"size_multiplier": 0.25}}')
-    table_file: Path | None = Field(None, description="JSON file of routing-table overrides (applied before table)")
+    table_file: Annotated[RouteTableFile | None, NoDecode] = Field(
+        None, description="JSON file of routing-table overrides (applied before table)")
     base_size: int = Field(1, ge=1, le=1000, description="contracts before the regime multiplier")
     cooldown_seconds: int = Field(300, ge=0, description="per symbol: no new signal this long after a taken one")
     stop_mode: Literal["fixed", "atr"] = Field(
@@ -482,28 +570,28 @@ class RouterSettings(BaseModel):
         parse_root_map(v)
         return v
 
-    @field_validator("table")
+    @field_validator("table", mode="before")
     @classmethod
-    def _table(cls, v: dict[str, RouteOverride]) -> dict[str, RouteOverride]:
-        from tradebot.regime.router import check_overrides  # lazy: the regime stage imports this module
-
-        check_overrides(v)
-        return v
+    def _table(cls, v: Any) -> Any:
+        return route_rows(v)
 
     @field_validator("table_file", mode="before")
     @classmethod
-    def _no_file(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v  # an empty .env value means "none"
+    def _table_file(cls, v: Any) -> Any:
+        """Read once, at load (held as its rows; it dumps as its path)."""
+        if isinstance(v, RouteTableFile) or v is None:
+            return v
+        if isinstance(v, str) and not v.strip():
+            return None  # an empty .env value means "none"
+        if not isinstance(v, str | Path):
+            raise ValueError("give the path of a JSON routing-table file")
+        path = _anchored(Path(v))
+        assert path is not None
+        return RouteTableFile(path, load_table_file(path))
 
-    @field_validator("table_file")
-    @classmethod
-    def _table_file(cls, v: Path | None) -> Path | None:
-        v = _anchored(v)
-        if v is not None:
-            from tradebot.regime.router import check_overrides, load_table_file
-
-            check_overrides(load_table_file(v))
-        return v
+    @field_serializer("table_file")
+    def _table_path(self, v: RouteTableFile | None) -> str | None:
+        return None if v is None else str(v.path)
 
 
 class FilterSettings(BaseModel):

@@ -8,41 +8,10 @@ against each other (how far past the threshold), not a probability of success.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from dataclasses import dataclass
 
-from tradebot.core.types import Side
-
-
-class Pattern(enum.StrEnum):
-    BUY_IMBALANCE = "BUY_IMBALANCE"
-    SELL_IMBALANCE = "SELL_IMBALANCE"
-    STACKED_BUY_IMBALANCE = "STACKED_BUY_IMBALANCE"
-    STACKED_SELL_IMBALANCE = "STACKED_SELL_IMBALANCE"
-    BUYING_EXHAUSTION = "BUYING_EXHAUSTION"
-    SELLING_EXHAUSTION = "SELLING_EXHAUSTION"
-    BUYING_ABSORPTION = "BUYING_ABSORPTION"
-    SELLING_ABSORPTION = "SELLING_ABSORPTION"
-    DELTA_DIVERGENCE = "DELTA_DIVERGENCE"
-    UNFINISHED_BUSINESS = "UNFINISHED_BUSINESS"
-    VOLUME_IMBALANCE = "VOLUME_IMBALANCE"
-    """Seed 004's bar imbalance ratio (bar totals only: also computable from bar data)."""
-    RED_BURST = "RED_BURST"
-    """Seed 000's volume spike with a sell majority, as a SHORT trigger (bar totals only)."""
-
-
-class Direction(enum.StrEnum):
-    LONG = "LONG"
-    SHORT = "SHORT"
-
-    @property
-    def side(self) -> Side:
-        """The order side that opens a position in this direction."""
-        return Side.BUY if self is Direction.LONG else Side.SELL
-
-    @property
-    def sign(self) -> int:
-        return 1 if self is Direction.LONG else -1
+from tradebot.core.signals import Direction as Direction
+from tradebot.core.signals import Pattern as Pattern
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,23 +43,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tradebot.core.blackouts import BlackoutSchedule
 from tradebot.core.calendar import NS, ExchangeCalendar, Session, calendar_for, from_ns
 from tradebot.core.config import RegimeSettings, Settings, parse_time_windows
 from tradebot.core.contracts import ContractSpec
 from tradebot.core.display import fmt_ts
 from tradebot.core.logging import get_logger
+from tradebot.core.signals import Regime as Regime
 from tradebot.orderflow.footprint import FootprintBar
-from tradebot.regime.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.regime.indicators import AdxStream, AtrStream, EmaStream, VwapStream
 from tradebot.regime.structure import MarketStructureStream, Structure
-
-
-class Regime(enum.StrEnum):
-    TRENDING_UP = "TRENDING_UP"
-    TRENDING_DOWN = "TRENDING_DOWN"
-    RANGING = "RANGING"
-    VOLATILE = "VOLATILE"
-    NO_TRADE = "NO_TRADE"
 
 
 class RegimeCode(enum.StrEnum):
@@ -159,8 +152,7 @@ class RegimeDetector:
         self._cal = calendar or calendar_for(spec.session)
         self._log = logger if logger is not None else get_logger("tradebot.regime.detector")
         if blackouts is None:
-            blackouts = (load_blackouts(s.blackout_file, s.blackout_tz) if s.blackout_file is not None
-                         else BlackoutSchedule.of(()))
+            blackouts = s.blackout_file if s.blackout_file is not None else BlackoutSchedule.of(())
         self.blackouts = blackouts
         self._windows = [(dt.time(*a), dt.time(*b)) for a, b in parse_time_windows(s.trading_windows)]
         self._window_tz = ZoneInfo(s.trading_windows_tz)

@@ -60,16 +60,12 @@ else the bar's close); limit entries are placed at that price.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import ValidationError
 
 from tradebot.core.calendar import NS, ExchangeCalendar
 from tradebot.core.config import RouteOverride, RouterSettings, Settings, parse_root_map
@@ -128,38 +124,15 @@ DEFAULT_TABLE: Mapping[Regime, RouteRule] = {
 }
 
 
-class RoutingTableError(ValueError):
-    pass
-
-
-def _regime_key(name: str) -> Regime:
-    try:
-        return Regime(name.strip().upper())
-    except ValueError:
-        raise RoutingTableError(f"unknown regime {name!r}; known: {', '.join(Regime)}") from None
-
-
-def check_overrides(overrides: Mapping[str, RouteOverride]) -> None:
-    """Raise :class:`RoutingTableError` for unknown regimes/patterns or an attempt to trade in NO_TRADE."""
-    for name, ov in overrides.items():
-        regime = _regime_key(name)
-        if regime is Regime.NO_TRADE:
-            raise RoutingTableError("NO_TRADE never trades: its row cannot be overridden")
-        for p in ov.patterns or ():
-            if p.strip().upper() not in Pattern.__members__:
-                raise RoutingTableError(f"{name}: unknown pattern {p!r}; known: {', '.join(Pattern)}")
-
-
 def apply_overrides(table: Mapping[Regime, RouteRule],
-                    overrides: Mapping[str, RouteOverride]) -> dict[Regime, RouteRule]:
-    check_overrides(overrides)
+                    overrides: Mapping[Regime, RouteOverride]) -> dict[Regime, RouteRule]:
+    """``table`` with each override's set fields replacing the row's (the settings validated them at load)."""
     out = dict(table)
-    for name, ov in overrides.items():
-        regime = _regime_key(name)
+    for regime, ov in overrides.items():
         r = out[regime]
         out[regime] = RouteRule(
-            patterns=r.patterns if ov.patterns is None else frozenset(Pattern(p.strip().upper()) for p in ov.patterns),
-            directions=r.directions if ov.directions is None else frozenset(Direction(d) for d in ov.directions),
+            patterns=r.patterns if ov.patterns is None else frozenset(ov.patterns),
+            directions=r.directions if ov.directions is None else frozenset(ov.directions),
             size_multiplier=r.size_multiplier if ov.size_multiplier is None else ov.size_multiplier,
             min_strength=r.min_strength if ov.min_strength is None else ov.min_strength,
             min_confidence=r.min_confidence if ov.min_confidence is None else ov.min_confidence,
@@ -169,31 +142,11 @@ def apply_overrides(table: Mapping[Regime, RouteRule],
     return out
 
 
-def load_table_file(path: Path | str) -> dict[str, RouteOverride]:
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RoutingTableError(f"{p}: cannot read routing table ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RoutingTableError(f"{p}: not a JSON object of regime rows ({exc})") from None
-    if not isinstance(doc, dict):
-        raise RoutingTableError(f"{p}: expected a JSON object {{regime: row}}")
-    out = {}
-    for name, row in doc.items():
-        try:
-            out[str(name)] = RouteOverride.model_validate(row)
-        except ValidationError as exc:
-            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise RoutingTableError(f"{p}: {name}: {msgs}") from None
-    return out
-
-
 def build_table(settings: RouterSettings) -> dict[Regime, RouteRule]:
     """The defaults, then the table file, then the inline JSON table."""
     table = dict(DEFAULT_TABLE)
     if settings.table_file is not None:
-        table = apply_overrides(table, load_table_file(settings.table_file))
+        table = apply_overrides(table, settings.table_file.rows)
     return apply_overrides(table, settings.table)
 
 
