@@ -236,6 +236,64 @@ class WatchdogSettings(BaseModel):
     report_at: str = Field("16:05", description="end-of-day health report time, America/New_York (HH:MM)")
 
 
+class PropFirmSettings(BaseModel):
+    """Prop-firm account rules (Topstep and the like), checked before every entry; see README."""
+
+    profile: str = Field(
+        "", description="account profile from the profiles file (topstep-50k, topstep-100k, topstep-150k); "
+        "empty = no prop-firm rules. VERIFY the profile's values with your firm")
+    profiles_file: Path | None = Field(
+        None, description="TOML file of profiles replacing the built-in src/tradebot/data/propfirms.toml")
+    alert_steps: str = Field(
+        "50,25,10", description="alert when the headroom left to a loss limit falls to these percentages")
+    stop_within_headroom: bool = Field(
+        True, description="refuse an entry whose stop-out loss would reach a loss limit's headroom")
+    balance: Decimal | None = Field(
+        None, gt=0, description="the account's balance at the firm when the bot first runs on it (USD); "
+        "empty = the profile's account size. Used once, before the journal holds prop-firm state")
+    high_water: Decimal | None = Field(
+        None, gt=0, description="the firm's current balance high-water mark when the bot first runs on it (USD)")
+    intraday_journal_step: Decimal = Field(
+        Decimal(10), gt=0, description="intraday trailing: a new equity peak is journaled once it rises this many "
+        "USD (a restart forgets less than this of a peak)")
+
+    @field_validator("profiles_file", mode="before")
+    @classmethod
+    def _no_file(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("profiles_file")
+    @classmethod
+    def _anchor_profiles(cls, v: Path | None) -> Path | None:
+        return _anchored(v)
+
+    @field_validator("alert_steps")
+    @classmethod
+    def _steps(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            if not part.isdigit() or not 0 < int(part) < 100:
+                raise ValueError(f"{part!r}: each step is a whole percentage between 1 and 99")
+        return v
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> PropFirmSettings:
+        """A profile name that is not in the file (a typo) fails at startup, with the names that are."""
+        if not self.profile:
+            return self
+        import tomllib
+        from importlib import resources
+
+        try:
+            text = (self.profiles_file.read_text(encoding="utf-8") if self.profiles_file is not None
+                    else resources.files("tradebot").joinpath("data/propfirms.toml").read_text(encoding="utf-8"))
+            names = list(tomllib.loads(text))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read the prop-firm profiles file: {exc}") from None
+        if self.profile not in names:
+            raise ValueError(f"unknown prop-firm profile {self.profile!r}; the profiles file has: {', '.join(names)}")
+        return self
+
+
 class ExecutionSettings(BaseModel):
     """Execution: paper fills, daily risk, capital tiers, margin protection, the state database."""
 
@@ -747,6 +805,7 @@ class Settings(BaseSettings):
     profile: ProfileSettings = ProfileSettings()
     microstructure: MicrostructureSettings = MicrostructureSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    propfirm: PropFirmSettings = PropFirmSettings()
     regime: RegimeSettings = RegimeSettings()
     router: RouterSettings = RouterSettings()
     filters: FilterSettings = FilterSettings()
