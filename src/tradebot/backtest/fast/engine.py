@@ -21,6 +21,7 @@ from tradebot.backtest.fast.bars import BarSeries, Trades, build_bars
 from tradebot.backtest.fast.context import ContextBuilder
 from tradebot.backtest.fast.execution import ExecutionModel
 from tradebot.backtest.fast.load import DayColumns, UnsupportedError, load_day
+from tradebot.backtest.fast.support import fast_supported
 from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
@@ -31,23 +32,6 @@ from tradebot.orderflow.patterns import PatternEngine
 from tradebot.regime.decisions import Confirmation, Decision
 from tradebot.regime.detector import RegimeDetector, RegimeState
 from tradebot.regime.router import Router, RouterContext, RouteRule
-
-
-def fast_supported(settings: Settings) -> str | None:
-    """Why these settings need the event path (``None``: the fast path reproduces them exactly)."""
-    if settings.order_flow_exit_mode == "auto":
-        return "ORDER_FLOW_EXIT_MODE=auto (order-flow exit signals close positions tick by tick)"
-    if settings.router.entry_type != "market":
-        return f"router.entry_type={settings.router.entry_type} (only market entries are modelled)"
-    ex = settings.execution
-    if ex.limit_fill_rule != "through":
-        return f"execution.limit_fill_rule={ex.limit_fill_rule} (queue position is not modelled)"
-    v = settings.validation
-    if v.check_staleness:
-        return "validation.check_staleness (depends on the wall clock)"
-    if v.out_of_order_ms > 0:
-        return "validation.out_of_order_ms > 0 (late prints joining open bars are not modelled)"
-    return None
 
 
 def read_depths(settings: Settings) -> tuple[int, ...]:
