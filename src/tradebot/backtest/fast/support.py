@@ -170,6 +170,12 @@ FIELDS: dict[str, Classification] = _table(
             "auto_flatten", "auto_flatten_time", "starting_balance", "tiers_enabled", "tiers", "max_position_size",
             "margin_overrides", "margin_limits"),
     _fields("execution", Irrelevant("tradebot status only"), "heartbeat_stale_seconds"),
+    # --- prop-firm account rules ------------------------------------------------------------------------------
+    _fields("propfirm", EventPath(lambda v: not v, "propfirm.profile={value} (prop-firm account rules are not "
+                                                   "modelled)"), "profile"),
+    _fields("propfirm", Irrelevant("only with propfirm.profile set, which runs the event path"), "profiles_file",
+            "stop_within_headroom", "balance", "high_water", "intraday_journal_step"),
+    _fields("propfirm", Irrelevant("headroom alerts only"), "alert_steps"),
     # --- regime, router, filters --------------------------------------------------------------------------
     _fields("regime", _REGIME, "adx_period", "atr_period", "ema_fast", "ema_slow", "structure_lookback",
             "adx_trend_threshold", "volatile_percentile", "atr_history_bars", "atr_min_history", "session_basis",
