@@ -24,9 +24,10 @@ from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent
 from tradebot.execution.broker import Broker
 from tradebot.execution.ledger import Bracket
-from tradebot.execution.manager import ExecutionManager, NotificationSink, RecoveryReport
+from tradebot.execution.manager import ExecutionManager, NotificationSink
 from tradebot.execution.model import TERMINAL_BRACKET, Verdict
 from tradebot.execution.paper import PaperBroker, PaperConfig
+from tradebot.execution.reconcile import RecoveryReport
 from tradebot.execution.risk import same_family
 from tradebot.ops.scheduler import DailyJob, Scheduler
 from tradebot.orderflow.alerts import AlertKind

@@ -315,6 +315,13 @@ class ExecutionSettings(BaseModel):
         0, ge=0, description="paper, queue rule: contracts traded at the limit price before ours fill")
     submit_timeout_seconds: float = Field(5.0, gt=0, description="no broker answer: order UNKNOWN, then queried")
     fill_dedupe_size: int = Field(1000, ge=10, description="fill ids remembered in memory (the DB is the backstop)")
+    reconcile_seconds: float = Field(
+        10.0, gt=0, description="live: seconds between checks of broker positions, orders, fills against the journal")
+    protect_seconds: float = Field(
+        3.0, gt=0, description="live: an open position's stop must be confirmed working at the broker within this; "
+        "else it is re-placed, and after as long again the position is flattened")
+    connect_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="live: longest wait between broker connection attempts (backoff doubles from 1 s)")
     flatten_on_limit: bool = Field(True, description="flatten open positions when a daily limit is reached")
     limits_include_unrealized: bool = Field(True, description="daily limits count open P&L at the last price")
     auto_flatten: bool = Field(True, description="flatten everything at auto_flatten_time")
@@ -758,6 +765,9 @@ class Settings(BaseSettings):
         description="https://discord.com/api/webhooks/<id>/<token> (plain http:// only to a stand-in on this machine)")
     trading_symbol: str = Field("MES", validation_alias="TRADING_SYMBOL")
     trading_mode: Literal["paper", "live"] = Field("paper", validation_alias="TRADING_MODE")
+    trading_broker: Literal["projectx", "rithmic"] | None = Field(
+        None, validation_alias="TRADING_BROKER",
+        description="live mode's broker (projectx: TopstepX and other ProjectX firms; rithmic); paper ignores it")
     daily_profit_target: Decimal = Field(Decimal(500), gt=0, validation_alias="DAILY_PROFIT_TARGET")
     daily_loss_limit: Decimal = Field(Decimal(-300), lt=0, validation_alias="DAILY_LOSS_LIMIT")
     mes_margin_limit: Decimal = Field(Decimal(40), gt=0, validation_alias="MES_MARGIN_LIMIT")

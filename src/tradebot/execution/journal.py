@@ -78,6 +78,10 @@ class JournalKind(enum.StrEnum):
     """The daily profit target or loss limit was reached."""
     RECOVERY = "recovery"
     """Start-up reconciliation with the broker: ok, or a mismatch that halts trading."""
+    RECONCILE = "reconcile"
+    """Live, every N seconds: a mismatch with the broker seen on two checks in a row halts trading."""
+    PROTECT_REQUEST = "protect_request"
+    """Live, no naked position: a stand-alone stop re-placed for an open position (old stop cancelled)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -371,10 +375,37 @@ class RecoveryChecked:
     set_state: StateChange | None = None
 
 
+@journal_event(JournalKind.RECONCILE)
+@dataclass(frozen=True, slots=True)
+class ReconcileChecked:
+    decision: str
+    """``mismatch`` (only mismatches are journaled)."""
+    reason: str
+    set_state: StateChange | None = None
+
+
+@journal_event(JournalKind.PROTECT_REQUEST)
+@dataclass(frozen=True, slots=True)
+class ProtectRequested:
+    """A new stop leg (``stop_id`` = ``<signal>-S2``, ``-S3``...) for ``quantity`` open contracts."""
+
+    signal_id: str
+    symbol: str
+    stop_id: str
+    side: Side
+    """Side of the stop order (SELL protects a long)."""
+    quantity: int
+    stop_price: int
+    reason: str
+    cancel_ids: tuple[str, ...]
+    """The stops it replaces (cancel requests journaled before it)."""
+
+
 JournalEvent = (SessionStarted | SignalDecided | FlattenRequested | CancelRequested | ModifyRequested
                 | StatusRequested | OrderAcknowledged | OrderRejected | OrderFilled | OrderCancelled | StopModified
                 | OrderStatus | SubmitTimedOut | TradingStateChanged | TierChanged | MarginChecked | ExitSignalDecided
-                | AutoFlattenDecided | AnomalyRecorded | DailyLimitHit | RecoveryChecked)
+                | AutoFlattenDecided | AnomalyRecorded | DailyLimitHit | RecoveryChecked | ReconcileChecked
+                | ProtectRequested)
 """Any journal event (a new kind's class is added here too; the import-time check compares it with the enum)."""
 
 

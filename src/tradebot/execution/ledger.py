@@ -109,6 +109,8 @@ class Bracket(BracketIds):
     closed_ns: int | None = None
     trading_day: str | None = None
     exits: int = 0
+    stops: int = 0
+    """Stops re-placed by the no-naked-position rule (legs ``-S2``, ``-S3``...; live only, not a table column)."""
 
 
     @property
@@ -419,6 +421,21 @@ class Ledger:
             self.legs[leg.client_order_id] = leg
             self._mark("orders", leg.client_order_id)
 
+    def _on_protect_request(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        """A re-placed stop (live, no naked position): a new STOP leg covering the open position."""
+        p = rec.payload
+        b = self.brackets.get(str(p["signal_id"]))
+        if b is None:
+            self._anomaly("unknown_bracket", str(p["signal_id"]), "protect request")
+            return
+        b.stops += 1
+        self._mark("brackets", b.signal_id)
+        leg = Leg(str(p["stop_id"]), b.signal_id, LegRole.STOP, b.symbol, Side(int(p["side"])), OrderType.STOP,
+                  int(p["quantity"]), int(p["stop_price"]), LegState.PENDING, rec.ts_ns, rec.ts_ns,
+                  reason=str(p.get("reason", "")))
+        self.legs[leg.client_order_id] = leg
+        self._mark("orders", leg.client_order_id)
+
     def _on_noop(self, rec: JournalRecord, effects: list[Effect]) -> None:
         """Requests whose outcome arrives as a broker event (cancel, modify): journaled for audit and replay."""
 
@@ -597,6 +614,7 @@ class Ledger:
     def legs_of(self, b: Bracket) -> list[Leg]:
         ids = [b.entry_id, b.stop_id, b.target_id] + [client_order_id(b.signal_id, LegRole.EXIT, n)
                                                        for n in range(1, b.exits + 1)]
+        ids += [client_order_id(b.signal_id, LegRole.STOP, n) for n in range(2, b.stops + 2)]
         return [leg for cid in ids if (leg := self.legs.get(cid)) is not None]
 
     def _on_modified(self, rec: JournalRecord, effects: list[Effect]) -> None:
@@ -735,6 +753,7 @@ _HANDLERS = {
     "session_start": Ledger._on_session,
     "signal": Ledger._on_signal,
     "flatten_request": Ledger._on_flatten_request,
+    "protect_request": Ledger._on_protect_request,
     "cancel_request": Ledger._on_noop,
     "modify_request": Ledger._on_noop,
     "status_request": Ledger._on_noop,
@@ -753,6 +772,7 @@ _HANDLERS = {
     "anomaly": Ledger._on_decision,
     "daily_limit": Ledger._on_daily_limit,
     "recovery": Ledger._on_recovery,
+    "reconcile": Ledger._on_recovery,
 }
 
 

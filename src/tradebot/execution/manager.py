@@ -16,7 +16,6 @@ import datetime as dt
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
@@ -25,7 +24,8 @@ from tradebot.core.contracts import UnknownContractError, encode_tick_value, spe
 from tradebot.core.logging import get_logger
 from tradebot.core.orders import OrderIntent
 from tradebot.core.types import MarketEvent, Side, Trade
-from tradebot.execution.broker import Broker, RestorableBroker
+from tradebot.execution import reconcile
+from tradebot.execution.broker import Broker
 from tradebot.execution.gate import GateView, RiskGate
 from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
@@ -41,7 +41,6 @@ from tradebot.execution.model import (
     FlattenRequest,
     HaltKind,
     LegRole,
-    LegState,
     Modified,
     Notification,
     OrderType,
@@ -52,6 +51,8 @@ from tradebot.execution.model import (
     Verdict,
     client_order_id,
 )
+from tradebot.execution.protection import Protection, StateEventGuard
+from tradebot.execution.reconcile import RecoveryReport
 from tradebot.execution.risk import (
     MICRO_OF,
     MarginProvider,
@@ -98,15 +99,6 @@ class FillDeduper:
             self._ids.popitem(last=False)
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    ok: bool
-    journal_records: int
-    open_brackets: list[str]
-    mismatches: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-
-
 class ExecutionManager:
     """Owns the ledger, the broker conversation and the risk rules. Call :meth:`recover` once before use."""
 
@@ -139,97 +131,16 @@ class ExecutionManager:
         self._recovered = False
         self._pumping = False
         self.last_recovery: RecoveryReport | None = None
+        live = reconcile.live_broker(self)
+        self.protection = Protection(self, self.ex.protect_seconds, active=live)
+        self._event_guard = StateEventGuard(self.ex.fill_dedupe_size, active=live)
 
     # ==============================================================================================
     # Start-up
 
     def recover(self, now_ns: int) -> RecoveryReport:
         """Rebuild from the journal, restore a journal-backed broker, reconcile, resume open brackets."""
-        records = list(self.store.journal())
-        self.ledger = Ledger(usd_to_cents(self.ex.starting_balance))
-        self.ledger.replay(records)
-        self.store.replace_projections(self.ledger.all_rows())
-        for fid in list(self.ledger.fills)[-self._dedupe.capacity:]:
-            self._dedupe.add(fid)
-        self.clock.now = max(now_ns, records[-1].ts_ns if records else 0)
-        if isinstance(self.broker, RestorableBroker):
-            self.broker.restore(records)
-        self._recovered = True
-        mismatches, actions = self._reconcile()
-        open_ids = [b.signal_id for b in self.ledger.open_brackets()]
-        if mismatches:
-            self.stats["recovery_mismatch"] += 1
-            self._record("recovery", self.clock.now, {
-                "decision": "mismatch", "reason": "; ".join(mismatches),
-                "set_state": _state(TradingState.HALTED, HaltKind.ERROR,
-                                    "recovery mismatch: " + "; ".join(mismatches[:5]))},
-                [Notification("recovery_mismatch", Severity.CRITICAL, "Trading halted: state does not match the broker",
-                              {"mismatches": mismatches[:20], "open_brackets": open_ids})])
-        else:
-            self._record("recovery", self.clock.now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
-        # Finish whatever a crash interrupted: session duties, decided flattens, bracket invariants.
-        self._complete_session(self.clock.now)
-        self._complete_flattens(self.clock.now)
-        for b in list(self.ledger.open_brackets()):
-            self._enforce(b, self.clock.now)
-        self.pump()
-        if self.ledger.trading.trading_day:
-            self._set_session_times(self.clock.now)
-        log.info("execution recovered", records=len(records), open=len(open_ids), mismatches=len(mismatches),
-                 state=self.ledger.trading.state.value)
-        self.last_recovery = RecoveryReport(not mismatches, len(records), open_ids, mismatches, actions)
-        return self.last_recovery
-
-    def _reconcile(self) -> tuple[list[str], list[str]]:
-        mismatches: list[str] = []
-        actions: list[str] = []
-        broker_orders = {o.client_order_id: o for o in self.broker.query_orders()}
-        for leg in list(self.ledger.legs.values()):
-            if leg.state in TERMINAL_LEG:
-                continue
-            bo = broker_orders.get(leg.client_order_id)
-            if bo is None:
-                if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-                    self._ask_status(leg.client_order_id, self.clock.now)
-                    actions.append(f"status asked for {leg.client_order_id}")
-                elif leg.state != LegState.HELD:
-                    mismatches.append(f"{leg.client_order_id} is {leg.state.value} here but unknown to the broker")
-                continue
-            if bo.filled_qty != leg.filled_qty:
-                mismatches.append(f"{leg.client_order_id}: broker filled {bo.filled_qty}, journal {leg.filled_qty}")
-                continue
-            if bo.state == leg.state:
-                continue
-            day = self._day_of(bo.updated_ns or self.clock.now)
-            if bo.state == LegState.CANCELLED:
-                self._record_event("broker_cancelled", bo.updated_ns or self.clock.now,
-                                   {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
-                                    "day": day, "source": "reconcile"})
-                actions.append(f"{bo.client_order_id} cancelled at broker")
-            elif bo.state == LegState.REJECTED:
-                self._record_event("broker_reject", bo.updated_ns or self.clock.now,
-                                   {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
-                                    "source": "reconcile"})
-                actions.append(f"{bo.client_order_id} rejected at broker")
-            elif bo.state in (LegState.WORKING, LegState.PARTIALLY_FILLED) and leg.state in (
-                    LegState.PENDING, LegState.UNKNOWN, LegState.HELD):
-                if leg.state != LegState.HELD:
-                    self._record_event("broker_ack", bo.updated_ns or self.clock.now,
-                                       {"client_order_id": bo.client_order_id, "source": "reconciled"})
-                    actions.append(f"{bo.client_order_id} working at broker")
-            elif bo.state == LegState.HELD and leg.state == LegState.WORKING and leg.filled_qty == 0:
-                continue
-            else:
-                mismatches.append(f"{leg.client_order_id}: broker {bo.state.value}, journal {leg.state.value}")
-        for coid, bo in broker_orders.items():
-            if coid not in self.ledger.legs and bo.state not in TERMINAL_LEG:
-                mismatches.append(f"broker has working order {coid} the journal does not know")
-        ours = {s: q for s, book in self.ledger.positions.items() if (q := book.qty)}
-        theirs = self.broker.query_positions()
-        for sym in sorted(set(ours) | set(theirs)):
-            if ours.get(sym, 0) != theirs.get(sym, 0):
-                mismatches.append(f"position {sym}: journal {ours.get(sym, 0)}, broker {theirs.get(sym, 0)}")
-        return mismatches, actions
+        return reconcile.recover(self, now_ns)
 
     def start_session(self, day: dt.date, now_ns: int) -> None:
         """A new trading day: record it, clear daily halts, re-evaluate the tier and check margins."""
@@ -393,6 +304,11 @@ class ExecutionManager:
             self._record("anomaly", self.clock.now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
                          [Notification("execution_anomaly", Severity.CRITICAL, "Malformed broker event dropped",
                                        {"problem": problem, "event": repr(ev)[:300]}, self.clock.now)])
+            return
+        stale = self._event_guard.stale(ev)
+        if stale:
+            self.stats[f"{stale}_broker_event"] += 1
+            log.info("broker event dropped", why=stale, broker_event=repr(ev))
             return
         if isinstance(ev, Fill):
             with self._fill_lock:  # audit C1: the duplicate check and the record are one atomic step
@@ -770,7 +686,8 @@ class ExecutionManager:
         for e in effects:
             b = self.ledger.brackets.get(e.signal_id)
             if e.kind == "closed":
-                pass  # the tier follows the balance at the trading-day boundary only (start_session)
+                if b is not None:  # (the tier follows the balance at the trading-day boundary only)
+                    self.protection.on_closed(b)
             elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected"):
                 self.stats[e.kind] += 1
                 self._set_state(TradingState.HALTED, HaltKind.ERROR, f"{e.kind}: {e.detail}", ts_ns)
@@ -778,7 +695,8 @@ class ExecutionManager:
                     self._enforce(b, ts_ns)
             elif e.kind in ("protect_rejected", "unprotected", "exit_cancelled", "late_fill", "flat_entry_working"):
                 self.stats[e.kind] += 1
-                if b is not None:
+                if b is not None and not (e.kind == "protect_rejected" and e.detail.startswith("stop")
+                                          and self.protection.on_stop_rejected(b, e.detail, ts_ns)):
                     self._enforce(b, ts_ns)
             elif e.kind == "unknown" and b is not None:
                 self._ask_status(b.entry_id, ts_ns)

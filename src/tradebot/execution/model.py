@@ -162,6 +162,23 @@ class FlattenRequest:
     ts_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """A stand-alone protective stop for an open position (live: its bracket's stop was lost or rejected).
+
+    ``stop_id`` is a new client order id (``<signal>-S2``, ``-S3``...): a broker never sees one id twice."""
+
+    signal_id: str
+    symbol: str
+    stop_id: str
+    side: Side
+    """Side of the stop order (SELL protects a long)."""
+    quantity: int
+    stop_price: int
+    """Integer ticks."""
+    ts_ns: int
+
+
 # ---------------------------------------------------------------------------------------------------
 # Events from the broker
 

@@ -60,6 +60,7 @@ from tradebot.execution.model import (
     OrderView,
     Reject,
     StatusReport,
+    StopRequest,
     client_order_id,
 )
 from tradebot.execution.risk import MICRO_OF, MINI_OF, fee_table
@@ -216,6 +217,23 @@ class PaperBroker:
         self._orders[o.coid] = o
         if b is not None:
             b.exits.append(o)
+        self._activate(o, req.ts_ns)
+        self._emit(Ack(o.coid, req.ts_ns))
+
+    def place_stop(self, req: StopRequest) -> None:
+        """A stand-alone stop for an open position (re-placed by the no-naked-position rule); it closes the
+        bracket's position like the bracket's own stop (the target shrinks with it, one-cancels-other)."""
+        if req.stop_id in self._orders:
+            self._status(req.stop_id, req.ts_ns)
+            return
+        o = _Order(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
+                   req.stop_price, LegState.WORKING, req.ts_ns)
+        self._orders[o.coid] = o
+        b = self._brackets.get(req.signal_id)
+        if req.quantity <= 0 or b is None:
+            o.state, o.reason = LegState.REJECTED, "no open position to protect"
+            self._emit(Reject(o.coid, req.ts_ns, o.reason))
+            return
         self._activate(o, req.ts_ns)
         self._emit(Ack(o.coid, req.ts_ns))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tradebot.execution.broker import Broker
-from tradebot.execution.model import Fill
+from tradebot.execution.model import Fill, StopRequest
 
 if TYPE_CHECKING:
     from tradebot.core.config import Settings
@@ -77,7 +77,16 @@ class LiveBroker(Broker, Protocol):
         """
 
     def preflight(self) -> list[PreflightCheck]:
-        """After :meth:`connect`: login, account found and tradable, contracts resolved, no unknown orders."""
+        """After :meth:`connect`: login, account found and tradable, contracts resolved.
+
+        Open orders and positions are for the daemon to judge: only it knows the journal (an open position after
+        a kill -9 is ours, not unknown). Report them as ``ok=True`` lines saying what is there; the daemon's
+        reconciliation halts on what the journal cannot explain, and ``tradebot adopt`` takes a foreign position
+        over."""
+
+    def place_stop(self, req: StopRequest) -> None:
+        """A stand-alone stop order for an open position (the no-naked-position rule re-places a lost or
+        rejected bracket stop with it); answers arrive as events for ``req.stop_id`` like any order's."""
 
     def set_wakeup(self, callback: Callable[[], None]) -> None:
         """Called (on the loop) whenever new events are queued for :meth:`poll_events`."""
