@@ -90,6 +90,8 @@ def _add_watchdog(sub: Any) -> None:
     p.add_argument("--once", action="store_true",
                    help="check once, print what each check found, exit non-zero when a problem is open")
     p.add_argument("--json", action="store_true", help="with --once: the checks as one JSON document")
+    p.add_argument("--broker", choices=("projectx", "rithmic"), default=None,
+                   help="dead-man's switch: the broker to flatten at (default TRADING_BROKER, else the heartbeat's)")
     p.set_defaults(handler=_lazy("tradebot.ops.watchdog:watchdog_command"))
 
 

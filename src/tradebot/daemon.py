@@ -733,6 +733,8 @@ class Daemon:
             "halts_on_error": self.halts_on_error, "disk_full": self.disk_full,
             "trading_state": snap.get("trading_state"), "tier": snap.get("tier"),
             "positions": snap.get("positions", {}), "day_pnl_cents": snap.get("day_pnl_cents"),
+            "open_brackets": len(snap.get("open_brackets") or ()),  # the dead-man's switch: anything to close?
+            "broker": getattr(self.settings, "trading_broker", None) if self.settings.trading_mode == "live" else None,
             "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "stream": self.hub.snapshot_stats() if self.hub is not None else {},

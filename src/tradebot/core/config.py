@@ -234,6 +234,13 @@ class WatchdogSettings(BaseModel):
     reconnect_storm_seconds: float = Field(600.0, gt=0, description="... within this window is a storm")
     realert_seconds: float = Field(1800.0, gt=0, description="repeat an unresolved alert this often")
     report_at: str = Field("16:05", description="end-of-day health report time, America/New_York (HH:MM)")
+    deadman: Literal["auto", "on", "off"] = Field(
+        "auto", description="dead-man's switch: a stale heartbeat with a position open makes the watchdog cancel "
+        "working orders and flatten at the broker; auto = on in live mode, off in paper")
+    deadman_stale_seconds: float = Field(
+        90.0, gt=0, description="dead-man's switch: heartbeat older than this (and not a clean stop) = daemon dead")
+    deadman_flat_seconds: float = Field(
+        30.0, gt=0, description="dead-man's switch: how long to wait for the broker to report the account flat")
 
 
 class PropFirmSettings(BaseModel):

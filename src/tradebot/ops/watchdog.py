@@ -26,6 +26,7 @@ from tradebot.core.calendar import ET, ExchangeCalendar, calendar_for, local_ns
 from tradebot.core.config import Settings, WatchdogSettings
 from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
+from tradebot.ops import deadman
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, heartbeat_age_seconds, read_heartbeat
 from tradebot.ops.notifications import MemoryOutbox, Notification, Severity
 from tradebot.ops.notifier import Notifier
@@ -186,22 +187,36 @@ def gather(data_dir: Path) -> Readings:
                     shutil.disk_usage(target).free / 2**20)
 
 
-async def run_watchdog(settings: Settings, once: bool = False, as_json: bool = False) -> int:
+async def run_watchdog(settings: Settings, once: bool = False, as_json: bool = False,
+                       broker: str | None = None) -> int:
     log = get_logger("tradebot.watchdog")
     cfg = settings.watchdog
     cal = calendar_for(spec_for(settings.symbol_list[0]).session)
     webhook = settings.discord_webhook_url.get_secret_value() if settings.discord_webhook_url else None
     notifier = Notifier(webhook, MemoryOutbox(), collapse_seconds=0)
     st = WatchdogState()
-    log.info("watchdog started", data_dir=str(settings.data_dir), interval=cfg.interval_seconds)
+    dm = deadman.DeadmanState()
+    log.info("watchdog started", data_dir=str(settings.data_dir), interval=cfg.interval_seconds,
+             deadman=deadman.enabled(settings))
     while True:
         readings = await asyncio.to_thread(gather, settings.data_dir)
+        # The dead-man's switch first: closing a dead daemon's position must not wait on a webhook.
+        why = deadman.due(readings.heartbeat, readings.now_ns, settings, dm)
+        if why is not None:
+            for n in await deadman.fire(settings, why, readings.heartbeat, dm, readings.now_ns,
+                                        broker_override=broker):
+                notifier.notify(n)
         for n in evaluate(readings, cfg, cal, st):
             notifier.notify(n)
         await notifier.flush(30)
         if once:
             report = describe_checks(readings, cfg, cal, _problems(readings, cfg, cal, WatchdogState()))
-            healthy = not st.open_problems
+            report.append({"check": "dead-man", "ok": not (why is not None and not dm.done),
+                           "detail": ("off" if not deadman.enabled(settings) else
+                                      f"fired ({why}): {dm.last_result}" if why is not None else
+                                      f"armed (heartbeat older than {cfg.deadman_stale_seconds:.0f}s with a "
+                                      "position open flattens at the broker)")})
+            healthy = not st.open_problems and report[-1]["ok"]
             if as_json:
                 print(json.dumps({"data_dir": str(settings.data_dir), "healthy": healthy, "checks": report}))
             else:
@@ -215,4 +230,5 @@ async def run_watchdog(settings: Settings, once: bool = False, as_json: bool = F
 
 def watchdog_command(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_watchdog(settings, once=bool(getattr(args, "once", False)),
-                                    as_json=bool(getattr(args, "json", False))))
+                                    as_json=bool(getattr(args, "json", False)),
+                                    broker=getattr(args, "broker", None)))
