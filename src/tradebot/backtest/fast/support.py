@@ -133,7 +133,7 @@ FIELDS: dict[str, Classification] = _table(
             "min_free_mb"),
     _fields("watchdog", _OPS, "interval_seconds", "stale_heartbeat_seconds", "stale_data_seconds", "max_rss_mb",
             "max_memory_percent", "min_disk_free_mb", "reconnect_storm_count", "reconnect_storm_seconds",
-            "realert_seconds", "report_at"),
+            "realert_seconds", "report_at", "deadman", "deadman_stale_seconds", "deadman_flat_seconds"),
     _fields("web", _OPS, "host", "port", "allow_remote", "session_hours", "bars", "client_queue"),
     _fields("web", _SECRET, "token"),
     _fields("polygon", _LIVE_FEED, "ws_url", "rest_url", "quotes", "reconnect_initial_seconds",
