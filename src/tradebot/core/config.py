@@ -753,6 +753,25 @@ class CoinbaseSettings(BaseModel):
         return f"{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
 
 
+class ProjectXSettings(BaseModel):
+    """ProjectX Gateway (TopstepX and the other ProjectX firms): the adapter's tuning; credentials are PROJECTX_*."""
+
+    request_timeout_seconds: float = Field(10.0, gt=0, description="one REST request's timeout")
+    retries: int = Field(4, ge=0, le=20, description="retries of a read (429/5xx/timeout) before giving up; an "
+                         "order placement is never retried: a lost answer is resolved by searching for its tag")
+    backoff_initial_seconds: float = Field(0.5, gt=0, description="first retry / reconnect delay")
+    backoff_max_seconds: float = Field(30.0, gt=0, description="retry / reconnect delay cap (doubling, with jitter)")
+    token_refresh_seconds: float = Field(
+        6 * 3600.0, gt=0, description="re-validate the session token this often (tokens live 24 h)")
+    native_brackets: bool = Field(
+        False, description="send stop and target as the order's stopLossBracket/takeProfitBracket (ticks from the "
+                           "fill; needs the account's auto-OCO brackets); false = our own OCO placed at the entry "
+                           "fill, at the model's exact prices")
+    ping_seconds: float = Field(15.0, gt=0, description="SignalR keep-alive ping interval")
+    server_timeout_seconds: float = Field(
+        60.0, gt=0, description="a hub silent this long (no message, no ping) is treated as dropped")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -800,6 +819,25 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, validation_alias="MIN_CONFIDENCE",
         description="router: trade only when the confluence confidence is at least this (seed 004)")
 
+    # --- ProjectX Gateway (TopstepX): `run --mode live --broker projectx`, `--feed projectx` -----------
+    projectx_api_url: str = Field("https://api.topstepx.com", validation_alias="PROJECTX_API_URL",
+                                  description="ProjectX Gateway REST base URL (your firm's; TopstepX shown)")
+    projectx_user_hub_url: str = Field(
+        "https://rtc.topstepx.com/hubs/user", validation_alias="PROJECTX_USER_HUB_URL",
+        description="SignalR user hub (orders, positions, trades, account); https:// is dialled as wss://")
+    projectx_market_hub_url: str = Field(
+        "https://rtc.topstepx.com/hubs/market", validation_alias="PROJECTX_MARKET_HUB_URL",
+        description="SignalR market hub (quotes, trades, depth) for --feed projectx")
+    projectx_username: str = Field("", validation_alias="PROJECTX_USERNAME",
+                                   description="the platform user name the API key belongs to")
+    projectx_api_key: SecretStr | None = Field(
+        None, validation_alias="PROJECTX_API_KEY",
+        description="API key from the firm's dashboard (ProjectX API subscription); a secret, never logged")
+    projectx_account_id: int | None = Field(
+        None, validation_alias="PROJECTX_ACCOUNT_ID",
+        description="the trading account's numeric id (shown in the platform; unset: the only active account "
+                    "that can trade, preflight fails when there are several)")
+
     # --- TRADEBOT_* ------------------------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), validate_default=True,
                            description="state database, heartbeat, control socket, reports; relative = under the "
@@ -809,7 +847,7 @@ class Settings(BaseSettings):
     display_tz: str = Field(
         "America/New_York", description="the one time zone the operator sees (status, alerts, reports, charts), "
         "labelled EST/EDT...; America/Chicago = CME exchange time")
-    feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv"] = "demo"
+    feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv", "projectx"] = "demo"
     symbols: str = Field("", description="comma-separated roots to trade at once; empty = TRADING_SYMBOL")
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
@@ -829,6 +867,7 @@ class Settings(BaseSettings):
     stocks: StockSettings = StockSettings()
     polygon: PolygonLiveSettings = PolygonLiveSettings()
     coinbase: CoinbaseSettings = CoinbaseSettings()
+    projectx: ProjectXSettings = ProjectXSettings()
 
     @model_validator(mode="before")
     @classmethod

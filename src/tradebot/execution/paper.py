@@ -237,6 +237,36 @@ class PaperBroker:
         self._activate(o, req.ts_ns)
         self._emit(Ack(o.coid, req.ts_ns))
 
+    def place_order(self, coid: str, symbol: str, side: Side, order_type: OrderType, quantity: int,
+                    price: int | None, ts_ns: int) -> None:
+        """One order outside any bracket, filled by the same rules (a broker stand-in's working order: the
+        ProjectX stand-in serves its REST orders through this, so live-against-stand-in equals paper)."""
+        if coid in self._orders:
+            self._status(coid, ts_ns)
+            return
+        role = {OrderType.MARKET: LegRole.EXIT, OrderType.STOP: LegRole.STOP}.get(order_type, LegRole.TARGET)
+        o = _Order(coid, coid, role, symbol, side, order_type, quantity, price, LegState.WORKING, ts_ns,
+                   queue_left=self.config.queue_ahead_contracts)
+        self._orders[coid] = o
+        self._activate(o, ts_ns)
+        self._emit(Ack(coid, ts_ns))
+
+    def amend_order(self, coid: str, ts_ns: int, quantity: int | None = None, price: int | None = None) -> bool:
+        """Change a working standalone order's total size or price; ``False`` when it is not working."""
+        o = self._orders.get(coid)
+        if o is None or o.state in TERMINAL_LEG or o.state == LegState.HELD:
+            return False
+        if quantity is not None:
+            if quantity < o.filled or quantity <= 0:
+                return False
+            o.quantity = quantity
+        if price is not None:
+            o.price = price
+        o.updated_ns = ts_ns
+        if o.filled >= o.quantity:
+            self._terminate(o, LegState.FILLED, ts_ns)
+        return True
+
     def request_status(self, client_order_id: str) -> None:
         o = self._orders.get(client_order_id)
         self._status(client_order_id, o.updated_ns if o else 0)
