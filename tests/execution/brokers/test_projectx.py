@@ -25,8 +25,10 @@ from tradebot.execution.model import (
     OrderType,
     Reject,
     StatusReport,
+    StopRequest,
 )
 from tradebot.feeds.projectx_rest import ProjectXClient
+from tradebot.state.store import JournalRecord
 
 T0 = 1_764_772_200_000_000_000  # 2025-12-03 14:30 UTC
 S = 1_000_000_000
@@ -171,8 +173,10 @@ async def test_preflight_fails_on_foreign_order_and_locked_account(server: Proje
     await broker.connect()
     try:
         checks = {c.name: c for c in broker.preflight()}
-        assert not checks["open orders"].ok and "by-hand" not in checks["open orders"].detail
-        assert "#" in checks["open orders"].detail
+        # Reported for the daemon to judge against its journal (reconciliation halts on what it cannot explain).
+        assert checks["open orders"].ok and "foreign" in checks["open orders"].detail
+        assert "#9000" in checks["open orders"].detail
+        assert [v.client_order_id for v in broker.query_orders()] == ["px:9000"]
         assert checks["account"].ok
     finally:
         await broker.close()
@@ -297,7 +301,31 @@ async def test_stop_the_broker_rejects_is_reported(h: Harness) -> None:
     await h.settle()
     rej = h.of(Reject)
     assert [r.client_order_id for r in rej] == ["sig1-S"] and "wrong side" in rej[0].reason
-    # The manager decides (re-place, else flatten); the flatten path closes the position at the broker.
+    # The no-naked-position rule re-places the stop under a new id; it is acknowledged and joins the OCO.
+    h.broker.place_stop(StopRequest("sig1", "ES", "sig1-S2", Side.SELL, 1, ES_PX - 8, T0 + 2 * S))
+    await h.settle()
+    assert [a.client_order_id for a in h.of(Ack)] == ["sig1-E", "sig1-S2"]
+    assert {o["customTag"] for o in h.server.open_orders()} == {"sig1-T", "sig1-S2"}
+    await h.market(trade(T0 + 3 * S, ES_PX + 9))  # the target fills: the re-placed stop is cancelled
+    await h.settle()
+    assert h.server.net_position("ES") == 0 and not h.server.open_orders()
+    assert [c.client_order_id for c in h.of(Cancelled)] == ["sig1-S2"]
+    h.assert_view_equals_server()
+
+
+async def test_place_stop_refused_without_a_bracket(h: Harness) -> None:
+    h.broker.place_stop(StopRequest("ghost", "ES", "ghost-S2", Side.SELL, 1, ES_PX - 8, T0))
+    await h.settle()
+    assert [(r.client_order_id, r.reason) for r in h.of(Reject)] == [("ghost-S2", "no open position to protect")]
+    assert not h.server.orders
+
+
+async def test_stop_rejected_then_flatten(h: Harness) -> None:
+    h.server.faults.reject_stops = 1
+    h.broker.submit_bracket(bracket())
+    await h.settle()
+    await h.market(book(T0 + 1 * S))
+    await h.settle()
     h.broker.flatten(FlattenRequest("sig1", "ES", "sig1-X", Side.SELL, 1, ("sig1-T",), "naked", T0 + 2 * S))
     await h.settle()
     await h.market(book(T0 + 3 * S))
@@ -357,10 +385,23 @@ async def test_restart_adopts_orders_and_journals_fills_from_the_broker(server: 
         assert [f.client_order_id for f in fills] == ["sig1-E"]
         assert second.query_positions() == {"ES": 1}
         assert [c.name for c in second.preflight() if not c.ok] == []
-        second.restore_bracket(bracket())  # the journal's open bracket: its stop and target go out
+        # The manager's recovery hands over the journal: the open bracket is re-attached, its OCO goes out.
+        req = bracket()
+        second.restore([
+            JournalRecord(1, T0, "signal", {
+                "signal_id": req.signal_id, "verdict": "taken", "traded_symbol": "ES", "side": int(req.side),
+                "traded_qty": 1, "entry_type": "market", "entry_price": None, "stop_price": req.stop_price,
+                "target_price": req.target_price}),
+            JournalRecord(2, T0 + 1, "modify_request", {"client_order_id": "sig1-S", "stop_price": ES_PX - 6}),
+            JournalRecord(3, T0 + 2, "signal", {"signal_id": "old", "verdict": "taken", "traded_symbol": "ES",
+                                               "side": 1, "traded_qty": 1, "entry_type": "market",
+                                               "stop_price": 1, "target_price": 99_999})])
         h2 = Harness(server, second)
         await h2.settle()
         assert {o["customTag"] for o in server.open_orders()} == {"sig1-S", "sig1-T"}
+        stop = next(o for o in server.open_orders() if o["customTag"] == "sig1-S")
+        assert stop["stopPrice"] == pytest.approx(6748.5)
+        assert "old-E" not in {v.client_order_id for v in second.query_orders()}
         h2.assert_view_equals_server()
     finally:
         await second.close()

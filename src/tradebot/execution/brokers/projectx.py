@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,7 @@ from tradebot.execution.model import (
     OrderView,
     Reject,
     StatusReport,
+    StopRequest,
     split_client_order_id,
 )
 from tradebot.feeds.projectx_rest import (
@@ -79,6 +81,7 @@ from tradebot.feeds.projectx_rest import (
     ticks_to_price,
 )
 from tradebot.feeds.signalr import HubConnection, HubError
+from tradebot.state.store import JournalRecord
 
 log = get_logger("tradebot.execution.brokers.projectx")
 
@@ -114,6 +117,9 @@ class _Leg:
     """``updateTimestamp`` of the last order event applied (older ones arriving late are dropped)."""
     cancel_wanted: bool = False
     """Cancelled while its placement was in doubt: cancel it the moment it turns up."""
+    announce: bool = False
+    """Acknowledged as an event (entries, exits and re-placed stops; a bracket's own children are not, as in
+    the paper broker)."""
 
     def view(self) -> OrderView:
         return OrderView(self.coid, self.symbol, self.side, self.order_type, self.quantity, self.filled,
@@ -128,6 +134,8 @@ class _Bracket:
     target: _Leg
     exit_filled: int = 0
     exits: list[_Leg] = field(default_factory=list)
+    stops: list[_Leg] = field(default_factory=list)
+    """Stand-alone stops re-placed for this bracket (:meth:`ProjectXBroker.place_stop`)."""
 
     @property
     def position(self) -> int:
@@ -290,16 +298,20 @@ class ProjectXBroker:
                 checks.append(PreflightCheck(f"contract {root}", False, self.contract_problems.get(root, "not found")))
             else:
                 checks.append(PreflightCheck(f"contract {root}", True, f"{c.contract_id} {c.name} tick {c.tick_size}"))
+        # Orders and positions are reported, not judged: only the daemon knows its journal (reconciliation halts
+        # on what it cannot explain; `tradebot adopt` takes a foreign position over).
         foreign = [o for o in self._foreign.values() if o.get("status") in (PxOrderStatus.OPEN, PxOrderStatus.PENDING)]
+        ours = [lg for lg in self._legs.values() if lg.state in (LegState.WORKING, LegState.PARTIALLY_FILLED)]
         checks.append(PreflightCheck(
-            "open orders", not foreign, "none foreign" if not foreign else
-            "foreign working orders (not placed by tradebot): " + ", ".join(
-                f"#{o.get('id')} {o.get('contractId')} size {o.get('size')}" for o in foreign)))
+            "open orders", True, f"{len(ours)} tradebot working" + ("" if not foreign else
+            "; foreign (not placed by tradebot): " + ", ".join(
+                f"#{o.get('id')} {o.get('contractId')} size {o.get('size')}" for o in foreign))))
         unexplained = self._unexplained_positions()
+        held = self.query_positions()
         checks.append(PreflightCheck(
-            "positions", not unexplained, "none unexplained" if not unexplained else
-            "positions not explained by this session's tradebot fills: " + ", ".join(
-                f"{s} {q:+d}" for s, q in sorted(unexplained.items()))))
+            "positions", True, ("flat" if not held else ", ".join(f"{s} {q:+d}" for s, q in sorted(held.items())))
+            + ("" if not unexplained else "; not from this session's tradebot fills: " + ", ".join(
+                f"{s} {q:+d}" for s, q in sorted(unexplained.items())))))
         hub_ok = self.hub.connected
         checks.append(PreflightCheck("user hub", hub_ok, "connected" if hub_ok else
                                      f"not connected ({self.hub.last_error or 'never connected'})"))
@@ -376,7 +388,7 @@ class ProjectXBroker:
         ts = self.now()
         xs = _exit_side(req.side)
         entry = _Leg(req.entry_id, req.signal_id, LegRole.ENTRY, req.symbol, req.side, req.entry_type,
-                     req.quantity, req.entry_price, LegState.PENDING, ts)
+                     req.quantity, req.entry_price, LegState.PENDING, ts, announce=True)
         stop = _Leg(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, xs, OrderType.STOP, 0, req.stop_price,
                     LegState.HELD, ts)
         target = _Leg(req.target_id, req.signal_id, LegRole.TARGET, req.symbol, xs, OrderType.LIMIT, 0,
@@ -413,11 +425,39 @@ class ProjectXBroker:
             b = _Bracket(req.signal_id, entry,
                          leg(req.stop_id, LegRole.STOP, xs, OrderType.STOP, 0, req.stop_price, LegState.HELD),
                          leg(req.target_id, LegRole.TARGET, xs, OrderType.LIMIT, 0, req.target_price, LegState.HELD))
-            b.exits = [lg for lg in self._legs.values() if lg.signal_id == req.signal_id and lg.role == LegRole.EXIT]
-            b.exit_filled = sum(lg.filled for lg in b.exits) + b.stop.filled + b.target.filled
+            mine = [lg for lg in self._legs.values() if lg.signal_id == req.signal_id]
+            b.exits = [lg for lg in mine if lg.role == LegRole.EXIT]
+            b.stops = [lg for lg in mine if lg.role == LegRole.STOP and lg.coid != req.stop_id]
+            b.exit_filled = sum(lg.filled for lg in (*b.exits, *b.stops, b.stop, b.target))
             self._brackets[req.signal_id] = b
         bracket = b
-        self._enqueue(lambda: self._sync_children(bracket))
+        if b.position > 0:
+            self._enqueue(lambda: self._sync_children(bracket))
+
+    def restore(self, records: list[JournalRecord]) -> None:
+        """After a restart (the manager's recovery calls this with the journal): re-attach the brackets whose
+        entry the Gateway knows from this session, so their OCO is managed again (:meth:`restore_bracket`).
+        The broker's own record stays the truth for orders, fills and positions."""
+        reqs: dict[str, BracketRequest] = {}
+        for rec in records:
+            p = rec.payload
+            try:
+                if rec.kind == "signal" and p.get("verdict") == "taken":
+                    reqs[str(p["signal_id"])] = BracketRequest(
+                        str(p["signal_id"]), str(p["traded_symbol"]), Side(int(p["side"])), int(p["traded_qty"]),
+                        OrderType(str(p["entry_type"])), p.get("entry_price"), int(p["stop_price"]),
+                        int(p["target_price"]), rec.ts_ns, int(p.get("armed_ns") or 0))
+                elif rec.kind == "modify_request":
+                    parsed = split_client_order_id(str(p["client_order_id"]))
+                    old = reqs.get(parsed[0]) if parsed else None
+                    if old is not None and str(p["client_order_id"]) == old.stop_id:
+                        reqs[old.signal_id] = dataclasses.replace(old, stop_price=int(p["stop_price"]))
+            except (KeyError, TypeError, ValueError):
+                self.stats["restore_unreadable"] += 1
+        for req in reqs.values():
+            entry = self._legs.get(req.entry_id)
+            if entry is not None and req.signal_id not in self._brackets:
+                self.restore_bracket(req)
 
     def cancel(self, client_order_id: str) -> None:
         leg = self._legs.get(client_order_id)
@@ -436,7 +476,7 @@ class ProjectXBroker:
         exit_leg: _Leg | None = None
         if req.quantity > 0 and req.exit_id not in self._legs:
             exit_leg = _Leg(req.exit_id, req.signal_id, LegRole.EXIT, req.symbol, req.side, OrderType.MARKET,
-                            req.quantity, None, LegState.PENDING, self.now())
+                            req.quantity, None, LegState.PENDING, self.now(), announce=True)
             self._legs[exit_leg.coid] = exit_leg
             b = self._brackets.get(req.signal_id)
             if b is not None:
@@ -450,6 +490,20 @@ class ProjectXBroker:
                 await self._place(exit_leg)
 
         self._enqueue(job)
+
+    def place_stop(self, req: StopRequest) -> None:
+        if req.stop_id in self._legs:
+            self._enqueue(lambda: self._status_job(req.stop_id))
+            return
+        leg = _Leg(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
+                   req.stop_price, LegState.PENDING, self.now(), announce=True)
+        self._legs[leg.coid] = leg
+        b = self._brackets.get(req.signal_id)
+        if req.quantity <= 0 or b is None:
+            self._reject(leg, "no open position to protect")
+            return
+        b.stops.append(leg)
+        self._enqueue(lambda: self._place(leg))
 
     def request_status(self, client_order_id: str) -> None:
         self._enqueue(lambda: self._status_job(client_order_id))
@@ -730,8 +784,10 @@ class ProjectXBroker:
             elif want != child.quantity and want > child.filled:
                 await self._resize(child, want)
         if pos <= 0 and b.entry.state in TERMINAL_LEG and b.entry.filled > 0:
-            for child in (b.stop, b.target):
-                if child.state not in TERMINAL_LEG:
+            for child in (b.stop, b.target, *b.stops):
+                if child.state == LegState.HELD:  # never sent: closed quietly, as the paper broker does
+                    self._terminate(child, LegState.CANCELLED, self.now(), "oco")
+                elif child.state not in TERMINAL_LEG:
                     await self._cancel(child, "oco")
 
     def _after_fill(self, leg: _Leg, qty: int) -> None:
@@ -829,7 +885,7 @@ class ProjectXBroker:
         if leg.acked:
             return
         leg.acked = True
-        if leg.role in (LegRole.ENTRY, LegRole.EXIT):
+        if leg.announce:
             self._emit(Ack(leg.coid, ts))
 
     def _reject(self, leg: _Leg, reason: str) -> None:
