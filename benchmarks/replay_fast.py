@@ -73,7 +73,7 @@ def fast_once(path: Path) -> tuple[float, list[Any], dict[str, float]]:
 
 def event_once(path: Path) -> tuple[float, list[Any]]:
     from tradebot.backtest.runner import load_events, run_events
-    from tradebot.backtest.trades import TradeRecord
+    from tradebot.execution.trades import TradeRecord
     from tradebot.core.config import load_settings
 
     s = load_settings()
@@ -133,7 +133,7 @@ def main() -> int:
         return 0
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from tradebot.backtest.trades import trade_hash
+    from tradebot.execution.trades import trade_hash
     from tradebot.core.logging import configure_logging
 
     configure_logging("ERROR", "json")

@@ -134,6 +134,12 @@ def _add_backtest(sub: Any) -> None:
     add_backtest_commands(sub)
 
 
+def _add_replay(sub: Any) -> None:
+    from tradebot.replay import add_replay_command
+
+    add_replay_command(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tradebot {__version__}")
@@ -150,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_web(sub)
     _add_state(sub)
     _add_backtest(sub)
+    _add_replay(sub)
     return parser
 
 

@@ -803,7 +803,7 @@ def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
         print("--feed replay needs --input FILE [FILE ...]", file=sys.stderr)
         return 2
     if feed in ("polygon", "coinbase"):
-        from tradebot.core.instruments import resolve_live_symbols
+        from tradebot.feeds.factory import resolve_live_symbols
 
         try:
             symbols = resolve_live_symbols(feed, symbols if (args.symbols or args.symbol) else [], settings)

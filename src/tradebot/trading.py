@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings, parse_hhmm
 from tradebot.core.contracts import decode_tick_value, spec_for
@@ -29,6 +28,7 @@ from tradebot.execution.model import TERMINAL_BRACKET, Verdict
 from tradebot.execution.paper import PaperBroker, PaperConfig
 from tradebot.execution.reconcile import RecoveryReport
 from tradebot.execution.risk import same_family
+from tradebot.execution.trades import TradeRecord
 from tradebot.ops.scheduler import DailyJob, Scheduler
 from tradebot.orderflow.alerts import AlertKind
 from tradebot.regime.decisions import Decision

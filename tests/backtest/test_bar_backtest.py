@@ -23,7 +23,6 @@ from tradebot.analyze import run_file
 from tradebot.backtest.barcli import _walk_forward
 from tradebot.backtest.barsim import ComboResult, SegmentResult, _Sim, apply_tiers, footprint_bars
 from tradebot.backtest.overrides import apply_overrides
-from tradebot.backtest.trades import TradeRecord
 from tradebot.backtest.walkforward import deflated_sharpe, expected_max_sharpe, moments, select, windows
 from tradebot.core.calendar import CT, NS, calendar_for, local_ns
 from tradebot.core.config import Settings
@@ -31,6 +30,7 @@ from tradebot.core.contracts import spec_for
 from tradebot.core.orders import EntryType, OrderIntent
 from tradebot.core.types import Side
 from tradebot.execution.risk import fee_table
+from tradebot.execution.trades import TradeRecord
 from tradebot.feeds.bars import BarColumns, BarMapping, read_bars
 from tradebot.orderflow.detectors.flow import detect_red_burst, detect_volume_imbalance
 from tradebot.orderflow.footprint import make_bar

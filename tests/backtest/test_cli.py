@@ -15,9 +15,9 @@ from tradebot.backtest.cli import find_days
 from tradebot.backtest.db import BacktestDB
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
 from tradebot.backtest.runner import DayTask, run_day
-from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.cli import main
 from tradebot.core.config import ConfigError, load_settings
+from tradebot.execution.trades import TradeRecord, trade_hash
 
 SEED_VARS = ("TRADING_MODE", "TRADING_SYMBOL", "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY", "POLYGON_API_KEY")
 

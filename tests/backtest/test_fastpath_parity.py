@@ -34,7 +34,6 @@ from tradebot.backtest.fast.kernels import NO_PX
 from tradebot.backtest.fast.load import DayColumns, load_day
 from tradebot.backtest.overrides import apply_overrides
 from tradebot.backtest.runner import DayTask, load_events, run_day, run_events
-from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.core.calendar import calendar_for, local_ns
 from tradebot.core.config import Settings, load_settings
 from tradebot.core.contracts import spec_for
@@ -42,6 +41,7 @@ from tradebot.core.orders import EntryType, OrderIntent, make_signal_id
 from tradebot.core.types import BookUpdate, Side, SideRule, Trade
 from tradebot.execution.manager import ExecutionManager
 from tradebot.execution.paper import PaperBroker, PaperConfig
+from tradebot.execution.trades import TradeRecord, trade_hash
 from tradebot.feeds.dbn_write import UNDEF_PRICE, metadata_bytes, read_all, write_dbn
 from tradebot.feeds.synth import synthesize
 from tradebot.orderflow.footprint import FootprintBuilder

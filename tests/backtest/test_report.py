@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt
 from tradebot.backtest.report import write_report
 from tradebot.backtest.stats import compute_stats, fmt_usd
 from tradebot.backtest.stress import run_stress
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import CT, local_ns
 from tradebot.core.contracts import spec_for
+from tradebot.execution.trades import TradeRecord
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

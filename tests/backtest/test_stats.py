@@ -21,16 +21,16 @@ from tradebot.backtest.stats import (
     tiers_from_text,
     trading_day_of,
 )
-from tradebot.backtest.trades import (
+from tradebot.core.calendar import CT, ET, from_ns, local_ns
+from tradebot.core.config import ExecutionSettings
+from tradebot.core.contracts import spec_for
+from tradebot.execution.trades import (
     TradeRecord,
     read_trades_csv,
     trade_hash,
     with_slippage,
     write_trades_csv,
 )
-from tradebot.core.calendar import CT, ET, from_ns, local_ns
-from tradebot.core.config import ExecutionSettings
-from tradebot.core.contracts import spec_for
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 MON, TUE, WED = dt.date(2024, 6, 3), dt.date(2024, 6, 4), dt.date(2024, 6, 5)

@@ -16,8 +16,8 @@ from tradebot.backtest.stress import (
     path_max_drawdowns,
     run_stress,
 )
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ET, local_ns
+from tradebot.execution.trades import TradeRecord
 
 START = 250_000
 DAYS = [dt.date(2024, 6, d) for d in (3, 4, 5, 6, 7, 10, 11, 12)]

@@ -106,7 +106,7 @@ def test_recorded_nasdaq_session_through_analyze(capsys: pytest.CaptureFixture[s
 
 def test_sub_dollar_stocks_from_the_setting_use_the_hundredth_of_a_cent_grid() -> None:
     from tradebot.core.config import Settings, StockSettings
-    from tradebot.core.instruments import resolve_live_symbols
+    from tradebot.feeds.factory import resolve_live_symbols
 
     s = Settings(_env_file=None, stocks=StockSettings(sub_dollar="sndl"))  # type: ignore[call-arg]
     assert resolve_live_symbols("polygon", ["SNDL", "AAPL"], s) == ["SNDL", "AAPL"]

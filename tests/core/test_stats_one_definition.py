@@ -16,10 +16,10 @@ from pathlib import Path
 
 from support.exec_helpers import System, intent, settings, trade
 from tradebot.backtest.stats import compute_stats as backtest_stats
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.contracts import spec_for
 from tradebot.core.stats import outcome, profit_factor, summarize
 from tradebot.core.types import Side
+from tradebot.execution.trades import TradeRecord
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.state.store import StateStore, default_db_path
 

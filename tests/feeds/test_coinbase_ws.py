@@ -15,9 +15,10 @@ import pytest
 from support.coinbase_server import CbPlan, CoinbaseStandIn, Level, Raw, Trade
 from tradebot.core.config import CoinbaseSettings, Settings
 from tradebot.core.contracts import spec_for
-from tradebot.core.instruments import register_crypto, resolve_live_symbols
+from tradebot.core.instruments import register_crypto
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawTrade, Side, SideRule
 from tradebot.feeds.coinbase_ws import CoinbaseLiveFeed, parse_time_ns
+from tradebot.feeds.factory import resolve_live_symbols
 
 BOOK = [Level("bid", "97000.00", "0.5"), Level("bid", "96999.99", "1.25"), Level("offer", "97000.01", "0.00012345"),
         Level("offer", "97000.50", "2")]

@@ -36,10 +36,10 @@ from tradebot.backtest.stats import (
     stats_summary,
     tiers_from_text,
 )
-from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.backtest.walkforward import deflated_sharpe, moments, select, windows
 from tradebot.core.calendar import calendar_for
 from tradebot.core.config import ConfigError, Settings
+from tradebot.execution.trades import TradeRecord, trade_hash
 from tradebot.feeds.bars import BarColumns, BarFileError, bar_files, load_series
 
 DEFAULT_WF_GRID = ("min_confidence=0.55,0.6,0.65", "patterns.flow_imbalance_ratio=0.3,0.45,0.6")
@@ -186,9 +186,9 @@ def _save(args: argparse.Namespace, settings: Settings, doc: dict[str, Any], fil
           combos: list[dict[str, str]], base: Settings, trades: list[TradeRecord], st: BacktestStats,
           days: list[dt.date], seconds: float, errors: Mapping[str, str | None]) -> str:
     """The headline (tiered) run into ``backtests.db``, so ``backtest summary`` and ``backtest stress`` read it."""
-    from tradebot.backtest.cli import _run_id, combined_fingerprint_of
-    from tradebot.backtest.db import BacktestDB
+    from tradebot.backtest.db import BacktestDB, new_run_id
     from tradebot.backtest.stats import trading_day_of
+    from tradebot.feeds.catalog import combined_fingerprint_of
 
     fingerprint = combined_fingerprint_of(files)
     name = f"{doc['bars']:,} bars of {len(doc['quarters'])} quarters: {doc['headline']}"
@@ -198,7 +198,7 @@ def _save(args: argparse.Namespace, settings: Settings, doc: dict[str, Any], fil
         params["grid"] = json.dumps(combos)
     else:
         params.update(combos[0])
-    run_id = _run_id(name, params, fingerprint)
+    run_id = new_run_id(name, params, fingerprint)
     db = BacktestDB(args.db or settings.data_dir / "backtests.db")
     try:
         db.save_run(run_id, name=name, symbol=doc["symbol"],

@@ -16,8 +16,8 @@ from tradebot.backtest.barsim import SegmentResult, apply_tiers
 from tradebot.backtest.report import write_report
 from tradebot.backtest.stats import BacktestStats, compute_stats, fmt_pct, fmt_ratio, fmt_usd, tiers_from_text
 from tradebot.backtest.stress import run_stress
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.config import Settings
+from tradebot.execution.trades import TradeRecord
 
 
 def _e(x: object) -> str:

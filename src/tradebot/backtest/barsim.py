@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 
 from tradebot.backtest.overrides import apply_overrides
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ET, NS, ExchangeCalendar, calendar_for, local_ns
 from tradebot.core.config import Settings, parse_hhmm
 from tradebot.core.contracts import ContractSpec, spec_for
 from tradebot.core.orders import OrderIntent
 from tradebot.execution.risk import choose_contract, fee_table, tier_for_balance, tiers_from, usd_to_cents
+from tradebot.execution.trades import TradeRecord
 from tradebot.feeds.bars import BarColumns
 from tradebot.orderflow.footprint import FootprintBar
 from tradebot.orderflow.patterns import BAR_PATTERNS, FLOW_DETECTORS, LEVEL_PATTERNS, PatternEngine
@@ -289,7 +289,7 @@ class TierPass:
 def apply_tiers(trades: Sequence[TradeRecord], settings: Settings, calendar: ExchangeCalendar | None = None
                 ) -> TierPass:
     """Re-size unit trades along the account's path from the starting balance (see the module docstring)."""
-    from tradebot.backtest.trades import sort_trades
+    from tradebot.execution.trades import sort_trades
 
     ordered = sort_trades(trades)
     ex = settings.execution

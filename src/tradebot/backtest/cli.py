@@ -1,4 +1,4 @@
-"""``tradebot backtest``, ``tradebot backtest summary|stress``, ``tradebot replay``.
+"""``tradebot backtest``, ``tradebot backtest summary|stress`` (``tradebot replay`` is :mod:`tradebot.replay`).
 
 Backtests run one task per trading day over local processes (default) or a Dask cluster (``--scheduler
 tcp://HOST:PORT``); each task runs the daemon's own trading core. Results go to ``data/backtests.db`` and an
@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import datetime as dt
 import functools
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebot.backtest.db import BacktestDB
+from tradebot.backtest.db import BacktestDB, new_run_id
 from tradebot.backtest.overrides import apply_overrides, grid_combinations, parse_pairs
 from tradebot.backtest.parallel import map_tasks
 from tradebot.backtest.stats import (
@@ -34,11 +33,11 @@ from tradebot.backtest.stats import (
     stats_summary,
     tiers_from_text,
 )
-from tradebot.backtest.trades import TradeRecord, trade_hash
 from tradebot.core.config import ConfigError, Settings
 from tradebot.core.contracts import spec_for
 from tradebot.core.display import display_tz_name
-from tradebot.feeds.catalog import combined_fingerprint, sha256_file
+from tradebot.execution.trades import TradeRecord, trade_hash
+from tradebot.feeds.catalog import combined_fingerprint_of
 
 if TYPE_CHECKING:  # the runner pulls in databento and pandas: only the commands that run days import it
     from tradebot.backtest.runner import ChainResult, ChainTask, DayResult, DayTask
@@ -81,18 +80,6 @@ def add_backtest_commands(sub: Any) -> None:
     p.add_argument("--day-of-week", action="store_true", help="stress: only the weekday breakdown")
     p.add_argument("--monte-carlo", type=int, default=0, metavar="N", help="stress: only Monte Carlo, N runs")
     p.set_defaults(handler=backtest_command)
-    r = sub.add_parser("replay", help="recorded data through the daemon itself (same code path as live)")
-    r.add_argument("--input", nargs="*", default=[], help="DBN or CSV files")
-    r.add_argument("--date", help="a day from the catalog (with --symbol, --data)")
-    r.add_argument("--symbol", help="contract root (default TRADING_SYMBOL)")
-    r.add_argument("--data", type=Path, help="catalog root (default TRADEBOT_DATA_DIR/catalog)")
-    r.add_argument("--speed", type=float, default=0.0, help="0 as fast as possible, 1 real time, N times")
-    r.add_argument("--name", help="the replay's folder under TRADEBOT_DATA_DIR/replays/ (default: symbol, first "
-                                  "input and the UTC time; a name already used is refused)")
-    r.add_argument("--db", type=Path, help="state database for this replay (default: replay.db in its folder); an "
-                                           "existing one is continued, the daemon's own is refused")
-    r.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    r.set_defaults(handler=replay_command)
 
 
 # -- data discovery --------------------------------------------------------------------------------------
@@ -144,11 +131,6 @@ def execute(tasks: list[DayTask], scheduler: str | None = None, workers: int = 0
     t0 = time.monotonic()
     results = map_tasks(fn, tasks, workers, scheduler, lambda n, r: progress(n, len(tasks), r, t0))
     return sorted(results, key=lambda r: r.day)
-
-
-def _run_id(name: str, combo: dict[str, str], fingerprint: str) -> str:
-    h = hashlib.sha256(json.dumps([name, combo, fingerprint, time.time_ns()]).encode()).hexdigest()[:8]
-    return f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{h}"
 
 
 MODE_LABEL = {"chained": "chained days", "independent": "independent days"}
@@ -329,7 +311,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
             cfg = apply_overrides(base, combo)
             st = _stats(trades, cfg, days, day_tiers)
             run_name = name + (" " + " ".join(f"{k}={v}" for k, v in combo.items()) if combo else "")
-            run_id = _run_id(run_name, combo, fingerprint)
+            run_id = new_run_id(run_name, combo, fingerprint)
             db.save_run(run_id, name=run_name, symbol=symbol, start=min(days).isoformat(), end=max(days).isoformat(),
                         days=[d.isoformat() for d in days], params={**parse_pairs(args.set), **combo, "mode": mode},
                         config=json.loads(cfg.model_dump_json()), fingerprint=fingerprint,
@@ -363,16 +345,6 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{run_id:<40} {json.dumps(combo):<40} {st.trades:>6} {fmt_usd(st.net_pnl_cents, signed=True):>12} "
                   f"{fmt_ratio(st.profit_factor):>6} {fmt_pct(st.win_rate):>5} {fmt_usd(st.max_drawdown_cents):>10}")
     return 1 if errors else 0
-
-
-def combined_fingerprint_of(paths: Iterable[Path]) -> str:
-    from tradebot.feeds.catalog import FileFingerprint
-
-    prints = []
-    for p in paths:
-        st = p.stat()
-        prints.append(FileFingerprint(str(p.name), sha256_file(p), st.st_size))
-    return combined_fingerprint(prints)
 
 
 def _load_run(args: argparse.Namespace, settings: Settings
@@ -453,93 +425,3 @@ def stress_json(rep: StressReport) -> dict[str, Any]:
                             "streak_percentiles": {str(k): v for k, v in mc.streak_percentiles.items()}},
             "verdicts": [{"test": v.test, "passed": v.passed, "value": str(v.value), "limit": str(v.limit)}
                          for v in rep.verdicts]}
-
-
-REPLAYS_DIR = "replays"
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def replay_paths(args: argparse.Namespace, settings: Settings, symbol: str, inputs: list[str],
-                 now: dt.datetime | None = None) -> tuple[Path, Path]:
-    """(the replay's own folder, its state database). Raises :class:`ConfigError` (exit 2) when the name is not
-    a plain folder name, is taken, or the database is the daemon's own.
-
-    A replay never shares the daemon's state: its journal, control socket, heartbeat and alert outbox live in
-    ``data/replays/<name>/``, so it neither reports the daemon's trades as its own nor leaves a halt, a position or
-    a far-future clock in the database the daemon trades from.
-    """
-    from tradebot.state.store import default_db_path
-
-    if args.name is not None:
-        name = args.name
-        if not _NAME_OK.match(name) or name in (".", ".."):
-            raise ConfigError(f"config error: --name {name!r}: use letters, digits, '.', '_' or '-' (a folder name)")
-    else:
-        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
-        first = Path(inputs[0]).name.split(".", 1)[0] if inputs else "replay"
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{symbol}-{first}")[:60] + f"-{stamp}"
-    run_dir = (settings.data_dir / REPLAYS_DIR / name).absolute()
-    if run_dir.exists():
-        raise ConfigError(f"replay: {run_dir} already exists (another replay's state); choose another --name, or "
-                          f"--db PATH to continue a database on purpose")
-    db = (args.db if args.db is not None else run_dir / "replay.db").expanduser().absolute()
-    daemon_dbs = {default_db_path(settings.data_dir, m).absolute() for m in ("paper", "live")}
-    if settings.execution.db_path is not None:
-        daemon_dbs.add(settings.execution.db_path.absolute())
-    if db.resolve() in {d.resolve() for d in daemon_dbs}:
-        raise ConfigError(f"config error: --db '{db}': the daemon's own state database; a replay gets its own")
-    if db.is_dir():
-        raise ConfigError(f"config error: --db '{db}': a folder; give a database file")
-    return run_dir, db
-
-
-def replay_command(args: argparse.Namespace, settings: Settings) -> int:
-    from tradebot.core.config import check_number, check_symbols
-    from tradebot.core.logging import get_logger
-    from tradebot.daemon import Daemon
-    from tradebot.state.store import StateStore
-    from tradebot.trading import closed_trades
-
-    check_number("--speed", args.speed, minimum=0)
-    symbol = check_symbols("--symbol", [args.symbol])[0] if args.symbol else settings.trading_symbol
-    inputs = list(args.input)
-    if args.date:
-        root = args.data or settings.data_dir / "catalog"
-        day = dt.date.fromisoformat(args.date)
-        found = find_days(root, symbol, day, day)
-        if not found:
-            print(f"replay: no {symbol} file for {day} under {root} (try `tradebot data fetch`)", file=sys.stderr)
-            return 2
-        inputs += [str(p) for p in found.values()]
-    if not inputs:
-        print("replay: give --input FILE... or --date YYYY-MM-DD --symbol ROOT", file=sys.stderr)
-        return 2
-    run_dir, db = replay_paths(args, settings, symbol, inputs)
-    existed = db.exists()
-    # The daemon's code on the replay's own folder and database; no alert reaches the operator's Discord channel
-    # (they stay in the replay's outbox), since a replay's "halted" or "filled" is not about the live account.
-    rs = settings.model_copy(update={
-        "data_dir": run_dir, "discord_webhook_url": None,
-        "execution": settings.execution.model_copy(update={"db_path": db}),
-    })
-    get_logger("tradebot.replay").info("replay state", database=str(db), folder=str(run_dir),
-                                       continued=existed)
-    print(f"replay: state database {db}" + (" (continued)" if existed else ""), file=sys.stderr)
-    code = asyncio.run(Daemon(rs, [symbol], "replay", inputs, args.speed, 0.0, exit_on_feed_end=True).run())
-    doc: dict[str, Any] = {"exit_code": code, "database": str(db), "folder": str(run_dir), "inputs": inputs}
-    if db.exists():
-        store = StateStore.open(db, readonly=True)
-        try:
-            trades = closed_trades(store)
-        finally:
-            store.close()
-        net = sum(t.net_pnl_cents for t in trades)
-        doc.update(trades=len(trades), net_pnl_cents=net, trade_hash=trade_hash(trades))
-        line = f"replay: {len(trades)} trades, net {fmt_usd(net, signed=True)}, trade hash {trade_hash(trades)}"
-    else:
-        line = "replay: no state was written"
-    if args.json:
-        print(json.dumps(doc, separators=(",", ":")))
-    else:
-        print(f"{line}\nreplay: state database {db}")
-    return code

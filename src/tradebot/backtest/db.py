@@ -6,7 +6,9 @@ available) and a fingerprint of the input files, so a number in a report can alw
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -15,7 +17,7 @@ from typing import Any
 
 from tradebot import __version__
 from tradebot.backtest.stats import BacktestStats
-from tradebot.backtest.trades import TradeRecord
+from tradebot.execution.trades import TradeRecord
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, created_ns INTEGER NOT NULL, name TEXT NOT NULL,
@@ -29,6 +31,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS patterns (run_id TEXT NOT NULL, pattern TEXT NOT NULL, trades INTEGER NOT NULL,
         wins INTEGER NOT NULL, net_cents INTEGER NOT NULL, profit_factor REAL, PRIMARY KEY (run_id, pattern))""",
 ]
+
+
+def new_run_id(name: str, combo: dict[str, str], fingerprint: str) -> str:
+    """A run's id: its name made safe, and a hash that makes two runs of the same name distinct."""
+    h = hashlib.sha256(json.dumps([name, combo, fingerprint, time.time_ns()]).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{h}"
 
 
 def code_version() -> str:

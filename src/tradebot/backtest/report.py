@@ -26,10 +26,10 @@ from tradebot.backtest.stats import (
     fmt_usd,
 )
 from tradebot.backtest.stress import MonteCarloResult, StressReport
-from tradebot.backtest.trades import TradeRecord, sort_trades
 from tradebot.core.contracts import CONTRACTS
 from tradebot.core.display import display_tz_name, fmt_ts
 from tradebot.core.logging import get_logger
+from tradebot.execution.trades import TradeRecord, sort_trades
 
 log = get_logger(__name__)
 

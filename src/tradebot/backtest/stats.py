@@ -50,7 +50,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tradebot.backtest.trades import TradeRecord, sort_trades
 from tradebot.core.calendar import CT, calendar_for, from_ns
 from tradebot.core.config import parse_tiers
 from tradebot.core.contracts import CONTRACTS
@@ -67,6 +66,7 @@ from tradebot.core.stats import (  # the one definition of each statistic (also 
     sortino_ratio,
     summarize,
 )
+from tradebot.execution.trades import TradeRecord, sort_trades
 
 log = get_logger(__name__)
 

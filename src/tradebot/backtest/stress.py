@@ -1,7 +1,7 @@
 """Stress tests over a backtest's trades (seed 002): slippage, time-of-day / weekday, Monte Carlo, verdicts.
 
 * **Slippage.** Every trade re-priced ``N`` ticks worse per side (exact cents, see
-  :func:`tradebot.backtest.trades.with_slippage`) and all statistics recomputed: does the edge survive
+  :func:`tradebot.execution.trades.with_slippage`) and all statistics recomputed: does the edge survive
   worse fills than the simulator assumed?
 * **Monte Carlo.** The trades' net P&L in 1,000 random orders (a ``(runs, n)`` matrix of permutations from
   a seeded ``numpy`` Generator, cumulative sums, running maxima): how deep a drawdown and how long a
@@ -31,7 +31,7 @@ from tradebot.backtest.stats import (
     compute_stats,
     fmt_usd,
 )
-from tradebot.backtest.trades import TradeRecord, sort_trades, with_slippage
+from tradebot.execution.trades import TradeRecord, sort_trades, with_slippage
 
 PERCENTILES: tuple[float, ...] = (5.0, 50.0, 95.0, 99.0)
 _CHUNK_CELLS = 4_000_000

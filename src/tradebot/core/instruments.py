@@ -22,16 +22,12 @@ rather than recognised by their shape, so ``--symbols ES,BOGUS`` stays an error 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 from tradebot.core.contracts import CONTRACTS, INSTRUMENTS, ContractSpec, register_instrument
-
-if TYPE_CHECKING:
-    from tradebot.core.config import Settings
 
 STOCK_RE = re.compile(r"^[A-Z]{1,5}([.][A-Z])?$")
 CRYPTO_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{2,5}$")
@@ -240,39 +236,6 @@ def fetch_coinbase_products(rest_url: str, product_ids: Iterable[str],
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise OSError(f"product list: malformed answer for {pid}: {exc!r}") from None
     return out
-
-
-def resolve_live_symbols(feed: str, symbols: Sequence[str], settings: Settings) -> list[str]:
-    """Symbols for ``--feed polygon|coinbase``, registered with their venue's specs (``ValueError`` when wrong).
-
-    Crypto increments come from the venue's product list; when it cannot be reached the built-in copy is used
-    and that is logged (the feed re-checks nothing: increments of listed products change rarely).
-    """
-    if not symbols:
-        raise ValueError(f"--feed {feed} needs --symbols (e.g. {'AAPL,TSLA' if feed == 'polygon' else 'BTC-USD'})")
-    if feed == "polygon":
-        syms = register_for_feed(feed, symbols, extended_hours=settings.stocks.extended_hours)
-        sub = {t.strip().upper() for t in settings.stocks.sub_dollar.split(",") if t.strip()}
-        if sub & set(syms):  # Reg NMS: below $1 the quoting increment is $0.0001
-            register_stocks([s for s in syms if s in sub], extended_hours=settings.stocks.extended_hours,
-                            ref_prices={s: Decimal("0.5") for s in sub})
-        return syms
-    bad = [s for s in symbols if not is_crypto_symbol(s)]
-    if bad:
-        raise ValueError(f"--feed coinbase streams crypto products (BTC-USD); not products: {', '.join(bad)}")
-    try:
-        products = fetch_coinbase_products(settings.coinbase.rest_url, symbols)
-    except OSError as exc:
-        from tradebot.core.logging import get_logger
-
-        unknown = [s for s in symbols if s.upper() not in KNOWN_PRODUCTS]
-        if unknown:
-            raise ValueError(f"cannot read Coinbase's product list ({exc}) and {', '.join(unknown)} is not in "
-                             "the built-in copy") from None
-        get_logger("tradebot.instruments").warning("Coinbase product list unavailable, using the built-in "
-                                                   "increments", error=str(exc))
-        products = {}
-    return register_crypto(symbols, products=products, day_boundary=settings.coinbase.day_boundary)
 
 
 def register_from_dataset(dataset: str, symbols: Iterable[str]) -> list[str]:

@@ -121,6 +121,15 @@ def combined_fingerprint(prints: Iterable[FileFingerprint]) -> str:
     return h.hexdigest()
 
 
+def combined_fingerprint_of(paths: Iterable[Path]) -> str:
+    """:func:`combined_fingerprint` of files outside a catalog (a folder of DBN or bar files), by name, hash, size."""
+    prints = []
+    for p in paths:
+        st = p.stat()
+        prints.append(FileFingerprint(str(p.name), sha256_file(p), st.st_size))
+    return combined_fingerprint(prints)
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened for fsync
         fd = os.open(path, os.O_RDONLY)

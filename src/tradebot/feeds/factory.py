@@ -1,11 +1,21 @@
-"""Builds the feed a command asked for, so the CLI and the daemon choose sources one way."""
+"""Builds the feed a command asked for, and the symbols a live feed streams, so the CLI and the daemon choose
+sources one way."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from tradebot.core.config import Settings
+from tradebot.core.instruments import (
+    KNOWN_PRODUCTS,
+    fetch_coinbase_products,
+    is_crypto_symbol,
+    register_crypto,
+    register_for_feed,
+    register_stocks,
+)
 from tradebot.feeds.base import Feed
 
 
@@ -35,3 +45,36 @@ def make_feed(kind: str, settings: Settings, symbols: Sequence[str], inputs: Seq
 
         return CoinbaseLiveFeed(settings, list(symbols))
     raise ValueError(f"unknown feed {kind!r}")
+
+
+def resolve_live_symbols(feed: str, symbols: Sequence[str], settings: Settings) -> list[str]:
+    """Symbols for ``--feed polygon|coinbase``, registered with their venue's specs (``ValueError`` when wrong).
+
+    Crypto increments come from the venue's product list; when it cannot be reached the built-in copy is used
+    and that is logged (the feed re-checks nothing: increments of listed products change rarely).
+    """
+    if not symbols:
+        raise ValueError(f"--feed {feed} needs --symbols (e.g. {'AAPL,TSLA' if feed == 'polygon' else 'BTC-USD'})")
+    if feed == "polygon":
+        syms = register_for_feed(feed, symbols, extended_hours=settings.stocks.extended_hours)
+        sub = {t.strip().upper() for t in settings.stocks.sub_dollar.split(",") if t.strip()}
+        if sub & set(syms):  # Reg NMS: below $1 the quoting increment is $0.0001
+            register_stocks([s for s in syms if s in sub], extended_hours=settings.stocks.extended_hours,
+                            ref_prices={s: Decimal("0.5") for s in sub})
+        return syms
+    bad = [s for s in symbols if not is_crypto_symbol(s)]
+    if bad:
+        raise ValueError(f"--feed coinbase streams crypto products (BTC-USD); not products: {', '.join(bad)}")
+    try:
+        products = fetch_coinbase_products(settings.coinbase.rest_url, symbols)
+    except OSError as exc:
+        from tradebot.core.logging import get_logger
+
+        unknown = [s for s in symbols if s.upper() not in KNOWN_PRODUCTS]
+        if unknown:
+            raise ValueError(f"cannot read Coinbase's product list ({exc}) and {', '.join(unknown)} is not in "
+                             "the built-in copy") from None
+        get_logger("tradebot.instruments").warning("Coinbase product list unavailable, using the built-in "
+                                                   "increments", error=str(exc))
+        products = {}
+    return register_crypto(symbols, products=products, day_boundary=settings.coinbase.day_boundary)

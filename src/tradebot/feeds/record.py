@@ -197,9 +197,8 @@ async def _record(feed: Any, rec: Recorder, duration: float) -> str | None:
 
 
 def record_command(args: argparse.Namespace, settings: Settings) -> int:
-    from tradebot.core.instruments import resolve_live_symbols
     from tradebot.feeds.catalog import Catalog, catalog_root
-    from tradebot.feeds.factory import make_feed
+    from tradebot.feeds.factory import make_feed, resolve_live_symbols
 
     try:
         symbols = resolve_live_symbols(args.feed, [s for s in args.symbols.split(",") if s.strip()], settings)

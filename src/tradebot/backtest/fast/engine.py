@@ -22,10 +22,10 @@ from tradebot.backtest.fast.context import ContextBuilder
 from tradebot.backtest.fast.execution import ExecutionModel
 from tradebot.backtest.fast.load import DayColumns, UnsupportedError, load_day
 from tradebot.backtest.fast.support import fast_supported
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
 from tradebot.core.contracts import ContractSpec, spec_for
+from tradebot.execution.trades import TradeRecord
 from tradebot.orderflow.events import PatternEvent
 from tradebot.orderflow.footprint import FootprintBar
 from tradebot.orderflow.patterns import PatternEngine

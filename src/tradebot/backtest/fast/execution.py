@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 
 from tradebot.backtest.fast import kernels as kn
 from tradebot.backtest.fast.load import DayColumns, UnsupportedError
-from tradebot.backtest.trades import TradeRecord
 from tradebot.core.calendar import ET, ExchangeCalendar, Session, local_ns
 from tradebot.core.config import Settings, parse_hhmm
 from tradebot.core.contracts import spec_for
@@ -35,6 +34,7 @@ from tradebot.execution.risk import (
     tiers_from,
     usd_to_cents,
 )
+from tradebot.execution.trades import TradeRecord
 
 _FAR = 1 << 62
 _REASONS = {kn.X_STOP: "stop", kn.X_TARGET: "target", kn.X_AUTO_FLATTEN: "auto_flatten",

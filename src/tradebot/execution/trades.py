@@ -1,4 +1,5 @@
-"""The closed-trade record every backtest statistic, stress test and report is computed from.
+"""The closed-trade record the trading core reports and every backtest statistic, stress test and report is
+computed from.
 
 Money is integer cents and prices are integer ticks, so a P&L figure is exact and two runs that made the
 same trades agree to the cent. The tick value is captured at entry (seed 002 audit C4): a tier change

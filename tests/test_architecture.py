@@ -1,0 +1,213 @@
+"""Imports point one way: the package's import graph, read with ``ast`` from the source, has no cycle, no edge
+from an earlier layer to a later one, and no ``_private`` name imported from another module.
+
+What counts as an import (strict on purpose: a cycle that only bites at run time is still a cycle):
+
+- every ``import``/``from ... import`` anywhere in a module: top level, inside functions (lazy imports) and inside
+  ``if TYPE_CHECKING:`` blocks. A TYPE_CHECKING-only import is still a dependency of the module's meaning (its
+  annotations name the other module's types), and a backwards one is how a real cycle starts, so it counts;
+- a string naming a handler to import lazily, ``"tradebot.module:function"`` (the CLI's ``_lazy``).
+
+The layer order (docs/architecture.md explains it): a unit may import only units of strictly earlier layers
+and its own unit; units of one layer are peers that do not import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PACKAGE = "tradebot"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("core",),  # settings, contracts, calendar, prices, shared vocabulary; the package root (__version__) too
+    ("state",),  # the SQLite store
+    ("feeds",),  # market data in: vendors, files, validation
+    ("orderflow",),  # footprint, profile, microstructure, pattern detectors
+    ("regime",),  # indicators, regime detector, filters, router: decisions
+    ("execution",),  # risk gate, orders, ledger, paper and live brokers
+    ("ops",),  # notifications, digest, scheduler, control socket, watchdog
+    ("analyze", "trading"),  # the offline analysis command; the trading core (events in, trades out)
+    ("backtest", "publish", "web"),  # backtests over the trading core; the live stream; the dashboard
+    ("daemon",),  # the trading daemon: feed + trading core + ops
+    ("replay",),  # `tradebot replay`: the daemon over recorded files
+    ("cli",),
+    ("__main__",),
+)
+RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+LAZY_TARGET = re.compile(rf"^{PACKAGE}(\.\w+)+:\w+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: str
+    target: str
+    line: int
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = modules()
+
+
+def owner(name: str) -> str:
+    """The module a dotted name lives in: itself, or its longest prefix that is a module."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "core"  # the package root holds only __version__
+
+
+def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
+    """(edges to other package modules, private-name violations) of one module, from anywhere in its body."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    is_pkg = path.name == "__init__.py"
+    edges: list[Edge] = []
+    private: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    edges.append(Edge(module, owner(alias.name), node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".") if is_pkg else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.split(".")[0] != PACKAGE:
+                continue
+            for alias in node.names:
+                full = f"{source}.{alias.name}"
+                if full in MODULES:
+                    edges.append(Edge(module, full, node.lineno))
+                    continue
+                target = owner(source)
+                edges.append(Edge(module, target, node.lineno))
+                if alias.name.startswith("_") and not alias.name.startswith("__") and target != module:
+                    private.append(f"{module}:{node.lineno} imports {alias.name} from {target}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_TARGET.match(node.value):
+            edges.append(Edge(module, owner(node.value.split(":")[0]), node.lineno))
+    return [e for e in edges if e.target != module], private
+
+
+def graph() -> tuple[list[Edge], list[str]]:
+    edges: list[Edge] = []
+    private: list[str] = []
+    for module, path in MODULES.items():
+        e, p = imports(module, path)
+        edges += e
+        private += p
+    return edges, private
+
+
+EDGES, PRIVATE = graph()
+
+
+def test_the_walker_sees_lazy_type_checking_and_string_imports(tmp_path: Path) -> None:
+    """The rules below are only as good as the walker: it must see every kind of import it claims to."""
+    src = tmp_path / "m.py"
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from tradebot.daemon import Daemon\n"
+        "def f() -> None:\n    import tradebot.web.app\n    from ..regime import router\n"
+        "    from tradebot.orderflow.footprint import FootprintBar, _hidden\n"
+        "H = 'tradebot.ops.watchdog:watchdog_command'\n",
+        encoding="utf-8")
+    edges, private = imports("tradebot.execution.model", src)
+    assert {e.target for e in edges} == {"tradebot.daemon", "tradebot.web.app", "tradebot.regime.router",
+                                          "tradebot.orderflow.footprint", "tradebot.ops.watchdog"}
+    assert private == ["tradebot.execution.model:7 imports _hidden from tradebot.orderflow.footprint"]
+    assert len(EDGES) > 500  # the real package: hundreds of edges, so the walk did not silently find nothing
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {unit(m) for m in MODULES}
+    assert units - set(RANK) == set(), "place the new top-level module or package in LAYERS (and the docs)"
+    assert set(RANK) - units == set(), "a layer names a unit that no longer exists"
+
+
+def test_no_backwards_edge() -> None:
+    bad = [f"{e.source}:{e.line} imports {e.target} ({unit(e.source)} may not import {unit(e.target)})"
+           for e in EDGES
+           if unit(e.source) != unit(e.target) and RANK[unit(e.source)] <= RANK[unit(e.target)]]
+    assert bad == []
+
+
+def test_no_import_cycle() -> None:
+    succ: dict[str, set[str]] = defaultdict(set)
+    for e in EDGES:
+        succ[e.source].add(e.target)
+    # Tarjan's strongly connected components, iterative (the graph is a few hundred modules).
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = 0
+    for root in sorted(MODULES):
+        if root in index:
+            continue
+        work: list[tuple[str, list[str]]] = [(root, sorted(succ[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, todo = work[-1]
+            if todo:
+                w = todo.pop()
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, sorted(succ[w])))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    cycles.append(sorted(comp))
+    assert cycles == []
+
+
+def test_no_private_name_imported_from_another_module() -> None:
+    assert PRIVATE == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.rsplit(".", 1)[-1].startswith("_")
+                                          and not m.endswith("__main__")))
+def test_private_modules_are_imported_only_inside_their_package(module: str) -> None:
+    package = module.rsplit(".", 1)[0]
+    outside = [f"{e.source}:{e.line}" for e in EDGES if e.target == module and not e.source.startswith(package)]
+    assert outside == []
