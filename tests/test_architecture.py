@@ -82,11 +82,14 @@ def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
     is_pkg = path.name == "__init__.py"
     edges: list[Edge] = []
     private: list[str] = []
+    bound: dict[str, str] = {}  # local name -> package module it names (``import a.b as m``, ``from a import b``)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
                     edges.append(Edge(module, owner(alias.name), node.lineno))
+                    if alias.asname:
+                        bound[alias.asname] = owner(alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".") if is_pkg else module.split(".")[:-1]
@@ -100,6 +103,7 @@ def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
                 full = f"{source}.{alias.name}"
                 if full in MODULES:
                     edges.append(Edge(module, full, node.lineno))
+                    bound[alias.asname or alias.name] = full
                     continue
                 target = owner(source)
                 edges.append(Edge(module, target, node.lineno))
@@ -107,6 +111,10 @@ def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
                     private.append(f"{module}:{node.lineno} imports {alias.name} from {target}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_TARGET.match(node.value):
             edges.append(Edge(module, owner(node.value.split(":")[0]), node.lineno))
+    for node in ast.walk(tree):  # ``m._helper`` through a module bound above is the same reach into privates
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                and node.attr.startswith("_") and not node.attr.startswith("__") and bound[node.value.id] != module):
+            private.append(f"{module}:{node.lineno} uses {node.attr} of {bound[node.value.id]}")
     return [e for e in edges if e.target != module], private
 
 
@@ -131,12 +139,14 @@ def test_the_walker_sees_lazy_type_checking_and_string_imports(tmp_path: Path) -
         "if TYPE_CHECKING:\n    from tradebot.daemon import Daemon\n"
         "def f() -> None:\n    import tradebot.web.app\n    from ..regime import router\n"
         "    from tradebot.orderflow.footprint import FootprintBar, _hidden\n"
-        "H = 'tradebot.ops.watchdog:watchdog_command'\n",
+        "H = 'tradebot.ops.watchdog:watchdog_command'\n"
+        "G = router._describe\n",
         encoding="utf-8")
     edges, private = imports("tradebot.execution.model", src)
     assert {e.target for e in edges} == {"tradebot.daemon", "tradebot.web.app", "tradebot.regime.router",
                                           "tradebot.orderflow.footprint", "tradebot.ops.watchdog"}
-    assert private == ["tradebot.execution.model:7 imports _hidden from tradebot.orderflow.footprint"]
+    assert private == ["tradebot.execution.model:7 imports _hidden from tradebot.orderflow.footprint",
+                       "tradebot.execution.model:9 uses _describe of tradebot.regime.router"]
     assert len(EDGES) > 500  # the real package: hundreds of edges, so the walk did not silently find nothing
 
 

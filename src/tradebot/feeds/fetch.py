@@ -429,7 +429,7 @@ class PolygonDay:
 _CHUNK = 1 << 16
 
 
-def _encode_polygon(rows: list[tuple[int, ...]], instrument_id: int) -> NDArray[Any]:
+def encode_polygon_rows(rows: list[tuple[int, ...]], instrument_id: int) -> NDArray[Any]:
     """Rows ``(ts, seq, is_trade, price, size, side, bid, ask, bid_sz, ask_sz)`` -> MBP-1 records."""
     import numpy as np
 
@@ -481,10 +481,10 @@ async def _stream_polygon(feed: Any, writer: Any, instrument_id: int) -> tuple[i
                 failed = ev.detail
                 break
             if len(rows) >= _CHUNK:
-                writer.write(_encode_polygon(rows, instrument_id))
+                writer.write(encode_polygon_rows(rows, instrument_id))
                 rows.clear()
         if rows and failed is None:
-            writer.write(_encode_polygon(rows, instrument_id))
+            writer.write(encode_polygon_rows(rows, instrument_id))
     finally:
         await feed.close()
     return trades, quotes, failed

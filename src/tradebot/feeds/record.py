@@ -134,11 +134,11 @@ class Recorder:
             self._flush(ev.symbol)
 
     def _flush(self, symbol: str, d: _Day | None = None) -> None:
-        from tradebot.feeds.fetch import _encode_polygon, polygon_instrument_id
+        from tradebot.feeds.fetch import encode_polygon_rows, polygon_instrument_id
 
         d = d or self.days[symbol]
         if d.rows:
-            d.writer.write(_encode_polygon(d.rows, polygon_instrument_id(symbol)))
+            d.writer.write(encode_polygon_rows(d.rows, polygon_instrument_id(symbol)))
             d.rows.clear()
 
     def _close(self, symbol: str, commit: bool) -> None:

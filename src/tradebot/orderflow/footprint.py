@@ -161,10 +161,11 @@ def _level(price: int, bid: int, ask: int, unknown: int, trades: int) -> Level:
     return lv
 
 
-def _finalize(symbol: str, trading_date: dt.date, start_ns: int, end_ns: int, o: int, h: int, low: int,
-              c: int, per_price: Mapping[int, list[int]], max_delta: int, min_delta: int, first_ts: int,
-              last_ts: int, cum_delta: int, rth_cum_delta: int, index: int) -> FootprintBar:
-    """Build the immutable bar from per-price ``[bid, ask, unknown, trades]`` accumulators."""
+def finalize_bar(symbol: str, trading_date: dt.date, start_ns: int, end_ns: int, o: int, h: int, low: int,
+                 c: int, per_price: Mapping[int, list[int]], max_delta: int, min_delta: int, first_ts: int,
+                 last_ts: int, cum_delta: int, rth_cum_delta: int, index: int) -> FootprintBar:
+    """Build the immutable bar from per-price ``[bid, ask, unknown, trades]`` accumulators (public: the backtest's
+    columnar fast path closes its bars through this same function, so levels, totals and the POC rule agree)."""
     levels = []
     bid_t = ask_t = unk_t = n_t = 0
     get = per_price.get
@@ -208,7 +209,7 @@ def make_bar(symbol: str, levels: Mapping[int, tuple[int, int]], *, open: int, c
     low = min(min(per), open, close)
     high = max(max(per), open, close)
     delta = sum(a - b for b, a, _, _ in per.values())
-    return _finalize(symbol, trading_date, start_ns, end_ns, open, high, low, close, per,
+    return finalize_bar(symbol, trading_date, start_ns, end_ns, open, high, low, close, per,
                      delta if max_delta is None else max_delta, delta if min_delta is None else min_delta,
                      start_ns, max(start_ns, end_ns - 1), cum_delta, rth_cum_delta, index)
 
@@ -427,7 +428,7 @@ class FootprintBuilder:
             start, end = self._start, self._end
         else:
             start, end = self._first, self._last + 1
-        return _finalize(self.symbol, sess.trading_date, start, end, self._o, self._h, self._l, self._c,
+        return finalize_bar(self.symbol, sess.trading_date, start, end, self._o, self._h, self._l, self._c,
                          self._per, self._dmax, self._dmin, self._first, self._last, self._cd, self._rcd,
                          self._index)
 

@@ -88,7 +88,7 @@ def _check_period(name: str, period: int, minimum: int) -> int:
     return period
 
 
-def _floats(*values: float) -> tuple[float, ...] | None:
+def finite_floats(*values: float) -> tuple[float, ...] | None:
     """The values as finite floats, or ``None`` when any is missing, non-numeric, NaN or infinite."""
     try:
         out = tuple(float(v) for v in values)
@@ -133,7 +133,7 @@ class EmaStream:
         return self.value is not None
 
     def update(self, value: float) -> float | None:
-        got = _floats(value)
+        got = finite_floats(value)
         if got is None:
             self.rejected += 1
             return None
@@ -173,7 +173,7 @@ class AtrStream:
         return self.value is not None
 
     def update(self, high: float, low: float, close: float) -> float | None:
-        got = _floats(high, low, close)
+        got = finite_floats(high, low, close)
         if got is None:
             self.rejected += 1
             return None
@@ -239,7 +239,7 @@ class AdxStream:
         return self.adx is not None
 
     def update(self, high: float, low: float, close: float) -> float | None:
-        got = _floats(high, low, close)
+        got = finite_floats(high, low, close)
         if got is None:
             self.rejected += 1
             return None
@@ -333,7 +333,7 @@ class VwapStream:
         self.rejected = 0
 
     def update(self, price: float, volume: float, session_id: int) -> VwapPoint | None:
-        got = _floats(price, volume)
+        got = finite_floats(price, volume)
         if got is None or got[1] < 0.0:
             self.rejected += 1
             return None
@@ -378,7 +378,9 @@ def _column(values: npt.ArrayLike, name: str) -> FloatArray:
     return arr
 
 
-def _columns(**cols: npt.ArrayLike) -> list[FloatArray]:
+def float_columns(**cols: npt.ArrayLike) -> list[FloatArray]:
+    """Named input columns as float arrays of one length (``ValueError`` naming the columns otherwise); shared
+    by the batch indicators here and in :mod:`tradebot.regime.structure`."""
     arrays = [_column(v, k) for k, v in cols.items()]
     if len({a.shape[0] for a in arrays}) > 1:
         raise ValueError(
@@ -401,7 +403,7 @@ def ema(values: npt.ArrayLike, period: int) -> FloatArray:
 
 def true_range(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike) -> FloatArray:
     """TA-Lib TRANGE (lookback 1: NaN on the first valid bar), previous close = last valid bar's close."""
-    h, lo, c = _columns(high=high, low=low, close=close)
+    h, lo, c = float_columns(high=high, low=low, close=close)
     stream = AtrStream(1)
     update = stream.update
     return _to_array([update(a, b, d) for a, b, d in zip(h.tolist(), lo.tolist(), c.tolist(), strict=True)])
@@ -409,7 +411,7 @@ def true_range(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike) ->
 
 def atr(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike, period: int = 14) -> FloatArray:
     """TA-Lib ATR aligned with the bars; NaN for the first ``period`` valid bars (lookback ``period``)."""
-    h, lo, c = _columns(high=high, low=low, close=close)
+    h, lo, c = float_columns(high=high, low=low, close=close)
     update = AtrStream(period).update
     return _to_array([update(a, b, d) for a, b, d in zip(h.tolist(), lo.tolist(), c.tolist(), strict=True)])
 
@@ -425,7 +427,7 @@ class DmiResult(NamedTuple):
 
 def dmi(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike, period: int = 14) -> DmiResult:
     """+DI, -DI, DX (lookback ``period``) and ADX (lookback ``2*period - 1``), as TA-Lib computes them."""
-    h, lo, c = _columns(high=high, low=low, close=close)
+    h, lo, c = float_columns(high=high, low=low, close=close)
     size = h.shape[0]
     out = np.full((4, size), np.nan)
     stream = AdxStream(period)
@@ -473,7 +475,7 @@ def vwap(
     """Session-resetting VWAP with bands (see ``VwapStream``); NaN before a session's first volume and on
     invalid bars. ``price`` is the caller's choice (typical price ``(h+l+c)/3`` or close for bars)."""
     ks = _check_bands(band_k)
-    p, v = _columns(price=price, volume=volume)
+    p, v = float_columns(price=price, volume=volume)
     sid = np.asarray(session_id)
     if sid.shape != p.shape:
         raise ValueError(f"session_id has shape {sid.shape}, prices {p.shape}")

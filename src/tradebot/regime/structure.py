@@ -25,7 +25,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from tradebot.regime.indicators import FloatArray, _columns, _floats
+from tradebot.regime.indicators import FloatArray, float_columns, finite_floats
 
 MAX_LOOKBACK = 10_000
 
@@ -59,7 +59,7 @@ def market_structure(high: npt.ArrayLike, low: npt.ArrayLike, lookback: int = 5)
     """Structure per bar as float64 ``+1`` / ``-1`` / ``0`` (see module docstring), NaN in warm-up and on
     invalid bars; ``Structure(int(x))`` turns a value back into the enum."""
     n = _check_lookback(lookback)
-    h, lo = _columns(high=high, low=low)
+    h, lo = float_columns(high=high, low=low)
     out = np.full(h.shape, np.nan)
     idx = np.flatnonzero(np.isfinite(h) & np.isfinite(lo))
     if idx.size < 2 * n:
@@ -102,7 +102,7 @@ class MarketStructureStream:
         self.rejected = 0
 
     def update(self, high: float, low: float) -> Structure | None:
-        got = _floats(high, low)
+        got = finite_floats(high, low)
         if got is None:
             self.rejected += 1
             return None

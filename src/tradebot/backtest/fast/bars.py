@@ -4,7 +4,7 @@ Boundaries, OHLC, delta extremes and cumulative deltas come from the compiled em
 (:func:`tradebot.backtest.fast.kernels.assign_bars`); the per-price (bid, ask, unknown, trades) volumes from one
 compiled pass over each bar's run of trades (:func:`~tradebot.backtest.fast.kernels.bar_levels`, a bincount over
 (bar, level, side) without the temporaries); the immutable bar itself from the footprint module's own constructor
-(:func:`tradebot.orderflow.footprint._finalize`), so levels, totals and the POC rule are shared code, not a
+(:func:`tradebot.orderflow.footprint.finalize_bar`), so levels, totals and the POC rule are shared code, not a
 copy. A day has a few hundred bars, so building them as objects costs little; everything per trade is
 vectorised.
 """
@@ -21,7 +21,7 @@ from tradebot.backtest.fast import kernels as kn
 from tradebot.backtest.fast.load import DayColumns
 from tradebot.core.calendar import NS, ExchangeCalendar, Session, calendar_for
 from tradebot.core.config import FootprintSettings
-from tradebot.orderflow.footprint import FootprintBar, _finalize
+from tradebot.orderflow.footprint import FootprintBar, finalize_bar
 
 I64 = NDArray[np.int64]
 
@@ -108,7 +108,7 @@ def build_bars(cols: DayColumns, trades: Trades, settings: FootprintSettings) ->
     for b, row in enumerate(rows):
         lo, hi = row[kn.B_LOW], row[kn.B_HIGH]
         per = {lo + i: a for i, a in enumerate(lv[off_l[b]:off_l[b + 1]]) if a[3]}
-        bars.append(_finalize(symbol, sa.sessions[row[kn.B_SESSION]].trading_date, row[kn.B_START], row[kn.B_END],
+        bars.append(finalize_bar(symbol, sa.sessions[row[kn.B_SESSION]].trading_date, row[kn.B_START], row[kn.B_END],
                               row[kn.B_OPEN], hi, lo, row[kn.B_CLOSE], per, row[kn.B_DMAX], row[kn.B_DMIN],
                               row[kn.B_FIRST_TS], row[kn.B_LAST_TS], row[kn.B_CD], row[kn.B_RCD], row[kn.B_INDEX]))
     return BarSeries(bars, [int(x) for x in table[:, kn.B_CLOSE_POS].tolist()])
