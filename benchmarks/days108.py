@@ -93,9 +93,9 @@ def main() -> int:
         os.sched_setaffinity(0, set(cpus))
     from tradebot.backtest.overrides import apply_overrides, grid_combinations
     from tradebot.backtest.runner import DayTask, load_events, run_events
-    from tradebot.execution.trades import TradeRecord
     from tradebot.core.config import load_settings
     from tradebot.core.logging import configure_logging
+    from tradebot.execution.trades import TradeRecord
 
     configure_logging("ERROR", "json")
     settings = load_settings()

@@ -73,8 +73,8 @@ def fast_once(path: Path) -> tuple[float, list[Any], dict[str, float]]:
 
 def event_once(path: Path) -> tuple[float, list[Any]]:
     from tradebot.backtest.runner import load_events, run_events
-    from tradebot.execution.trades import TradeRecord
     from tradebot.core.config import load_settings
+    from tradebot.execution.trades import TradeRecord
 
     s = load_settings()
     t0 = time.perf_counter()
@@ -133,8 +133,8 @@ def main() -> int:
         return 0
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from tradebot.execution.trades import trade_hash
     from tradebot.core.logging import configure_logging
+    from tradebot.execution.trades import trade_hash
 
     configure_logging("ERROR", "json")
     with tempfile.TemporaryDirectory(prefix="replay-fast-") as tmp:

@@ -25,7 +25,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from tradebot.regime.indicators import FloatArray, float_columns, finite_floats
+from tradebot.regime.indicators import FloatArray, finite_floats, float_columns
 
 MAX_LOOKBACK = 10_000
 
