@@ -8,6 +8,10 @@ What counts as an import (strict on purpose: a cycle that only bites at run time
   annotations name the other module's types), and a backwards one is how a real cycle starts, so it counts;
 - a string naming a handler to import lazily, ``"tradebot.module:function"`` (the CLI's ``_lazy``).
 
+A package's ``__init__`` may import its own submodules lazily, inside a function: that is a plugin registry
+(``execution/brokers``' ``open_live_broker`` loads only the chosen vendor's adapter, which imports the interface
+from the package), so such an edge is not counted for cycles; an import of a submodule at the package's top level is.
+
 One exception is listed by name, not by rule: :data:`TYPE_ONLY_BACK_REFERENCES`, modules split out of the execution
 manager that take the manager itself as an argument and name its class under ``TYPE_CHECKING``. Each entry is a
 debt (the module should declare the narrow view it needs, as ``execution/gate.py`` does with ``GateView``); the
@@ -61,6 +65,13 @@ class Edge:
     line: int
     type_only: bool = False
     """Inside ``if TYPE_CHECKING:``."""
+    lazy: bool = False
+    """Inside a function body."""
+
+    @property
+    def plugin_load(self) -> bool:
+        """A package's ``__init__`` loading one of its own submodules lazily (see the module docstring)."""
+        return self.lazy and MODULES[self.source].name == "__init__.py" and self.target.startswith(self.source + ".")
 
 
 def modules() -> dict[str, Path]:
@@ -102,11 +113,17 @@ def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
     bound: dict[str, str] = {}  # local name -> package module it names (``import a.b as m``, ``from a import b``)
     type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
                  for stmt in block.body for n in ast.walk(stmt)}
+    lazy = {id(n) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            for stmt in fn.body for n in ast.walk(stmt)}
+
+    def edge(target: str, node: ast.stmt) -> Edge:
+        return Edge(module, target, node.lineno, id(node) in type_only, id(node) in lazy)
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
-                    edges.append(Edge(module, owner(alias.name), node.lineno, id(node) in type_only))
+                    edges.append(edge(owner(alias.name), node))
                     if alias.asname:
                         bound[alias.asname] = owner(alias.name)
         elif isinstance(node, ast.ImportFrom):
@@ -121,11 +138,11 @@ def imports(module: str, path: Path) -> tuple[list[Edge], list[str]]:
             for alias in node.names:
                 full = f"{source}.{alias.name}"
                 if full in MODULES:
-                    edges.append(Edge(module, full, node.lineno, id(node) in type_only))
+                    edges.append(edge(full, node))
                     bound[alias.asname or alias.name] = full
                     continue
                 target = owner(source)
-                edges.append(Edge(module, target, node.lineno, id(node) in type_only))
+                edges.append(edge(target, node))
                 if alias.name.startswith("_") and not alias.name.startswith("__") and target != module:
                     private.append(f"{module}:{node.lineno} imports {alias.name} from {target}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_TARGET.match(node.value):
@@ -165,6 +182,8 @@ def test_the_walker_sees_lazy_type_checking_and_string_imports(tmp_path: Path) -
     assert {e.target for e in edges} == {"tradebot.daemon", "tradebot.web.app", "tradebot.regime.router",
                                           "tradebot.orderflow.footprint", "tradebot.ops.watchdog"}
     assert {e.target for e in edges if e.type_only} == {"tradebot.daemon"}
+    assert {e.target for e in edges if e.lazy} == {"tradebot.web.app", "tradebot.regime.router",
+                                                   "tradebot.orderflow.footprint"}
     assert private == ["tradebot.execution.model:7 imports _hidden from tradebot.orderflow.footprint",
                        "tradebot.execution.model:9 uses _describe of tradebot.regime.router"]
     assert len(EDGES) > 500  # the real package: hundreds of edges, so the walk did not silently find nothing
@@ -186,7 +205,7 @@ def test_no_backwards_edge() -> None:
 def test_no_import_cycle() -> None:
     succ: dict[str, set[str]] = defaultdict(set)
     for e in EDGES:
-        if not (e.type_only and (e.source, e.target) in TYPE_ONLY_BACK_REFERENCES):
+        if not (e.type_only and (e.source, e.target) in TYPE_ONLY_BACK_REFERENCES) and not e.plugin_load:
             succ[e.source].add(e.target)
     # Tarjan's strongly connected components, iterative (the graph is a few hundred modules).
     index: dict[str, int] = {}
