@@ -82,6 +82,8 @@ class JournalKind(enum.StrEnum):
     """Live, every N seconds: a mismatch with the broker seen on two checks in a row halts trading."""
     PROTECT_REQUEST = "protect_request"
     """Live, no naked position: a stand-alone stop re-placed for an open position (old stop cancelled)."""
+    PROPFIRM = "propfirm"
+    """Prop-firm account state after a change: day roll, headroom alert, breach (halt + flatten), new peak."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -401,11 +403,36 @@ class ProtectRequested:
     """The stops it replaces (cancel requests journaled before it)."""
 
 
+@journal_event(JournalKind.PROPFIRM)
+@dataclass(frozen=True, slots=True)
+class PropFirmUpdated:
+    """The prop-firm rules' whole state (:class:`~tradebot.execution.propfirm.PropFirmState`) after a change, so
+    a restart neither forgets the trailing high-water mark nor re-sends an alert; a breach carries its halt and
+    the brackets it closes in the same record."""
+
+    profile: str
+    why: str
+    """``start``, ``day``, ``alert``, ``breach``, ``peak`` (intraday high-water mark), ``cleared`` (operator)."""
+    high_water_cents: int
+    offset_cents: int
+    """The account's balance at the firm minus the journal's net P&L (balance = offset + net P&L)."""
+    day: str
+    day_start_balance_cents: int
+    alerts: tuple[str, ...]
+    breached: str
+    day_breached: str
+    best_day_cents: int
+    profit_before_today_cents: int
+    flatten: tuple[str, ...] = ()
+    flatten_reason: str = ""
+    set_state: StateChange | None = None
+
+
 JournalEvent = (SessionStarted | SignalDecided | FlattenRequested | CancelRequested | ModifyRequested
                 | StatusRequested | OrderAcknowledged | OrderRejected | OrderFilled | OrderCancelled | StopModified
                 | OrderStatus | SubmitTimedOut | TradingStateChanged | TierChanged | MarginChecked | ExitSignalDecided
                 | AutoFlattenDecided | AnomalyRecorded | DailyLimitHit | RecoveryChecked | ReconcileChecked
-                | ProtectRequested)
+                | ProtectRequested | PropFirmUpdated)
 """Any journal event (a new kind's class is added here too; the import-time check compares it with the enum)."""
 
 

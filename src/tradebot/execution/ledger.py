@@ -206,6 +206,8 @@ class Ledger:
         self.to_flatten: dict[str, str] = {}
         """Brackets a journaled decision ordered closed (signal id -> reason), until their flatten is recorded."""
         self.limit_day: str | None = None
+        self.propfirm: dict[str, Any] | None = None
+        """The last journaled prop-firm state (payload of the latest ``propfirm`` record), ``None`` before any."""
         """Trading day on which a daily profit target / loss limit was hit (checked once per day)."""
         self._dirty: dict[str, set[Any]] = {}
 
@@ -739,6 +741,11 @@ class Ledger:
         self._on_decision(rec, effects)
         self._note_flatten(rec)
 
+    def _on_propfirm(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        self.propfirm = dict(rec.payload)
+        self._apply_state(rec)
+        self._note_flatten(rec)
+
     def _on_recovery(self, rec: JournalRecord, effects: list[Effect]) -> None:
         self._apply_state(rec)
 
@@ -772,6 +779,7 @@ _HANDLERS = {
     "anomaly": Ledger._on_decision,
     "daily_limit": Ledger._on_daily_limit,
     "recovery": Ledger._on_recovery,
+    "propfirm": Ledger._on_propfirm,
     "reconcile": Ledger._on_recovery,
 }
 

@@ -51,6 +51,7 @@ from tradebot.execution.model import (
     Verdict,
     client_order_id,
 )
+from tradebot.execution.propfirm_guard import PropFirmGuard
 from tradebot.execution.protection import Protection, StateEventGuard
 from tradebot.execution.reconcile import RecoveryReport
 from tradebot.execution.risk import (
@@ -127,6 +128,7 @@ class ExecutionManager:
         self.clock = SessionClock(settings, self.calendar)
         self.gate = RiskGate()
         """The pre-trade checks; :meth:`RiskGate.add` appends a rule (account limits)."""
+        self.propfirm = PropFirmGuard.attach(self)
         self._status_asked: dict[str, int] = {}
         self._recovered = False
         self._pumping = False
@@ -165,6 +167,8 @@ class ExecutionManager:
         if not day:
             return
         self._evaluate_tier(now_ns)
+        if self.propfirm is not None:
+            self.propfirm.start_day(day, now_ns)
         if any((day, s) not in self.ledger.margin for s in self._traded_symbols()):
             self.check_margin(dt.date.fromisoformat(day))
 
@@ -256,6 +260,8 @@ class ExecutionManager:
             day = ledger.trading.trading_day
             if day is not None and ledger.limit_day != day:  # (_check_limits' own first test, done here)
                 self._check_limits(ts, ev.symbol)
+            elif self.propfirm is not None:
+                self.propfirm.observe(ts)
         if self._status_asked:
             self.check_timeouts(ts)
         elif ledger.live:
@@ -398,7 +404,7 @@ class ExecutionManager:
     def auto_flatten(self, now_ns: int) -> bool:
         """Flatten everything at the configured time; idempotent per trading day. True when it acted."""
         self._require()
-        if not self.ex.auto_flatten:
+        if not self.ex.auto_flatten and self.clock.flat_by is None:
             return False
         try:
             day = self.clock.flatten_due_on(now_ns)
@@ -461,6 +467,8 @@ class ExecutionManager:
 
     def resume(self, now_ns: int, reason: str = "operator resume") -> None:
         self._require()
+        if self.propfirm is not None:
+            self.propfirm.clear(now_ns)
         self._set_state(TradingState.ACTIVE, HaltKind.NONE, reason, now_ns)
 
     def flatten(self, reason: str, now_ns: int, symbol: str | None = None) -> int:
@@ -530,6 +538,7 @@ class ExecutionManager:
             "open_brackets": [b.signal_id for b in self.ledger.open_brackets()],
             "positions": {s: b.qty for s, b in self.ledger.positions.items() if b.qty},
             "anomalies": dict(self.ledger.anomalies), "stats": dict(self.stats),
+            "propfirm": self.propfirm.summary() if self.propfirm is not None else None,
         }
 
     # ==============================================================================================
@@ -598,6 +607,8 @@ class ExecutionManager:
         self._record("trading_state", now_ns, {"state": state.value, "kind": kind.value, "reason": reason}, notes)
 
     def _check_limits(self, ts_ns: int, symbol: str) -> None:
+        if self.propfirm is not None:
+            self.propfirm.observe(ts_ns)
         t = self.ledger.trading
         day = t.trading_day
         if day is None or self._limit_day == day:

@@ -204,19 +204,21 @@ class PropFirmState:
     """Largest net profit of one completed trading day (the consistency rule's numerator)."""
     profit_before_today_cents: int = 0
     """Net profit of all completed days."""
+    offset_cents: int = 0
+    """The account's balance at the firm minus the journal's net P&L: balance = offset + net P&L."""
 
     def to_payload(self) -> dict[str, Any]:
         return {"high_water_cents": self.high_water_cents, "day": self.day,
                 "day_start_balance_cents": self.day_start_balance_cents, "alerts": list(self.alerts),
                 "breached": self.breached, "day_breached": self.day_breached, "best_day_cents": self.best_day_cents,
-                "profit_before_today_cents": self.profit_before_today_cents}
+                "profit_before_today_cents": self.profit_before_today_cents, "offset_cents": self.offset_cents}
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> PropFirmState:
         return cls(int(p["high_water_cents"]), str(p.get("day", "")), int(p.get("day_start_balance_cents", 0)),
                    tuple(str(a) for a in p.get("alerts", ())), str(p.get("breached", "")),
                    str(p.get("day_breached", "")), int(p.get("best_day_cents", 0)),
-                   int(p.get("profit_before_today_cents", 0)))
+                   int(p.get("profit_before_today_cents", 0)), int(p.get("offset_cents", 0)))
 
 
 def initial_state(profile: PropFirmProfile, balance_cents: int | None = None,

@@ -44,6 +44,9 @@ class SessionClock:
         """The current session's trading day (ISO date)."""
         self.flatten_at_ns = FAR
         """When today's auto-flatten is due; ``FAR`` when disabled or already done today."""
+        self.flat_by: tuple[dt.time, dt.tzinfo] | None = None
+        """A prop-firm account's flat-by time (exchange-local): the flatten comes then at the latest, even with the
+        auto-flatten off (set by :class:`~tradebot.execution.propfirm_guard.PropFirmGuard`)."""
 
     def touch(self, ts_ns: int) -> None:
         if ts_ns > self.now:
@@ -57,7 +60,7 @@ class SessionClock:
         self.open_ns, self.close_ns = sess.open_ns, sess.close_ns
         self.day = sess.trading_date.isoformat()
         self.flatten_at_ns = self.flatten_time(sess.trading_date, sess.close_ns)
-        if not self.auto_flatten or auto_flatten_day == self.day:
+        if (not self.auto_flatten and self.flat_by is None) or auto_flatten_day == self.day:
             self.flatten_at_ns = FAR
 
     def flatten_time(self, day: dt.date, close_ns: int) -> int:
@@ -65,7 +68,10 @@ class SessionClock:
         h, m = self.flatten_hm
         if getattr(self.calendar, "twenty_four_seven", False):
             return close_ns - _FIVE_MIN_NS if self.crypto_flatten_at_day_end else FAR
-        return min(local_ns(day, dt.time(h, m), ET), close_ns - _FIVE_MIN_NS)
+        at = local_ns(day, dt.time(h, m), ET) if self.auto_flatten else FAR
+        if self.flat_by is not None:  # a prop-firm account's flat-by time, in the exchange's zone
+            at = min(at, local_ns(day, *self.flat_by))
+        return min(at, close_ns - _FIVE_MIN_NS)
 
     def flatten_due_on(self, ts_ns: int) -> str | None:
         """The trading day whose flatten time ``ts_ns`` has reached (``None``: not yet, or outside the calendar)."""
