@@ -17,12 +17,15 @@ import dataclasses
 import datetime as dt
 import math
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from tradebot.core.calendar import CT, ET, UTC, ExchangeCalendar
 from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
-from tradebot.execution.gate import Candidate, GateView
+from tradebot.core.config import Settings
+from tradebot.execution.gate import Candidate, GateView, RiskGate
+from tradebot.execution.ledger import Effect, Ledger
 from tradebot.execution.model import HaltKind, Notification, Severity, TradingState
 from tradebot.execution.propfirm import (
     AccountView,
@@ -41,11 +44,30 @@ from tradebot.execution.propfirm import (
 )
 from tradebot.execution.propfirm_profiles import alert_steps, profile_from_settings
 from tradebot.execution.risk import MICRO_OF, fee_table, fmt_cents, usd_to_cents
-
-if TYPE_CHECKING:
-    from tradebot.execution.manager import ExecutionManager
+from tradebot.execution.session import SessionClock
 
 log = get_logger(__name__)
+
+
+class PropFirmHost(Protocol):
+    """What the guard needs of the execution manager (the manager is one; the guard never imports it)."""
+
+    settings: Settings
+    calendar: ExchangeCalendar
+    gate: RiskGate
+    clock: SessionClock
+    ledger: Ledger
+
+    def unrealized_cents(self, symbol: str | None = None) -> int: ...
+
+    def day_pnl_cents(self, include_unrealized: bool = True) -> int: ...
+
+    def mark(self, symbol: str) -> int | None: ...
+
+    def _record(self, kind: str, ts_ns: int, payload: dict[str, Any],
+                notes: Sequence[Notification] = ()) -> list[Effect]: ...
+
+    def _complete_flattens(self, ts_ns: int) -> None: ...
 
 
 def exchange_zone(calendar: ExchangeCalendar) -> dt.tzinfo:
@@ -58,7 +80,7 @@ def exchange_zone(calendar: ExchangeCalendar) -> dt.tzinfo:
 class PropFirmGuard:
     """One account profile's rules over one manager's books."""
 
-    def __init__(self, m: ExecutionManager, profile: PropFirmProfile, steps: tuple[int, ...]) -> None:
+    def __init__(self, m: PropFirmHost, profile: PropFirmProfile, steps: tuple[int, ...]) -> None:
         self.m = m
         self.profile = profile
         self.steps = steps
@@ -70,7 +92,7 @@ class PropFirmGuard:
         """Intraday trailing: the equity peak not yet journaled (journaled once it rises ``_peak_step``)."""
 
     @classmethod
-    def attach(cls, m: ExecutionManager) -> PropFirmGuard | None:
+    def attach(cls, m: PropFirmHost) -> PropFirmGuard | None:
         """The guard for the configured profile, its entry check added to the manager's risk gate and its
         flat-by time to the session clock; ``None`` when no profile is configured."""
         profile = profile_from_settings(m.settings)
