@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tradebot.core.calendar import CT, ET, UTC, ExchangeCalendar
+from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
-from tradebot.core.config import Settings
 from tradebot.execution.gate import Candidate, GateView, RiskGate
 from tradebot.execution.ledger import Effect, Ledger
 from tradebot.execution.model import HaltKind, Notification, Severity, TradingState
