@@ -52,11 +52,14 @@ def test_run_several_symbols_at_once(tmp_path: Path) -> None:
     assert isinstance(market, dict) and all(market[s]["last_event_ns"] for s in ("ES", "GC"))
 
 
-def test_run_live_mode_is_refused(tmp_path: Path) -> None:
+def test_run_live_mode_without_a_broker_is_refused(tmp_path: Path) -> None:
     proc = run(tmp_path, "run", "--mode", "live")
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr and "never falls back to paper" in proc.stderr
+    assert "--broker projectx|rithmic" in proc.stderr
     assert not (tmp_path / "data" / "tradebot-paper.db").exists()
+    paper = run(tmp_path, "run", "--broker", "projectx")
+    assert paper.returncode == 2 and "needs --mode live" in paper.stderr
 
 
 def test_run_bad_simulation_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:

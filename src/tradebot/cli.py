@@ -38,6 +38,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--symbol", help="contract root to trade (TRADING_SYMBOL)")
     p.add_argument("--symbols", help="several roots at once, comma-separated (e.g. GC,SI,NQ)")
     p.add_argument("--mode", choices=["paper", "live"], help="TRADING_MODE")
+    p.add_argument("--broker", choices=["projectx", "rithmic"],
+                   help="live mode's broker (TRADING_BROKER): projectx (TopstepX and other ProjectX firms), rithmic")
     p.add_argument("--feed", choices=["demo", "databento", "replay", "polygon", "coinbase"],
                    help="market data source (polygon: US stocks, POLYGON_API_KEY; coinbase: crypto, no key)")
     p.add_argument("--input", nargs="*", help="files for --feed replay")

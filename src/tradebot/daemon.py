@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -74,6 +74,9 @@ from tradebot.state.store import (
 )
 from tradebot.trading import TradingCore
 
+if TYPE_CHECKING:
+    from tradebot.ops.broker_session import BrokerSession
+
 NS = 1_000_000_000
 RUN_LOG = "run.log"
 """With ``--progress`` the daemon's log lines go here instead of the console."""
@@ -90,6 +93,8 @@ class Daemon:
     def __init__(self, settings: Settings, symbols: list[str], feed_kind: str, inputs: list[str] | None = None,
                  speed: float | None = None, duration: float = 0.0, exit_on_feed_end: bool = True,
                  progress: bool = False) -> None:
+        self.broker_session: BrokerSession | None = None
+        """Live mode: the broker adapter and its connection, reconciliation and protection duties."""
         self.settings = settings
         self.symbols = [spec_for(s).root for s in symbols]
         self.feed_kind = feed_kind
@@ -147,10 +152,6 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        if self.settings.trading_mode == "live":
-            print("refusing to start: TRADING_MODE=live needs a live broker adapter, which does not exist yet "
-                  "(use paper mode)", file=sys.stderr)
-            return 2
         db = self.settings.execution.db_path or default_db_path(self.data_dir, self.settings.trading_mode)
         os.umask(0o077)  # files 0600 and folders 0700 whatever the caller's umask (systemd sets the same)
         try:
@@ -179,8 +180,24 @@ class Daemon:
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.store.close()
             return 2
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        notifier_task: asyncio.Task[Any] | None = None
+        if self.settings.trading_mode == "live":
+            notifier_task = asyncio.create_task(self.notifier.run(), name="notifier")  # alerts while connecting
+            code = await self._open_broker()
+            if code is not None:
+                self.notifier.stop()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(notifier_task, 5)
+                with contextlib.suppress(Exception):
+                    await self.notifier.flush(self.cfg.shutdown_flush_seconds)
+                self.store.close()
+                return code
         self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=self._core_note,
-                                logger=self.log)
+                                logger=self.log,
+                                broker=self.broker_session.broker if self.broker_session is not None else None)
         self.core.on_digest = self._digest
         self._wire_stream(self.core)
         if self.live:
@@ -192,9 +209,6 @@ class Daemon:
                 print(f"refusing to start: disk full: {exc}", file=sys.stderr)
                 self.store.close()
                 return EXIT_DISK_FULL
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
         control = ControlServer(self.data_dir / SOCKET_NAME, self._control)
         try:
             await control.start()
@@ -210,7 +224,9 @@ class Daemon:
         tasks = [asyncio.create_task(self._feed_loop(), name="feed"),
                  asyncio.create_task(self._stream_loop(), name="stream"),
                  asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-                 asyncio.create_task(self.notifier.run(), name="notifier")]
+                 notifier_task or asyncio.create_task(self.notifier.run(), name="notifier")]
+        if self.broker_session is not None:
+            tasks.append(asyncio.create_task(self.broker_session.run(), name="broker"))
         if self.live:
             tasks.append(asyncio.create_task(self._clock_loop(), name="clock"))
         if self.duration:
@@ -273,7 +289,34 @@ class Daemon:
             self.notifier.notify(self._note("halted", Severity.CRITICAL, "Recovery mismatch: trading halted",
                                             "; ".join(report.mismatches)[:1000]))
         self.log.info("trading core started", recovery=report.actions or "clean", open=report.open_brackets)
+        if self.broker_session is not None:
+            self.broker_session.attach(self.core.manager, self.market_now, self._component_error_short)
+            self.core.manager.protection.check(time.monotonic_ns())
         self._boot_notifications(report.open_brackets)
+
+    async def _open_broker(self) -> int | None:
+        """Live mode: build, connect and preflight the broker; the exit code when the start is refused."""
+        from tradebot.ops.broker_session import BrokerSession, LiveStartError
+
+        try:
+            self.broker_session = BrokerSession.open(self.settings, self.settings.trading_broker,
+                                                     self._broker_note, self.log)
+            if not await self.broker_session.connect(self.stop_event):
+                await self.broker_session.close()
+                return 0  # stopped while waiting for the broker
+            self.broker_session.preflight()
+        except LiveStartError as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            if self.broker_session is not None:
+                await self.broker_session.close()
+            return 2
+        return None
+
+    def _broker_note(self, kind: str, sev: Severity, title: str, desc: str) -> None:
+        self.notifier_notify(kind, sev, title, desc, subject=self.settings.trading_broker or "broker")
+
+    def _component_error_short(self, where: str, exc: Exception) -> None:
+        self._component_error(where, exc, "")
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self.log.info("signal received, shutting down", signal=sig.name)
@@ -308,6 +351,8 @@ class Daemon:
                     self.log.info("flattened on shutdown", brackets=n)
             except Exception as exc:
                 self._shutdown_error("flatten on shutdown", exc)
+            if self.broker_session is not None:
+                await self._settle_broker()
             try:
                 snap = self.core.manager.snapshot()
                 self.notifier.notify(self._note("system_stop", Severity.INFO, "tradebot stopped",
@@ -336,10 +381,28 @@ class Daemon:
             await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
         except Exception as exc:
             self._shutdown_error("last heartbeat", exc)
+        if self.broker_session is not None:
+            await self.broker_session.close()
         with contextlib.suppress(Exception):
             self.store.close()
         self.log.info("daemon stopped", exit_code=self.exit_code, events=self.stats["events"],
                       rejects=self.validator.total_rejects, errors=self.errors)
+
+    async def _settle_broker(self) -> None:
+        """Live shutdown: give exits in flight (a flatten on shutdown) a few seconds to come back journaled."""
+        assert self.core is not None
+        m = self.core.manager
+        deadline = time.monotonic() + self.cfg.shutdown_flush_seconds
+        while self.core_started and time.monotonic() < deadline:
+            try:
+                m.pump()
+            except Exception as exc:
+                self._shutdown_error("broker events", exc)
+                return
+            closing = [b for b in m.ledger.open_brackets() if b.pending_exit_reason]
+            if not closing:
+                return
+            await asyncio.sleep(0.1)
 
     def _shutdown_error(self, step: str, exc: Exception) -> None:
         self.log.error("shutdown step failed", step=step, error=repr(exc))
@@ -779,11 +842,18 @@ def run_overrides(args: argparse.Namespace, settings: Settings, mode: str) -> Se
 
 def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
     mode = args.mode or settings.trading_mode
-    if mode == "live":
-        print("refusing to start: --mode live needs a live broker adapter, which does not exist yet; "
-              "tradebot never falls back to paper silently (use --mode paper)", file=sys.stderr)
+    broker = getattr(args, "broker", None)
+    if broker is not None and mode != "live":
+        print(f"refusing to start: --broker {broker} trades a real account and needs --mode live "
+              "(paper mode never uses a broker)", file=sys.stderr)
+        return 2
+    if mode == "live" and not (broker or settings.trading_broker):
+        print("refusing to start: --mode live needs a broker: --broker projectx|rithmic (or TRADING_BROKER); "
+              "tradebot never falls back to paper silently", file=sys.stderr)
         return 2
     settings = run_overrides(args, settings, mode)
+    if broker is not None:
+        settings = settings.model_copy(update={"trading_broker": broker})
     if args.symbols:
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     else:

@@ -27,7 +27,7 @@ def open_execution(settings: Settings, *, symbols: Sequence[str] | None = None, 
     syms = list(symbols) if symbols else settings.symbol_list
     if broker is None:
         if settings.trading_mode == "live":
-            raise ConfigError("config error: TRADING_MODE='live' needs a live broker adapter; none is available")
+            raise ConfigError("config error: TRADING_MODE='live' needs the live broker passed in (open_live_broker)")
         broker = PaperBroker(PaperConfig.from_settings(settings), data_symbols=syms)
     store = StateStore.open(db_path(settings), mode=settings.trading_mode)
     manager = ExecutionManager(settings, store, broker, on_notification=on_notification,

@@ -136,6 +136,8 @@ class ExecutionManager:
         live = reconcile.live_broker(self)
         self.protection = Protection(self, self.ex.protect_seconds, active=live)
         self._event_guard = StateEventGuard(self.ex.fill_dedupe_size, active=live)
+        self.entry_block = ""
+        """Why new entries are refused for now without a journaled halt (live: broker disconnected)."""
 
     # ==============================================================================================
     # Start-up
@@ -206,6 +208,8 @@ class ExecutionManager:
             reason, symbol, qty = "timestamp outside the exchange calendar", "", 0
         elif intent.ts_ns < self.clock.open_ns:
             reason, symbol, qty = "intent from before the current session", "", 0
+        elif self.entry_block:  # live: the broker connection is down (ops/broker_session.py)
+            reason, symbol, qty = self.entry_block, "", 0
         else:
             reason, symbol, qty = self._gate(intent)
         tick_value = encode_tick_value(tick_value_of(spec_for(symbol))) if symbol else 0

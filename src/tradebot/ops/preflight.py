@@ -31,8 +31,8 @@ def check_keys(s: Settings) -> Check:
         return ("keys", "FAIL", "TRADEBOT_FEED=databento needs DATABENTO_API_KEY")
     if s.feed == "polygon" and s.polygon_api_key is None:
         return ("keys", "FAIL", "TRADEBOT_FEED=polygon needs POLYGON_API_KEY")
-    if s.trading_mode == "live":
-        return ("keys", "FAIL", "TRADING_MODE=live needs a live broker adapter, which does not exist yet")
+    if s.trading_mode == "live" and s.trading_broker is None:
+        return ("keys", "FAIL", "TRADING_MODE=live needs TRADING_BROKER=projectx|rithmic (and that broker's keys)")
     have = [n for n, v in (("DATABENTO_API_KEY", s.databento_api_key), ("POLYGON_API_KEY", s.polygon_api_key),
                            ("DISCORD_WEBHOOK_URL", s.discord_webhook_url)) if v is not None]
     return ("keys", "OK", f"feed {s.feed}; configured: {', '.join(have) or 'none (alerts go to the log)'}")
@@ -95,7 +95,39 @@ def check_webhook(s: Settings, timeout: float = 10.0) -> Check:
     return ("webhook", "FAIL", f"webhook answered HTTP {r.status_code}: check DISCORD_WEBHOOK_URL")
 
 
-CHECKS: list[Callable[[Settings], Check]] = [check_keys, check_data_dir, check_disk, check_clock, check_webhook]
+def check_broker(s: Settings) -> Check:
+    """Live mode: log in once (no retries) and run the adapter's own checklist, then log out."""
+    if s.trading_mode != "live":
+        return ("broker", "OK", "paper mode: no broker")
+    if s.trading_broker is None:
+        return ("broker", "FAIL", "TRADING_BROKER is not set")
+    import asyncio
+    import contextlib
+
+    from tradebot.execution.brokers import BrokerError, open_live_broker
+
+    async def probe() -> Check:
+        try:
+            broker = open_live_broker(s, s.trading_broker or "")
+        except Exception as exc:
+            return ("broker", "FAIL", f"{s.trading_broker}: {exc}")
+        try:
+            await asyncio.wait_for(broker.connect(), timeout=30)
+            checks = broker.preflight()
+        except (BrokerError, TimeoutError, OSError) as exc:
+            return ("broker", "FAIL", f"{s.trading_broker}: {type(exc).__name__}: {exc}")
+        finally:
+            with contextlib.suppress(Exception):  # a failing logout must not hide the checks' result
+                await asyncio.wait_for(broker.close(), timeout=5)
+        bad = [c for c in checks if not c.ok]
+        detail = "; ".join(f"{c.name}: {c.detail}" for c in (bad or checks))
+        return ("broker", "FAIL" if bad or not checks else "OK", f"{s.trading_broker}: {detail or 'no checks'}")
+
+    return asyncio.run(probe())
+
+
+CHECKS: list[Callable[[Settings], Check]] = [check_keys, check_data_dir, check_disk, check_clock, check_webhook,
+                                             check_broker]
 
 
 def run_checks(s: Settings) -> list[Check]:
