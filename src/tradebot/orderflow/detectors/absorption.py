@@ -9,8 +9,9 @@ exact in integers (``v * levels >= m * volume``). Strength: ``0.5 + 0.5 * (ratio
 
 The reading chosen where ORDERFLOW.md's "aggressive volume at or near the extreme" is ambiguous: the
 *aggressor-side* volume (bid at the low, ask at the high) of the *single largest* level within the zone,
-never a level's total (bid + ask) volume, nor the zone's summed volume. Test vectors (``tests/orderflow/test_patterns.py``;
-m = 2, zone 1 tick, close >= 2 ticks away; levels (bid, ask) from the low, close at the top):
+never a level's total (bid + ask) volume, nor the zone's summed volume. Test vectors
+(``tests/orderflow/test_patterns.py``; m = 2, zone 1 tick, close >= 2 ticks away; levels (bid, ask) from the low,
+close at the top):
 ``(30,15) (30,5) (5,5) (5,5) (5,5)`` is *not* absorption (largest bid 30 < 2 x 22, although the zone's summed
 bids 60 and the low's total 45 are above 44); ``(50,5) (5,5) (5,5) (5,5) (5,5)`` is (50 >= 2 x 19).
 """
