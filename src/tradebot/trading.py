@@ -8,7 +8,6 @@ scheduler; an order decided on this event can only fill on a later one, as in re
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -33,6 +32,7 @@ from tradebot.ops.scheduler import DailyJob, Scheduler
 from tradebot.orderflow.alerts import AlertKind
 from tradebot.regime.decisions import Decision
 from tradebot.regime.pipeline import StrategyStep, SymbolStrategy
+from tradebot.state import queries
 from tradebot.state.store import StateStore
 
 DigestHook = Callable[[dt.date, int], None]
@@ -84,7 +84,7 @@ class TradingCore:
         self._positions_seen: dict[str, int | None] = {}
         self._resume_ns = 0
         """Last journaled time at start: events up to it are a replay of what the journal already holds."""
-        self._sync_mode: tuple[sqlite3.Connection, int, bool] | None = None
+        self._sync_mode: tuple[sqlite3.Connection, tuple[int, bool]] | None = None
         """(connection, PRAGMA synchronous, WAL?) of the store, read once (see _record)."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -92,8 +92,7 @@ class TradingCore:
     def start(self, now_ns: int) -> RecoveryReport:
         # What the journal held before this start: recovery's own records (at ``now_ns``) are not a replay, and a job
         # due before now but after the last record is a catch-up, not a job the journal already passed.
-        rows = self.store.query("SELECT MAX(ts_ns) AS ts FROM journal")
-        self._resume_ns = int(rows[0]["ts"] or 0) if rows else 0
+        self._resume_ns = queries.last_journal_ns(self.store)
         report = self.manager.recover(now_ns)
         for sym in self.symbols:
             self._sync_position(sym)
@@ -105,11 +104,11 @@ class TradingCore:
         them missed once, from the last day this database traded on; none is run late."""
         if self.store.readonly:
             return
-        rows = self.store.query("SELECT MAX(trading_day) AS d FROM sessions")
-        if not rows or rows[0]["d"] is None:
+        last = queries.last_session_day(self.store)
+        if last is None:
             return
         try:
-            missed = self.scheduler.missed_since(dt.date.fromisoformat(str(rows[0]["d"])), now_ns)
+            missed = self.scheduler.missed_since(dt.date.fromisoformat(last), now_ns)
         except ValueError:
             return
         for name, day, at in missed:
@@ -248,20 +247,9 @@ class TradingCore:
                  "reasons": json.dumps(list(d.reasons))} for d in decisions]
         conn = self.store.conn
         if self._sync_mode is None or self._sync_mode[0] is not conn:
-            level = int(conn.execute("PRAGMA synchronous").fetchone()[0])  # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
-            wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
-            self._sync_mode = (conn, level, wal)
-        _, level, wal = self._sync_mode
-        relax = wal and level > 1
-        if relax:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with self.store.transaction() as tx:
-                tx.upsert({"router_decisions": rows})
-        finally:
-            if relax:
-                with contextlib.suppress(sqlite3.Error):  # a simulated crash closes the connection
-                    conn.execute(f"PRAGMA synchronous={level}")
+            self._sync_mode = (conn, queries.sync_mode(self.store))
+        with queries.unsynced_commits(self.store, self._sync_mode[1]), self.store.transaction() as tx:
+            tx.upsert({"router_decisions": rows})
 
     def _run_jobs(self, now_ns: int) -> None:
         """Calendar jobs, each at most once per trading day, recorded in ``job_runs``.
@@ -303,9 +291,8 @@ class TradingCore:
     def _job_missed(self, name: str, day: dt.date, at: int, now_ns: int, why: str) -> None:
         if self._job_done(name, day):
             return
-        first = self.store.query("SELECT MIN(trading_day) AS d, MIN(started_ns) AS t FROM sessions")
-        if (not first or first[0]["d"] is None or day.isoformat() < str(first[0]["d"])
-                or at < int(first[0]["t"])):
+        first = queries.first_session(self.store)
+        if first is None or day.isoformat() < first[0] or at < first[1]:
             # Due before this database's first start (a day it never traded, or earlier on its first day: a fresh
             # install started mid-session owes no margin check for the morning): nothing was missed.
             self.stats["jobs_before_history"] += 1
@@ -313,10 +300,7 @@ class TradingCore:
         if self.store.readonly:
             return
         with self.store.transaction() as tx:
-            cur = self.store.conn.execute(
-                "INSERT OR IGNORE INTO job_runs (name, trading_day, status, ts_ns, detail) VALUES (?, ?, ?, ?, ?)",
-                (name, day.isoformat(), "missed", now_ns, why))
-            if cur.rowcount == 1:
+            if queries.insert_job_run(self.store, name, day.isoformat(), "missed", now_ns, why):
                 tx.outbox(now_ns, "job_missed", "warning", {
                     "title": f"Missed: {name} for {day.isoformat()}",
                     "description": f"{name} was due for {day.isoformat()} and did not run: {why}. It is not run "
@@ -326,24 +310,19 @@ class TradingCore:
                 self.log.warning("calendar job missed", job=name, day=day.isoformat(), reason=why)
 
     def _job_done(self, job: str, day: dt.date) -> bool:
-        """Done or already recorded missed: in ``job_runs``, or (older databases) the journal and the outbox."""
-        if self.store.job_status(job, day.isoformat()) is not None:
+        """Done or already recorded missed: in ``job_runs``; else the auto-flatten's journal event of that day or
+        the digest's outbox row keyed by that day (never a match on a title: display text is not a key)."""
+        iso = day.isoformat()
+        if self.store.job_status(job, iso) is not None:
             return True
         if job == "auto_flatten":
-            rows = self.store.query("SELECT 1 FROM journal WHERE kind = 'auto_flatten' "
-                                    "AND json_extract(payload, '$.day') = ? LIMIT 1", (day.isoformat(),))
-            return bool(rows)
-        if job != "daily_digest":
-            return False
-        rows = self.store.query("SELECT 1 FROM outbox WHERE kind = 'daily_digest' AND payload LIKE ? LIMIT 1",
-                                (f"%Daily digest {day.isoformat()}%",))
-        return bool(rows)
+            return queries.auto_flatten_journaled(self.store, iso)
+        return job == queries.DIGEST_KIND and queries.digest_queued(self.store, iso)
 
 
 def closed_trades(store: StateStore) -> list[TradeRecord]:
     """Closed brackets as trade records (average fill prices; the paper broker fills a leg at one price)."""
-    rows = store.query("SELECT * FROM brackets WHERE closed_ns IS NOT NULL AND entry_filled > 0 "
-                       "ORDER BY closed_ns, signal_id")
+    rows = queries.filled_closed_brackets(store)
     out: list[TradeRecord] = []
     for r in rows:
         qty = int(r["entry_filled"])

@@ -358,8 +358,7 @@ def _load_run(args: argparse.Namespace, settings: Settings
             print(f"backtest: no run {args.run_id or ''} in {path}", file=sys.stderr)
             return None
         trades = db.trades(run["run_id"])
-        days = [dt.date.fromisoformat(r[0]) for r in db.conn.execute(
-            "SELECT day FROM daily WHERE run_id = ? ORDER BY day", (run["run_id"],)).fetchall()]
+        days = db.days(run["run_id"])
     finally:
         db.close()
     return run, trades, days

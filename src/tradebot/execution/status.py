@@ -23,6 +23,7 @@ from tradebot.core.display import fmt_ts
 from tradebot.core.instruments import spec_or_register
 from tradebot.core.stats import equity_curve, max_drawdown, summarize
 from tradebot.execution.risk import fmt_cents
+from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore, default_db_path
 
 EXIT_OK = 0
@@ -132,18 +133,17 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
     out: dict[str, Any] = {"mode": settings.trading_mode, "database": str(db_path(settings)), "heartbeat": hb}
     store = _open(settings)
     try:
-        ts = store.query("SELECT * FROM trading_state WHERE id = 1")
-        t = ts[0] if ts else {"state": "active", "halt_kind": "", "reason": "", "since_ns": 0, "trading_day": None,
-                              "tier_name": None, "tier_symbol": None, "tier_max": None, "balance_cents": 0}
-        sess = store.query("SELECT * FROM sessions ORDER BY trading_day DESC LIMIT 1")
-        day = t.get("trading_day") or (sess[0]["trading_day"] if sess else None)
-        daily = store.query("SELECT * FROM daily_stats WHERE trading_day = ?", (day,)) if day else []
-        marks = {r["symbol"]: r for r in store.query("SELECT * FROM marks")}
-        brackets = store.query(
-            f"SELECT * FROM brackets WHERE state IN ({','.join('?' for _ in OPEN_STATES)}) ORDER BY submitted_ns",
-            OPEN_STATES)
-        last_journal = store.query("SELECT MAX(ts_ns) AS ts FROM journal")
-        books = store.query("SELECT symbol, lots FROM positions WHERE qty != 0")
+        t = queries.trading_state(store) or {
+            "state": "active", "halt_kind": "", "reason": "", "since_ns": 0, "trading_day": None, "tier_name": None,
+            "tier_symbol": None, "tier_max": None, "balance_cents": 0}
+        sess = queries.latest_session(store)
+        day = t.get("trading_day") or (sess["trading_day"] if sess else None)
+        today = queries.daily_stats(store, day) if day else None
+        daily = [today] if today is not None else []
+        marks = queries.marks(store)
+        brackets = queries.brackets_in_states(store, OPEN_STATES)
+        last_journal_ns = queries.last_journal_ns(store)
+        books = queries.open_position_lots(store)
     finally:
         store.close()
     unrealized: dict[str, int] = {}
@@ -174,7 +174,7 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
     if error_halt:
         problems.append(f"halted by error: {t['reason']}")
     out.update({
-        "session": {"trading_day": day, "started": _when(sess[0]["started_ns"]) if sess else ""},
+        "session": {"trading_day": day, "started": _when(sess["started_ns"]) if sess else ""},
         "trading": {"state": t["state"], "kind": t.get("halt_kind", ""), "reason": t.get("reason", ""),
                     "since": _when(t.get("since_ns"))},
         "tier": {"name": t.get("tier_name"), "contract": t.get("tier_symbol"), "max_contracts": t.get("tier_max"),
@@ -185,7 +185,7 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
                   "commission_cents": d["commission_cents"] if d else 0, "trades": d["trades"] if d else 0,
                   "wins": d["wins"] if d else 0, "losses": d["losses"] if d else 0,
                   "unrealized_cents": unrealized_total},
-        "last_event": _when(last_journal[0]["ts"] if last_journal else None),
+        "last_event": _when(last_journal_ns),
         "healthy": not problems, "problems": problems,
     })
     return out
@@ -238,22 +238,18 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load_trades(store: StateStore, today: bool = False, days: int = 0, limit: int = 500) -> list[dict[str, Any]]:
-    closed = "state = 'closed'"
     if today or days:
-        rows = store.query("SELECT DISTINCT trading_day FROM daily_stats ORDER BY trading_day DESC LIMIT ?",
-                           (1 if today else days,))
+        recent = queries.recent_trading_days(store, 1 if today else days)
         if today:
-            ts = store.query("SELECT trading_day FROM trading_state WHERE id = 1")
-            wanted = [ts[0]["trading_day"]] if ts and ts[0]["trading_day"] else [r["trading_day"] for r in rows]
+            ts = queries.trading_state(store)
+            wanted = [ts["trading_day"]] if ts and ts["trading_day"] else recent
         else:
-            wanted = [r["trading_day"] for r in rows]
+            wanted = recent
         if not wanted:
             return []
-        sql = (f"SELECT * FROM brackets WHERE {closed} AND trading_day IN ({','.join('?' for _ in wanted)}) "
-               "ORDER BY closed_ns DESC LIMIT ?")
-        raw = store.query(sql, [*wanted, limit])
+        raw = queries.closed_brackets(store, days=wanted, limit=limit)
     else:
-        raw = store.query(f"SELECT * FROM brackets WHERE {closed} ORDER BY closed_ns DESC LIMIT ?", (limit,))
+        raw = queries.closed_brackets(store, limit=limit)
     out = []
     for b in raw:
         out.append({
@@ -285,8 +281,8 @@ def trades_command(args: argparse.Namespace, settings: Settings) -> int:
 def load_signals(store: StateStore, limit: int = 20) -> list[dict[str, Any]]:
     """Every signal, newest first: the ones sent to execution (taken, or refused by risk) and the ones the router
     turned down (``router_decisions``), each with its reasons, so the operator sees why the bot did not trade."""
-    rows = store.query("SELECT * FROM signals ORDER BY ts_ns DESC, signal_id LIMIT ?", (max(1, limit),))
-    routed = store.query("SELECT * FROM router_decisions ORDER BY ts_ns DESC, signal_id LIMIT ?", (max(1, limit),))
+    rows = queries.recent_signals(store, max(1, limit))
+    routed = queries.recent_router_decisions(store, max(1, limit))
     out = _execution_signals(rows) + [{
         "signal_id": r["signal_id"], "time": _when(r["ts_ns"]), "symbol": r["symbol"],
         "side": "long" if r["direction"] == "LONG" else "short", "pattern": r["pattern"],
@@ -359,9 +355,8 @@ def _ratio(x: float | None) -> float | str | None:
 def compute_stats(store: StateStore) -> dict[str, Any]:
     """Statistics over every recorded day, by the definitions of :mod:`tradebot.core.stats` (shared with the digest
     and backtests): trade figures from the closed trades in closing order, daily ones from ``daily_stats``."""
-    days = store.query("SELECT * FROM daily_stats ORDER BY trading_day")
-    trades = store.query("SELECT pattern, realized_cents - commission_cents AS net FROM brackets "
-                         "WHERE state = 'closed' ORDER BY closed_ns, signal_id")
+    days = queries.all_daily_stats(store)
+    trades = queries.closed_trade_nets(store)
     nets = [int(t["net"]) for t in trades]
     s = summarize(nets)
     by_nets: dict[str, list[int]] = {}

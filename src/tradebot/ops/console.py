@@ -19,6 +19,7 @@ from tradebot.core.calendar import Session
 from tradebot.core.display import display_tz_name, fmt_ts, zone_label
 from tradebot.core.stats import summarize
 from tradebot.execution.risk import fmt_cents
+from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore
 
 NS = 1_000_000_000
@@ -116,9 +117,8 @@ def summary_table(db: Path, days: Sequence[dt.date] | None, mode: str) -> str:
     except StateError as exc:
         return f"no summary: {exc}"
     try:
-        rows = store.query("SELECT trading_day, realized_cents - commission_cents AS net, closed_ns FROM brackets "
-                           "WHERE state = 'closed' ORDER BY closed_ns, signal_id")
-        daily = {r["trading_day"]: r for r in store.query("SELECT * FROM daily_stats ORDER BY trading_day")}
+        rows = queries.closed_trade_nets(store)
+        daily = {r["trading_day"]: r for r in queries.all_daily_stats(store)}
     finally:
         store.close()
     wanted = [d.isoformat() for d in days] if days else sorted(daily)

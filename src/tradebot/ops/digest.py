@@ -15,6 +15,7 @@ from tradebot.core.calendar import ET, local_ns
 from tradebot.core.display import display_tz, fmt_ts, local
 from tradebot.core.stats import summarize
 from tradebot.ops.notifications import Notification, Severity
+from tradebot.state import queries
 from tradebot.state.store import StateStore
 
 
@@ -32,17 +33,13 @@ def digest_data(store: StateStore, day: dt.date) -> DigestData:
     # The trading day's alerts: from the previous day's 18:00 ET (the CME session's start) to this day's.
     start = local_ns(day - dt.timedelta(days=1), dt.time(18, 0), ET)
     end = local_ns(day, dt.time(18, 0), ET)
+    ts = queries.trading_state(store)
+    stats = queries.daily_stats(store, iso)
     return {
-        "alerts": store.query(
-            "SELECT COUNT(*) AS alerts, COALESCE(SUM(delivered_ns IS NOT NULL), 0) AS sent, "
-            "COALESCE(SUM(delivered_ns IS NOT NULL AND ambiguous > 0), 0) AS duplicates, "
-            "COALESCE(SUM(CASE WHEN json_extract(payload, '$.repeats') > 1 "
-            "THEN json_extract(payload, '$.repeats') - 1 ELSE 0 END), 0) AS collapsed "
-            "FROM outbox WHERE created_ns >= ? AND created_ns < ?", (start, end)),
-        "stats": store.query("SELECT * FROM daily_stats WHERE trading_day = ?", (iso,)),
-        "trades": store.query("SELECT * FROM brackets WHERE trading_day = ? AND closed_ns IS NOT NULL "
-                              "AND entry_filled > 0 ORDER BY closed_ns", (iso,)),
-        "state": store.query("SELECT * FROM trading_state WHERE id = 1"),
+        "alerts": [queries.alert_counts(store, start, end)],
+        "stats": [stats] if stats is not None else [],
+        "trades": queries.filled_closed_brackets(store, day=iso),
+        "state": [ts] if ts is not None else [],
     }
 
 
@@ -80,8 +77,10 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
                        f"{_usd(pnl)} ({t['exit_reason']})"))
     png = _chart(day, trades) if trades else None
     sev = Severity.SUCCESS if net > 0 else Severity.WARNING if net < 0 else Severity.INFO
-    return Notification("daily_digest", sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
-                        f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png")
+    # The subject is the digest's key (the day): "already sent?" never reads the title, which is display text.
+    return Notification(queries.DIGEST_KIND, sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
+                        f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png",
+                        subject=queries.digest_subject(iso))
 
 
 def _chart(day: dt.date, trades: list[dict[str, Any]]) -> bytes:

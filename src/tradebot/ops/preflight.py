@@ -12,7 +12,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 
 from tradebot import __version__
 from tradebot.core.config import Settings
+from tradebot.state.queries import probe_sqlite
 
 Check = tuple[str, str, str]  # (name, OK|WARN|FAIL, detail)
 BUILD_YEAR = 2025
@@ -41,15 +41,7 @@ def check_keys(s: Settings) -> Check:
 def check_data_dir(s: Settings) -> Check:
     d = s.data_dir
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=d, prefix=".preflight.") as f:
-            con = sqlite3.connect(f.name)
-            con.execute("pragma journal_mode=wal")
-            con.execute("create table t(x)")
-            con.commit()
-            con.close()
-        for extra in d.glob(".preflight.*"):
-            extra.unlink(missing_ok=True)
+        probe_sqlite(d)
     except (OSError, sqlite3.Error) as exc:
         return ("database", "FAIL", f"{d} is not writable for SQLite: {exc}")
     return ("database", "OK", f"{d.resolve()} writable (SQLite WAL works)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.ops.notifications import Notification, Severity
+from tradebot.state import queries
 from tradebot.state.store import StateStore
 
 _SEVERITIES = {s.value for s in Severity}
@@ -54,8 +55,7 @@ class StoreOutbox:
             payload["attachment_name"] = n.attachment_name
         with self.store.transaction() as tx:
             tx.outbox(n.ts_ns, n.kind, str(n.severity), payload)
-        row = self.store.query("SELECT max(id) AS id FROM outbox")
-        return int(row[0]["id"])
+        return queries.last_outbox_id(self.store)
 
     def pending(self, limit: int = 50) -> list[tuple[int, Notification]]:
         out = []

@@ -108,6 +108,14 @@ MIGRATIONS: list[list[str]] = [
         # One row per job and day, so a restart never re-runs a past day's job nor reports it missed twice.
         """CREATE TABLE job_runs (name TEXT NOT NULL, trading_day TEXT NOT NULL, status TEXT NOT NULL,
             ts_ns INTEGER NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (name, trading_day))""",
+        # Digests queued before this table existed: their day is known only from the title they were written
+        # with (a frozen record, read once here), so a restart never sends them again. Later digests are keys.
+        """INSERT OR IGNORE INTO job_runs (name, trading_day, status, ts_ns, detail)
+            SELECT 'daily_digest', substr(json_extract(payload, '$.title'), 14, 10), 'done', MIN(created_ns),
+                   'queued before job_runs existed' FROM outbox
+            WHERE kind = 'daily_digest' AND json_extract(payload, '$.title') GLOB
+                  'Daily digest [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
+            GROUP BY substr(json_extract(payload, '$.title'), 14, 10)""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,11 +12,12 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore
 
 
@@ -62,34 +63,28 @@ class ReadOnlyDB:
     def connect(self) -> Iterator[sqlite3.Connection]:
         self._validate()
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0, isolation_level=None)
+            conn = queries.readonly_connection(self.path)
         except sqlite3.Error as exc:
             raise NoDatabaseError(f"{self.path}: {exc}") from None
         try:
-            conn.execute("PRAGMA query_only=1")
-            conn.row_factory = sqlite3.Row
             yield conn
         finally:
             conn.close()
 
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """One read on its own connection (:class:`tradebot.state.queries.Reader`)."""
         with self.connect() as c:
-            return [dict(r) for r in c.execute(sql, params).fetchall()]
+            return [dict(r) for r in c.execute(sql, tuple(params)).fetchall()]
 
     # -- views ---------------------------------------------------------------------------------------
 
     def trading_state(self) -> dict[str, Any] | None:
-        rows = self.rows("SELECT * FROM trading_state WHERE id = 1")
-        return rows[0] if rows else None
+        return queries.trading_state(self)
 
     def trades(self, limit: int, day: dt.date | None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM brackets WHERE closed_ns IS NOT NULL AND entry_filled > 0"
-        params: tuple[Any, ...] = ()
-        if day is not None:
-            sql += " AND trading_day = ?"
-            params = (day.isoformat(),)
-        sql += " ORDER BY closed_ns DESC, signal_id LIMIT ?"
-        return [self._trade(r) for r in self.rows(sql, (*params, limit))]
+        rows = queries.filled_closed_brackets(self, day=day.isoformat() if day is not None else None,
+                                              newest_first=True, limit=limit)
+        return [self._trade(r) for r in rows]
 
     @staticmethod
     def _trade(r: dict[str, Any]) -> dict[str, Any]:
@@ -103,10 +98,9 @@ class ReadOnlyDB:
                 "exit_reason": r["exit_reason"], "pattern": r["pattern"], "trading_day": r["trading_day"]}
 
     def positions(self) -> dict[str, Any]:
-        pos = self.rows("SELECT symbol, qty, realized_cents, commission_cents, updated_ns FROM positions "
-                        "WHERE qty != 0 ORDER BY symbol")
-        marks = {r["symbol"]: r for r in self.rows("SELECT symbol, price, ts_ns FROM marks")}
-        brackets = self.rows("SELECT * FROM brackets WHERE closed_ns IS NULL ORDER BY submitted_ns")
+        pos = queries.open_positions(self)
+        marks = queries.marks(self)
+        brackets = queries.unclosed_brackets(self)
         out_pos = []
         for p in pos:
             m = marks.get(p["symbol"])
@@ -129,7 +123,7 @@ class ReadOnlyDB:
         """Taken and refused (risk manager) signals from the journal's projection, and router rejections."""
         out: list[dict[str, Any]] = []
         if outcome in (None, "taken", "refused"):
-            for r in self.rows("SELECT * FROM signals ORDER BY ts_ns DESC LIMIT ?", (limit,)):
+            for r in queries.recent_signals(self, limit):
                 o = "taken" if r["verdict"] == "taken" else "refused"
                 if outcome is not None and o != outcome:
                     continue
@@ -142,7 +136,7 @@ class ReadOnlyDB:
                             "target": _px(sym, r["target_price"]), "quantity": r["quantity"],
                             "traded_symbol": r["traded_symbol"], "traded_qty": r["traded_qty"]})
         if outcome in (None, "rejected"):
-            for r in self.rows("SELECT * FROM router_decisions ORDER BY ts_ns DESC LIMIT ?", (limit,)):
+            for r in queries.recent_router_decisions(self, limit):
                 out.append({"signal_id": r["signal_id"], "ts_ns": r["ts_ns"], "symbol": r["symbol"],
                             "outcome": "rejected", "pattern": r["pattern"], "direction": r["direction"],
                             "regime": r["regime"], "confidence": r["confidence"],
@@ -152,10 +146,8 @@ class ReadOnlyDB:
         return out[:limit]
 
     def statistics(self, days: int) -> dict[str, Any]:
-        daily = self.rows("SELECT * FROM daily_stats ORDER BY trading_day DESC LIMIT ?", (days,))
-        daily.reverse()
-        trades = self.rows("SELECT closed_ns, realized_cents - commission_cents AS net FROM brackets "
-                           "WHERE closed_ns IS NOT NULL AND entry_filled > 0 ORDER BY closed_ns, signal_id")
+        daily = queries.recent_daily_stats(self, days)
+        trades = queries.filled_closed_nets(self)
         equity, run, peak, max_dd = [], 0, 0, 0
         for t in trades:
             run += int(t["net"])
