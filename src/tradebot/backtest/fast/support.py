@@ -96,6 +96,7 @@ _PAPER_ANSWERS = Irrelevant("the paper broker answers at once and fills each ord
 FIELDS: dict[str, Classification] = _table(
     # --- top level (the seeds' names and TRADEBOT_*) -------------------------------------------------------
     _fields("", _SECRET, "databento_api_key", "polygon_api_key", "discord_webhook_url"),
+    _fields("", Irrelevant("live mode's broker: a backtest fills on paper"), "trading_broker"),
     _fields("", Modelled("the symbol is an argument of every fast run (FastDay(paths, symbol, ...))"),
             "trading_symbol"),
     _fields("", Irrelevant("a backtest trades the one symbol it is given"), "symbols"),
@@ -175,6 +176,8 @@ FIELDS: dict[str, Classification] = _table(
             "auto_flatten", "auto_flatten_time", "starting_balance", "tiers_enabled", "tiers", "max_position_size",
             "margin_overrides", "margin_limits"),
     _fields("execution", Irrelevant("tradebot status only"), "heartbeat_stale_seconds"),
+    _fields("execution", Irrelevant("live broker only: a backtest fills on paper"), "reconcile_seconds",
+            "protect_seconds", "connect_backoff_max_seconds"),
     # --- prop-firm account rules ------------------------------------------------------------------------------
     _fields("propfirm", EventPath(lambda v: not v, "propfirm.profile={value} (prop-firm account rules are not "
                                                    "modelled)"), "profile"),
