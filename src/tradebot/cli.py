@@ -115,6 +115,17 @@ def _add_control(sub: Any) -> None:
         p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
 
 
+def _add_adopt(sub: Any) -> None:
+    p = sub.add_parser("adopt", help="operator, live: take over a position the journal does not know (needs a stop)")
+    p.add_argument("--symbol", required=True, help="contract root of the position at the broker (e.g. ES)")
+    p.add_argument("--stop", required=True, help="protective stop price, on the losing side of the market")
+    p.add_argument("--reason", help="recorded with the command (one line, at most 200 characters)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the daemon's answer (no answer: exit 3)")
+    p.set_defaults(handler=_lazy("tradebot.ops.control:control_command"))
+
+
 def _add_web(sub: Any) -> None:
     p = sub.add_parser("web", help="the dashboard: http://127.0.0.1:8000 (reach it over an SSH tunnel)")
     p.add_argument("--host", help="address to bind (default TRADEBOT_WEB__HOST, 127.0.0.1)")
@@ -155,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watchdog(sub)
     _add_preflight(sub)
     _add_control(sub)
+    _add_adopt(sub)
     _add_web(sub)
     _add_state(sub)
     _add_backtest(sub)

@@ -730,7 +730,7 @@ class Daemon:
 
     async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         assert self.core is not None
-        if not self.core_started and cmd in ("halt", "resume", "flatten"):
+        if not self.core_started and cmd in ("halt", "resume", "flatten", "adopt"):
             return {"ok": False, "error": "trading has not started yet (waiting for the first market event)"}
         m = self.core.manager
         now = self.market_now()
@@ -741,12 +741,32 @@ class Daemon:
         elif cmd == "resume":
             m.resume(now, reason)
             self.notifier_notify("resumed", Severity.INFO, "Trading resumed by the operator", reason)
+        elif cmd == "adopt":
+            return self._adopt(args, reason, now)
         elif cmd == "flatten":
             n = m.flatten(reason, now)
             return {"ok": True, "flattened": n, "state": m.trading_state.value}
         snap = m.snapshot()
         return {"ok": True, "state": snap["trading_state"], "positions": snap["positions"],
                 "day_pnl_cents": snap["day_pnl_cents"], "feed": str(self.feed_state)}
+
+    def _adopt(self, args: dict[str, Any], reason: str, now: int) -> dict[str, Any]:
+        """``tradebot adopt --symbol ES --stop 5890.25``: live only (a paper account has no foreign positions)."""
+        from tradebot.execution.reconcile import AdoptError, adopt
+
+        assert self.core is not None
+        if self.broker_session is None:
+            return {"ok": False, "error": "adopt is for live mode: a paper account has no positions of its own"}
+        symbol, stop = str(args.get("symbol") or ""), str(args.get("stop") or "")
+        try:
+            spec = spec_for(symbol)
+            ticks = spec.to_ticks(stop)
+            sid = adopt(self.core.manager, spec.root, ticks, now, reason)
+        except (AdoptError, ValueError, ArithmeticError) as exc:
+            return {"ok": False, "error": str(exc)}
+        self.log.warning("position adopted", signal_id=sid, symbol=spec.root, stop=stop)
+        snap = self.core.manager.snapshot()
+        return {"ok": True, "adopted": sid, "state": snap["trading_state"], "positions": snap["positions"]}
 
     # -- heartbeat -------------------------------------------------------------------------------------------
 

@@ -211,3 +211,40 @@ def test_periodic_reconcile_halts_on_a_persistent_mismatch_only(tmp_path: Path) 
     assert sum(n.kind == "reconcile_mismatch" for n in s.notes) == 1
     r.check(T0 + 4 * S)
     assert sum(n.kind == "reconcile_mismatch" for n in s.notes) == 1  # no alert storm
+
+
+def test_adopting_a_foreign_position_needs_a_stop_and_protects_it(tmp_path: Path) -> None:
+    import pytest
+
+    from tradebot.execution.reconcile import AdoptError, adopt
+
+    broker = ScriptedLiveBroker()
+    broker.paper._positions["ES"] = 2  # opened by hand before the daemon started
+    s = live_system(tmp_path / "a.db", broker)
+    assert not s.report.ok
+    m = s.manager
+    with pytest.raises(AdoptError, match="no market price"):
+        adopt(m, "ES", 990, T0 + S)
+    m.on_market_event(trade(1, 1000))
+    with pytest.raises(AdoptError, match="below the market"):
+        adopt(m, "ES", 1001, T0 + 2 * S)
+    with pytest.raises(AdoptError, match="nothing to adopt"):
+        adopt(m, "NQ", 1, T0 + 2 * S)
+    sid = adopt(m, "ES", 990, T0 + 2 * S, "bought by hand")
+    b = m.ledger.brackets[sid]
+    assert b.position == 2 and b.state == BracketState.FILLED
+    (req,) = broker.kinds("place_stop")
+    assert (req.stop_id, req.quantity, req.stop_price, req.side) == (f"{sid}-S2", 2, 990, Side.SELL)
+    assert m.protection.confirmed(b)
+    assert {sym: bk.qty for sym, bk in m.ledger.positions.items() if bk.qty} == broker.query_positions() == {"ES": 2}
+    assert m.ledger.trading.state == TradingState.HALTED  # the operator resumes once satisfied
+    assert any(n.kind == "position_adopted" for n in s.notes)
+    with pytest.raises(AdoptError, match="nothing to adopt"):
+        adopt(m, "ES", 990, T0 + 3 * S)
+    s.close()
+    s2 = s.reopen(T0 + 5 * S, broker)  # the adoption survives a restart: reconciled, still protected
+    assert s2.report.ok, s2.report.mismatches
+    m2 = s2.manager
+    m2.on_market_event(trade(6, 989, side=Side.SELL))  # the adopted stop fills
+    assert m2.ledger.brackets[sid].state == BracketState.CLOSED
+    assert broker.query_positions() == {} and not any(bk.qty for bk in m2.ledger.positions.values())

@@ -80,6 +80,8 @@ class JournalKind(enum.StrEnum):
     """Start-up reconciliation with the broker: ok, or a mismatch that halts trading."""
     RECONCILE = "reconcile"
     """Live, every N seconds: a mismatch with the broker seen on two checks in a row halts trading."""
+    ADOPT = "adopt"
+    """Live: the operator took over a position the journal did not know (``tradebot adopt``), with its stop."""
     PROTECT_REQUEST = "protect_request"
     """Live, no naked position: a stand-alone stop re-placed for an open position (old stop cancelled)."""
     PROPFIRM = "propfirm"
@@ -428,11 +430,29 @@ class PropFirmUpdated:
     set_state: StateChange | None = None
 
 
+@journal_event(JournalKind.ADOPT)
+@dataclass(frozen=True, slots=True)
+class PositionAdopted:
+    """A bracket for a position found at the broker: entry filled at ``price`` (the market at adoption; its P&L
+    counts from there), stop and target legs of the bracket unused (the stop is re-placed as ``-S2``)."""
+
+    signal_id: str
+    symbol: str
+    side: Side
+    """The position's side (BUY: long)."""
+    quantity: int
+    price: int
+    stop_price: int
+    tick_value_cents: TickValue
+    day: str
+    reason: str
+
+
 JournalEvent = (SessionStarted | SignalDecided | FlattenRequested | CancelRequested | ModifyRequested
                 | StatusRequested | OrderAcknowledged | OrderRejected | OrderFilled | OrderCancelled | StopModified
                 | OrderStatus | SubmitTimedOut | TradingStateChanged | TierChanged | MarginChecked | ExitSignalDecided
                 | AutoFlattenDecided | AnomalyRecorded | DailyLimitHit | RecoveryChecked | ReconcileChecked
-                | ProtectRequested | PropFirmUpdated)
+                | ProtectRequested | PropFirmUpdated | PositionAdopted)
 """Any journal event (a new kind's class is added here too; the import-time check compares it with the enum)."""
 
 

@@ -438,6 +438,27 @@ class Ledger:
         self.legs[leg.client_order_id] = leg
         self._mark("orders", leg.client_order_id)
 
+    def _on_adopt(self, rec: JournalRecord, effects: list[Effect]) -> None:
+        """A foreign position taken over by the operator: a filled bracket (entry at the adoption price, no
+        commission: the broker charged it when it was opened), its own stop and target legs unused."""
+        p = rec.payload
+        sid, side, qty, price = str(p["signal_id"]), Side(int(p["side"])), int(p["quantity"]), int(p["price"])
+        self._on_signal(JournalRecord(rec.seq, rec.ts_ns, "signal", {
+            "signal_id": sid, "ts_ns": rec.ts_ns, "symbol": p["symbol"], "side": int(side), "quantity": qty,
+            "entry_type": OrderType.MARKET.value, "entry_price": None, "stop_price": int(p["stop_price"]),
+            "target_price": price + 10**6 if side == Side.BUY else price - 10**6,  # (its target is never placed)
+            "pattern": "ADOPTED", "verdict": "taken", "reason": str(p.get("reason", "")),
+            "traded_symbol": p["symbol"], "traded_qty": qty, "tick_value_cents": p["tick_value_cents"]}), effects)
+        b = self.brackets[sid]
+        entry = self.legs[b.entry_id]
+        self._set_leg(entry, LegState.WORKING, rec.ts_ns)
+        self._on_fill(JournalRecord(rec.seq, rec.ts_ns, "broker_fill", {
+            "fill_id": f"adopt:{sid}", "client_order_id": b.entry_id, "symbol": p["symbol"], "side": int(side),
+            "quantity": qty, "price": price, "ts_ns": rec.ts_ns, "commission_cents": 0, "day": p["day"],
+            "tick_value_cents": p["tick_value_cents"]}), effects)
+        for leg in self._children(b):
+            self._set_leg(leg, LegState.CANCELLED, rec.ts_ns, "adopted: protected by a re-placed stop")
+
     def _on_noop(self, rec: JournalRecord, effects: list[Effect]) -> None:
         """Requests whose outcome arrives as a broker event (cancel, modify): journaled for audit and replay."""
 
@@ -761,6 +782,7 @@ _HANDLERS = {
     "signal": Ledger._on_signal,
     "flatten_request": Ledger._on_flatten_request,
     "protect_request": Ledger._on_protect_request,
+    "adopt": Ledger._on_adopt,
     "cancel_request": Ledger._on_noop,
     "modify_request": Ledger._on_noop,
     "status_request": Ledger._on_noop,

@@ -229,8 +229,7 @@ class PaperBroker:
         o = _Order(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
                    req.stop_price, LegState.WORKING, req.ts_ns)
         self._orders[o.coid] = o
-        b = self._brackets.get(req.signal_id)
-        if req.quantity <= 0 or b is None:
+        if req.quantity <= 0:  # (no bracket of ours is fine: an adopted position's stop)
             o.state, o.reason = LegState.REJECTED, "no open position to protect"
             self._emit(Reject(o.coid, req.ts_ns, o.reason))
             return

@@ -245,3 +245,58 @@ class Reconciler:
             {"mismatches": persistent[:20], "open_brackets": [b.signal_id for b in m.ledger.open_brackets()]},
             m.clock.now)])
         return persistent
+
+
+class AdoptError(ValueError):
+    """The operator's adoption was refused; the message says why (nothing was journaled or sent)."""
+
+
+def adopt(m: ExecutionManager, symbol: str, stop_price: int, now_ns: int, reason: str = "") -> str:
+    """Take over the position the broker holds beyond the journal's on ``symbol``, protected by ``stop_price``.
+
+    What adoption requires (and refuses without): the broker holds more (or less) of ``symbol`` than the journal
+    explains and no bracket of ours is open on that contract family; a market price has been seen (the adopted
+    entry is booked at it, so the day's P&L counts from the adoption, not from the unknown original fill); and a
+    stop on the losing side of that price. The position becomes a bracket (``ADOPT-<root>-<ns>``) whose stop is
+    placed at once as a stand-alone order and watched by the no-naked-position rule (not confirmed in time:
+    flattened). Trading stays halted: the operator resumes once satisfied.
+    """
+    from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
+    from tradebot.core.types import Side
+    from tradebot.execution.risk import family, same_family
+
+    m._require()
+    try:
+        root = spec_for(symbol).root
+    except UnknownContractError:
+        raise AdoptError(f"unknown contract {symbol!r}") from None
+    theirs = m.broker.query_positions().get(root, 0)
+    ours = m.ledger.position_qty(root)
+    diff = theirs - ours
+    if diff == 0:
+        raise AdoptError(f"nothing to adopt: the journal and the broker both hold {ours} {root}")
+    mine = [b.signal_id for b in m.ledger.open_brackets() if same_family(b.symbol, root)]
+    if mine:
+        raise AdoptError(f"bracket {mine[0]} is open on {family(root)}: flatten it first (one position per family)")
+    mark = m.mark(root)
+    if mark is None:
+        raise AdoptError(f"no market price for {root} yet: wait for market data, then adopt")
+    long = diff > 0
+    if (stop_price >= mark) if long else (stop_price <= mark):
+        raise AdoptError(f"the stop must be {'below' if long else 'above'} the market ({spec_for(root).fmt(mark)}) "
+                         f"for a {'long' if long else 'short'} position")
+    m.clock.touch(now_ns)
+    ts = m.clock.now
+    sid = f"ADOPT-{root}-{ts}"
+    m.stats["adopted"] += 1
+    m._record("adopt", ts, {
+        "signal_id": sid, "symbol": root, "side": int(Side.BUY if long else Side.SELL), "quantity": abs(diff),
+        "price": mark, "stop_price": stop_price, "tick_value_cents": encode_tick_value(tick_value_of(spec_for(root))),
+        "day": m._day_of(ts), "reason": reason or "operator adopt"}, [Notification(
+            "position_adopted", Severity.WARNING, f"Position adopted: {root} {'long' if long else 'short'} {abs(diff)}",
+            {"signal_id": sid, "stop": spec_for(root).fmt(stop_price), "price": spec_for(root).fmt(mark),
+             "reason": reason or "operator adopt"}, ts)])
+    b = m.ledger.brackets[sid]
+    m.protection.replace(b, "adopted by the operator")
+    m.pump()
+    return sid

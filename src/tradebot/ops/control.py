@@ -31,11 +31,13 @@ from tradebot.core.config import ConfigError, Settings, check_number
 from tradebot.core.logging import get_logger
 
 SOCKET_NAME = "control.sock"
-COMMANDS = ("halt", "resume", "flatten", "ping", "status")
+COMMANDS = ("halt", "resume", "flatten", "ping", "status", "adopt")
 MAX_LINE = 64 * 1024
 MAX_DEPTH = 4
 MAX_REASON = 200
-ARG_KEYS = frozenset({"reason"})
+ARG_KEYS = frozenset({"reason", "symbol", "stop"})
+MAX_ARG = 32
+"""``symbol`` and ``stop`` (adopt) are short strings; the daemon parses them."""
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -103,11 +105,18 @@ def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
     bad = set(args) - ARG_KEYS
     if bad:
         raise BadRequestError(f"unknown args: {', '.join(sorted(map(str, bad)))[:100]}")
+    out: dict[str, Any] = {}
     if "reason" in args:
         if not isinstance(args["reason"], str):
             raise BadRequestError("reason must be a string")
-        args = {"reason": sanitize_reason(args["reason"])}
-    return cmd, args
+        out["reason"] = sanitize_reason(args["reason"])
+    for key in ("symbol", "stop"):
+        if key in args:
+            v = args[key]
+            if not isinstance(v, str) or not v or len(v) > MAX_ARG or not re.fullmatch(r"[A-Za-z0-9.\-]+", v):
+                raise BadRequestError(f"{key} must be a short string of letters, digits, '.' or '-'")
+            out[key] = v
+    return cmd, out
 
 
 @contextlib.contextmanager
@@ -277,6 +286,9 @@ async def send_command(path: Path, cmd: str, args: dict[str, Any] | None = None,
 def control_command(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.data_dir / SOCKET_NAME
     payload = {"reason": args.reason} if getattr(args, "reason", None) else {}
+    for key in ("symbol", "stop"):
+        if getattr(args, key, None):
+            payload[key] = str(getattr(args, key))
     wait = getattr(args, "timeout", None)
     wait = 10.0 if wait is None else wait
     check_number("--timeout", wait, minimum=0)
