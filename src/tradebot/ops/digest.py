@@ -40,6 +40,7 @@ def digest_data(store: StateStore, day: dt.date) -> DigestData:
         "stats": [stats] if stats is not None else [],
         "trades": queries.filled_closed_brackets(store, day=iso),
         "state": [ts] if ts is not None else [],
+        "shadow": store.shadow_legs(iso),
     }
 
 
@@ -70,6 +71,7 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
         # Webhooks are at-least-once: a post retried after an unanswered attempt may show twice in the channel.
         fields.append(("Alerts", f"{int(a['sent'])} sent of {int(a['alerts'])}, {int(a['duplicates'])} possible "
                                  f"duplicate(s), {int(a['collapsed'])} repeat(s) collapsed"))
+    fields += shadow_fields(data.get("shadow") or [])
     for t in trades[:10]:
         side = "LONG" if int(t["side"]) > 0 else "SHORT"
         pnl = int(t["realized_cents"]) - int(t["commission_cents"])
@@ -81,6 +83,30 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     return Notification(queries.DIGEST_KIND, sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
                         f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png",
                         subject=queries.digest_subject(iso))
+
+
+def shadow_fields(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Live mode: the day's live trading against the paper model on the same data (see execution/shadow.py)."""
+    if not rows:
+        return []
+    from tradebot.execution.shadow import compare
+
+    c = compare(rows)
+
+    def lat(d: dict[str, float | None]) -> str:
+        return " / ".join("-" if v is None else f"{v:g}" for v in d.values()) + " ms"
+
+    mean, worst = c["slippage_ticks_mean"], c["slippage_ticks_max"]
+    return [
+        ("Live vs model trades", f"{c['live_trades']} live, {c['model_trades']} model ({c['filled_live_only']} fill(s) "
+                                 f"live only, {c['filled_model_only']} model only)"),
+        ("Live vs model P&L", f"{_usd(c['live_pnl_cents'])} live, {_usd(c['model_pnl_cents'])} model"),
+        ("Slippage vs model", "-" if mean is None else
+         f"mean {mean:+g} ticks, worst {worst:+g} ticks ({_usd(-(c['slippage_cents_max'] or 0))}), "
+         f"total {_usd(-c['slippage_cents_total'])} over {c['filled_both']} fill(s)"),
+        ("Latency p50/p95/p99", f"signal->submit {lat(c['signal_to_submit_ms'])}; submit->ack "
+                                f"{lat(c['submit_to_ack_ms'])}; submit->fill {lat(c['submit_to_fill_ms'])}"),
+    ]
 
 
 def _chart(day: dt.date, trades: list[dict[str, Any]]) -> bytes:

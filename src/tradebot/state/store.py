@@ -117,9 +117,20 @@ MIGRATIONS: list[list[str]] = [
                   'Daily digest [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
             GROUP BY substr(json_extract(payload, '$.title'), 14, 10)""",
     ],
+    [
+        # 4: the shadow model (live mode): per order leg, the live broker's timings and fills beside the paper
+        # model's fill of the same order on the same market data. A measurement, not execution state.
+        """CREATE TABLE shadow_legs (client_order_id TEXT PRIMARY KEY, signal_id TEXT NOT NULL, role TEXT NOT NULL,
+            symbol TEXT NOT NULL, side INTEGER NOT NULL, trading_day TEXT NOT NULL, signal_ns INTEGER NOT NULL,
+            submit_ns INTEGER NOT NULL, ack_ns INTEGER, fill_ns INTEGER, live_qty INTEGER NOT NULL,
+            live_value INTEGER NOT NULL, live_commission_cents INTEGER NOT NULL, model_qty INTEGER NOT NULL,
+            model_value INTEGER NOT NULL, model_commission_cents INTEGER NOT NULL, model_fill_ns INTEGER,
+            tick_value_cents INTEGER NOT NULL)""",
+        "CREATE INDEX shadow_legs_day ON shadow_legs (trading_day)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-RECORD_TABLES = ("router_decisions", "job_runs")
+RECORD_TABLES = ("router_decisions", "job_runs", "shadow_legs")
 """Written directly (not projections of the journal) and therefore never wiped by a rebuild."""
 PROJECTION_TABLES = ("sessions", "signals", "brackets", "orders", "fills", "positions", "daily_stats",
                      "trading_state", "margin_checks", "decisions")
@@ -364,6 +375,17 @@ class StateStore:
         with self.transaction():
             self.conn.executemany("INSERT OR REPLACE INTO marks (symbol, price, ts_ns) VALUES (?, ?, ?)",
                                   [(sym, px, ts_ns) for sym, px in marks.items()])
+
+    def upsert_shadow_leg(self, row: Mapping[str, Any]) -> None:
+        """One shadow-model leg (live timings and fills beside the model's), replacing the previous version."""
+        if self.readonly:
+            return
+        with self.transaction():
+            self.conn.execute(self.upsert_sql("shadow_legs", tuple(row)), tuple(row.values()))
+
+    def shadow_legs(self, trading_day: str) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM shadow_legs WHERE trading_day = ? ORDER BY signal_ns, client_order_id",
+                          (trading_day,))
 
     # -- reading ------------------------------------------------------------------------------------
 
