@@ -10,6 +10,8 @@ Orders fill from the market data it serves, by the **paper broker's rules** (it 
 daemon trading against it makes the same trades as paper mode on the same data. State lives in the server, not
 in connections: a fill can happen while no client is connected, and shows up in ``/api/Trade/search``.
 
+Timestamps carry nine fractional digits where the Gateway sends seven (see :func:`format_ts`).
+
 Market time: orders are armed, and every timestamp is stamped, at the time of the last market event served (the
 wall clock before the first). The ``startTimestamp`` filters of ``/api/Order/search`` and ``/api/Trade/search``
 apply to the wall time a record was created (as on the real server, whose clock is the wall clock), so a client
@@ -52,15 +54,21 @@ from tradebot.feeds.projectx_rest import (
     PxOrderType,
     PxPositionType,
     PxSide,
-    format_ts,
     parse_ts,
     price_to_ticks,
     px_code,
     ticks_to_price,
 )
+from tradebot.feeds.projectx_rest import format_ts as _format_ts
 
 RS = "\x1e"
 CONTRACT_MONTH = "Z26"
+
+
+def format_ts(ns: int) -> str:
+    """Nanosecond timestamps (the Gateway sends 100 ns): a replay through the stand-in keeps every record's exact
+    time, so the paper broker's same-timestamp rules group events exactly as in paper mode."""
+    return _format_ts(ns, 9)
 
 
 @dataclass
@@ -190,7 +198,8 @@ class ProjectXStandIn:
 
     def replay(self, events: list[MarketEvent], speed: float) -> None:
         """Serve ``events`` in the background at ``speed`` x real time (0: as fast as the loop allows), starting
-        when the first market-hub client subscribes (so a daemon sees the day from its first record)."""
+        when the first market-hub client has subscribed to a contract's quotes, trades and depth (so a daemon sees
+        the day from its first record)."""
 
         async def run() -> None:
             await self._replay_go.wait()
@@ -621,7 +630,8 @@ class ProjectXStandIn:
                 error = f"unknown contract {args[0] if args else None!r}"
             else:
                 client.subs.add((str(target), args[0]))
-                self._replay_go.set()
+                if sum(1 for sub in client.subs if sub[1] == args[0]) == 3:
+                    self._replay_go.set()  # quotes, trades and depth of one contract: start the day
         elif target and str(target).startswith("Unsubscribe"):
             client.subs = {s for s in client.subs if s[1] != (args[0] if args else None)}
         else:

@@ -44,6 +44,10 @@ def make_feed(kind: str, settings: Settings, symbols: Sequence[str], inputs: Seq
         from tradebot.feeds.coinbase_ws import CoinbaseLiveFeed
 
         return CoinbaseLiveFeed(settings, list(symbols))
+    if kind == "projectx":
+        from tradebot.feeds.projectx_market import ProjectXMarketFeed
+
+        return ProjectXMarketFeed(settings, list(symbols))
     raise ValueError(f"unknown feed {kind!r}")
 
 

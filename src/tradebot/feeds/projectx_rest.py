@@ -169,11 +169,11 @@ def parse_ts(value: object) -> int | None:
     return int(base.timestamp()) * 1_000_000_000 + frac_ns
 
 
-def format_ts(ns: int) -> str:
-    """UTC ns -> ISO 8601 with seven fractional digits and ``+00:00`` (the Gateway's own style)."""
+def format_ts(ns: int, digits: int = 7) -> str:
+    """UTC ns -> ISO 8601 with ``digits`` fractional digits (the Gateway's own style: 7, .NET's 100 ns ticks)."""
     sec, rem = divmod(ns, 1_000_000_000)
     base = dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{rem // 100:07d}+00:00"
+    return f"{base}.{f'{rem:09d}'[:digits]}+00:00"
 
 
 def decimal_of(value: object) -> Decimal | None:

@@ -275,6 +275,8 @@ class HubConnection:
                 reason = await reader
             except asyncio.CancelledError:
                 raise
+            except HubDisconnectedError as exc:  # dropped while subscribing: an ordinary reconnect
+                reason = str(exc)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if self._fail_first(exc):
@@ -324,9 +326,13 @@ class HubConnection:
                 for rec in records:
                     closed = self._handle(rec)
                     if closed is not None:
+                        self._fail_pending(closed)  # an owner waiting on an invocation learns it now
                         return closed
         except ConnectionClosed as exc:
-            return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            self._fail_pending(reason)
+            return reason
+        self._fail_pending("connection closed")
         return "connection closed"
 
     async def _pinger(self, ws: ClientConnection) -> None:

@@ -31,8 +31,13 @@ def check_keys(s: Settings) -> Check:
         return ("keys", "FAIL", "TRADEBOT_FEED=databento needs DATABENTO_API_KEY")
     if s.feed == "polygon" and s.polygon_api_key is None:
         return ("keys", "FAIL", "TRADEBOT_FEED=polygon needs POLYGON_API_KEY")
+    if s.feed == "projectx" and (s.projectx_api_key is None or not s.projectx_username):
+        return ("keys", "FAIL", "TRADEBOT_FEED=projectx needs PROJECTX_USERNAME and PROJECTX_API_KEY")
     if s.trading_mode == "live" and s.trading_broker is None:
         return ("keys", "FAIL", "TRADING_MODE=live needs TRADING_BROKER=projectx|rithmic (and that broker's keys)")
+    if s.trading_mode == "live" and s.trading_broker == "projectx" and (
+            s.projectx_api_key is None or not s.projectx_username):
+        return ("keys", "FAIL", "TRADING_BROKER=projectx needs PROJECTX_USERNAME and PROJECTX_API_KEY")
     have = [n for n, v in (("DATABENTO_API_KEY", s.databento_api_key), ("POLYGON_API_KEY", s.polygon_api_key),
                            ("DISCORD_WEBHOOK_URL", s.discord_webhook_url)) if v is not None]
     return ("keys", "OK", f"feed {s.feed}; configured: {', '.join(have) or 'none (alerts go to the log)'}")
