@@ -313,11 +313,13 @@ async def test_stop_the_broker_rejects_is_reported(h: Harness) -> None:
     h.assert_view_equals_server()
 
 
-async def test_place_stop_refused_without_a_bracket(h: Harness) -> None:
-    h.broker.place_stop(StopRequest("ghost", "ES", "ghost-S2", Side.SELL, 1, ES_PX - 8, T0))
+async def test_place_stop_for_an_adopted_position_and_refused_when_flat(h: Harness) -> None:
+    h.broker.place_stop(StopRequest("ghost", "ES", "ghost-S2", Side.SELL, 0, ES_PX - 8, T0))
+    h.broker.place_stop(StopRequest("adopt1", "ES", "adopt1-S", Side.SELL, 1, ES_PX - 8, T0))
     await h.settle()
     assert [(r.client_order_id, r.reason) for r in h.of(Reject)] == [("ghost-S2", "no open position to protect")]
-    assert not h.server.orders
+    assert [a.client_order_id for a in h.of(Ack)] == ["adopt1-S"]
+    assert [o["customTag"] for o in h.server.open_orders()] == ["adopt1-S"]
 
 
 async def test_stop_rejected_then_flatten(h: Harness) -> None:

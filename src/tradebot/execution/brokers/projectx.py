@@ -498,11 +498,12 @@ class ProjectXBroker:
         leg = _Leg(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
                    req.stop_price, LegState.PENDING, self.now(), announce=True)
         self._legs[leg.coid] = leg
-        b = self._brackets.get(req.signal_id)
-        if req.quantity <= 0 or b is None:
+        if req.quantity <= 0:  # (no bracket of ours is fine: an adopted position's stop)
             self._reject(leg, "no open position to protect")
             return
-        b.stops.append(leg)
+        b = self._brackets.get(req.signal_id)
+        if b is not None:
+            b.stops.append(leg)
         self._enqueue(lambda: self._place(leg))
 
     def request_status(self, client_order_id: str) -> None:
