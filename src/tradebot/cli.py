@@ -40,9 +40,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--mode", choices=["paper", "live"], help="TRADING_MODE")
     p.add_argument("--broker", choices=["projectx", "rithmic"],
                    help="live mode's broker (TRADING_BROKER): projectx (TopstepX and other ProjectX firms), rithmic")
-    p.add_argument("--feed", choices=["demo", "databento", "replay", "polygon", "coinbase", "projectx"],
+    p.add_argument("--feed", choices=["demo", "databento", "replay", "polygon", "coinbase", "projectx", "rithmic"],
                    help="market data source (polygon: US stocks, POLYGON_API_KEY; coinbase: crypto, no key; "
-                        "projectx: your ProjectX/TopstepX firm's market hub, PROJECTX_USERNAME + PROJECTX_API_KEY)")
+                        "projectx: your ProjectX/TopstepX firm's market hub, PROJECTX_USERNAME + PROJECTX_API_KEY; "
+                        "rithmic: Rithmic's ticker plant, RITHMIC_USER + RITHMIC_PASSWORD)")
     p.add_argument("--input", nargs="*", help="files for --feed replay")
     p.add_argument("--speed", type=float, help="replay/simulation speed: 0 fastest, 1 real time")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = until signalled)")

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 NS = 1_000_000_000
 RUN_LOG = "run.log"
 """With ``--progress`` the daemon's log lines go here instead of the console."""
-LIVE_FEEDS = {"databento", "polygon", "coinbase", "projectx"}
+LIVE_FEEDS = {"databento", "polygon", "coinbase", "projectx", "rithmic"}
 EXIT_LOCKED = 4
 EXIT_DISK_FULL = 75  # EX_TEMPFAIL: systemd's Restart=on-failure tries again later
 

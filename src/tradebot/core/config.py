@@ -772,6 +772,21 @@ class ProjectXSettings(BaseModel):
         60.0, gt=0, description="a hub silent this long (no message, no ping) is treated as dropped")
 
 
+class RithmicSettings(BaseModel):
+    """Rithmic R|Protocol session tuning (``--broker rithmic``, ``--feed rithmic``); credentials are RITHMIC_*."""
+
+    app_version: str = Field("1.0", description="app version sent at login (with RITHMIC_APP_NAME)")
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="an order/cancel/query without an answer after this is unanswered (an order is "
+                                "then looked up by its user_tag, never re-sent)")
+    reconnect_interval_seconds: float = Field(2.0, gt=0, description="reconnect delay step (linear, with jitter)")
+    reconnect_max_seconds: float = Field(30.0, gt=0, description="reconnect delay cap")
+    max_reconnects: int = Field(30, ge=1, description="reconnect attempts per outage before giving up")
+    fail_after_seconds: float = Field(
+        120.0, gt=0, description="no connection for this long: fail closed (no new entries, critical alert)")
+    depth_levels: int = Field(10, ge=1, le=50, description="--feed rithmic: book levels per side passed on")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -818,6 +833,22 @@ class Settings(BaseSettings):
     min_confidence: float = Field(
         0.6, ge=0, le=1, validation_alias="MIN_CONFIDENCE",
         description="router: trade only when the confluence confidence is at least this (seed 004)")
+    rithmic_user: str | None = Field(None, validation_alias="RITHMIC_USER", description="Rithmic user name")
+    rithmic_password: SecretStr | None = Field(None, validation_alias="RITHMIC_PASSWORD")
+    rithmic_account_id: str | None = Field(
+        None, validation_alias="RITHMIC_ACCOUNT_ID", description="the account orders go to (required for live mode)")
+    rithmic_system_name: str = Field(
+        "Rithmic Test", validation_alias="RITHMIC_SYSTEM_NAME",
+        description="Rithmic system (your FCM/prop firm names it: Rithmic 01, Rithmic Paper Trading, Apex...)")
+    rithmic_url: str = Field(
+        "wss://rituz00100.rithmic.com:443", validation_alias="RITHMIC_URL",
+        description="R|Protocol gateway websocket (the test gateway by default; your firm gives the live one)")
+    rithmic_app_name: str = Field(
+        "tradebot", validation_alias="RITHMIC_APP_NAME",
+        description="app name sent at login (Rithmic's conformance process assigns production names)")
+    rithmic_ca_file: str | None = Field(
+        None, validation_alias="RITHMIC_CA_FILE",
+        description="PEM CA to trust instead of the certificate async-rithmic bundles (a stand-in's, a renewed one)")
 
     # --- ProjectX Gateway (TopstepX): `run --mode live --broker projectx`, `--feed projectx` -----------
     projectx_api_url: str = Field("https://api.topstepx.com", validation_alias="PROJECTX_API_URL",
@@ -847,7 +878,7 @@ class Settings(BaseSettings):
     display_tz: str = Field(
         "America/New_York", description="the one time zone the operator sees (status, alerts, reports, charts), "
         "labelled EST/EDT...; America/Chicago = CME exchange time")
-    feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv", "projectx"] = "demo"
+    feed: Literal["demo", "databento", "dbn", "polygon", "coinbase", "csv", "projectx", "rithmic"] = "demo"
     symbols: str = Field("", description="comma-separated roots to trade at once; empty = TRADING_SYMBOL")
     validation: ValidationSettings = ValidationSettings()
     sim: SimSettings = SimSettings()
@@ -868,6 +899,7 @@ class Settings(BaseSettings):
     polygon: PolygonLiveSettings = PolygonLiveSettings()
     coinbase: CoinbaseSettings = CoinbaseSettings()
     projectx: ProjectXSettings = ProjectXSettings()
+    rithmic: RithmicSettings = RithmicSettings()
 
     @model_validator(mode="before")
     @classmethod

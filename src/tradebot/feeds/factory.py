@@ -48,6 +48,10 @@ def make_feed(kind: str, settings: Settings, symbols: Sequence[str], inputs: Seq
         from tradebot.feeds.projectx_market import ProjectXMarketFeed
 
         return ProjectXMarketFeed(settings, list(symbols))
+    if kind == "rithmic":
+        from tradebot.feeds.rithmic_feed import RithmicLiveFeed
+
+        return RithmicLiveFeed(settings, list(symbols))
     raise ValueError(f"unknown feed {kind!r}")
 
 

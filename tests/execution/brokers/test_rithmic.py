@@ -1,0 +1,281 @@
+"""The Rithmic adapter against the R|Protocol stand-in (TLS websocket, async-rithmic's own messages), fault by fault.
+
+Every test ends with the account flat or protected and the adapter's view equal to the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from support.polling import poll_until
+from support.rithmic_server import AUTO, RithmicStandIn
+from tradebot.core.types import Side
+from tradebot.execution.brokers import BrokerAuthError, BrokerUnavailableError, LiveBroker
+from tradebot.execution.brokers.rithmic import RithmicBroker
+from tradebot.execution.model import (
+    Ack,
+    BracketRequest,
+    BrokerEvent,
+    Cancelled,
+    Fill,
+    FlattenRequest,
+    LegState,
+    OrderType,
+    Reject,
+    StatusReport,
+)
+from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
+
+DATA = Path(__file__).resolve().parents[3] / "../shared/data/real/ES_2022-01-24_sierra.mbp-10.dbn.zst"
+
+
+async def until(pred: Callable[[], object], within: float = 8.0) -> None:
+    await poll_until(pred, within)
+
+
+def session(srv: RithmicStandIn, *, password: str = "secret-pw", system: str = "Rithmic Test",
+            timeout: float = 1.0) -> RithmicSession:
+    return RithmicSession(SessionConfig("trader", password, system, srv.url, ca_file=srv.ca_file,
+                                        request_timeout_s=timeout, reconnect_interval_s=0.2,
+                                        reconnect_max_delay_s=0.5, max_reconnects=20))
+
+
+@pytest.fixture
+async def srv(tmp_path: Path) -> AsyncIterator[RithmicStandIn]:
+    s = RithmicStandIn(tmp_path / "tls", [DATA], heartbeat_interval=2)
+    await s.start()
+    await s.advance(4)
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def broker(srv: RithmicStandIn) -> AsyncIterator[RithmicBroker]:
+    b = RithmicBroker(session(srv), "ACC-1", ["ES"], fail_after_s=3.0)
+    await b.connect()
+    for ev in srv.events[: srv.pos]:
+        b.on_market_event(ev)
+    yield b
+    await b.close()
+
+
+class Events:
+    """Everything the adapter reported, collected as the daemon's pump would."""
+
+    def __init__(self, b: RithmicBroker) -> None:
+        self.b = b
+        self.all: list[BrokerEvent] = []
+
+    def pump(self) -> list[BrokerEvent]:
+        self.all += self.b.poll_events()
+        return self.all
+
+    def of(self, kind: type, coid: str | None = None) -> list[BrokerEvent]:
+        self.pump()
+        return [e for e in self.all if isinstance(e, kind) and (coid is None or e.client_order_id == coid)]
+
+
+async def step(srv: RithmicStandIn, b: RithmicBroker, n: int = 1) -> None:
+    """Market events to the server (fills) and to the adapter (the engine's view of the quote)."""
+    start = srv.pos
+    await srv.advance(n)
+    for ev in srv.events[start: srv.pos]:
+        b.on_market_event(ev)
+    await asyncio.sleep(0.05)
+
+
+def assert_view_equals_server(b: RithmicBroker, srv: RithmicStandIn) -> None:
+    ids = b.broker_ids()
+    views = {v.client_order_id: v for v in b.query_orders()}
+    assert ids, "the adapter knows no orders"
+    for coid, basket in ids.items():
+        state, filled, _ = srv.order(basket)
+        assert (views[coid].state, views[coid].filled_qty) == (state, filled), coid
+    assert b.query_positions() == srv.positions()
+    assert {f.fill_id for f in b.query_fills()} == {f["fill_id"] for f in srv.fills}
+
+
+def market_bracket(srv: RithmicStandIn, sid: str = "sig1", side: Side = Side.BUY) -> BracketRequest:
+    q = srv.paper._quotes["ES"]
+    ref = q.ask_px[0] if side == Side.BUY else q.bid_px[0]
+    sign = 1 if side == Side.BUY else -1
+    return BracketRequest(sid, "ES", side, 1, OrderType.MARKET, None, ref - sign * 8, ref + sign * 12, srv.now_ns)
+
+
+async def flatten_all(b: RithmicBroker, srv: RithmicStandIn, req: BracketRequest) -> None:
+    pos = b.query_positions().get("ES", 0)
+    b.flatten(FlattenRequest(req.signal_id, "ES", f"{req.signal_id}-X", Side.SELL if pos > 0 else Side.BUY, abs(pos),
+                             (req.entry_id, req.stop_id, req.target_id), "test", srv.now_ns))
+    if pos:
+        await until(lambda: any(o.user_tag == f"{req.signal_id}-X" for o in srv.baskets.values()))
+    await step(srv, b, 3)
+    await until(lambda: not srv.positions() and not srv.working())
+
+
+async def test_round_trip_one_login_per_plant_auto_orders_tagged(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    assert isinstance(broker, LiveBroker)
+    assert srv.stats["logins_ticker"] == srv.stats["logins_order"] == srv.stats["logins_pnl"] == 1
+    assert all(c.ok for c in broker.preflight()), broker.preflight()
+    ev = Events(broker)
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: ev.of(Ack, req.entry_id))
+    (order,) = srv.orders_seen
+    assert order.user_tag == req.entry_id and order.manual_or_auto == AUTO
+    assert order.stop_ticks == 8 and order.target_ticks == 12
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id))
+    views = {v.client_order_id: v for v in broker.query_orders()}
+    await until(lambda: {v.client_order_id: v for v in broker.query_orders()}.get(req.target_id) is not None)
+    views = {v.client_order_id: v for v in broker.query_orders()}
+    assert views[req.stop_id].state == LegState.WORKING and views[req.stop_id].price == req.stop_price
+    assert views[req.target_id].state == LegState.WORKING and views[req.target_id].price == req.target_price
+    assert broker.query_positions() == {"ES": 1}
+    assert_view_equals_server(broker, srv)
+    assert srv.stats["heartbeats"] >= 3  # each plant's heartbeat right after login (then every interval - 1 s)
+    await flatten_all(broker, srv, req)
+    await until(lambda: ev.of(Cancelled, req.target_id) and ev.of(Fill, f"{req.signal_id}-X"))
+    assert all(o.manual_or_auto == AUTO for o in srv.orders_seen)
+    assert_view_equals_server(broker, srv)
+    assert broker.query_positions() == {}
+
+
+async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn) -> None:
+    with pytest.raises(BrokerAuthError, match="login refused"):
+        await RithmicBroker(session(srv, password="wrong-password"), "ACC-1", ["ES"]).connect()
+    with pytest.raises(BrokerAuthError, match="system name"):
+        await RithmicBroker(session(srv, system="Nope"), "ACC-1", ["ES"]).connect()
+    cfg = SessionConfig("trader", "secret-pw", "Rithmic Test", "wss://127.0.0.1:9", ca_file=srv.ca_file)
+    with pytest.raises(BrokerUnavailableError):
+        await RithmicBroker(RithmicSession(cfg), "ACC-1", ["ES"]).connect()
+
+
+async def test_unknown_account_fails_preflight(srv: RithmicStandIn) -> None:
+    b = RithmicBroker(session(srv), "OTHER", ["ES"])
+    await b.connect()
+    try:
+        failed = [c for c in b.preflight() if not c.ok]
+        assert [c.name for c in failed] == ["account"] and "ACC-1" in failed[0].detail
+    finally:
+        await b.close()
+
+
+async def test_lost_ack_is_resolved_by_query_never_resent(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    srv.faults.lost_ack = 1
+    q = srv.paper._quotes["ES"]
+    req = BracketRequest("lost", "ES", Side.BUY, 1, OrderType.LIMIT, q.bid_px[0] - 20, q.bid_px[0] - 30,
+                         q.bid_px[0] - 5, srv.now_ns)
+    broker.submit_bracket(req)
+    await asyncio.sleep(1.5)  # the request timed out (1 s): no answer, no event
+    assert not ev.pump() and broker.stats["request_unanswered"] == 1
+    broker.submit_bracket(req)  # the manager re-driving the same request: answered by a query, not sent again
+    broker.request_status(req.entry_id)
+    await until(lambda: ev.of(StatusReport, req.entry_id))
+    report = ev.of(StatusReport, req.entry_id)[0]
+    assert isinstance(report, StatusReport) and report.state == LegState.WORKING
+    assert len(srv.orders_seen) == 1
+    broker.cancel(req.entry_id)
+    await until(lambda: ev.of(Cancelled, req.entry_id))
+    assert not srv.working()
+    assert_view_equals_server(broker, srv)
+
+
+async def test_duplicate_and_out_of_order_notifications(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    srv.faults.duplicate = 10
+    srv.faults.out_of_order = 10
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id) and req.target_id in broker.broker_ids())
+    await asyncio.sleep(0.2)
+    assert len(ev.of(Fill, req.entry_id)) == 1 and len(ev.of(Ack, req.entry_id)) == 1
+    assert broker.stats["duplicate_fills"] >= 1
+    assert srv.stats["reversed_bursts"] >= 1 and srv.stats["duplicated_bursts"] >= 1
+    assert_view_equals_server(broker, srv)
+    await flatten_all(broker, srv, req)
+    await until(lambda: ev.of(Fill, f"{req.signal_id}-X"))
+    await asyncio.sleep(0.2)
+    assert len(ev.of(Cancelled, req.stop_id)) == 1
+    assert_view_equals_server(broker, srv)
+
+
+async def test_disconnect_mid_bracket_fill_while_down(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    srv.faults.disconnect_after_order = 1
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: not broker.connected)
+    await step(srv, broker, 3)  # the entry fills and the bracket is released while we are away
+    assert srv.positions() == {"ES": 1} and not ev.of(Fill)
+    await until(lambda: broker.connected and ev.of(Fill, req.entry_id), within=10)
+    assert ev.of(Ack, req.entry_id)
+    assert broker.stats["fills_recovered"] == 1
+    titles = [a.title for a in broker.poll_alerts()]
+    assert "Rithmic disconnected" in titles and "Rithmic reconnected" in titles
+    assert {req.stop_id, req.target_id} <= set(broker.broker_ids())  # protected: the children are known
+    assert_view_equals_server(broker, srv)
+    await flatten_all(broker, srv, req)
+    assert_view_equals_server(broker, srv)
+
+
+async def test_forced_logout_reconnects_then_fails_closed(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    assert await srv.force_logout("order") == 1
+    await until(lambda: broker.stats["forced_logouts"] == 1)
+    await until(lambda: broker.connected and srv.stats["logins_order"] == 2)
+    alerts = broker.poll_alerts()
+    assert any(a.severity == "critical" and "forced logout" in a.title for a in alerts)
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id) and req.stop_id in broker.broker_ids())
+    # Logged out again, and this time the gateway refuses the login: fail closed.
+    srv.faults.refuse_login = True
+    await srv.force_logout("order")
+    await until(lambda: broker.state == "failed")
+    assert any("fail closed" in a.title for a in broker.poll_alerts())
+    broker.submit_bracket(market_bracket(srv, "sig2"))
+    await until(lambda: ev.of(Reject, "sig2-E"))
+    assert len(srv.orders_seen) == 1  # nothing new reached the broker
+    assert srv.positions() == {"ES": 1} and {o.price_type for o in srv.working()} == {1, 4}  # protected
+    srv.faults.refuse_login = False
+    await until(lambda: srv.stats["logins_order"] >= 3, within=10)
+    await flatten_all(broker, srv, req)  # exits still go out after the halt
+    await until(lambda: broker.query_positions() == {})
+    assert_view_equals_server(broker, srv)
+
+
+async def test_rp_code_reject_is_a_reject_event(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    srv.faults.reject_orders = [("1039", "insufficient margin")]
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: ev.of(Reject, req.entry_id))
+    rej = ev.of(Reject, req.entry_id)[0]
+    assert isinstance(rej, Reject) and rej.reason == "rp_code 1039: insufficient margin"
+    assert not srv.baskets and not srv.positions()
+
+
+async def test_stop_rejected_by_the_exchange_then_flatten(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    srv.faults.reject_stop = 1
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Reject, req.stop_id))
+    rej = ev.of(Reject, req.stop_id)[0]
+    assert isinstance(rej, Reject) and "wrong side" in rej.reason
+    assert broker.query_positions() == {"ES": 1}
+    await flatten_all(broker, srv, req)
+    assert broker.query_positions() == {} and not srv.working()
+    assert_view_equals_server(broker, srv)
+

@@ -1,0 +1,98 @@
+"""``--feed rithmic`` against the R|Protocol stand-in: the recorded ES day comes back through the ticker plant
+and the validation layer with the exchange's aggressor sides and the 10-level book intact."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from support.polling import poll_until
+from support.rithmic_server import RithmicStandIn
+
+from tradebot.core.config import Settings
+from tradebot.core.types import BookUpdate, FeedEvent, FeedState, FeedStatus, GapEvent, RawBook, RawTrade, Trade
+from tradebot.feeds.rithmic_feed import RithmicLiveFeed
+from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
+from tradebot.feeds.validation import Validator
+
+DATA = Path(__file__).resolve().parents[2] / "../shared/data/real/ES_2022-01-24_sierra.mbp-10.dbn.zst"
+
+
+@pytest.fixture
+async def srv(tmp_path: Path) -> AsyncIterator[RithmicStandIn]:
+    s = RithmicStandIn(tmp_path / "tls", [DATA])
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def feed_for(srv: RithmicStandIn, password: str = "secret-pw") -> RithmicLiveFeed:
+    cfg = SessionConfig("trader", password, "Rithmic Test", srv.url, ca_file=srv.ca_file, request_timeout_s=2,
+                        reconnect_interval_s=0.2, reconnect_max_delay_s=0.5)
+    return RithmicLiveFeed(Settings(), ["ES"], session=RithmicSession(cfg))
+
+
+async def collect(feed: RithmicLiveFeed, out: list[FeedEvent]) -> None:
+    async for ev in feed:
+        out.append(ev)
+
+
+async def test_trades_sides_and_depth_through_validation(srv: RithmicStandIn) -> None:
+    feed = feed_for(srv)
+    got: list[FeedEvent] = []
+    task = asyncio.create_task(collect(feed, got))
+    try:
+        await poll_until(lambda: srv.subscribed.is_set(), 10)
+        n = 400
+        await srv.advance(n)
+        want = srv.events[:n]
+        await poll_until(lambda: sum(isinstance(e, RawTrade | RawBook) for e in got) >= n, 10)
+    finally:
+        await feed.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [e.state for e in got if isinstance(e, FeedStatus)][:2] == [FeedState.CONNECTING, FeedState.STREAMING]
+    assert feed.contracts == {"ES": "ESH2"}
+    v = Validator(Settings().validation, ["ES"])
+    seen = [x for x in (v.validate(e) for e in got if isinstance(e, RawTrade | RawBook)) if x is not None]
+    assert v.total_rejects == 0, v.snapshot()
+    trades = [(t.price, t.size, t.side, t.ts_event) for t in seen if isinstance(t, Trade)]
+    assert trades == [(t.price, t.size, t.side, t.ts_event) for t in want if isinstance(t, Trade)]
+    assert all(t.side_rule.name == "EXCHANGE" for t in seen if isinstance(t, Trade))
+    books = [(b.bid_px, b.bid_sz, b.ask_px, b.ask_sz) for b in seen if isinstance(b, BookUpdate)]
+    assert books == [(b.bid_px, b.bid_sz, b.ask_px, b.ask_sz) for b in want if isinstance(b, BookUpdate)]
+    assert len(books[0][0]) == 10
+
+
+async def test_login_refused_fails_once(srv: RithmicStandIn) -> None:
+    feed = feed_for(srv, password="wrong-password")
+    got: list[FeedEvent] = []
+    await asyncio.wait_for(collect(feed, got), 10)
+    assert isinstance(got[-1], FeedStatus) and got[-1].state == FeedState.FAILED
+    assert "login refused" in got[-1].detail and feed.stats["auth_failed"] == 1
+
+
+async def test_reconnect_reports_a_gap_and_resubscribes(srv: RithmicStandIn) -> None:
+    feed = feed_for(srv)
+    got: list[FeedEvent] = []
+    task = asyncio.create_task(collect(feed, got))
+    try:
+        await poll_until(lambda: srv.subscribed.is_set(), 10)
+        await srv.advance(20)
+        await poll_until(lambda: sum(isinstance(e, RawTrade) for e in got) >= 10, 10)
+        assert await srv.drop("ticker") == 1
+        await poll_until(lambda: any(isinstance(e, GapEvent) for e in got), 10)
+        await srv.advance(20)
+        await poll_until(lambda: sum(isinstance(e, RawTrade) for e in got) >= 20, 10)
+    finally:
+        await feed.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    states = [e.state for e in got if isinstance(e, FeedStatus)]
+    assert FeedState.RECONNECTING in states and states[-1] == FeedState.STREAMING
+    assert srv.stats["logins_ticker"] == 2 and feed.stats["gaps"] == 1
