@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from support.polling import poll_until
 from support.rithmic_server import RithmicStandIn
-
 from tradebot.core.config import Settings
 from tradebot.core.types import BookUpdate, FeedEvent, FeedState, FeedStatus, GapEvent, RawBook, RawTrade, Trade
 from tradebot.feeds.rithmic_feed import RithmicLiveFeed

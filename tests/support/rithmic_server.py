@@ -52,10 +52,14 @@ from tradebot.execution.model import (
     Cancelled,
     Fill,
     FlattenRequest,
+    LegRole,
     LegState,
     Modified,
     OrderType,
     Reject,
+    StopRequest,
+    client_order_id,
+    split_client_order_id,
 )
 from tradebot.execution.paper import PaperBroker, PaperConfig
 
@@ -511,17 +515,32 @@ class RithmicStandIn:
             self.baskets[basket] = o
             self.by_paper[req.entry_id] = basket
             self.paper.submit_bracket(req)
-        else:
-            if ptype != MARKET:
-                await self._send(c, make(resp, user_msg=self._rid(m), user_tag=m.user_tag,
-                                         rp_code=["1", "the stand-in places only market orders outside brackets"]))
-                return
+        elif ptype == MARKET:
             exit_id = f"{sid}-X"
             o = _SOrder(basket, m.user_tag, exit_id, root, m.symbol, int(m.transaction_type), ptype,
                         int(m.quantity), 0.0, 0.0, int(m.manual_or_auto), ts_ns=self.now_ns, silent=lost)
             self.baskets[basket] = o
             self.by_paper[exit_id] = basket
             self.paper.flatten(FlattenRequest(sid, root, exit_id, side, int(m.quantity), (), "order", self.now_ns))
+        else:
+            # A stop/limit of its own. A stop protecting one of our brackets' positions (its user_tag names the
+            # bracket's signal) is the paper broker's place_stop on that bracket: it closes the position and
+            # shrinks the target, exactly as paper mode's re-placed stop does. Anything else: place_order.
+            price = m.trigger_price if ptype in (STOP_MARKET, STOP_LIMIT) else m.price
+            ticks = self._ticks(root, price)
+            parent = self._bracket_of(m.user_tag)
+            otype = OrderType.STOP if ptype in (STOP_MARKET, STOP_LIMIT) else OrderType.LIMIT
+            if parent is not None and otype == OrderType.STOP:
+                psid = parent.paper_coid[:-2]
+                pcoid = f"{psid}-S{self._sig_n}"
+                self.paper.place_stop(StopRequest(psid, root, pcoid, side, int(m.quantity), ticks, self.now_ns))
+            else:
+                pcoid = f"{sid}-O"
+                self.paper.place_order(pcoid, root, side, otype, int(m.quantity), ticks, self.now_ns)
+            o = _SOrder(basket, m.user_tag, pcoid, root, m.symbol, int(m.transaction_type), ptype, int(m.quantity),
+                        float(m.price), float(m.trigger_price), int(m.manual_or_auto), ts_ns=self.now_ns, silent=lost)
+            self.baskets[basket] = o
+            self.by_paper[pcoid] = basket
         if self.faults.disconnect_after_order > 0:
             self.faults.disconnect_after_order -= 1
             o.silent = True
@@ -535,6 +554,13 @@ class RithmicStandIn:
             await self._send(c, make(resp, user_msg=self._rid(m), user_tag=m.user_tag, rp_code=["0"],
                                      basket_id=basket, ssboe=s, usecs=us))
         await self._drain()
+
+    def _bracket_of(self, user_tag: str) -> _SOrder | None:
+        parsed = split_client_order_id(user_tag)
+        if parsed is None:
+            return None
+        entry_tag = client_order_id(parsed[0], LegRole.ENTRY)
+        return next((o for o in self.baskets.values() if o.user_tag == entry_tag and o.stop_ticks), None)
 
     def _market_ref(self, side: Side) -> int:
         q = self.paper._quotes.get(self.symbol)  # the prevailing quote the paper broker fills against

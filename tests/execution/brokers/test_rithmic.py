@@ -27,6 +27,7 @@ from tradebot.execution.model import (
     OrderType,
     Reject,
     StatusReport,
+    StopRequest,
 )
 from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
 
@@ -106,10 +107,10 @@ def market_bracket(srv: RithmicStandIn, sid: str = "sig1", side: Side = Side.BUY
     return BracketRequest(sid, "ES", side, 1, OrderType.MARKET, None, ref - sign * 8, ref + sign * 12, srv.now_ns)
 
 
-async def flatten_all(b: RithmicBroker, srv: RithmicStandIn, req: BracketRequest) -> None:
+async def flatten_all(b: RithmicBroker, srv: RithmicStandIn, req: BracketRequest, more: tuple[str, ...] = ()) -> None:
     pos = b.query_positions().get("ES", 0)
     b.flatten(FlattenRequest(req.signal_id, "ES", f"{req.signal_id}-X", Side.SELL if pos > 0 else Side.BUY, abs(pos),
-                             (req.entry_id, req.stop_id, req.target_id), "test", srv.now_ns))
+                             (req.entry_id, req.stop_id, req.target_id, *more), "test", srv.now_ns))
     if pos:
         await until(lambda: any(o.user_tag == f"{req.signal_id}-X" for o in srv.baskets.values()))
     await step(srv, b, 3)
@@ -275,7 +276,14 @@ async def test_stop_rejected_by_the_exchange_then_flatten(srv: RithmicStandIn, b
     rej = ev.of(Reject, req.stop_id)[0]
     assert isinstance(rej, Reject) and "wrong side" in rej.reason
     assert broker.query_positions() == {"ES": 1}
-    await flatten_all(broker, srv, req)
+    # The no-naked-position rule re-places the stop as an order of its own (same protective price).
+    broker.place_stop(StopRequest(req.signal_id, "ES", "sig1-S2", Side.SELL, 1, req.stop_price, srv.now_ns))
+    await until(lambda: ev.of(Ack, "sig1-S2"))
+    (placed,) = [o for o in srv.working() if o.user_tag == "sig1-S2"]
+    assert placed.price_type == 4 and placed.manual_or_auto == AUTO
+    assert {v.client_order_id: v.price for v in broker.query_orders()}["sig1-S2"] == req.stop_price
+    assert_view_equals_server(broker, srv)
+    await flatten_all(broker, srv, req, ("sig1-S2",))
     assert broker.query_positions() == {} and not srv.working()
     assert_view_equals_server(broker, srv)
 
