@@ -407,3 +407,33 @@ async def test_restart_adopts_orders_and_journals_fills_from_the_broker(server: 
         h2.assert_view_equals_server()
     finally:
         await second.close()
+
+
+async def test_native_brackets_for_a_limit_entry(server: ProjectXStandIn) -> None:
+    broker = make_broker(server, native_brackets=True)
+    await broker.connect()
+    h = Harness(server, broker)
+    try:
+        await h.market(book(T0))
+        h.broker.submit_bracket(bracket(entry=OrderType.LIMIT, entry_price=ES_PX - 2, stop=ES_PX - 10,
+                                        target=ES_PX + 6))
+        await h.settle()
+        place = next(b for p, b in server.requests if p == "/api/Order/place")
+        assert place["stopLossBracket"] == {"ticks": 8, "type": 4}
+        assert place["takeProfitBracket"] == {"ticks": 8, "type": 1}
+        await h.market(trade(T0 + 1 * S, ES_PX - 3, side=Side.SELL))  # through the limit
+        await h.settle()
+        # The Gateway placed the children (no tags); the adapter recognised them as the bracket's stop and target.
+        assert len(server.open_orders()) == 2 and all(o["customTag"] is None for o in server.open_orders())
+        assert broker.stats["native_children"] == 2
+        assert len([p for p, _ in server.requests if p == "/api/Order/place"]) == 1
+        views = {v.client_order_id: v for v in broker.query_orders()}
+        assert views["sig1-S"].state == LegState.WORKING and views["sig1-T"].state == LegState.WORKING
+        assert not [v for v in views if v.startswith("px:")]
+        await h.market(trade(T0 + 2 * S, ES_PX + 7))  # through the target: the Gateway's OCO cancels the stop
+        await h.settle()
+        assert [f.client_order_id for f in h.of(Fill)] == ["sig1-E", "sig1-T"]
+        assert [c.client_order_id for c in h.of(Cancelled)] == ["sig1-S"]
+        assert server.net_position("ES") == 0 and not server.open_orders()
+    finally:
+        await broker.close()

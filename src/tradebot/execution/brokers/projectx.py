@@ -136,6 +136,9 @@ class _Bracket:
     exits: list[_Leg] = field(default_factory=list)
     stops: list[_Leg] = field(default_factory=list)
     """Stand-alone stops re-placed for this bracket (:meth:`ProjectXBroker.place_stop`)."""
+    native: bool = False
+    """Stop and target are the Gateway's own bracket orders (``stopLossBracket``/``takeProfitBracket``): they are
+    recognised when they appear, never placed by us."""
 
     @property
     def position(self) -> int:
@@ -178,11 +181,12 @@ class ProjectXBroker:
     def __init__(self, client: ProjectXClient, *, user_hub_url: str, symbols: list[str],
                  account_id: int | None = None, ping_seconds: float = 15.0, server_timeout_seconds: float = 60.0,
                  backoff_initial_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 native_brackets: bool = False, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.client = client
         self.user_hub_url = user_hub_url
         self.symbols = list(dict.fromkeys(symbols))
         self.wanted_account_id = account_id
+        self.native_brackets = native_brackets
         self.now = clock_ns
         self.stats: Counter[str] = Counter()
         self.account: dict[str, Any] | None = None
@@ -230,7 +234,8 @@ class ProjectXBroker:
         return cls(client, user_hub_url=settings.projectx_user_hub_url, symbols=symbols,
                    account_id=settings.projectx_account_id, ping_seconds=px.ping_seconds,
                    server_timeout_seconds=px.server_timeout_seconds,
-                   backoff_initial_seconds=px.backoff_initial_seconds, backoff_max_seconds=px.backoff_max_seconds)
+                   backoff_initial_seconds=px.backoff_initial_seconds, backoff_max_seconds=px.backoff_max_seconds,
+                   native_brackets=px.native_brackets)
 
     # ==============================================================================================
     # Life cycle
@@ -395,7 +400,10 @@ class ProjectXBroker:
                       req.target_price, LegState.HELD, ts)
         for leg in (entry, stop, target):
             self._legs[leg.coid] = leg
-        self._brackets[req.signal_id] = _Bracket(req.signal_id, entry, stop, target)
+        # Native brackets only for a limit entry: it fills at its price, so the Gateway's "ticks from the fill"
+        # land exactly on the model's stop and target (a market or stop entry fills elsewhere: our own OCO).
+        native = self.native_brackets and req.entry_type == OrderType.LIMIT and req.entry_price is not None
+        self._brackets[req.signal_id] = _Bracket(req.signal_id, entry, stop, target, native=native)
         self._enqueue(lambda: self._place(entry))
 
     def restore_bracket(self, req: BracketRequest) -> None:
@@ -610,6 +618,12 @@ class ProjectXBroker:
             body["limitPrice"] = ticks_to_price(leg.price, c.tick_size)
         elif leg.order_type == OrderType.STOP and leg.price is not None:
             body["stopPrice"] = ticks_to_price(leg.price, c.tick_size)
+        b = self._brackets.get(leg.signal_id)
+        if b is not None and b.native and leg is b.entry and leg.price is not None:
+            body["stopLossBracket"] = {"ticks": abs(leg.price - (b.stop.price or leg.price)),
+                                       "type": int(PxOrderType.STOP)}
+            body["takeProfitBracket"] = {"ticks": abs((b.target.price or leg.price) - leg.price),
+                                         "type": int(PxOrderType.LIMIT)}
         leg.state = LegState.PENDING
         try:
             data = await self.client.place(body)
@@ -777,12 +791,12 @@ class ProjectXBroker:
                 continue
             want = child.filled + max(pos, 0)
             if child.state == LegState.HELD or (child.order_id is None and child.state == LegState.UNKNOWN):
-                if pos <= 0 or b.entry.filled == 0:
-                    continue
+                if pos <= 0 or b.entry.filled == 0 or b.native:
+                    continue  # (native: the Gateway places them; the no-naked-position rule watches that it does)
                 child.quantity = want
                 child.state = LegState.PENDING
                 await self._place(child)
-            elif want != child.quantity and want > child.filled:
+            elif want != child.quantity and want > child.filled and not b.native:
                 await self._resize(child, want)
         if pos <= 0 and b.entry.state in TERMINAL_LEG and b.entry.filled > 0:
             for child in (b.stop, b.target, *b.stops):
@@ -918,6 +932,8 @@ class ProjectXBroker:
             if leg is None and split_client_order_id(tag) is not None and tag not in self._legs:
                 leg = self._adopt(o, tag)
         if leg is None:
+            leg = self._native_child(o)
+        if leg is None:
             self._foreign[oid] = o
             return
         if leg.order_id is None:
@@ -950,6 +966,26 @@ class ProjectXBroker:
         elif status == PxOrderStatus.REJECTED and leg.state not in TERMINAL_LEG:
             self._reject(leg, "rejected by broker")
         self._flush_trades(oid)
+
+    def _native_child(self, o: dict[str, Any]) -> _Leg | None:
+        """The held stop or target of a native bracket, when ``o`` is the order the Gateway placed for it: same
+        contract, the exit side, the child's type, at the model's price (ticks from the entry's limit)."""
+        c = self._contract_root(o.get("contractId"))
+        side, ot = _our_side(o.get("side")), _OUR_TYPE.get(_int(o.get("type")) or 0)
+        if c is None or side is None or ot not in (OrderType.STOP, OrderType.LIMIT):
+            return None
+        price = price_to_ticks(o.get("stopPrice") if ot == OrderType.STOP else o.get("limitPrice"), c.tick_size)
+        for b in self._brackets.values():
+            if not b.native or b.entry.filled == 0 or b.entry.symbol != c.root:
+                continue
+            child = b.stop if ot == OrderType.STOP else b.target
+            if child.state == LegState.HELD and child.side == side and child.price == price:
+                child.quantity = _int(o.get("size")) or b.position
+                child.state = LegState.WORKING
+                child.acked = True
+                self.stats["native_children"] += 1
+                return child
+        return None
 
     async def _cancel_at_broker(self, leg: _Leg) -> None:
         if leg.order_id is not None:
