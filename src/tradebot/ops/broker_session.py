@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.core.config import ConfigError, Settings
 from tradebot.execution.brokers import (
+    AlertingBroker,
     BrokerAuthError,
     BrokerError,
     LiveBroker,
@@ -162,6 +163,7 @@ class BrokerSession:
             if m is None:
                 continue
             try:
+                self._forward_alerts()
                 self._connection_edge(m)
                 now = self.market_now()
                 m.check_timeouts(now)
@@ -172,6 +174,13 @@ class BrokerSession:
             except Exception as exc:
                 if self.on_error is not None:
                     self.on_error("broker session", exc)
+
+    def _forward_alerts(self) -> None:
+        """An adapter's own alerts (Rithmic: forced logout, fail-closed halt, fills recovered) as notifications."""
+        if isinstance(self.broker, AlertingBroker):
+            for a in self.broker.poll_alerts():
+                sev = Severity(a.severity) if a.severity in Severity.__members__.values() else Severity.WARNING
+                self.notify("broker_alert", sev, a.title, a.detail)
 
     def _connection_edge(self, m: ExecutionManager) -> None:
         up = self.broker.connected

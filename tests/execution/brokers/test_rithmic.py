@@ -13,6 +13,8 @@ import pytest
 
 from support.polling import poll_until
 from support.rithmic_server import AUTO, RithmicStandIn
+from tradebot.core.config import Settings
+from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
 from tradebot.execution.brokers import BrokerAuthError, BrokerUnavailableError, LiveBroker
 from tradebot.execution.brokers.rithmic import RithmicBroker
@@ -30,6 +32,7 @@ from tradebot.execution.model import (
     StopRequest,
 )
 from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
+from tradebot.ops.broker_session import BrokerSession
 
 DATA = Path(__file__).resolve().parents[3] / "../shared/data/real/ES_2022-01-24_sierra.mbp-10.dbn.zst"
 
@@ -219,7 +222,7 @@ async def test_disconnect_mid_bracket_fill_while_down(srv: RithmicStandIn, broke
     assert ev.of(Ack, req.entry_id)
     assert broker.stats["fills_recovered"] == 1
     titles = [a.title for a in broker.poll_alerts()]
-    assert "Rithmic disconnected" in titles and "Rithmic reconnected" in titles
+    assert titles == ["Rithmic fills while disconnected"] and broker.stats["disconnects"] == 1
     assert {req.stop_id, req.target_id} <= set(broker.broker_ids())  # protected: the children are known
     assert_view_equals_server(broker, srv)
     await flatten_all(broker, srv, req)
@@ -231,8 +234,11 @@ async def test_forced_logout_reconnects_then_fails_closed(srv: RithmicStandIn, b
     assert await srv.force_logout("order") == 1
     await until(lambda: broker.stats["forced_logouts"] == 1)
     await until(lambda: broker.connected and srv.stats["logins_order"] == 2)
-    alerts = broker.poll_alerts()
-    assert any(a.severity == "critical" and "forced logout" in a.title for a in alerts)
+    notes: list[tuple[str, str, str]] = []
+    session_ = BrokerSession(Settings(), "rithmic", broker, lambda k, sev, t, d: notes.append((k, sev, t)),
+                             get_logger("test"))
+    session_._forward_alerts()  # the daemon's broker session turns the adapter's alerts into notifications
+    assert ("broker_alert", "critical", "Rithmic forced logout") in notes
     req = market_bracket(srv)
     broker.submit_bracket(req)
     await until(lambda: srv.baskets)

@@ -66,6 +66,26 @@ class PreflightError(BrokerError):
         super().__init__(f"live preflight failed: {failed}")
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerAlert:
+    """Something about the broker connection the operator must hear (a forced logout, a fail-closed halt, fills
+    recovered after an outage); the daemon's broker session turns each into a notification."""
+
+    severity: str
+    """``info``, ``warning`` or ``critical``."""
+    title: str
+    detail: str
+    ts_ns: int
+
+
+@runtime_checkable
+class AlertingBroker(Protocol):
+    """An adapter with alerts of its own beyond connected/disconnected (the Rithmic adapter)."""
+
+    def poll_alerts(self) -> list[BrokerAlert]:
+        """Everything raised since the last call, oldest first."""
+
+
 @runtime_checkable
 class LiveBroker(Broker, Protocol):
     """A broker reached over the network; :class:`Broker` plus its connection life cycle."""

@@ -43,6 +43,7 @@ from tradebot.core.contracts import UnknownContractError, root_of, spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
 from tradebot.execution.brokers import (
+    BrokerAlert,
     BrokerAuthError,
     BrokerUnavailableError,
     PreflightCheck,
@@ -84,17 +85,6 @@ log = get_logger("tradebot.execution.rithmic")
 PLANTS = ("ticker", "order", "pnl")
 _STOP_TYPES = {"STOP_MARKET", "STOP_LIMIT", "4", "3"}
 _LIMIT_TYPES = {"LIMIT", "1"}
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAlert:
-    """Something the operator must hear about (the daemon turns it into a notification)."""
-
-    severity: str
-    """``info``, ``warning`` or ``critical``."""
-    title: str
-    detail: str
-    ts_ns: int
 
 
 @dataclass(slots=True)
@@ -900,7 +890,8 @@ class RithmicBroker:
                     self.state = "reconnecting"
                     self.stats["disconnects"] += 1
                     down = [p for p in PLANTS if not self.session.plant_connected(p)]
-                    self._alert("warning", "Rithmic disconnected", f"{', '.join(down)} plant(s) down; reconnecting")
+                    # ``connected`` turning false is the daemon's disconnect alert; this is the log line's detail
+                    log.warning("rithmic disconnected", plants=down)
                     self._wakeup()
                 gave_up = any(self.session.plant_gave_up(p) for p in PLANTS)
                 if gave_up or time.monotonic() - self._down_since > self.fail_after_s:
@@ -916,9 +907,8 @@ class RithmicBroker:
                     continue
                 self._resync_due = False
                 if self._down_since is not None:
-                    self._alert("info", "Rithmic reconnected",
-                                f"after {time.monotonic() - self._down_since:.1f} s; orders, fills and positions "
-                                "resynchronized")
+                    log.info("rithmic reconnected and resynchronized",
+                             down_s=round(time.monotonic() - self._down_since, 1))
                     self._down_since = None
                 self.state = "connected"
 
@@ -932,4 +922,4 @@ class RithmicBroker:
         self._wakeup()
 
 
-__all__ = ["BrokerAlert", "RithmicBroker"]
+__all__ = ["RithmicBroker"]
