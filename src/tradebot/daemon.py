@@ -50,6 +50,7 @@ from tradebot.core.display import fmt_ts
 from tradebot.core.logging import configure_logging, get_logger
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.execution.model import HaltKind
+from tradebot.execution.shadow import shadowed
 from tradebot.feeds.base import Feed, damage_of
 from tradebot.feeds.factory import make_feed
 from tradebot.feeds.validation import DAMAGE_REASONS, Validator
@@ -197,7 +198,8 @@ class Daemon:
                 return code
         self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=self._core_note,
                                 logger=self.log,
-                                broker=self.broker_session.broker if self.broker_session is not None else None)
+                                broker=shadowed(self.broker_session.broker, self.settings, self.store)
+                                if self.broker_session is not None else None)
         self.core.on_digest = self._digest
         self._wire_stream(self.core)
         if self.live:

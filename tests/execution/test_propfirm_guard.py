@@ -14,6 +14,8 @@ from tradebot.core.calendar import CT, to_ns
 from tradebot.core.config import PropFirmSettings, Settings
 from tradebot.core.types import Side
 from tradebot.execution.model import HaltKind, TradingState
+from tradebot.execution.propfirm_guard import describe
+from tradebot.execution.status import collect_status
 
 PROFILE = """
 [test-50k]
@@ -83,7 +85,16 @@ def test_alerts_once_restart_keeps_them_and_a_breach_halts_and_flattens(tmp_path
     assert not v.taken and "trading halted" in v.reason
     snap = m.snapshot()["propfirm"]
     assert snap["profile"] == "test-50k" and snap["day_breached"] == "daily_loss"
+    m.flush_marks()
     s.close()
+    # `tradebot status` reads the same from the database alone (the daemon may be down).
+    st = collect_status(s.cfg.model_copy(update={"data_dir": tmp_path,
+                                                 "execution": s.cfg.execution.model_copy(update={"db_path": s.path})}))
+    pf = st["propfirm"]
+    assert pf["day_breached"] == "daily_loss" and pf["headroom"]["daily_loss"]["left_cents"] < 0
+    assert pf["floor_cents"] == 48_000_00 and not st["healthy"]
+    assert "prop-firm rule breached: daily_loss" in st["problems"]
+    assert describe(pf)[0].startswith("prop-firm test-50k (Test; drawdown eod): floor $48,000.00")
 
 
 def test_gate_refuses_contracts_stop_risk_and_entries_after_flat_by(tmp_path: Path) -> None:

@@ -329,6 +329,9 @@ class ExecutionSettings(BaseModel):
         "else it is re-placed, and after as long again the position is flattened")
     connect_backoff_max_seconds: float = Field(
         60.0, gt=0, description="live: longest wait between broker connection attempts (backoff doubles from 1 s)")
+    shadow_model: bool = Field(
+        True, description="live: the paper broker trades beside the live one on the same data; each trade's latency "
+        "and slippage against it are recorded and the digest shows live vs model")
     flatten_on_limit: bool = Field(True, description="flatten open positions when a daily limit is reached")
     limits_include_unrealized: bool = Field(True, description="daily limits count open P&L at the last price")
     auto_flatten: bool = Field(True, description="flatten everything at auto_flatten_time")

@@ -269,6 +269,11 @@ class ShadowBroker:
         return getattr(self.live, name)
 
 
+def shadowed(live: LiveBroker, settings: Settings, store: StateStore) -> LiveBroker:
+    """The live broker with the shadow model beside it (``TRADEBOT_EXECUTION__SHADOW_MODEL``, on by default)."""
+    return ShadowBroker(live, settings, store) if settings.execution.shadow_model else live
+
+
 # ---------------------------------------------------------------------------------------------------
 # Live against model, for the digest and ``status``
 

@@ -22,7 +22,7 @@ from tradebot.core.contracts import UnknownContractError, decode_tick_value, mon
 from tradebot.core.display import fmt_ts
 from tradebot.core.instruments import spec_or_register
 from tradebot.core.stats import equity_curve, max_drawdown, summarize
-from tradebot.execution.risk import fmt_cents
+from tradebot.execution.risk import fmt_cents, usd_to_cents
 from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore, default_db_path
 
@@ -144,6 +144,7 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
         brackets = queries.brackets_in_states(store, OPEN_STATES)
         last_journal_ns = queries.last_journal_ns(store)
         books = queries.open_position_lots(store)
+        propfirm_state = queries.last_propfirm_state(store) if settings.propfirm.profile else None
     finally:
         store.close()
     unrealized: dict[str, int] = {}
@@ -188,6 +189,37 @@ def collect_status(settings: Settings, now_ns: int | None = None) -> dict[str, A
         "last_event": _when(last_journal_ns),
         "healthy": not problems, "problems": problems,
     })
+    if settings.propfirm.profile:
+        out["propfirm"] = _propfirm_status(settings, propfirm_state, int(t.get("balance_cents") or 0),
+                                           unrealized_total, (d["net_cents"] if d else 0) + unrealized_total,
+                                           positions)
+        breach = out["propfirm"].get("breached") or out["propfirm"].get("day_breached")
+        if breach:
+            problems.append(f"prop-firm rule breached: {breach}")
+            out["healthy"] = False
+    return out
+
+
+def _propfirm_status(settings: Settings, payload: dict[str, Any] | None, ledger_balance_cents: int,
+                     unrealized_cents: int, day_pnl_cents: int, positions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The prop-firm account as the journal last recorded it, priced at the last marks (as the daemon does)."""
+    from tradebot.execution.propfirm import AccountView, PropFirmState, initial_state, summary, units_of
+    from tradebot.execution.propfirm_profiles import profile_from_settings
+    from tradebot.execution.risk import MICRO_OF
+
+    profile = profile_from_settings(settings)
+    assert profile is not None
+    net = ledger_balance_cents - usd_to_cents(settings.execution.starting_balance)
+    st = (PropFirmState.from_payload(payload) if payload is not None and payload.get("profile") == profile.name
+          else initial_state(profile))
+    if payload is None or payload.get("profile") != profile.name:
+        st = PropFirmState(st.high_water_cents, day_start_balance_cents=st.day_start_balance_cents,
+                           offset_cents=st.day_start_balance_cents - net)
+    bal = st.offset_cents + net
+    units = sum(units_of(p["symbol"], int(p["position"]), profile.micro_ratio, MICRO_OF) for p in positions)
+    out = summary(profile, st, AccountView(bal, bal + unrealized_cents, day_pnl_cents, units))
+    out["journaled"] = payload is not None
+    out["source"] = profile.source
     return out
 
 
@@ -228,6 +260,10 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
                          f"  target {p['target']}  [{p['state']}]{un}")
     else:
         lines.append("open:       none")
+    if st.get("propfirm"):
+        from tradebot.execution.propfirm_guard import describe
+
+        lines += describe(st["propfirm"])
     lines.append("health      " + ("OK" if st["healthy"] else "UNHEALTHY: " + "; ".join(st["problems"])))
     print("\n".join(lines))
     return EXIT_OK if st["healthy"] else EXIT_UNHEALTHY

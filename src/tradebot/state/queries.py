@@ -65,6 +65,14 @@ def last_journal_ns(db: Reader) -> int:
     return int(row["ts"] or 0) if row else 0
 
 
+def last_propfirm_state(db: Reader) -> dict[str, Any] | None:
+    """The payload of the latest ``propfirm`` journal record (the prop-firm rules' state), ``None`` before any."""
+    import json
+
+    row = _one(db.query("SELECT payload FROM journal WHERE kind = 'propfirm' ORDER BY seq DESC LIMIT 1"))
+    return None if row is None else dict(json.loads(row["payload"]))
+
+
 def marks(db: Reader) -> dict[str, Row]:
     """The last price per symbol (``symbol``, ``price`` in ticks, ``ts_ns``)."""
     return {r["symbol"]: r for r in db.query("SELECT symbol, price, ts_ns FROM marks")}

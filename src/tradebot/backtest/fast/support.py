@@ -176,7 +176,7 @@ FIELDS: dict[str, Classification] = _table(
             "auto_flatten", "auto_flatten_time", "starting_balance", "tiers_enabled", "tiers", "max_position_size",
             "margin_overrides", "margin_limits"),
     _fields("execution", Irrelevant("tradebot status only"), "heartbeat_stale_seconds"),
-    _fields("execution", Irrelevant("live broker only: a backtest fills on paper"), "reconcile_seconds",
+    _fields("execution", Irrelevant("live broker only: a backtest fills on paper"), "reconcile_seconds", "shadow_model",
             "protect_seconds", "connect_backoff_max_seconds"),
     # --- prop-firm account rules ------------------------------------------------------------------------------
     _fields("propfirm", EventPath(lambda v: not v, "propfirm.profile={value} (prop-firm account rules are not "
