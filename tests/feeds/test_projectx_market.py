@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from tradebot.feeds.validation import Validator
 
 T0 = 1_764_772_200_000_000_000
 CID = "CON.F.US.EP.Z26"
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+TESTS = Path(__file__).resolve().parents[1]
+SHARED = TESTS.parent / ".." / "shared" / "data"
 
 
 def settings_for(server: ProjectXStandIn, key: str | None = None) -> Settings:
@@ -158,3 +160,36 @@ async def test_real_day_replayed_through_the_hub_equals_the_file(server: Project
         else:
             assert isinstance(mine, BookUpdate) and (mine.bid_px, mine.bid_sz, mine.ask_px, mine.ask_sz) == (
                 theirs.bid_px, theirs.bid_sz, theirs.ask_px, theirs.ask_sz)
+
+
+async def test_daemon_runs_on_the_projectx_feed_as_a_subprocess(tmp_path: Path) -> None:
+    """``tradebot run --feed projectx`` (paper) against the stand-in running as its own process."""
+    import os
+    import sys
+
+    tests_dir = TESTS
+    data = SHARED / "real" / "ES_2022-01-24_sierra.tbbo.dbn.zst"
+    srv = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "support.projectx_server", "--port", "0", "--data", str(data), "--speed", "20",
+        "--live-clock", cwd=tests_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert srv.stdout is not None
+        line = (await asyncio.wait_for(srv.stdout.readline(), 30)).decode().strip()
+        assert line.startswith("PROJECTX_URL="), line
+        url = line.split("=", 1)[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "PROJECTX_"))}
+        env.update({"TRADEBOT_DATA_DIR": str(tmp_path / "data"), "TRADEBOT_LOG_FORMAT": "json",
+                    "PROJECTX_API_URL": url, "PROJECTX_MARKET_HUB_URL": f"{url}/hubs/market",
+                    "PROJECTX_USERNAME": "trader", "PROJECTX_API_KEY": "test-api-key-123456"})
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebot", "run", "--feed", "projectx", "--symbol", "ES", "--duration", "8",
+            cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(daemon.communicate(), 90)
+    finally:
+        srv.terminate()
+        await srv.wait()
+    text = out.decode() + err.decode()
+    assert daemon.returncode == 0, text[-3000:]
+    assert "test-api-key-123456" not in text  # the key is never logged
+    stopped = [json.loads(x) for x in text.splitlines() if '"daemon stopped"' in x]
+    assert stopped and stopped[-1]["events"] > 100, text[-3000:]

@@ -22,8 +22,10 @@ Scripted faults (:class:`Faults`, settable in process or with ``POST /_standin/f
 disconnect of every hub socket, HTTP statuses queued per path (401 / 429 with Retry-After / 5xx), ``success:
 false`` on the next call to a path, stops the broker rejects, expired tokens.
 
-Run as a process: ``python -m support.projectx_server --port 0 --data FILE [--symbol ES] [--speed 1]``; it prints
-``PROJECTX_URL=http://127.0.0.1:PORT`` on stdout once listening (hubs at ``/hubs/user`` and ``/hubs/market``).
+Run as a process: ``python -m support.projectx_server --port 0 --data FILE [--symbol ES] [--speed 1] [--live-clock]``
+from ``tests/`` (``--live-clock`` moves the day to now, compressed by the speed, for a daemon that checks
+freshness); it prints ``PROJECTX_URL=http://127.0.0.1:PORT`` on stdout once listening (hubs at ``/hubs/user`` and
+``/hubs/market``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import secrets
@@ -196,7 +199,7 @@ class ProjectXStandIn:
         self.paper.on_market_event(ev)
         await self._drain_paper()
 
-    def replay(self, events: list[MarketEvent], speed: float) -> None:
+    def replay(self, events: list[MarketEvent], speed: float, live_clock: bool = False) -> None:
         """Serve ``events`` in the background at ``speed`` x real time (0: as fast as the loop allows), starting
         when the first market-hub client has subscribed to a contract's quotes, trades and depth (so a daemon sees
         the day from its first record)."""
@@ -204,6 +207,9 @@ class ProjectXStandIn:
         async def run() -> None:
             await self._replay_go.wait()
             t0_ev, t0_wall = (events[0].ts_event if events else 0), time.monotonic()
+            # live_clock: the day moved to now and compressed by the speed (order and same-time groups kept), for
+            # a daemon whose validator checks freshness against the wall clock.
+            base = time.time_ns()
             for ev in events:
                 if speed > 0:
                     due = t0_wall + (ev.ts_event - t0_ev) / 1e9 / speed
@@ -212,6 +218,9 @@ class ProjectXStandIn:
                         await asyncio.sleep(delay)
                 else:
                     await asyncio.sleep(0)
+                if live_clock:
+                    ts = base + int((ev.ts_event - t0_ev) / (speed or 1.0))
+                    ev = dataclasses.replace(ev, ts_event=ts, ts_recv=ts)
                 await self.market(ev)
 
         self._replay = asyncio.create_task(run())
@@ -737,13 +746,14 @@ async def _main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, help="market data file served on the market hub (DBN or tick CSV)")
     ap.add_argument("--symbol", default="ES")
     ap.add_argument("--speed", type=float, default=1.0, help="replay speed (0: as fast as possible)")
+    ap.add_argument("--live-clock", action="store_true", help="restamp the day from now on, compressed by --speed")
     ap.add_argument("--username", default="trader")
     ap.add_argument("--api-key", default="test-api-key-123456")
     args = ap.parse_args(argv)
     server = ProjectXStandIn(username=args.username, api_key=args.api_key)
     if args.data is not None:
         events = await load_events(args.data, args.symbol)
-        server.replay(events, args.speed)
+        server.replay(events, args.speed, args.live_clock)
     url = await server.start(args.port)
     print(f"PROJECTX_URL={url}", flush=True)
     try:
