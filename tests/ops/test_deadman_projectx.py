@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from support.exec_helpers import intent, settings
 from support.projectx_server import ProjectXStandIn
 from tradebot.core.types import BookUpdate, Side, SideRule, Trade
 from tradebot.execution.brokers.projectx import ProjectXBroker
@@ -22,8 +23,6 @@ from tradebot.execution.manager import ExecutionManager
 from tradebot.feeds.projectx_rest import ProjectXClient
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
 from tradebot.state.store import StateStore
-
-from support.exec_helpers import intent, settings  # noqa: I001 - after the stand-in on purpose: same fixtures
 
 T0 = 1_764_772_200_000_000_000  # 2025-12-03 14:30 UTC, a Wednesday session
 S = 1_000_000_000
