@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from tradebot.feeds.rithmic_feed import RithmicLiveFeed
 from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
 from tradebot.feeds.validation import Validator
 
-DATA = Path(__file__).resolve().parents[2] / "../shared/data/real/ES_2022-01-24_sierra.mbp-10.dbn.zst"
+TESTS = Path(__file__).resolve().parents[1]
+DATA = TESTS.parent / "../shared/data/real/ES_2022-01-24_sierra.mbp-10.dbn.zst"
 
 
 @pytest.fixture
@@ -96,3 +99,33 @@ async def test_reconnect_reports_a_gap_and_resubscribes(srv: RithmicStandIn) -> 
     states = [e.state for e in got if isinstance(e, FeedStatus)]
     assert FeedState.RECONNECTING in states and states[-1] == FeedState.STREAMING
     assert srv.stats["logins_ticker"] == 2 and feed.stats["gaps"] == 1
+
+
+async def test_stand_in_process_streams_fresh_data(tmp_path: Path) -> None:
+    """``python -m support.rithmic_server`` as its own process (as daemon tests run it): events stamped when sent,
+    so a live validator (wall-clock future/stale rules) accepts the whole recorded minute."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "support.rithmic_server", "--data", str(DATA), "--dir", str(tmp_path / "tls"),
+        "--speed", "20", "--wait-for-ticker", cwd=TESTS, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        cfg = SessionConfig("trader", "secret-pw", "Rithmic Test", info["url"], ca_file=Path(info["ca_file"]))
+        feed = RithmicLiveFeed(Settings(), ["ES"], session=RithmicSession(cfg))
+        got: list[FeedEvent] = []
+        task = asyncio.create_task(collect(feed, got))
+        try:
+            await poll_until(lambda: sum(isinstance(e, RawTrade | RawBook) for e in got) >= 4052, 30)
+        finally:
+            await feed.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        proc.terminate()
+        await proc.wait()
+    v = Validator(Settings().validation, ["ES"])
+    accepted = [x for x in (v.validate(e) for e in got if isinstance(e, RawTrade | RawBook)) if x is not None]
+    assert v.total_rejects == 0, v.snapshot()
+    assert len(accepted) == 4052

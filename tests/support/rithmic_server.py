@@ -19,7 +19,8 @@ notifications, a disconnect right after an order is accepted, a forced logout (7
 ``rp_code`` rejects of orders, and a bracket stop the exchange rejects.
 
 Run as a process (``PYTHONPATH=tests python -m support.rithmic_server --data FILE ...``): it prints one JSON
-line with ``url`` and ``ca_file`` and streams the file at ``--events-per-second``.
+line with ``url`` and ``ca_file`` and streams the file at ``--speed`` x its recorded pace, stamped with the
+send time.
 """
 
 from __future__ import annotations
@@ -261,12 +262,25 @@ class RithmicStandIn:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
-    def stream(self, events_per_second: float) -> None:
-        """Play the file in the background (``events_per_second`` <= 0: as fast as possible)."""
+    def stream(self, speed: float = 1.0) -> None:
+        """Play the rest of the file in the background, ``speed`` x the recorded pace, each event stamped with the
+        wall time it is sent at (``now`` at the first one, then the recorded spacing / ``speed``): a live daemon
+        sees fresh, never future, data, and the paper broker inside fills on those same times."""
         async def run() -> None:
+            if self.pos >= len(self.events):
+                return
+            base_wall = time.time_ns()
+            base_ts = self.events[self.pos].ts_event
             while self.pos < len(self.events):
+                ev = self.events[self.pos]
+                due = base_wall + int((ev.ts_event - base_ts) / speed)
+                delay = (due - time.time_ns()) / NS
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.events[self.pos] = dataclasses.replace(ev, ts_event=due, ts_recv=due)
                 await self.advance(1)
-                await asyncio.sleep(1 / events_per_second if events_per_second > 0 else 0)
+                if self.pos % 256 == 0:
+                    await asyncio.sleep(0)
         self._stream = asyncio.get_running_loop().create_task(run())
 
     async def advance(self, n: int = 1) -> int:
@@ -822,7 +836,7 @@ async def _main(argv: list[str]) -> int:
     ap.add_argument("--account", default="ACC-1")
     ap.add_argument("--system-name", default="Rithmic Test")
     ap.add_argument("--symbol", default="ES")
-    ap.add_argument("--events-per-second", type=float, default=200.0)
+    ap.add_argument("--speed", type=float, default=1.0, help="x the recorded pace (events stamped when sent)")
     ap.add_argument("--wait-for-ticker", action="store_true", help="stream only once a ticker plant subscribed")
     a = ap.parse_args(argv)
     server = RithmicStandIn(Path(a.dir), [Path(p) for p in a.data], user=a.user, password=a.password,
@@ -832,7 +846,7 @@ async def _main(argv: list[str]) -> int:
           flush=True)
     if a.wait_for_ticker:
         await server.subscribed.wait()
-    server.stream(a.events_per_second)
+    server.stream(a.speed)
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.Event().wait()
     return 0
