@@ -109,7 +109,8 @@ class ProjectXStandIn:
 
     def __init__(self, *, username: str = "trader", api_key: str = "test-api-key-123456",
                  accounts: list[dict[str, Any]] | None = None, symbols: tuple[str, ...] = ("ES", "MES", "NQ", "MNQ"),
-                 paper: PaperConfig | None = None, ping_seconds: float = 5.0) -> None:
+                 paper: PaperConfig | None = None, ping_seconds: float = 5.0,
+                 data_symbols: set[str] | None = None) -> None:
         self.username = username
         self.api_key = api_key
         self.accounts = accounts if accounts is not None else [
@@ -124,7 +125,9 @@ class ProjectXStandIn:
                 "description": f"{spec.name}: December 2026", "tickSize": float(spec.tick_size),
                 "tickValue": float(spec.tick_value_cents) / 100, "activeContract": True, "symbolId": f"F.US.{code}"}
         self.by_contract = {c["id"]: root for root, c in self.contracts.items()}
-        self.paper = PaperBroker(paper or PaperConfig())
+        # data_symbols: the roots the served market data covers; an MES order fills from ES data (the paper
+        # broker's own mini/micro rule), exactly as in a paper daemon on the same feed.
+        self.paper = PaperBroker(paper or PaperConfig(), data_symbols=data_symbols)
         self.tokens: set[str] = set()
         self.orders: dict[int, dict[str, Any]] = {}
         self.order_wall: dict[int, int] = {}
@@ -750,7 +753,8 @@ async def _main(argv: list[str]) -> None:
     ap.add_argument("--username", default="trader")
     ap.add_argument("--api-key", default="test-api-key-123456")
     args = ap.parse_args(argv)
-    server = ProjectXStandIn(username=args.username, api_key=args.api_key)
+    server = ProjectXStandIn(username=args.username, api_key=args.api_key,
+                             data_symbols={args.symbol} if args.data is not None else None)
     if args.data is not None:
         events = await load_events(args.data, args.symbol)
         server.replay(events, args.speed, args.live_clock)
