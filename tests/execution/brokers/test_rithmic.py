@@ -293,3 +293,22 @@ async def test_stop_rejected_by_the_exchange_then_flatten(srv: RithmicStandIn, b
     assert broker.query_positions() == {} and not srv.working()
     assert_view_equals_server(broker, srv)
 
+
+
+async def test_built_from_settings_through_the_registry(srv: RithmicStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradebot.execution.brokers import open_live_broker
+
+    for k, v in {"RITHMIC_USER": "trader", "RITHMIC_PASSWORD": "secret-pw", "RITHMIC_ACCOUNT_ID": "ACC-1",
+                 "RITHMIC_URL": srv.url, "RITHMIC_CA_FILE": str(srv.ca_file), "TRADING_SYMBOL": "MES"}.items():
+        monkeypatch.setenv(k, v)
+    b = open_live_broker(Settings(), "rithmic")
+    assert isinstance(b, RithmicBroker)
+    await b.connect()
+    try:
+        checks = {c.name: c for c in b.preflight()}
+        assert all(c.ok for c in checks.values()) and checks["contract MES"].detail == "MESH2 on CME"
+    finally:
+        await b.close()
+    monkeypatch.delenv("RITHMIC_PASSWORD")
+    with pytest.raises(BrokerAuthError, match="RITHMIC_PASSWORD"):
+        open_live_broker(Settings(_env_file=None), "rithmic")
