@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
-from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.config import Settings
 from tradebot.core.contracts import decode_tick_value, spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent
@@ -55,13 +55,12 @@ class TradingCore:
                                         symbols=self.symbols, calendar=cal)
         self.strategies = {r: SymbolStrategy(spec_for(r), settings, calendar_for(spec_for(r).session),
                                              has_position=self.has_position, logger=logger) for r in self.symbols}
-        flatten_at = parse_hhmm(settings.execution.auto_flatten_time)
         # The manager also acts on these in event time; the jobs cover a quiet market (wall-clock ticks) and are
         # idempotent per day, so replay and live agree.
         jobs = [
             DailyJob("margin_check", None, catch_up_seconds=24 * 3600),
-            DailyJob("auto_flatten", dt.time(*flatten_at), close_lead_seconds=300, catch_up_seconds=4 * 3600,
-                     within_session=True),
+            DailyJob("auto_flatten", settings.execution.auto_flatten_time, close_lead_seconds=300,
+                     catch_up_seconds=4 * 3600, within_session=True),
             DailyJob("daily_digest", dt.time(16, 0), close_lead_seconds=0, catch_up_seconds=6 * 3600),
         ]
         if getattr(cal, "twenty_four_seven", False):

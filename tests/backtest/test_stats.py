@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 
 from tradebot.backtest.stats import (
-    DEFAULT_TIERS,
-    TierSpec,
     compute_stats,
+    default_tiers,
     stats_summary,
-    tiers_from_text,
     trading_day_of,
 )
 from tradebot.core.calendar import CT, ET, from_ns, local_ns
 from tradebot.core.config import ExecutionSettings
 from tradebot.core.contracts import spec_for
+from tradebot.core.values import CapitalTier
 from tradebot.execution.trades import (
     TradeRecord,
     read_trades_csv,
@@ -274,10 +273,11 @@ def es(tid: str, day: dt.date, ticks: int) -> TradeRecord:
                             tick_value_cents=1250, commission_cents=0)
 
 
-def test_default_tiers_match_the_execution_default() -> None:
-    assert tiers_from_text(ExecutionSettings().tiers) == DEFAULT_TIERS
-    assert [t.min_balance_cents for t in DEFAULT_TIERS] == [0, 350_000, 500_000, 750_000, 1_000_000]
-    assert [t.root for t in DEFAULT_TIERS] == ["MES", "ES", "ES", "ES", "ES"]
+def test_default_tiers_are_the_execution_default() -> None:
+    assert default_tiers() == ExecutionSettings().tiers
+    assert [t.min_balance_cents for t in default_tiers()] == [0, 350_000, 500_000, 750_000, 1_000_000]
+    assert [t.root for t in default_tiers()] == ["MES", "ES", "ES", "ES", "ES"]
+    assert [t.number for t in default_tiers()] == [1, 2, 3, 4, 5]
 
 
 def test_tier_progression_crosses_on_the_right_day() -> None:
@@ -324,13 +324,13 @@ def test_tiers_the_trades_used_and_tiers_off() -> None:
 
 
 def test_custom_tiers_and_bad_tiers() -> None:
-    tiers = [TierSpec(0, "small", "MES", 1), TierSpec(260_000, "big", "ES", 1)]
+    tiers = [CapitalTier(1, "small", 0, "MES", 1), CapitalTier(2, "big", 260_000, "ES", 1)]
     s = compute_stats([es("a", MON, 8)], START, session_days=[MON, TUE], tiers=tiers)
     assert [(c.name, c.day) for c in s.tier_changes] == [("small", MON), ("big", TUE)]
     with pytest.raises(ValueError, match="ascending"):
         compute_stats([], START, tiers=list(reversed(tiers)))
     with pytest.raises(ValueError, match="known root"):
-        compute_stats([], START, tiers=[TierSpec(0, "x", "ZZ", 1)])
+        compute_stats([], START, tiers=[CapitalTier(1, "x", 0, "ZZ", 1)])
 
 
 # ---------------------------------------------------------------------------------------------------

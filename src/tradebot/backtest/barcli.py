@@ -34,7 +34,6 @@ from tradebot.backtest.stats import (
     fmt_ratio,
     fmt_usd,
     stats_summary,
-    tiers_from_text,
 )
 from tradebot.backtest.walkforward import deflated_sharpe, moments, select, windows
 from tradebot.core.calendar import calendar_for
@@ -97,7 +96,7 @@ def daily_pnl(trades: Sequence[TradeRecord], days: Sequence[dt.date]) -> list[fl
 
 def _stats(trades: list[TradeRecord], settings: Settings, days: Sequence[dt.date]) -> BacktestStats:
     cents = int(settings.execution.starting_balance * 100)
-    return compute_stats(trades, cents, session_days=tuple(days), tiers=tiers_from_text(settings.execution.tiers))
+    return compute_stats(trades, cents, session_days=tuple(days), tiers=settings.execution.tiers)
 
 
 def bar_backtest(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from tradebot.backtest.barsim import SegmentResult, apply_tiers
 from tradebot.backtest.report import write_report
-from tradebot.backtest.stats import BacktestStats, compute_stats, fmt_pct, fmt_ratio, fmt_usd, tiers_from_text
+from tradebot.backtest.stats import BacktestStats, compute_stats, fmt_pct, fmt_ratio, fmt_usd
 from tradebot.backtest.stress import run_stress
 from tradebot.core.config import Settings
 from tradebot.execution.trades import TradeRecord
@@ -41,7 +41,7 @@ def _quarter(job: tuple[str, list[dict[str, Any]], list[dt.date], Settings, Path
     name, rows, days, base, out = job
     cents = int(base.execution.starting_balance * 100)
     trades = apply_tiers([TradeRecord.from_dict(t) for t in rows], base).trades
-    st = compute_stats(trades, cents, session_days=tuple(days), tiers=tiers_from_text(base.execution.tiers))
+    st = compute_stats(trades, cents, session_days=tuple(days), tiers=base.execution.tiers)
     return write_report(f"quarter {name}", trades, st, None, out), st
 
 
@@ -50,7 +50,7 @@ def write_bar_report(out_dir: Path, doc: dict[str, Any], ok: Sequence[SegmentRes
                      st: BacktestStats, unit_st: BacktestStats, workers: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     cents = int(base.execution.starting_balance * 100)
-    tiers = tiers_from_text(base.execution.tiers)
+    tiers = base.execution.tiers
     stress = run_stress(tiered, cents, base=st, session_days=days, tiers=tiers)
     main = write_report("headline (tiered from the starting balance)", tiered, st, stress, out_dir)
     unit_stress = run_stress(unit, cents, base=unit_st, session_days=days, tiers=tiers)

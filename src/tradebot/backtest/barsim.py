@@ -43,10 +43,10 @@ import numpy as np
 
 from tradebot.backtest.overrides import apply_overrides
 from tradebot.core.calendar import ET, NS, ExchangeCalendar, calendar_for, local_ns
-from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.config import Settings
 from tradebot.core.contracts import ContractSpec, spec_for
 from tradebot.core.orders import OrderIntent
-from tradebot.execution.risk import choose_contract, fee_table, tier_for_balance, tiers_from, usd_to_cents
+from tradebot.execution.risk import choose_contract, fee_table, tier_for_balance, usd_to_cents
 from tradebot.execution.trades import TradeRecord
 from tradebot.feeds.bars import BarColumns
 from tradebot.orderflow.footprint import FootprintBar
@@ -157,9 +157,7 @@ class _Sim:
         self.fee = fee_table(settings).get(spec.root, 0)
         self.busy_until = -1
         """Index of the bar at whose close the open position is gone (has_position is true before it)."""
-        h, m = parse_hhmm(self.ex.auto_flatten_time)
         self._flatten: dict[dt.date, int] = {}
-        self._hm = (h, m)
         self._cal = calendar
         self.trades: list[TradeRecord] = []
         self.stats: Counter[str] = Counter()
@@ -169,7 +167,7 @@ class _Sim:
         if f is None:
             sess = self._cal.session_on(day)
             close = sess.close_ns if sess is not None else 1 << 62
-            f = min(local_ns(day, dt.time(*self._hm), ET), close - 300 * NS) if self.ex.auto_flatten else close
+            f = min(local_ns(day, self.ex.auto_flatten_time, ET), close - 300 * NS) if self.ex.auto_flatten else close
             self._flatten[day] = f
         return f
 
@@ -293,7 +291,7 @@ def apply_tiers(trades: Sequence[TradeRecord], settings: Settings, calendar: Exc
 
     ordered = sort_trades(trades)
     ex = settings.execution
-    tiers = tiers_from(settings)
+    tiers = settings.execution.tiers
     fees = fee_table(settings)
     balance = usd_to_cents(ex.starting_balance)
     profit = usd_to_cents(settings.daily_profit_target)

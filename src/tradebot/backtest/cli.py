@@ -31,7 +31,6 @@ from tradebot.backtest.stats import (
     fmt_ratio,
     fmt_usd,
     stats_summary,
-    tiers_from_text,
 )
 from tradebot.core.config import ConfigError, Settings
 from tradebot.core.contracts import spec_for
@@ -156,7 +155,7 @@ def _stats(trades: list[TradeRecord], settings: Settings, days: Iterable[dt.date
     """The run's statistics; tiers as the trades used them (``day_tiers`` from the run's journal), none when
     tiers are off."""
     cents = int(settings.execution.starting_balance * 100)
-    tiers = tiers_from_text(settings.execution.tiers) if settings.execution.tiers_enabled else ()
+    tiers = settings.execution.tiers if settings.execution.tiers_enabled else ()
     used = None if day_tiers is None else {dt.date.fromisoformat(d): n for d, n in day_tiers.items()}
     return compute_stats(trades, cents, session_days=tuple(days), tiers=tiers, day_tiers=used)
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tradebot.core.calendar import CT, calendar_for, from_ns
-from tradebot.core.config import parse_tiers
+from tradebot.core.config import ExecutionSettings
 from tradebot.core.contracts import CONTRACTS
 from tradebot.core.display import local
 from tradebot.core.logging import get_logger
@@ -66,6 +66,7 @@ from tradebot.core.stats import (  # the one definition of each statistic (also 
     sortino_ratio,
     summarize,
 )
+from tradebot.core.values import CapitalTier
 from tradebot.execution.trades import TradeRecord, sort_trades
 
 log = get_logger(__name__)
@@ -79,34 +80,18 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Tiers
 # ---------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class TierSpec:
-    min_balance_cents: int
-    name: str
-    root: str
-    max_contracts: int
+_DEFAULTS = ExecutionSettings()
+DEFAULT_STARTING_BALANCE_CENTS = int(_DEFAULTS.starting_balance * 100)
+"""The settings' default starting balance (``TRADEBOT_EXECUTION__STARTING_BALANCE``), in cents."""
 
 
-DEFAULT_TIERS: tuple[TierSpec, ...] = (
-    TierSpec(0, "MES Building", "MES", 2),
-    TierSpec(350_000, "ES Entry", "ES", 1),
-    TierSpec(500_000, "ES Growth", "ES", 2),
-    TierSpec(750_000, "ES Scaling", "ES", 3),
-    TierSpec(1_000_000, "ES Full", "ES", 4),
-)
-"""Seed 002's five tiers: MES from the $2,500 start, ES from $3,500, then $5,000, $7,500 and $10,000.
-The same thresholds, names and sizes as the execution default (``TRADEBOT_EXECUTION__TIERS``)."""
-
-DEFAULT_STARTING_BALANCE_CENTS = 250_000
+def default_tiers() -> tuple[CapitalTier, ...]:
+    """The settings' default tiers (``TRADEBOT_EXECUTION__TIERS``): the one tier definition, seed 002's five."""
+    return _DEFAULTS.tiers
 
 
-def tiers_from_text(text: str) -> tuple[TierSpec, ...]:
-    """Tiers from the configuration form ``min_usd:ROOT:max[:name],...`` (``ExecutionSettings.tiers``)."""
-    return tuple(TierSpec(int((usd * 100).to_integral_value()), name, root, n)
-                 for usd, root, n, name in parse_tiers(text))
-
-
-def _check_tiers(tiers: Sequence[TierSpec]) -> None:
+def _check_tiers(tiers: Sequence[CapitalTier]) -> None:
+    """Tiers given in code rather than through the settings get the settings' checks."""
     if not tiers:
         raise ValueError("give at least one tier")
     mins = [t.min_balance_cents for t in tiers]
@@ -117,7 +102,7 @@ def _check_tiers(tiers: Sequence[TierSpec]) -> None:
             raise ValueError(f"tier {t.name!r}: need a known root and max contracts >= 1")
 
 
-def tier_index(balance_cents: int, tiers: Sequence[TierSpec]) -> int:
+def tier_index(balance_cents: int, tiers: Sequence[CapitalTier]) -> int:
     """0-based index of the highest tier whose minimum the balance reaches (0 when below all)."""
     chosen = 0
     for i, t in enumerate(tiers):
@@ -226,7 +211,7 @@ class BacktestStats:
     """Weekday of the trading day, keys ``"Mon"``..."""
     by_regime: tuple[GroupStats, ...]
     by_exit_reason: tuple[GroupStats, ...]
-    tiers: tuple[TierSpec, ...]
+    tiers: tuple[CapitalTier, ...]
     tier_changes: tuple[TierChange, ...]
 
     def first_reached(self, tier: int) -> TierChange | None:
@@ -291,16 +276,16 @@ def _breakdown(trades: Sequence[TradeRecord], days: Sequence[dt.date], key: Call
 
 
 def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = DEFAULT_STARTING_BALANCE_CENTS, *,
-                  session_days: Iterable[dt.date] = (), tiers: Sequence[TierSpec] = DEFAULT_TIERS,
+                  session_days: Iterable[dt.date] = (), tiers: Sequence[CapitalTier] | None = None,
                   day_tiers: Mapping[dt.date, int] | None = None) -> BacktestStats:
     """Every statistic of the module docstring for a list of closed trades (any order).
 
-    ``tiers`` empty: tiers are off (every day's tier is 0, no tier changes). ``day_tiers``: the 1-based tier
-    each day actually traded in, as the run's execution manager chose it (a backtest passes it from its journal,
-    so the report states what the trades used); a day missing from it keeps the previous day's tier. Without
-    it the tier is computed from the balance at the start of the day (the module docstring's rule).
+    ``tiers`` ``None``: the settings' default tiers; empty: tiers are off (every day's tier is 0, no tier
+    changes). ``day_tiers``: the 1-based tier each day actually traded in, as the run's execution manager chose it
+    (a backtest passes it from its journal, so the report states what the trades used); a day missing from it
+    keeps the previous day's tier. Without it the tier is computed from the balance at the start of the day (the module docstring's rule).
     """
-    tiers = tuple(tiers)
+    tiers = default_tiers() if tiers is None else tuple(tiers)
     if tiers:
         _check_tiers(tiers)
     ordered = sort_trades(trades)

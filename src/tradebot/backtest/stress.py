@@ -24,13 +24,12 @@ import numpy.typing as npt
 
 from tradebot.backtest.stats import (
     DEFAULT_STARTING_BALANCE_CENTS,
-    DEFAULT_TIERS,
     BacktestStats,
     GroupStats,
-    TierSpec,
     compute_stats,
     fmt_usd,
 )
+from tradebot.core.values import CapitalTier
 from tradebot.execution.trades import TradeRecord, sort_trades, with_slippage
 
 PERCENTILES: tuple[float, ...] = (5.0, 50.0, 95.0, 99.0)
@@ -179,7 +178,7 @@ def monte_carlo(trades: Sequence[TradeRecord], runs: int = 1000, seed: int = 0,
 # ---------------------------------------------------------------------------------------------------
 
 def slippage_test(trades: Sequence[TradeRecord], ticks_per_side: int, base: BacktestStats, *,
-                  session_days: Iterable[dt.date] = (), tiers: Sequence[TierSpec] = DEFAULT_TIERS) -> SlippageResult:
+                  session_days: Iterable[dt.date] = (), tiers: Sequence[CapitalTier] | None = None) -> SlippageResult:
     worse = [with_slippage(t, ticks_per_side) for t in trades]
     s = compute_stats(worse, base.starting_balance_cents, session_days=session_days, tiers=tiers)
     return SlippageResult(ticks_per_side, s, s.net_pnl_cents - base.net_pnl_cents)
@@ -218,7 +217,7 @@ def verdicts(base: BacktestStats, slippage: Sequence[SlippageResult], mc: MonteC
 def run_stress(trades: Iterable[TradeRecord], starting_balance_cents: int = DEFAULT_STARTING_BALANCE_CENTS, *,
                base: BacktestStats | None = None, limits: StressLimits | None = None,
                slippage_ticks: Sequence[int] = (1, 2), runs: int = 1000, seed: int = 0,
-               session_days: Iterable[dt.date] = (), tiers: Sequence[TierSpec] = DEFAULT_TIERS) -> StressReport:
+               session_days: Iterable[dt.date] = (), tiers: Sequence[CapitalTier] | None = None) -> StressReport:
     """Every stress test of the module docstring. Pass ``base`` (from :func:`compute_stats` with the same
     arguments) to avoid computing the statistics twice."""
     ordered = sort_trades(trades)

@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tradebot.core.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.core.contracts import CONTRACTS, root_of
 from tradebot.core.signals import Direction, Pattern, Regime
+from tradebot.core.values import ClockTime, ClockTimeSeconds, RootMap, Tiers, TimeWindows
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -233,7 +234,8 @@ class WatchdogSettings(BaseModel):
     reconnect_storm_count: int = Field(5, gt=0, description="this many feed reconnects ...")
     reconnect_storm_seconds: float = Field(600.0, gt=0, description="... within this window is a storm")
     realert_seconds: float = Field(1800.0, gt=0, description="repeat an unresolved alert this often")
-    report_at: str = Field("16:05", description="end-of-day health report time, America/New_York (HH:MM)")
+    report_at: ClockTime = Field("16:05", validate_default=True,
+                                 description="end-of-day health report time, America/New_York (HH:MM)")
     deadman: Literal["auto", "on", "off"] = Field(
         "auto", description="dead-man's switch: a stale heartbeat with a position open makes the watchdog cancel "
         "working orders and flatten at the broker; auto = on in live mode, off in paper")
@@ -312,8 +314,9 @@ class ExecutionSettings(BaseModel):
         return _anchored(v)
 
     commission_cents: int = Field(50, ge=0, description="broker commission per contract per side, cents")
-    fees_cents: str = Field(
-        "", description="exchange+NFA fees per contract per side, ROOT:cents pairs overriding the built-in table")
+    fees_cents: RootMap = Field(
+        "", validate_default=True,
+        description="exchange+NFA fees per contract per side, ROOT:cents pairs overriding the built-in table")
     stop_slippage_ticks: int = Field(1, ge=0, le=20, description="paper: stop fills this many ticks beyond")
     market_slippage_ticks: int = Field(0, ge=0, le=20, description="paper: market orders fill this much worse")
     limit_fill_rule: Literal["through", "queue"] = Field(
@@ -335,104 +338,22 @@ class ExecutionSettings(BaseModel):
     flatten_on_limit: bool = Field(True, description="flatten open positions when a daily limit is reached")
     limits_include_unrealized: bool = Field(True, description="daily limits count open P&L at the last price")
     auto_flatten: bool = Field(True, description="flatten everything at auto_flatten_time")
-    auto_flatten_time: str = Field("15:55", description="America/New_York HH:MM; no new entries after it")
+    auto_flatten_time: ClockTime = Field("15:55", validate_default=True,
+                                         description="America/New_York HH:MM; no new entries after it")
     starting_balance: Decimal = Field(Decimal(2500), gt=0, description="paper account balance in USD at the start")
     tiers_enabled: bool = Field(
         True, description="pick contract and size by account balance, once per trading day at its start")
-    tiers: str = Field(
+    tiers: Tiers = Field(
         "0:MES:2:MES Building,3500:ES:1:ES Entry,5000:ES:2:ES Growth,7500:ES:3:ES Scaling,10000:ES:4:ES Full",
-        description="capital tiers, min_balance_usd:ROOT:max_contracts[:name], ascending")
+        validate_default=True, description="capital tiers, min_balance_usd:ROOT:max_contracts[:name], ascending")
     max_position_size: int = Field(2, ge=1, description="contracts per bracket when no tier applies")
-    margin_overrides: str = Field("", description="margin requirement per contract in USD, ROOT:usd pairs")
-    margin_limits: str = Field(
-        "", description="ROOT:usd margin limits beyond MES_MARGIN_LIMIT/ES_MARGIN_LIMIT (others: no limit)")
+    margin_overrides: RootMap = Field("", validate_default=True,
+                                      description="margin requirement per contract in USD, ROOT:usd pairs")
+    margin_limits: RootMap = Field(
+        "", validate_default=True,
+        description="ROOT:usd margin limits beyond MES_MARGIN_LIMIT/ES_MARGIN_LIMIT (others: no limit)")
     heartbeat_stale_seconds: float = Field(60.0, gt=0, description="tradebot status: heartbeat older = unhealthy")
 
-    @field_validator("auto_flatten_time")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        parse_hhmm(v)
-        return v
-
-    @field_validator("fees_cents", "margin_overrides", "margin_limits")
-    @classmethod
-    def _root_map(cls, v: str) -> str:
-        parse_root_map(v)
-        return v
-
-    @field_validator("tiers")
-    @classmethod
-    def _tiers(cls, v: str) -> str:
-        parse_tiers(v)
-        return v
-
-
-def parse_hhmm(text: str) -> tuple[int, int]:
-    """``"15:55"`` -> ``(15, 55)``; raises ``ValueError`` with the accepted form."""
-    parts = text.strip().split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"{text!r}: give HH:MM")
-    h, m = int(parts[0]), int(parts[1])
-    if not (0 <= h < 24 and 0 <= m < 60):
-        raise ValueError(f"{text!r}: give HH:MM")
-    return h, m
-
-
-def parse_root_map(text: str) -> dict[str, Decimal]:
-    """``"ES:500,MES:50"`` -> ``{"ES": Decimal(500), ...}``; roots must be known contracts."""
-    out: dict[str, Decimal] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        root, sep, value = part.partition(":")
-        r = root_of(root)
-        if not sep or r is None:
-            raise ValueError(f"{part!r}: give ROOT:value with a known root")
-        try:
-            d = Decimal(value.strip())
-        except ArithmeticError:
-            raise ValueError(f"{part!r}: value is not a number") from None
-        if not d.is_finite() or d < 0:
-            raise ValueError(f"{part!r}: value must be a non-negative number")
-        out[r] = d
-    return out
-
-
-def parse_tiers(text: str) -> list[tuple[Decimal, str, int, str]]:
-    """Capital tiers ``min_usd:ROOT:max_contracts[:name]`` -> sorted ``(min_usd, root, max, name)``."""
-    tiers: list[tuple[Decimal, str, int, str]] = []
-    for i, part in enumerate(filter(None, (p.strip() for p in text.split(","))), start=1):
-        fields = part.split(":", 3)
-        if len(fields) < 3:
-            raise ValueError(f"{part!r}: give min_balance_usd:ROOT:max_contracts[:name]")
-        root = root_of(fields[1])
-        try:
-            min_usd = Decimal(fields[0].strip())
-            max_n = int(fields[2])
-        except (ArithmeticError, ValueError):
-            raise ValueError(f"{part!r}: balance and max contracts must be numbers") from None
-        if root is None or not min_usd.is_finite() or min_usd < 0 or max_n < 1:
-            raise ValueError(f"{part!r}: need a known root, balance >= 0 and max contracts >= 1")
-        name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else f"Tier {i}"
-        tiers.append((min_usd, root, max_n, name))
-    if not tiers:
-        raise ValueError("give at least one tier")
-    mins = [t[0] for t in tiers]
-    if mins != sorted(mins) or len(set(mins)) != len(mins):
-        raise ValueError("tiers must be in strictly ascending min balance order")
-    return tiers
-
-
-def parse_time_windows(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """``"07:00-10:00,13:30-15:00"`` -> ``[((7, 0), (10, 0)), ...]``; a window may wrap midnight (``22:00-02:00``)."""
-    out: list[tuple[tuple[int, int], tuple[int, int]]] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        start, sep, end = part.partition("-")
-        if not sep:
-            raise ValueError(f"{part!r}: give HH:MM-HH:MM")
-        a, b = parse_hhmm(start), parse_hhmm(end)
-        if a == b:
-            raise ValueError(f"{part!r}: a window needs a start different from its end")
-        out.append((a, b))
-    return out
 
 
 def _check_zone(name: str) -> str:
@@ -469,8 +390,9 @@ class RegimeSettings(BaseModel):
         0.25, ge=0, le=1, description="NO_TRADE when bar volume < this x the recent average (0 = off)")
     volume_average_bars: int = Field(20, ge=1, le=10_000, description="bars in the rolling volume average")
     volume_min_history: int = Field(10, ge=1, le=10_000, description="bars needed before the low-volume rule applies")
-    trading_windows: str = Field(
-        "", description="HH:MM-HH:MM[,...] in trading_windows_tz when entries are allowed; empty = whole session "
+    trading_windows: TimeWindows = Field(
+        "", validate_default=True,
+        description="HH:MM-HH:MM[,...] in trading_windows_tz when entries are allowed; empty = whole session "
         "(seed 000: 07:00-10:00)")
     trading_windows_tz: str = Field("America/New_York", description="IANA zone of trading_windows (DST-correct)")
     blackout_tz: str = Field(
@@ -498,12 +420,6 @@ class RegimeSettings(BaseModel):
     @field_serializer("blackout_file")
     def _blackout_path(self, v: BlackoutSchedule | None) -> str | None:
         return None if v is None else v.source
-
-    @field_validator("trading_windows")
-    @classmethod
-    def _windows(cls, v: str) -> str:
-        parse_time_windows(v)
-        return v
 
     @field_validator("trading_windows_tz", "blackout_tz")
     @classmethod
@@ -613,7 +529,8 @@ class RouterSettings(BaseModel):
     cooldown_seconds: int = Field(300, ge=0, description="per symbol: no new signal this long after a taken one")
     stop_mode: Literal["fixed", "atr"] = Field(
         "fixed", description="fixed = the contract's stop_points (or stop_points_by_symbol); atr = k x ATR")
-    stop_points_by_symbol: str = Field("", description="ROOT:points pairs overriding the contracts' stop distance")
+    stop_points_by_symbol: RootMap = Field(
+        "", validate_default=True, description="ROOT:points pairs overriding the contracts' stop distance")
     atr_stop_multiple: float = Field(1.5, gt=0, le=50, description="k of the ATR stop")
     min_stop_ticks: int = Field(1, ge=1, description="no stop tighter than this many ticks")
     risk_reward: float = Field(2.0, gt=0, le=50, description="target distance = this x stop distance (rounded up)")
@@ -627,7 +544,8 @@ class RouterSettings(BaseModel):
     min_confirmations: int = Field(
         1, ge=0, le=5, description="confirmed terms (besides the trigger) a signal needs, whatever its confidence")
     cum_delta_threshold: int = Field(1000, ge=0, description="session cumulative delta confirming a signal (seed 004)")
-    cum_delta_threshold_by_symbol: str = Field("", description="ROOT:contracts pairs overriding cum_delta_threshold")
+    cum_delta_threshold_by_symbol: RootMap = Field(
+        "", validate_default=True, description="ROOT:contracts pairs overriding cum_delta_threshold")
     buy_pressure_threshold: float = Field(
         0.55, gt=0.5, le=1, description="aggressor share in the signal's direction that confirms it")
     depth_imbalance_threshold: float = Field(
@@ -638,12 +556,6 @@ class RouterSettings(BaseModel):
     near_extreme_atr: float = Field(
         0.5, ge=0, le=10, description="'near' a value-area edge or session extreme: within this x ATR ...")
     near_extreme_ticks: int = Field(4, ge=0, description="... but never less than this many ticks")
-
-    @field_validator("stop_points_by_symbol", "cum_delta_threshold_by_symbol")
-    @classmethod
-    def _root_map(cls, v: str) -> str:
-        parse_root_map(v)
-        return v
 
     @field_validator("table", mode="before")
     @classmethod
@@ -735,7 +647,8 @@ class CoinbaseSettings(BaseModel):
     ws_url: str = Field("wss://advanced-trade-ws.coinbase.com", description="market data websocket URL")
     rest_url: str = Field("https://api.coinbase.com", description="public REST base (the product list)")
     book_depth: int = Field(10, ge=1, le=50, description="levels per side passed on from the full L2 book")
-    day_boundary: str = Field("00:00", description="crypto trading day starts at this UTC HH:MM[:SS] (24/7 market)")
+    day_boundary: ClockTimeSeconds = Field(
+        "00:00", validate_default=True, description="crypto trading day starts at this UTC HH:MM[:SS] (24/7 market)")
     flatten_at_day_end: bool = Field(
         False, description="flatten crypto positions 5 minutes before the day boundary (off: hold through it)")
     lot_size: Decimal = Field(
@@ -747,13 +660,6 @@ class CoinbaseSettings(BaseModel):
     reconnect_initial_seconds: float = Field(1.0, gt=0, description="first reconnect delay")
     reconnect_max_seconds: float = Field(60.0, gt=0, description="reconnect delay cap (doubling, with jitter)")
 
-    @field_validator("day_boundary")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        from tradebot.core.instruments import parse_hhmm
-
-        h, m, sec = parse_hhmm(v)
-        return f"{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
 
 
 class ProjectXSettings(BaseModel):

@@ -21,6 +21,7 @@ rather than recognised by their shape, so ``--symbols ES,BOGUS`` stays an error 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class InstrumentDefaults:
     ``TRADEBOT_COINBASE__DAY_BOUNDARY``)."""
 
     extended_hours: bool = False
-    day_boundary: str = "00:00"
+    day_boundary: dt.time = dt.time(0)
 
 
 DEFAULTS = InstrumentDefaults()
@@ -86,20 +87,12 @@ def stock_session(extended_hours: bool) -> str:
     return "nyse_ext" if extended_hours else "nyse"
 
 
-def crypto_session(day_boundary: str) -> str:
+def crypto_session(day_boundary: dt.time) -> str:
     """Calendar template of a 24/7 market whose trading day starts at ``HH:MM[:SS]`` UTC."""
-    h, m, sec = parse_hhmm(day_boundary)
+    h, m, sec = day_boundary.hour, day_boundary.minute, day_boundary.second
     if (h, m, sec) == (0, 0, 0):
         return "crypto"
     return f"crypto@{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
-
-
-def parse_hhmm(text: str) -> tuple[int, int, int]:
-    """``HH:MM`` or ``HH:MM:SS`` -> (hours, minutes, seconds)."""
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3) or 0) > 59:
-        raise ValueError(f"{text!r} is not a HH:MM[:SS] time")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
 def stock_spec(symbol: str, *, extended_hours: bool = False, ref_price: Decimal | None = None,
@@ -115,7 +108,7 @@ def stock_spec(symbol: str, *, extended_hours: bool = False, ref_price: Decimal 
                         tick_value_exact=Fraction(1, 100) if sub_dollar else None)
 
 
-def crypto_spec(product: CryptoProduct, *, day_boundary: str = "00:00", large_order_units: int | None = None,
+def crypto_spec(product: CryptoProduct, *, day_boundary: dt.time = dt.time(0), large_order_units: int | None = None,
                 stop: Decimal | None = None) -> ContractSpec:
     pid = product.product_id.strip().upper()
     if not is_crypto_symbol(pid):
@@ -168,7 +161,7 @@ def register_stocks(symbols: Iterable[str], *, extended_hours: bool | None = Non
 
 
 def register_crypto(symbols: Iterable[str], *, products: Mapping[str, CryptoProduct] | None = None,
-                    day_boundary: str | None = None, large_order_units: int | None = None) -> list[str]:
+                    day_boundary: dt.time | None = None, large_order_units: int | None = None) -> list[str]:
     """Register crypto specs from the venue's product list (``products``) or the built-in copy of it."""
     table = dict(KNOWN_PRODUCTS)
     table.update(products or {})
@@ -189,7 +182,7 @@ def registered(symbol: str) -> ContractSpec | None:
 
 
 def register_for_feed(feed: str, symbols: Iterable[str], *, extended_hours: bool | None = None,
-                      day_boundary: str | None = None) -> list[str]:
+                      day_boundary: dt.time | None = None) -> list[str]:
     """The symbols a feed was asked for, registered as that feed's instrument kind.
 
     ``polygon`` takes stock tickers, ``coinbase`` crypto products; every other feed takes the futures table

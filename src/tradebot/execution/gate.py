@@ -19,8 +19,9 @@ from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for
 from tradebot.core.orders import EntryType, OrderIntent
 from tradebot.core.types import Side
+from tradebot.core.values import CapitalTier
 from tradebot.execution.model import TradingState
-from tradebot.execution.risk import Tier, choose_contract, family, fmt_cents, same_family
+from tradebot.execution.risk import choose_contract, family, fmt_cents, same_family
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class GateView:
     settings: Settings
     state: TradingState = TradingState.ACTIVE
     state_reason: str = ""
-    tier: Tier | None = None
+    tier: CapitalTier | None = None
     """The current capital tier (``None``: tiers disabled)."""
     day: str = ""
     """The trading day the intent belongs to (ISO date); ``""`` before the first session."""

@@ -24,6 +24,7 @@ from tradebot.core.contracts import UnknownContractError, encode_tick_value, spe
 from tradebot.core.logging import get_logger
 from tradebot.core.orders import OrderIntent
 from tradebot.core.types import MarketEvent, Side, Trade
+from tradebot.core.values import CapitalTier, fmt_clock
 from tradebot.execution import reconcile
 from tradebot.execution.broker import Broker
 from tradebot.execution.gate import GateView, RiskGate
@@ -58,14 +59,12 @@ from tradebot.execution.risk import (
     MICRO_OF,
     MarginProvider,
     MarginResult,
-    Tier,
     choose_contract,
     family,
     fmt_cents,
     margin_for,
     same_family,
     tier_for_balance,
-    tiers_from,
     usd_to_cents,
 )
 from tradebot.execution.session import SessionClock
@@ -118,7 +117,7 @@ class ExecutionManager:
         self.calendar = calendar or calendar_for(spec_for(self.symbols[0]).session)
         self.ledger = Ledger(usd_to_cents(self.ex.starting_balance))
         self.stats: Counter[str] = Counter()
-        self.tiers: list[Tier] = tiers_from(settings)
+        self.tiers = settings.execution.tiers
         self.profit_target_cents = usd_to_cents(settings.daily_profit_target)
         self.loss_limit_cents = usd_to_cents(settings.daily_loss_limit)
         self._timeout_ns = int(self.ex.submit_timeout_seconds * 1e9)
@@ -419,14 +418,14 @@ class ExecutionManager:
             return False
         open_now = self.ledger.open_brackets()
         payload: dict[str, Any] = {
-            "day": day, "decision": "flatten", "reason": self.ex.auto_flatten_time,
+            "day": day, "decision": "flatten", "reason": fmt_clock(self.ex.auto_flatten_time),
             "symbol": ",".join(sorted({b.symbol for b in open_now})),
             "flatten": [b.signal_id for b in open_now], "flatten_reason": "auto_flatten"}
         if self.ledger.trading.state == TradingState.ACTIVE:
             payload["set_state"] = _state(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
         self._record("auto_flatten", now_ns, payload, [Notification(
             "auto_flatten", Severity.INFO, "Auto-flatten: end of day",
-            {"day": day, "open_brackets": len(open_now), "time_et": self.ex.auto_flatten_time}, now_ns)])
+            {"day": day, "open_brackets": len(open_now), "time_et": fmt_clock(self.ex.auto_flatten_time)}, now_ns)])
         self.clock.flattened(day)
         self._complete_flattens(now_ns)
         return True
@@ -508,7 +507,7 @@ class ExecutionManager:
     def trading_state(self) -> TradingState:
         return self.ledger.trading.state
 
-    def current_tier(self) -> Tier | None:
+    def current_tier(self) -> CapitalTier | None:
         return self._current_tier()
 
     def mark(self, symbol: str) -> int | None:
@@ -567,7 +566,7 @@ class ExecutionManager:
                 out.append(sym)
         return out
 
-    def _current_tier(self) -> Tier | None:
+    def _current_tier(self) -> CapitalTier | None:
         n = self.ledger.trading.tier_number
         if not self.ex.tiers_enabled:
             return None
@@ -589,10 +588,10 @@ class ExecutionManager:
         notes = [] if previous is None else [Notification(
             "tier_change", Severity.INFO,
             f"Tier change: {previous} -> {t.name}",
-            {"from": previous, "to": t.name, "contract": t.symbol, "max_contracts": t.max_contracts,
+            {"from": previous, "to": t.name, "contract": t.root, "max_contracts": t.max_contracts,
              "balance": fmt_cents(self.ledger.balance_cents),
              "direction": "promoted" if (cur.tier_number or 0) < t.number else "demoted"}, now_ns)]
-        self._record("tier", now_ns, {"number": t.number, "name": t.name, "symbol": t.symbol,
+        self._record("tier", now_ns, {"number": t.number, "name": t.name, "symbol": t.root,
                                       "max_contracts": t.max_contracts, "balance_cents": self.ledger.balance_cents,
                                       "previous": previous}, notes)
 

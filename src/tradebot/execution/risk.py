@@ -6,12 +6,13 @@ Kept free of state so the manager, the backtester and the status command all app
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tradebot.core.config import Settings, parse_root_map, parse_tiers
+from tradebot.core.config import Settings
 from tradebot.core.contracts import CONTRACTS, spec_for
+from tradebot.core.values import CapitalTier
 
 MICRO_OF: dict[str, str] = {"ES": "MES", "NQ": "MNQ", "RTY": "M2K", "YM": "MYM", "CL": "MCL", "GC": "MGC"}
 MINI_OF: dict[str, str] = {v: k for k, v in MICRO_OF.items()}
@@ -38,21 +39,7 @@ def usd_to_cents(usd: Decimal) -> int:
     return int(cents.to_integral_value())
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
-    number: int
-    name: str
-    min_balance_cents: int
-    symbol: str
-    max_contracts: int
-
-
-def tiers_from(settings: Settings) -> list[Tier]:
-    return [Tier(i, name, usd_to_cents(min_usd), root, n)
-            for i, (min_usd, root, n, name) in enumerate(parse_tiers(settings.execution.tiers), start=1)]
-
-
-def tier_for_balance(tiers: list[Tier], balance_cents: int) -> Tier:
+def tier_for_balance(tiers: Sequence[CapitalTier], balance_cents: int) -> CapitalTier:
     """Highest tier whose minimum the balance reaches; the first tier below every minimum."""
     chosen = tiers[0]
     for t in tiers:
@@ -61,17 +48,18 @@ def tier_for_balance(tiers: list[Tier], balance_cents: int) -> Tier:
     return chosen
 
 
-def choose_contract(settings: Settings, tier: Tier | None, signal_symbol: str, requested: int) -> tuple[str, int]:
+def choose_contract(settings: Settings, tier: CapitalTier | None, signal_symbol: str,
+                    requested: int) -> tuple[str, int]:
     """Contract and size for an intent: the tier's contract when it is in the signal's family and on the same
     tick grid (so the intent's tick prices mean the same), else the signal's own contract."""
     spec = spec_for(signal_symbol)
     if spec.kind != "future":  # no tiers for stocks/crypto: the router's contracts are lots of the instrument
         lot = lot_units(settings, signal_symbol)
         return signal_symbol, max(0, min(requested, settings.execution.max_position_size)) * lot
-    if tier is not None and settings.execution.tiers_enabled and same_family(tier.symbol, signal_symbol):
-        a, b = spec_for(tier.symbol), spec
+    if tier is not None and settings.execution.tiers_enabled and same_family(tier.root, signal_symbol):
+        a, b = spec_for(tier.root), spec
         if a.tick_size == b.tick_size:
-            return tier.symbol, max(0, min(requested, tier.max_contracts))
+            return tier.root, max(0, min(requested, tier.max_contracts))
     return signal_symbol, max(0, min(requested, settings.execution.max_position_size))
 
 
@@ -89,7 +77,7 @@ def lot_units(settings: Settings, symbol: str) -> int:
 def fee_table(settings: Settings) -> dict[str, int]:
     """Commission + fees per contract per side, cents."""
     fees = dict(FEES_CENTS)
-    fees.update({k: usd_cents_exact(v) for k, v in parse_root_map(settings.execution.fees_cents).items()})
+    fees.update({k: usd_cents_exact(v) for k, v in settings.execution.fees_cents.items()})
     base = settings.execution.commission_cents
     return {root: base + fees.get(root, 0) for root in CONTRACTS}
 
@@ -120,7 +108,7 @@ class MarginResult:
 
 
 def margin_limit_cents(settings: Settings, symbol: str) -> int | None:
-    limits = {k: usd_to_cents(v) for k, v in parse_root_map(settings.execution.margin_limits).items()}
+    limits = {k: usd_to_cents(v) for k, v in settings.execution.margin_limits.items()}
     if symbol == "MES":
         return limits.get("MES", usd_to_cents(settings.mes_margin_limit))
     if symbol == "ES":
@@ -135,7 +123,7 @@ def margin_for(settings: Settings, symbol: str, day: dt.date, provider: MarginPr
         m = provider(symbol, day)
         if m is not None:
             return MarginResult(symbol, int(m), limit, "broker")
-    overrides = parse_root_map(settings.execution.margin_overrides)
+    overrides = settings.execution.margin_overrides
     if symbol in overrides:
         return MarginResult(symbol, usd_to_cents(overrides[symbol]), limit, "override")
     return MarginResult(symbol, spec_for(symbol).margin_cents, limit, "default")

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from tradebot.core.calendar import ET, ExchangeCalendar, local_ns
-from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.config import Settings
 
 FAR = 1 << 62
 """A time no event reaches ("never")."""
@@ -34,7 +34,7 @@ class SessionClock:
     def __init__(self, settings: Settings, calendar: ExchangeCalendar) -> None:
         self.calendar = calendar
         self.auto_flatten = settings.execution.auto_flatten
-        self.flatten_hm = parse_hhmm(settings.execution.auto_flatten_time)
+        self.flatten_at = settings.execution.auto_flatten_time
         self.crypto_flatten_at_day_end = settings.coinbase.flatten_at_day_end
         self.now = 0
         """Latest event time seen (UTC ns): the time of decisions that have no event of their own."""
@@ -65,10 +65,9 @@ class SessionClock:
 
     def flatten_time(self, day: dt.date, close_ns: int) -> int:
         """The configured ET time, or five minutes before an early close; 24/7 crypto: before the day boundary."""
-        h, m = self.flatten_hm
         if getattr(self.calendar, "twenty_four_seven", False):
             return close_ns - _FIVE_MIN_NS if self.crypto_flatten_at_day_end else FAR
-        at = local_ns(day, dt.time(h, m), ET) if self.auto_flatten else FAR
+        at = local_ns(day, self.flatten_at, ET) if self.auto_flatten else FAR
         if self.flat_by is not None:  # a prop-firm account's flat-by time, in the exchange's zone
             at = min(at, local_ns(day, *self.flat_by))
         return min(at, close_ns - _FIVE_MIN_NS)

@@ -122,8 +122,7 @@ def _daily_report(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar, st:
     today = dt.datetime.fromtimestamp(r.now_ns / NS, tz=ET).date()
     if st.last_report_date == today or not cal.is_trading_day(today):
         return []
-    hh, mm = (int(x) for x in cfg.report_at.split(":"))
-    if r.now_ns < local_ns(today, dt.time(hh, mm), ET):
+    if r.now_ns < local_ns(today, cfg.report_at, ET):
         return []
     st.last_report_date = today
     hb = r.heartbeat or {}

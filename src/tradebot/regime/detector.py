@@ -36,7 +36,6 @@ VWAP as float ticks), computed by :mod:`tradebot.regime.indicators` with TA-Lib'
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from tradebot.core.blackouts import BlackoutSchedule
 from tradebot.core.calendar import NS, ExchangeCalendar, Session, calendar_for, from_ns
-from tradebot.core.config import RegimeSettings, Settings, parse_time_windows
+from tradebot.core.config import RegimeSettings, Settings
 from tradebot.core.contracts import ContractSpec
 from tradebot.core.display import fmt_ts
 from tradebot.core.logging import get_logger
@@ -154,7 +153,7 @@ class RegimeDetector:
         if blackouts is None:
             blackouts = s.blackout_file if s.blackout_file is not None else BlackoutSchedule.of(())
         self.blackouts = blackouts
-        self._windows = [(dt.time(*a), dt.time(*b)) for a, b in parse_time_windows(s.trading_windows)]
+        self._windows = s.trading_windows
         self._window_tz = ZoneInfo(s.trading_windows_tz)
         self._adx = AdxStream(s.adx_period)
         self._atr = AtrStream(s.atr_period)
@@ -272,7 +271,7 @@ class RegimeDetector:
             reasons.append(f"blackout {b.label} {_et(b.start_ns)}-{_et(b.end_ns)}")
         if self._windows and not self._in_window(t):
             codes.append(RegimeCode.OUTSIDE_WINDOW)
-            shown = ",".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in self._windows)
+            shown = ",".join(str(w) for w in self._windows)
             local = from_ns(t, self._window_tz)
             reasons.append(f"{local:%H:%M} {self.settings.trading_windows_tz} outside trading windows {shown}")
         low_conf = 0.0
@@ -298,13 +297,7 @@ class RegimeDetector:
 
     def _in_window(self, t: int) -> bool:
         local = from_ns(t, self._window_tz).time()
-        for a, b in self._windows:
-            if a < b:
-                if a <= local < b:
-                    return True
-            elif local >= a or local < b:
-                return True
-        return False
+        return any(w.contains(local) for w in self._windows)
 
     def _classify(self, bar: FootprintBar) -> RegimeState:
         s = self.settings

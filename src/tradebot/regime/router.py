@@ -68,7 +68,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from tradebot.core.calendar import NS, ExchangeCalendar
-from tradebot.core.config import RouteOverride, RouterSettings, Settings, parse_root_map
+from tradebot.core.config import RouteOverride, RouterSettings, Settings
 from tradebot.core.contracts import ContractSpec
 from tradebot.core.logging import get_logger
 from tradebot.core.orders import EntryType, OrderIntent, make_signal_id
@@ -178,7 +178,7 @@ def stop_distance_ticks(spec: ContractSpec, settings: RouterSettings, atr_ticks:
 
 
 def _fixed_stop(spec: ContractSpec, settings: RouterSettings) -> tuple[int, str]:
-    points = parse_root_map(settings.stop_points_by_symbol).get(spec.root, spec.stop_points)
+    points = settings.stop_points_by_symbol.get(spec.root, spec.stop_points)
     n = max(spec.points_to_ticks(points), settings.min_stop_ticks)
     return n, f"stop {points} points -> {n} ticks"
 
@@ -236,8 +236,8 @@ class Router:
         self.table = build_table(self.rs)
         self.filters = TradeabilityFilter(spec, self.settings.filters, calendar)
         self.max_size = self.settings.execution.max_position_size
-        self.cum_delta_threshold = int(parse_root_map(self.rs.cum_delta_threshold_by_symbol).get(
-            spec.root, self.rs.cum_delta_threshold))
+        self.cum_delta_threshold = int(self.rs.cum_delta_threshold_by_symbol.get(spec.root,
+                                                                                 self.rs.cum_delta_threshold))
         self._log = logger if logger is not None else get_logger("tradebot.regime.router")
         changed = {str(r): _describe(rule) for r, rule in self.table.items() if rule != DEFAULT_TABLE[r]}
         if changed:

@@ -11,7 +11,6 @@ the intent checks), restated where they are methods of the journaled manager; th
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,18 +19,17 @@ from numpy.typing import NDArray
 from tradebot.backtest.fast import kernels as kn
 from tradebot.backtest.fast.load import DayColumns, UnsupportedError
 from tradebot.core.calendar import ET, ExchangeCalendar, Session, local_ns
-from tradebot.core.config import Settings, parse_hhmm
+from tradebot.core.config import Settings
 from tradebot.core.contracts import spec_for
 from tradebot.core.orders import OrderIntent
+from tradebot.core.values import CapitalTier
 from tradebot.execution.gate import intent_problem
 from tradebot.execution.risk import (
-    Tier,
     choose_contract,
     fee_table,
     margin_for,
     same_family,
     tier_for_balance,
-    tiers_from,
     usd_to_cents,
 )
 from tradebot.execution.trades import TradeRecord
@@ -65,7 +63,7 @@ class ExecutionModel:
         self.cols = cols
         self.root = cols.spec.root
         self.fees = fee_table(settings)
-        self.tiers: list[Tier] = tiers_from(settings)
+        self.tiers = settings.execution.tiers
         self.profit_cents = usd_to_cents(settings.daily_profit_target)
         self.loss_cents = usd_to_cents(settings.daily_loss_limit)
         self.balance = usd_to_cents(ex.starting_balance)
@@ -77,16 +75,15 @@ class ExecutionModel:
         sess: Session = calendar.session_for(self.resume_ns)
         self.session = sess
         self.day = sess.trading_date
-        h, m = parse_hhmm(ex.auto_flatten_time)
-        self.flatten_at = (min(local_ns(sess.trading_date, dt.time(h, m), ET), sess.close_ns - 300 * 1_000_000_000)
-                           if ex.auto_flatten else _FAR)
+        self.flatten_at = (min(local_ns(sess.trading_date, ex.auto_flatten_time, ET),
+                               sess.close_ns - 300 * 1_000_000_000) if ex.auto_flatten else _FAR)
         self.flattened = False
         self.halted = False
         """Trading state is not ACTIVE (margin at the session start, a daily limit, the auto-flatten)."""
         self.limit_done = False
         self.had_fill = False
         self.day_net = 0
-        self.tier: Tier | None = tier_for_balance(self.tiers, self.balance) if ex.tiers_enabled else None
+        self.tier: CapitalTier | None = tier_for_balance(self.tiers, self.balance) if ex.tiers_enabled else None
         self.margin_ok: dict[str, bool] = {}
         traded = choose_contract(settings, self.tier, self.root, 1)[0]
         if not self._margin(traded):
