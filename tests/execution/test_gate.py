@@ -7,9 +7,9 @@ import pytest
 from support.exec_helpers import T0, settings
 from tradebot.core.orders import EntryType, OrderIntent
 from tradebot.core.types import Side
+from tradebot.core.values import CapitalTier
 from tradebot.execution.gate import Candidate, GateView, MarginNeeded, RiskGate, intent_problem
 from tradebot.execution.model import TradingState
-from tradebot.execution.risk import Tier
 
 DAY = "2025-03-10"
 OK_MARGIN = {(DAY, "ES"): {"ok": True, "margin_cents": 1_500_000, "limit_cents": 2_000_000}}
@@ -79,7 +79,7 @@ def test_one_bracket_per_family_micro_and_mini_count_as_one() -> None:
 
 def test_the_tier_maps_a_mini_signal_to_its_micro_and_caps_the_size() -> None:
     cfg = settings(tiers_enabled=True)
-    tier = Tier(1, "starter", 0, "MES", 2)
+    tier = CapitalTier(1, "starter", 0, "MES", 2)
     m = {(DAY, "MES"): {"ok": True, "margin_cents": 150_000, "limit_cents": 200_000}}
     d = RiskGate().evaluate(view(settings=cfg, tier=tier, margin=m), intent(qty=5))
     assert d.taken and (d.symbol, d.quantity) == ("MES", 2)

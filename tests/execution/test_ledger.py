@@ -7,18 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.exec_helpers import T0, S, System, intent, trade
 from support.exec_helpers import settings as exec_settings
-from tradebot.core.config import ConfigError
 from tradebot.core.types import Side
-from tradebot.execution.factory import open_execution
 from tradebot.execution.ledger import Ledger
 from tradebot.execution.model import BracketState, LegRole, client_order_id
-from tradebot.execution.status import db_path
 from tradebot.state.store import JournalRecord
 
 SID = "ES-1-abc"
@@ -112,22 +108,6 @@ def test_operator_flatten_closes_everything_at_market(tmp_path: Path) -> None:
     b = s.manager.ledger.brackets[sid]
     assert (b.state, b.exit_reason, b.book.realized_cents) == (BracketState.CLOSED, "operator", 2 * 2 * 1250)
     assert s.broker.query_positions() == {}
-
-
-def test_open_execution_builds_a_recovered_paper_manager(tmp_path: Path) -> None:
-    cfg = exec_settings().model_copy(update={"data_dir": tmp_path})
-    m = open_execution(cfg, now_ns=T0)
-    assert m.last_recovery is not None and m.last_recovery.ok
-    assert db_path(cfg) == tmp_path / "tradebot-paper.db" and db_path(cfg).exists()
-    m.on_market_event(trade(1, 1000))
-    assert m.on_intent(intent(2, stop=990, target=1010)).taken
-    m.store.close()
-    m2 = open_execution(cfg, now_ns=T0 + 3 * S)
-    assert m2.last_recovery is not None and len(m2.last_recovery.open_brackets) == 1
-    live = cfg.model_copy(update={"trading_mode": "live"})
-    with pytest.raises(ConfigError, match="live broker"):
-        open_execution(live, now_ns=T0)
-    assert not (tmp_path / "tradebot-live.db").exists()
 
 
 def test_bars_only_session_through_the_manager_is_pessimistic(tmp_path: Path) -> None:

@@ -283,7 +283,8 @@ def compute_stats(trades: Iterable[TradeRecord], starting_balance_cents: int = D
     ``tiers`` ``None``: the settings' default tiers; empty: tiers are off (every day's tier is 0, no tier
     changes). ``day_tiers``: the 1-based tier each day actually traded in, as the run's execution manager chose it
     (a backtest passes it from its journal, so the report states what the trades used); a day missing from it
-    keeps the previous day's tier. Without it the tier is computed from the balance at the start of the day (the module docstring's rule).
+    keeps the previous day's tier. Without it the tier is computed from the balance at the start of the day (the
+    module docstring's rule).
     """
     tiers = default_tiers() if tiers is None else tuple(tiers)
     if tiers:

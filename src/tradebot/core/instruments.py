@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from tradebot.core.contracts import CONTRACTS, INSTRUMENTS, ContractSpec, register_instrument
+from tradebot.core.contracts import CONTRACTS, ContractSpec, register_instrument
 
 STOCK_RE = re.compile(r"^[A-Z]{1,5}([.][A-Z])?$")
 CRYPTO_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{2,5}$")
@@ -138,10 +138,6 @@ def size_units(spec: ContractSpec, size: Decimal | str) -> int | None:
     return int(q)
 
 
-def units_to_decimal(spec: ContractSpec, units: int) -> Decimal:
-    return (units * spec.size_increment).normalize() if spec.size_increment != 1 else Decimal(units)
-
-
 def register_stocks(symbols: Iterable[str], *, extended_hours: bool | None = None,
                     ref_prices: Mapping[str, Decimal] | None = None,
                     large_order_size: int | None = None) -> list[str]:
@@ -175,10 +171,6 @@ def register_crypto(symbols: Iterable[str], *, products: Mapping[str, CryptoProd
         register_instrument(crypto_spec(product, day_boundary=boundary, large_order_units=large_order_units))
         out.append(s)
     return out
-
-
-def registered(symbol: str) -> ContractSpec | None:
-    return INSTRUMENTS.get(symbol.strip().upper())
 
 
 def register_for_feed(feed: str, symbols: Iterable[str], *, extended_hours: bool | None = None,

@@ -77,10 +77,6 @@ def fp_to_ticks(fp: int, tick: int) -> int | None:
     return q if r == 0 else None
 
 
-def ticks_to_decimal(ticks: int, tick_size: Decimal) -> Decimal:
-    return ticks * tick_size
-
-
 def format_ticks(ticks: int, tick_size: Decimal) -> str:
     """Human form with the tick size's number of decimals (``100.25``, ``2050.5`` -> ``2050.50``)."""
     exp = tick_size.as_tuple().exponent

@@ -507,9 +507,6 @@ class ExecutionManager:
     def trading_state(self) -> TradingState:
         return self.ledger.trading.state
 
-    def current_tier(self) -> CapitalTier | None:
-        return self._current_tier()
-
     def mark(self, symbol: str) -> int | None:
         for s in (symbol, family(symbol), MICRO_OF.get(symbol)):
             if s is not None and s in self._marks:

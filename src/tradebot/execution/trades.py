@@ -90,14 +90,6 @@ class TradeRecord:
                    tick_value_cents, gross, commission_cents, gross - commission_cents, pattern, regime,
                    exit_reason, signal_id, confidence)
 
-    @property
-    def is_win(self) -> bool:
-        return self.net_pnl_cents > 0
-
-    @property
-    def is_loss(self) -> bool:
-        return self.net_pnl_cents < 0
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tick_value_cents"] = encode_tick_value(self.tick_value_cents)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tradebot.core.calendar import Session
-from tradebot.core.display import display_tz_name, fmt_ts, zone_label
+from tradebot.core.display import display_tz_name, fmt_ts
 from tradebot.core.stats import summarize
 from tradebot.execution.risk import fmt_cents
 from tradebot.state import queries
@@ -138,7 +138,3 @@ def summary_table(db: Path, days: Sequence[dt.date] | None, mode: str) -> str:
     lines.append(f"{'total':<12} {t.trades:>6} {t.wins:>4} {t.losses:>4} {t.scratches:>7} {fmt_cents(total):>12} "
                  f"{fmt_cents(t.max_drawdown_cents):>13}")
     return "\n".join(lines)
-
-
-def zone_note() -> str:
-    return f"times in {display_tz_name()} ({zone_label()})"

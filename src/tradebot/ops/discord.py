@@ -8,7 +8,6 @@ rejected by Discord with a 400 that would lose the alert.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from tradebot.ops.notifications import Notification, Severity
@@ -48,7 +47,3 @@ def build_embed(n: Notification, footer: str = "tradebot") -> dict[str, Any]:
 
 def build_payload(n: Notification, username: str = "tradebot") -> dict[str, Any]:
     return {"username": username, "embeds": [build_embed(n)], "allowed_mentions": {"parse": []}}
-
-
-def payload_size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload))

@@ -124,11 +124,6 @@ class FootprintBar:
     def n_levels(self) -> int:
         return self.high - self.low + 1
 
-    @property
-    def mean_level_volume(self) -> float:
-        """Mean volume per tick of the range (display and scoring; detectors compare exactly in integers)."""
-        return self.volume / self.n_levels
-
 
 def poc_of(levels: tuple[Level, ...], low: int, high: int) -> int:
     """Largest volume; tie: nearest the mid ``(low + high) / 2``, then the lower price."""

@@ -86,10 +86,6 @@ class DepthStats:
     imbalance: float | None
     """``(bid_size - ask_size) / (bid_size + ask_size)``."""
 
-    @property
-    def notional_cents(self) -> int:
-        return self.bid_notional_cents + self.ask_notional_cents
-
 
 def depth(book: BookUpdate, levels: int, spec: ContractSpec) -> DepthStats:
     bp, bs = book.bid_px[:levels], book.bid_sz[:levels]

@@ -98,17 +98,3 @@ class SymbolStrategy:
         end = bc.bar.end_ns
         self._decisions = tuple(self.router.on_bar(bc.bar, bc.patterns, regime, ctx, end,
                                                    lambda sym: self.has_position(sym, end)))
-
-
-class DecisionRecorder:
-    """Collects every decision of a file run (``tradebot analyze --decisions``): no execution, no positions."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.decisions: list[Decision] = []
-        self.regimes: list[RegimeState] = []
-
-    def record(self, step: StrategyStep) -> None:
-        if step.regime is not None:
-            self.regimes.append(step.regime)
-        self.decisions.extend(step.decisions)
