@@ -249,10 +249,10 @@ class Daemon:
     # -- the console for `make run` (--progress) --------------------------------------------------------
 
     def _run_plan(self) -> RunPlan:
-        from tradebot.feeds.simulated import parse_start_date, trading_sessions
+        from tradebot.feeds.simulated import trading_sessions
 
         sim = self.settings.sim
-        sessions = (trading_sessions(spec_for(self.symbols[0]).session, parse_start_date(sim.start_date), sim.sessions)
+        sessions = (trading_sessions(spec_for(self.symbols[0]).session, sim.start_date, sim.sessions)
                     if self.feed_kind == "demo" else [])
         speed = self.speed if self.speed is not None else sim.speed
         return RunPlan(self.feed_kind, self.symbols, speed, sessions, self.data_dir / RUN_LOG)

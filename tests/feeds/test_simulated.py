@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tradebot.core.calendar import calendar_for
-from tradebot.core.config import ConfigError, SimSettings
+from tradebot.core.config import ConfigError, SimSettings, load_settings
 from tradebot.core.contracts import spec_for
 from tradebot.core.types import FeedState, FeedStatus, RawBook, RawTrade, Side, Trade
 from tradebot.feeds.base import Feed
@@ -343,8 +343,8 @@ def test_early_close_session_stays_inside_its_hours() -> None:
 
 
 def test_bad_configuration_is_a_config_error_naming_the_variable() -> None:
-    with pytest.raises(ConfigError, match="TRADEBOT_SIM__START_DATE"):
-        SimulatedMarket(SimSettings(start_date="10/03/2025"), ["ES"])
+    with pytest.raises(ConfigError, match="TRADEBOT_SIM__START_DATE"):  # refused when the settings load
+        load_settings(_env_file=None, sim={"start_date": "10/03/2025"})
     with pytest.raises(ConfigError, match="TRADEBOT_SIM__START_DATE"):
         SimulatedMarket(SimSettings(start_date="2032-12-30", sessions=5), ["ES"])
     with pytest.raises(ConfigError, match="unknown contract"):

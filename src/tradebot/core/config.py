@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tradebot.core.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.core.contracts import CONTRACTS, root_of
 from tradebot.core.signals import Direction, Pattern, Regime
-from tradebot.core.values import ClockTime, ClockTimeSeconds, RootMap, Tiers, TimeWindows
+from tradebot.core.values import ClockTime, ClockTimeSeconds, IsoDate, RootMap, Tickers, Tiers, TimeWindows
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -80,7 +80,8 @@ class SimSettings(BaseModel):
     trades_per_session: int = Field(60_000, gt=0)
     book_depth: int = Field(10, ge=1, le=10)
     sessions: int = Field(1, ge=1)
-    start_date: str = Field("2025-03-10", description="first trading date of the simulated sessions")
+    start_date: IsoDate = Field("2025-03-10", validate_default=True,
+                                description="first trading date of the simulated sessions")
 
 
 class DatabentoSettings(BaseModel):
@@ -616,10 +617,12 @@ class StockSettings(BaseModel):
 
     extended_hours: bool = Field(
         False, description="sessions include pre/post market (04:00-20:00 ET); off = 09:30-16:00 ET only")
-    watchlist: str = Field(
-        "", description="ORDER_FLOW_MONITORING_MODE=all: extra tickers streamed besides the traded symbols")
-    sub_dollar: str = Field(
-        "", description="tickers trading below $1, quoted in $0.0001 (comma-separated); others use the $0.01 grid")
+    watchlist: Tickers = Field(
+        "", validate_default=True,
+        description="ORDER_FLOW_MONITORING_MODE=all: extra tickers streamed besides the traded symbols")
+    sub_dollar: Tickers = Field(
+        "", validate_default=True,
+        description="tickers trading below $1, quoted in $0.0001 (comma-separated); others use the $0.01 grid")
     lot_shares: int = Field(
         100, gt=0, description="shares per router 'contract' (TRADEBOT_EXECUTION__MAX_POSITION_SIZE counts these)")
     commission_cents_per_share: Decimal = Field(

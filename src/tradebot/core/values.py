@@ -48,6 +48,14 @@ def fmt_clock(t: dt.time) -> str:
     return f"{t.hour:02d}:{t.minute:02d}" + (f":{t.second:02d}" if t.second else "")
 
 
+def parse_iso_date(text: str) -> dt.date:
+    """``YYYY-MM-DD`` only (pydantic's own date parsing would also take a Unix timestamp)."""
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: not a date (YYYY-MM-DD)") from None
+
+
 # -- time windows ------------------------------------------------------------------------------------------------
 
 
@@ -106,6 +114,17 @@ def parse_root_map(text: str) -> dict[str, Decimal]:
 
 def fmt_root_map(m: Mapping[str, Decimal]) -> str:
     return ",".join(f"{k}:{v}" for k, v in m.items())
+
+
+def parse_tickers(text: str) -> tuple[str, ...]:
+    """``"aapl, TSLA"`` -> ``("AAPL", "TSLA")``: stock tickers, upper case, in the order given, once each."""
+    out: list[str] = []
+    for part in filter(None, (p.strip().upper() for p in text.split(","))):
+        if not re.fullmatch(r"[A-Z0-9.\-]{1,12}", part):
+            raise ValueError(f"{part!r}: not a ticker")
+        if part not in out:
+            out.append(part)
+    return tuple(out)
 
 
 # -- capital tiers -------------------------------------------------------------------------------------------
@@ -188,6 +207,12 @@ TimeWindows = Annotated[tuple[TimeWindow, ...],
 RootMap = Annotated[dict[str, Decimal], _from_text(parse_root_map, fmt_root_map),
                     PlainSerializer(fmt_root_map, return_type=str), NoDecode]
 """``ROOT:value[,...]`` (known roots, values >= 0)."""
+IsoDate = Annotated[dt.date, _from_text(parse_iso_date, dt.date.isoformat),
+                    PlainSerializer(dt.date.isoformat, return_type=str)]
+"""``YYYY-MM-DD``."""
+Tickers = Annotated[tuple[str, ...], _from_text(parse_tickers, ",".join), PlainSerializer(",".join, return_type=str),
+                    NoDecode]
+"""``AAPL,TSLA`` (upper-cased); empty = none."""
 Tiers = Annotated[tuple[CapitalTier, ...], _from_text(parse_tiers, fmt_tiers),
                   PlainSerializer(fmt_tiers, return_type=str), NoDecode]
 """``min_usd:ROOT:max_contracts[:name],...`` ascending."""

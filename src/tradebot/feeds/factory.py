@@ -65,7 +65,7 @@ def resolve_live_symbols(feed: str, symbols: Sequence[str], settings: Settings) 
         raise ValueError(f"--feed {feed} needs --symbols (e.g. {'AAPL,TSLA' if feed == 'polygon' else 'BTC-USD'})")
     if feed == "polygon":
         syms = register_for_feed(feed, symbols, extended_hours=settings.stocks.extended_hours)
-        sub = {t.strip().upper() for t in settings.stocks.sub_dollar.split(",") if t.strip()}
+        sub = set(settings.stocks.sub_dollar)
         if sub & set(syms):  # Reg NMS: below $1 the quoting increment is $0.0001
             register_stocks([s for s in syms if s in sub], extended_hours=settings.stocks.extended_hours,
                             ref_prices={s: Decimal("0.5") for s in sub})

@@ -207,7 +207,7 @@ class PolygonLiveFeed(GeneratorFeed):
         self.ws_url = ws_url or self.cfg.ws_url
         self.rest_url = (rest_url or self.cfg.rest_url).rstrip("/")
         self.traded = [s.upper() for s in symbols]
-        watch = [w.strip().upper() for w in settings.stocks.watchlist.split(",") if w.strip()]
+        watch = list(settings.stocks.watchlist)
         self.mode = settings.order_flow_monitoring_mode
         self.watchlist = watch if self.mode == "all" else []
         self.positions: set[str] = set()

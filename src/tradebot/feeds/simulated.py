@@ -634,16 +634,9 @@ def trading_sessions(template: str, start: dt.date, count: int) -> list[Session]
     return out
 
 
-def parse_start_date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise ConfigError(f"config error: TRADEBOT_SIM__START_DATE={text!r}: not a date (YYYY-MM-DD)") from None
-
-
 def iter_sessions(sim: SimSettings, spec: ContractSpec, start_price_ticks: int | None = None) -> Iterator[SessionData]:
     """Successive sessions of one contract as configured; each opens at the previous session's last price."""
-    sessions = trading_sessions(spec.session, parse_start_date(sim.start_date), sim.sessions)
+    sessions = trading_sessions(spec.session, sim.start_date, sim.sessions)
     last = start_price_ticks
     for i, session in enumerate(sessions):
         data = generate_session(spec, session, sim.trades_per_session, session_rng(sim.seed, spec.root, i),
@@ -709,7 +702,7 @@ class SimulatedMarket:
                                   f"allowed: {', '.join(CONTRACTS)}") from None
             if spec not in specs:
                 specs.append(spec)
-        start = parse_start_date(sim.start_date)
+        start = sim.start_date
         for spec in specs:  # fail at construction, not mid-stream
             trading_sessions(spec.session, start, sim.sessions)
         self.sim = sim
@@ -770,5 +763,5 @@ class SimulatedMarket:
 __all__ = [
     "BookKind", "Episode", "MarketProfile", "Regime", "RegimePlan", "SessionData", "SimulatedMarket",
     "draw_regime_plan", "generate_session", "intraday_profile", "iter_sessions", "market_profile",
-    "parse_start_date", "plan_for", "raw_records", "session_rng", "smooth_noise", "trading_sessions",
+    "plan_for", "raw_records", "session_rng", "smooth_noise", "trading_sessions",
 ]

@@ -269,7 +269,7 @@ def synth_command(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when every day was written, 2 for bad arguments, 1 when writing failed."""
     sim = settings.sim
     try:
-        start = _date(args.start if args.start is not None else sim.start_date, "--start")
+        start = _date(args.start, "--start") if args.start is not None else sim.start_date
     except ConfigError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2
