@@ -189,6 +189,23 @@ async def test_lost_ack_is_resolved_by_query_never_resent(srv: RithmicStandIn, b
     assert_view_equals_server(broker, srv)
 
 
+async def test_cancel_of_an_unanswered_order_finds_it_by_tag(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    """The answer and the notifications of an order are lost; a cancel right after is neither dropped nor stuck
+    behind the submission: it finds the order by its tag and cancels it."""
+    ev = Events(broker)
+    srv.faults.lost_ack = 1
+    q = srv.paper._quotes["ES"]
+    req = BracketRequest("gone", "ES", Side.SELL, 1, OrderType.LIMIT, q.ask_px[0] + 20, q.ask_px[0] + 30,
+                         q.ask_px[0] + 5, srv.now_ns)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    broker.flatten(FlattenRequest(req.signal_id, "ES", "gone-X", Side.BUY, 0, (req.entry_id, req.stop_id,
+                                                                               req.target_id), "test", srv.now_ns))
+    await until(lambda: ev.of(Cancelled, req.entry_id))
+    assert not srv.working() and broker.stats["lookups_by_tag"] >= 1 and len(srv.orders_seen) == 1
+    assert_view_equals_server(broker, srv)
+
+
 async def test_duplicate_and_out_of_order_notifications(srv: RithmicStandIn, broker: RithmicBroker) -> None:
     ev = Events(broker)
     srv.faults.duplicate = 10

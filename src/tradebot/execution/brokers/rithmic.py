@@ -328,7 +328,9 @@ class RithmicBroker:
             self._emit(Reject(req.entry_id, req.ts_ns, f"rithmic connection failed (fail closed): {self.failure}"))
             return
         self._pending[req.entry_id] = self.now()
-        self._spawn(req.signal_id, self._submit_bracket(req))
+        # Not under the signal's lock: a cancel or flatten must not wait for this answer (it finds the order by
+        # its notifications, or by its tag, on its own).
+        self._spawn("submit:" + req.signal_id, self._submit_bracket(req))
 
     def cancel(self, client_order_id: str) -> None:
         sid = split_client_order_id(client_order_id)
@@ -475,22 +477,55 @@ class RithmicBroker:
                             req.quantity, req.entry_price, req.ts_ns)
             self._ack(o, self.now())
 
-    async def _cancel(self, coid: str, reason: str) -> None:
+    def _cancel_target(self, coid: str) -> _Order | None:
         o = self._orders.get(coid)
-        target = o
         if o is None:
             parsed = split_client_order_id(coid)
             if parsed is not None and parsed[1] in (LegRole.STOP, LegRole.TARGET):
                 # A child Rithmic has not created yet: cancelling the parent cancels the bracket.
-                target = self._orders.get(client_order_id(parsed[0], LegRole.ENTRY))
-        if target is None or target.state in TERMINAL_LEG or not target.basket_id:
+                return self._orders.get(client_order_id(parsed[0], LegRole.ENTRY))
+        return o
+
+    async def _find(self, coid: str) -> _Order | None:
+        """The order to act on, even when its answer is late or lost: wait for its notifications up to the request
+        timeout, then look it up by our ``user_tag`` in the broker's order history (never drop the request)."""
+        parsed = split_client_order_id(coid)
+        entry = client_order_id(parsed[0], LegRole.ENTRY) if parsed is not None else coid
+        end = time.monotonic() + self.session.cfg.request_timeout_s
+        while time.monotonic() < end:
+            target = self._cancel_target(coid)
+            if target is not None and target.basket_id:
+                return target
+            if coid not in self._pending and entry not in self._pending:
+                break
+            await asyncio.sleep(0.05)
+        target = self._cancel_target(coid)
+        if target is None or not target.basket_id:
+            self.stats["lookups_by_tag"] += 1
+            await self._load_orders()
+            target = self._cancel_target(coid)
+        if target is None or not target.basket_id:
+            stale = self.now() - int(self.session.cfg.request_timeout_s * 1e9)
+            for c in (coid, entry):  # not at the broker a timeout after it was sent: it never arrived
+                if self._pending.get(c, stale + 1) <= stale:
+                    self._pending.pop(c, None)
+            return None
+        return target
+
+    async def _cancel(self, coid: str, reason: str) -> None:
+        target = await self._find(coid)
+        if target is None:
+            self.stats["cancel_unknown_order"] += 1
+            log.warning("rithmic cancel: no such order at the broker", coid=coid, reason=reason)
+            return
+        if target.state in TERMINAL_LEG:
             return
         self.stats["cancels_sent"] += 1
         await self.session.cancel(target.basket_id, self.account_id)
 
     async def _modify(self, coid: str, stop_price: int) -> None:
-        o = self._orders.get(coid)
-        if o is None or o.state in TERMINAL_LEG or not o.basket_id:
+        o = self._orders.get(coid) or await self._find(coid)
+        if o is None or o.coid != coid or o.state in TERMINAL_LEG or not o.basket_id:
             self.stats["modify_unknown_order"] += 1
             return
         self.stats["modifies_sent"] += 1
