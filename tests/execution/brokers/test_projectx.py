@@ -437,3 +437,36 @@ async def test_native_brackets_for_a_limit_entry(server: ProjectXStandIn) -> Non
         assert server.net_position("ES") == 0 and not server.open_orders()
     finally:
         await broker.close()
+
+
+async def test_dead_mans_switch_flattens_through_a_fresh_session(server: ProjectXStandIn) -> None:
+    """The watchdog's own session (a second adapter) cancels every working order, foreign ones too, and closes
+    the position; the account ends flat at the Gateway."""
+    from tradebot.ops.deadman import flatten_account
+
+    first = make_broker(server)
+    await first.connect()
+    h = Harness(server, first)
+    await h.market(book(T0))
+    first.submit_bracket(bracket())
+    await h.settle()
+    await h.market(book(T0 + 1 * S))
+    await h.settle()
+    await first.close()  # the daemon dies holding 1 ES with its stop and target working
+    await server._place({"accountId": 465, "contractId": server.contracts["ES"]["id"], "type": 1, "side": 0,
+                         "size": 1, "limitPrice": 6700.0, "customTag": "by-hand"}, None)
+    watchdog = make_broker(server)
+    await watchdog.connect()
+    try:
+        async def feed_market() -> None:
+            await asyncio.sleep(0.3)
+            await server.market(book(T0 + 2 * S))
+
+        task = asyncio.create_task(feed_market())
+        result = await flatten_account(watchdog, {"ES": ("sig1", "sig1-X1")}, T0 + 2 * S, timeout_s=5, poll_s=0.05)
+        await task
+        assert result.ok, result.detail
+        assert server.net_position("ES") == 0 and not server.open_orders()
+        assert {o["customTag"] for o in server.orders.values() if o["status"] == 3} == {"sig1-S", "sig1-T", "by-hand"}
+    finally:
+        await watchdog.close()

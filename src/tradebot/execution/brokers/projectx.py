@@ -469,9 +469,34 @@ class ProjectXBroker:
 
     def cancel(self, client_order_id: str) -> None:
         leg = self._legs.get(client_order_id)
-        if leg is None or leg.state in TERMINAL_LEG:
+        if leg is None:
+            foreign = self._foreign_by_view_id(client_order_id)
+            if foreign is not None:  # an explicit request (the operator, the dead-man's switch): by order id
+                self._enqueue(lambda: self._cancel_foreign(foreign))
+            return
+        if leg.state in TERMINAL_LEG:
             return
         self._enqueue(lambda: self._cancel(leg, "requested"))
+
+    def _foreign_by_view_id(self, view_id: str) -> int | None:
+        if not view_id.startswith("px:"):
+            return None
+        oid = _int(int(view_id[3:])) if view_id[3:].isdigit() else None
+        return oid if oid is not None and oid in self._foreign else None
+
+    async def _cancel_foreign(self, oid: int) -> None:
+        try:
+            data = await self.client.cancel(self.account_id, oid)
+        except ProjectXError as exc:
+            self.stats["cancel_failed"] += 1
+            log.error("projectx_cancel_failed", order_id=oid, error=str(exc))
+            return
+        if data.get("success"):
+            o = self._foreign[oid]
+            self._foreign[oid] = {**o, "status": int(PxOrderStatus.CANCELLED)}
+        else:
+            self.stats["cancel_refused"] += 1
+            log.warning("projectx_cancel_refused", order_id=oid, message=data.get("errorMessage"))
 
     def modify_stop(self, client_order_id: str, stop_price: int) -> None:
         leg = self._legs.get(client_order_id)
@@ -481,6 +506,7 @@ class ProjectXBroker:
 
     def flatten(self, req: FlattenRequest) -> None:
         cancel_legs = [lg for coid in req.cancel_ids if (lg := self._legs.get(coid)) is not None]
+        cancel_foreign = [oid for coid in req.cancel_ids if (oid := self._foreign_by_view_id(coid)) is not None]
         exit_leg: _Leg | None = None
         if req.quantity > 0 and req.exit_id not in self._legs:
             exit_leg = _Leg(req.exit_id, req.signal_id, LegRole.EXIT, req.symbol, req.side, OrderType.MARKET,
@@ -494,6 +520,8 @@ class ProjectXBroker:
             for lg in cancel_legs:
                 if lg.state not in TERMINAL_LEG:
                     await self._cancel(lg, req.reason)
+            for oid in cancel_foreign:
+                await self._cancel_foreign(oid)
             if exit_leg is not None:
                 await self._place(exit_leg)
 
@@ -935,6 +963,7 @@ class ProjectXBroker:
             leg = self._native_child(o)
         if leg is None:
             self._foreign[oid] = o
+            self._flush_trades(oid)  # its fills that came first: recorded as foreign fills now
             return
         if leg.order_id is None:
             self._map(leg, oid)
