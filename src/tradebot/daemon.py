@@ -53,6 +53,7 @@ from tradebot.execution.model import HaltKind
 from tradebot.execution.shadow import shadowed
 from tradebot.feeds.base import Feed, damage_of
 from tradebot.feeds.factory import make_feed
+from tradebot.feeds.session_record import live_recorder
 from tradebot.feeds.validation import DAMAGE_REASONS, Validator
 from tradebot.ops.console import Console, RunPlan, intro, progress_line, session_of, summary_table
 from tradebot.ops.control import SOCKET_NAME, ControlServer, sanitize_reason
@@ -108,6 +109,8 @@ class Daemon:
         self._progress_session = -1
         self.live = feed_kind in LIVE_FEEDS
         self.log = get_logger("tradebot.daemon")
+        self.recorder = live_recorder(settings, feed_kind)
+        """A live futures session's accepted market data, into the catalog as DBN (feeds/session_record.py)."""
         self.cfg = settings.daemon
         self.data_dir = settings.data_dir
         self.started_ns = time.time_ns()
@@ -379,6 +382,11 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.hub.stop()
         self.feed_state = FeedState.STOPPED
+        if self.recorder is not None:
+            try:
+                await asyncio.to_thread(self.recorder.close)
+            except Exception as exc:
+                self._shutdown_error("live session recording", exc)
         try:
             await asyncio.to_thread(write_heartbeat, self.data_dir / HEARTBEAT_FILE, self._heartbeat())
         except Exception as exc:
@@ -489,6 +497,8 @@ class Daemon:
                 out = validator.validate(ev)
                 if out is None:
                     continue
+                if self.recorder is not None and not isinstance(ev, RawStatus):
+                    self.recorder.add(ev)
                 now = wall()
                 self.last_any_wall = now
                 self.last_event_wall[out.symbol] = now
@@ -819,6 +829,7 @@ class Daemon:
             "trading_state": snap.get("trading_state"), "tier": snap.get("tier"),
             "positions": snap.get("positions", {}), "day_pnl_cents": snap.get("day_pnl_cents"),
             "open_brackets": len(snap.get("open_brackets") or ()),  # the dead-man's switch: anything to close?
+            "recording": self.recorder.snapshot() if self.recorder is not None else None,
             "broker": getattr(self.settings, "trading_broker", None) if self.settings.trading_mode == "live" else None,
             "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),

@@ -202,6 +202,9 @@ class DaemonSettings(BaseModel):
     loop_lag_seconds: float = Field(2.0, gt=0, description="event-loop lag above this withholds WATCHDOG=1")
     notify_disabled: str = Field("", description="comma-separated alert kinds not to send (e.g. trade_opened)")
     status_log_seconds: float = Field(10.0, gt=0, description="how often a one-line status is logged")
+    record_live: bool = Field(
+        True, description="record a live futures session's market data (Databento, ProjectX, Rithmic) into the "
+        "catalog as DBN (<data_dir>/catalog/LIVE.<FEED>/mbp-10/<ROOT>/<day>.dbn.zst) so the day can be replayed")
     stream_queue: int = Field(1000, ge=10, le=100_000,
                               description="live stream: messages queued per reader before drops (counted, resync)")
     min_free_mb: float = Field(4.0, ge=0, description="refuse to start (exit 75) with less free space under the "

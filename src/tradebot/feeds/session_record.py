@@ -1,0 +1,239 @@
+"""Every live session's market data into the catalog, as DBN, so any live day can be replayed exactly.
+
+The daemon hands this recorder each raw record the validation layer *accepted* (what the engine acted on, no
+more, no less), so a replay of the file through the same validation gives the engine the same stream.
+Per symbol and trading day the records go to ``<catalog>/LIVE.<FEED>/mbp-10/<ROOT>/<day>.dbn.zst``
+(``LIVE.PROJECTX``, ``LIVE.RITHMIC``, ``LIVE.DATABENTO``: never mixed with history fetched from a vendor):
+
+- a book update is an MBP-10 record (action modify) with every level the feed gave (one for a top-of-book
+  feed; the empty levels are undefined and dropped again on reading);
+- a trade is an MBP-10 record with action ``T``, the print's price, size and aggressor side, carrying the book in
+  force; the reader turns it back into that book followed by the trade (the book unchanged, so the engine's
+  state is the same as live).
+
+Writes happen off the trading loop: rows are buffered and each full chunk is encoded, compressed and written
+by one background thread (in order). A day's file is committed to the catalog when the trading day rolls and
+when the daemon stops; a restart later the same day merges the earlier part into the new file, so a day never
+loses the morning to the afternoon. A session the process was killed in (kill -9) leaves only its temporary
+file: that part of the day is lost (counted in the next start's log line as ``partial_lost``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.core.calendar import calendar_for
+from tradebot.core.config import Settings
+from tradebot.core.contracts import root_of, spec_for
+from tradebot.core.logging import get_logger
+from tradebot.core.types import RawBook, RawTrade, Side
+from tradebot.feeds.catalog import Catalog, StagedFile
+
+log = get_logger(__name__)
+
+SCHEMA = "mbp-10"
+LEVELS = 10
+CHUNK_ROWS = 2048
+RECORDED_FEEDS = frozenset({"databento", "projectx", "rithmic"})
+"""Live futures feeds whose sessions are recorded (the others are files already, or stocks/crypto with
+``tradebot data record``)."""
+
+
+def dataset_for(feed: str) -> str:
+    return f"LIVE.{feed.upper()}"
+
+
+def instrument_id(root: str) -> int:
+    """One stable id per root for the file's symbology (the vendor's id changes with every contract month)."""
+    return zlib.crc32(f"live:{root}".encode()) & 0x7FFF_FFFF or 1
+
+
+_Row = tuple[Any, ...]
+
+
+@dataclass
+class _Day:
+    root: str
+    day: dt.date
+    staged: StagedFile
+    ctx: Any
+    writer: Any
+    rows: list[_Row] = field(default_factory=list)
+    pending: list[Future[None]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class SessionRecorder:
+    """Accepted raw records of a live session -> one DBN file per root and trading day in the catalog."""
+
+    def __init__(self, catalog: Catalog, feed: str) -> None:
+        from tradebot.core.prices import UNDEF_PRICE
+
+        self.catalog = catalog
+        self.dataset = dataset_for(feed)
+        self.days: dict[str, _Day] = {}
+        self.books: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        self.written: list[dict[str, Any]] = []
+        self.stats: Counter[str] = Counter()
+        self._undef = int(UNDEF_PRICE)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbn-record")
+
+    # -- the daemon's calls -------------------------------------------------------------------------------
+
+    def add(self, ev: RawTrade | RawBook) -> None:
+        """One accepted record (cheap: a tuple appended; a full chunk is written in the background)."""
+        try:
+            root = root_of(ev.symbol) or ev.symbol
+            d = self._day_for(root, ev.ts_event)
+            if type(ev) is RawBook:
+                book = self._levels(ev)
+                self.books[root] = book
+                d.rows.append((ev.ts_event, ev.ts_recv, ev.sequence, 0, self._undef, 0, 0, *book))
+                d.counts["books"] += 1
+            elif type(ev) is RawTrade:
+                book = self.books.get(root) or self._empty()
+                side = 1 if ev.side == Side.BUY else 2 if ev.side == Side.SELL else 0
+                px = ev.price_fp if ev.price_fp is not None else self._undef
+                d.rows.append((ev.ts_event, ev.ts_recv, ev.sequence, 1, px, min(ev.size, 0xFFFF_FFFF), side, *book))
+                d.counts["trades"] += 1
+            else:
+                return
+            if len(d.rows) >= CHUNK_ROWS:
+                self._flush(d)
+        except Exception as exc:  # recording must never stop trading: counted, logged, visible
+            self.stats["errors"] += 1
+            if self.stats["errors"] <= 5:
+                log.error("live session record failed", error=repr(exc))
+
+    def close(self) -> list[dict[str, Any]]:
+        """Commit every open day (the daemon is stopping); the committed files' catalog entries."""
+        for root in list(self.days):
+            self._close(root, commit=True)
+        self._pool.shutdown(wait=True)
+        return self.written
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "open_days": {r: d.day.isoformat() for r, d in self.days.items()},
+                "rows": {r: dict(d.counts) for r, d in self.days.items()}, "files": len(self.written),
+                **dict(self.stats)}
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _empty(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        u = (self._undef,) * LEVELS
+        z = (0,) * LEVELS
+        return u, u, z, z
+
+    def _levels(self, ev: RawBook) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        def side(px: tuple[int | None, ...], sz: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+            p = [self._undef if v is None else int(v) for v in px[:LEVELS]]
+            s = [min(int(v), 0xFFFF_FFFF) for v in sz[:LEVELS]]
+            p += [self._undef] * (LEVELS - len(p))
+            s += [0] * (LEVELS - len(s))
+            return tuple(p), tuple(s)
+
+        bp, bs = side(ev.bid_px_fp, ev.bid_sz)
+        ap, az = side(ev.ask_px_fp, ev.ask_sz)
+        return bp, ap, bs, az
+
+    def _day_for(self, root: str, ts_ns: int) -> _Day:
+        day = calendar_for(spec_for(root).session).trading_day(ts_ns)
+        cur = self.days.get(root)
+        if cur is not None and cur.day != day:
+            self._close(root, commit=True)
+            cur = None
+        if cur is None:
+            cur = self.days[root] = self._open(root, day)
+        return cur
+
+    def _open(self, root: str, day: dt.date) -> _Day:
+        from tradebot.feeds.dbn_write import DbnWriter, metadata_bytes, read_all
+
+        sess = calendar_for(spec_for(root).session).session_on(day)
+        start, end = (sess.open_ns, sess.close_ns) if sess is not None else (0, 0)
+        meta = metadata_bytes(dataset=self.dataset, schema=SCHEMA, start_ns=start, end_ns=end, symbol=root,
+                              instrument_id=instrument_id(root))
+        lost = self.catalog.partials(self.dataset, SCHEMA, root, day)
+        if lost:
+            self.stats["partial_lost"] += len(lost)
+            log.warning("a recorded part of the day was lost (the process was killed while recording)",
+                        symbol=root, day=day.isoformat(), files=len(lost))
+        earlier = self.catalog.find(self.dataset, SCHEMA, root, day)
+        ctx = self.catalog.stage(self.dataset, SCHEMA, root, day)
+        staged = ctx.__enter__()
+        writer = DbnWriter(staged.path, meta, compress=True)
+        d = _Day(root, day, staged, ctx, writer)
+        if earlier is not None:  # a restart the same day: the earlier session's records come first
+            raw = read_all(earlier)
+            body = raw[8 + int.from_bytes(raw[4:8], "little"):]
+            writer.write(body)
+            info = self.catalog.info(earlier)
+            d.counts.update({k: int(info.get(k, 0)) for k in ("books", "trades")})
+            d.counts["sessions"] = int(info.get("sessions", 1))
+        d.counts["sessions"] += 1
+        return d
+
+    def _flush(self, d: _Day) -> None:
+        rows, d.rows = d.rows, []
+        if rows:
+            d.pending = [f for f in d.pending if not f.done()] + [self._pool.submit(self._write, d, rows)]
+
+    def _write(self, d: _Day, rows: list[_Row]) -> None:
+        import numpy as np
+
+        from tradebot.feeds.dbn_write import ACTION_MODIFY, ACTION_TRADE, F_LAST, SIDE_NONE, empty_records
+
+        n = len(rows)
+        head = np.array([r[:7] for r in rows], dtype=np.int64)
+        lv = np.array([r[7:] for r in rows], dtype=np.int64).reshape(n, 4, LEVELS)
+        rec = empty_records(SCHEMA, n)
+        rec["instrument_id"] = instrument_id(d.root)
+        rec["ts_event"] = head[:, 0]
+        rec["ts_recv"] = head[:, 1]
+        rec["sequence"] = head[:, 2] & 0xFFFF_FFFF
+        trade = head[:, 3] == 1
+        rec["action"] = np.where(trade, ACTION_TRADE, ACTION_MODIFY)
+        rec["side"] = np.where(trade, np.array([b"N", b"B", b"A"])[head[:, 6]], SIDE_NONE)
+        rec["price"] = head[:, 4]
+        rec["size"] = head[:, 5]
+        rec["flags"] = F_LAST
+        levels = rec["levels"]
+        levels["bid_px"][:] = lv[:, 0]
+        levels["ask_px"][:] = lv[:, 1]
+        levels["bid_sz"][:] = lv[:, 2]
+        levels["ask_sz"][:] = lv[:, 3]
+        d.writer.write(rec)
+
+    def _close(self, root: str, commit: bool) -> None:
+        d = self.days.pop(root)
+        try:
+            self._flush(d)
+            for f in d.pending:
+                f.result()
+            d.writer.close()
+            if commit and d.counts["trades"] + d.counts["books"] > 0:
+                info = {"source": f"live:{self.dataset}", "dataset": self.dataset, "schema": SCHEMA, "symbol": root,
+                        "trading_date": d.day.isoformat(), **dict(d.counts),
+                        "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+                path = d.staged.commit(info)
+                self.written.append({**info, "path": str(path)})
+                log.info("live session recorded", path=str(path), trades=d.counts["trades"], books=d.counts["books"])
+        except Exception as exc:
+            self.stats["errors"] += 1
+            log.error("live session file not committed", symbol=root, day=d.day.isoformat(), error=repr(exc))
+        finally:
+            d.ctx.__exit__(None, None, None)
+
+
+def live_recorder(settings: Settings, feed: str) -> SessionRecorder | None:
+    """The recorder for a live futures feed (``TRADEBOT_DAEMON__RECORD_LIVE``, on), else ``None``."""
+    if feed not in RECORDED_FEEDS or not settings.daemon.record_live:
+        return None
+    from tradebot.feeds.catalog import catalog_root
+
+    return SessionRecorder(Catalog(catalog_root(settings.data_dir)), feed)
