@@ -267,3 +267,19 @@ def test_private_modules_are_imported_only_inside_their_package(module: str) -> 
     package = module.rsplit(".", 1)[0]
     outside = [f"{e.source}:{e.line}" for e in EDGES if e.target == module and not e.source.startswith(package)]
     assert outside == []
+
+
+DOCS = SRC.parent / "docs" / "architecture.md"
+
+
+def test_the_architecture_page_names_every_layer_and_journal_kind() -> None:
+    """docs/architecture.md is read by people deciding where code goes: it must match LAYERS and the journal."""
+    from tradebot.execution.journal import JournalKind
+
+    text = DOCS.read_text(encoding="utf-8")
+    rows = {line.split("|")[2].strip(): int(line.split("|")[1]) for line in text.splitlines()
+            if re.match(r"^\| \d+ \|", line)}
+    documented = {u.strip(" `"): rank for units, rank in rows.items() for u in units.split(",")}
+    assert documented == RANK
+    missing = [k.value for k in JournalKind if f"| `{k.value}` |" not in text]
+    assert missing == [], "add these journal kinds to docs/architecture.md"
