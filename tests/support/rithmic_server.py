@@ -197,8 +197,11 @@ class RithmicStandIn:
     def __init__(self, directory: Path, data: list[Path], *, user: str = "trader", password: str = "secret-pw",
                  account_id: str = "ACC-1", system_name: str = "Rithmic Test", symbol: str = "ES",
                  contracts: dict[str, str] | None = None, heartbeat_interval: int = 60,
-                 paper: PaperConfig | None = None, settings: Settings | None = None) -> None:
+                 paper: PaperConfig | None = None, settings: Settings | None = None, restamp: bool = True) -> None:
         self.directory = directory
+        self.restamp = restamp
+        """Move the recorded day to end just before now (False: keep its own times, as a replayed day's daemon
+        decides in them; ``now_ns`` is then the exchange clock orders are armed at)."""
         self.user, self.password, self.account_id, self.system_name = user, password, account_id, system_name
         self.symbol = symbol
         self.contracts = contracts or {"ES": "ESH2", "MES": "MESH2"}
@@ -244,7 +247,7 @@ class RithmicStandIn:
             raise ValueError(f"no market events in {self._data}")
         # The recorded day moved so that it ends a second before now: every time the stand-in sends is in the
         # past (a live validator rejects future timestamps) and the spacing of the events is the recorded one.
-        self.offset_ns = time.time_ns() - NS - events[-1].ts_event
+        self.offset_ns = time.time_ns() - NS - events[-1].ts_event if self.restamp else 0
         self.events = [dataclasses.replace(e, ts_event=e.ts_event + self.offset_ns,
                                            ts_recv=e.ts_recv + self.offset_ns) for e in events]
         self.now_ns = self.events[0].ts_event - 1
@@ -290,11 +293,16 @@ class RithmicStandIn:
             ev = self.events[self.pos]
             self.pos += 1
             done += 1
-            self.now_ns = ev.ts_event
-            self.paper.on_market_event(ev)
-            await self._market(ev)
-            await self._drain()
+            await self.serve(ev)
         return done
+
+    async def serve(self, ev: MarketEvent) -> None:
+        """One market event of the caller's (a test scripting the market): the exchange clock moves to its time,
+        the paper broker fills on it, subscribed ticker connections receive it, notifications go out."""
+        self.now_ns = max(self.now_ns, ev.ts_event)
+        self.paper.on_market_event(ev)
+        await self._market(ev)
+        await self._drain()
 
     async def advance_until(self, predicate: Any, limit: int = 5000) -> bool:
         for _ in range(limit):
@@ -339,6 +347,24 @@ class RithmicStandIn:
 
     def positions(self) -> dict[str, int]:
         return self.paper.query_positions()
+
+    def client_id(self, o: _SOrder) -> str:
+        """The order's id in tradebot's terms: its ``user_tag``, or for a bracket's stop/target (which carry the
+        parent's tag) the bracket's ``-S``/``-T`` id."""
+        parsed = split_client_order_id(o.user_tag)
+        if o.original_basket_id and parsed is not None:
+            return client_order_id(parsed[0], LegRole.STOP if o.price_type in (STOP_MARKET, STOP_LIMIT)
+                                   else LegRole.TARGET)
+        return o.user_tag
+
+    def trades(self) -> list[tuple[str, str, int, int, str]]:
+        """Every fill as (client id, BUY/SELL, quantity, price in ticks, fill id), in the order they happened."""
+        out = []
+        for f in self.fills:
+            o = self.baskets[f["basket_id"]]
+            out.append((self.client_id(o), "BUY" if o.side == BUY else "SELL", f["size"],
+                        self._ticks(o.root, f["price"]), f["fill_id"]))
+        return out
 
     def working(self) -> list[_SOrder]:
         return [o for o in self.baskets.values() if o.status == "open"]

@@ -146,6 +146,9 @@ async def test_round_trip_one_login_per_plant_auto_orders_tagged(srv: RithmicSta
     assert all(o.manual_or_auto == AUTO for o in srv.orders_seen)
     assert_view_equals_server(broker, srv)
     assert broker.query_positions() == {}
+    assert [(c, s_, q) for c, s_, q, _, _ in srv.trades()] == [("sig1-E", "BUY", 1), ("sig1-X", "SELL", 1)]
+    assert [(f.client_order_id, f.price, f.fill_id) for f in broker.query_fills()] == [
+        (c, px, fid) for c, _, _, px, fid in srv.trades()]
 
 
 async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn) -> None:
