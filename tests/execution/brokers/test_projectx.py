@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from tradebot.state.store import JournalRecord
 T0 = 1_764_772_200_000_000_000  # 2025-12-03 14:30 UTC
 S = 1_000_000_000
 ES_PX = 27_000  # 6750.00 in ES ticks
+REAL_DAY = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "real" / "ES_2022-01-24_sierra.tbbo.dbn.zst"
 
 
 class Clock:
@@ -470,3 +472,46 @@ async def test_dead_mans_switch_flattens_through_a_fresh_session(server: Project
         assert {o["customTag"] for o in server.orders.values() if o["status"] == 3} == {"sig1-S", "sig1-T", "by-hand"}
     finally:
         await watchdog.close()
+
+
+async def test_same_fills_as_the_paper_broker_on_a_real_day(server: ProjectXStandIn) -> None:
+    """A replayed real ES minute: the same brackets through the adapter + stand-in and through the paper broker
+    fill identically (price, quantity, side, time, commission): the stand-in fills by the paper broker's rules
+    and our own OCO places and cancels children as the paper bracket does."""
+    from support.projectx_server import load_events
+    from tradebot.execution.paper import PaperBroker
+
+    events = await load_events(REAL_DAY, "ES")
+    broker = make_broker(server)
+    await broker.connect()
+    paper = PaperBroker(server.paper.config)
+    h = Harness(server, broker)
+    paper_fills: list[Fill] = []
+    n = 0
+    try:
+        for i, ev in enumerate(events):
+            if i % 250 == 21 and isinstance(ev, Trade):
+                n += 1
+                side = Side.BUY if n % 2 else Side.SELL
+                sign = 1 if side == Side.BUY else -1
+                limit = n % 3 == 0
+                px = ev.price - sign if limit else ev.price
+                req = BracketRequest(f"s{n}", "ES", side, 1 + n % 2, OrderType.LIMIT if limit else OrderType.MARKET,
+                                     px if limit else None, px - sign * 6, px + sign * 6, server.now_ns)
+                paper.submit_bracket(req)
+                broker.submit_bracket(req)
+                await h.settle()
+            before = server.fills_seen
+            paper.on_market_event(ev)
+            await server.market(ev)
+            paper_fills += [e for e in paper.poll_events() if isinstance(e, Fill)]
+            if server.fills_seen != before:
+                await h.settle()  # the adapter places or cancels children before the next event, as paper does
+        await h.settle()
+    finally:
+        await broker.close()
+    def key(f: Fill) -> tuple[object, ...]:
+        return (f.client_order_id, f.side, f.quantity, f.price, f.ts_ns, f.commission_cents)
+
+    assert n >= 10 and len(paper_fills) >= n and any(f.client_order_id.endswith(("-S", "-T")) for f in paper_fills)
+    assert [key(f) for f in h.of(Fill)] == [key(f) for f in paper_fills]
