@@ -201,7 +201,7 @@ class Daemon:
                 return code
         self.core = TradingCore(self.settings, self.symbols, self.store, on_notification=self._core_note,
                                 logger=self.log,
-                                broker=shadowed(self.broker_session.broker, self.settings, self.store)
+                                broker=shadowed(self.broker_session.broker, self.settings, self.store, self.symbols)
                                 if self.broker_session is not None else None)
         self.core.on_digest = self._digest
         self._wire_stream(self.core)

@@ -90,16 +90,18 @@ class ShadowBroker:
     """The live broker, with a paper model beside it; the manager sees only the live broker's answers."""
 
     def __init__(self, live: LiveBroker, settings: Settings, store: StateStore, *,
-                 model: PaperBroker | None = None, clock: Callable[[], int] = time.time_ns,
-                 day_of: Callable[[int], str] | None = None) -> None:
+                 symbols: Sequence[str] | None = None, model: PaperBroker | None = None,
+                 clock: Callable[[], int] = time.time_ns, day_of: Callable[[int], str] | None = None) -> None:
+        """``symbols``: the market data the daemon feeds (the model fills a tier's MES order from ES data)."""
         self.live = live
         self.name = live.name
+        syms = list(symbols) if symbols else settings.symbol_list
         self.model = model if model is not None else PaperBroker(PaperConfig.from_settings(settings),
-                                                                 data_symbols=settings.symbol_list)
+                                                                 data_symbols=syms)
         self.store = store
         self.clock = clock
         if day_of is None:
-            cal = calendar_for(spec_for(settings.symbol_list[0]).session)
+            cal = calendar_for(spec_for(syms[0]).session)
 
             def day_of(ts_ns: int) -> str:
                 try:
@@ -269,9 +271,9 @@ class ShadowBroker:
         return getattr(self.live, name)
 
 
-def shadowed(live: LiveBroker, settings: Settings, store: StateStore) -> LiveBroker:
+def shadowed(live: LiveBroker, settings: Settings, store: StateStore, symbols: Sequence[str]) -> LiveBroker:
     """The live broker with the shadow model beside it (``TRADEBOT_EXECUTION__SHADOW_MODEL``, on by default)."""
-    return ShadowBroker(live, settings, store) if settings.execution.shadow_model else live
+    return ShadowBroker(live, settings, store, symbols=symbols) if settings.execution.shadow_model else live
 
 
 # ---------------------------------------------------------------------------------------------------
