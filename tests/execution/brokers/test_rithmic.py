@@ -332,3 +332,37 @@ async def test_built_from_settings_through_the_registry(srv: RithmicStandIn, mon
     monkeypatch.delenv("RITHMIC_PASSWORD")
     with pytest.raises(BrokerAuthError, match="RITHMIC_PASSWORD"):
         open_live_broker(Settings(_env_file=None), "rithmic")
+
+
+async def test_deadman_switch_flattens_through_its_own_session(srv: RithmicStandIn, broker: RithmicBroker,
+                                                               tmp_path: Path) -> None:
+    """The daemon's session dies with a protected position open; the watchdog's dead-man's switch logs in with a
+    session of its own (which knows the orders only from Rithmic's order history), cancels them and closes the
+    position at market."""
+    from tradebot.ops import deadman
+
+    ev = Events(broker)
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id) and req.target_id in broker.broker_ids())
+    await broker.close()  # the daemon is gone; its stop and target keep working at Rithmic
+
+    async def market() -> None:
+        while True:
+            await srv.advance(1)
+            await asyncio.sleep(0.02)
+
+    ticker = asyncio.create_task(market())
+    try:
+        st = deadman.DeadmanState()
+        cfg = Settings(_env_file=None, data_dir=tmp_path / "data")
+        notes = await deadman.fire(cfg, "heartbeat stale", None, st, srv.now_ns, broker_override="rithmic",
+                                   opener=lambda _s, _n: RithmicBroker(session(srv), "ACC-1", ["ES"]))
+    finally:
+        ticker.cancel()
+    assert st.done, notes
+    assert notes[0].title == "Dead-man's switch: daemon down, account flattened"
+    assert not srv.positions() and not srv.working()
+    assert srv.stats["logins_order"] == 2
