@@ -730,7 +730,9 @@ class Daemon:
 
     async def _send_digest(self, store: StateStore, day: dt.date) -> None:
         try:
-            data = digest_data(store, day)  # SQLite stays on the loop's thread; the chart renders off it
+            pf = self.core.manager.propfirm if self.core is not None else None
+            # SQLite stays on the loop's thread; the chart renders off it
+            data = digest_data(store, day, propfirm=pf.summary() if pf is not None else None)
             note = await asyncio.to_thread(digest_notification, data, day, time.time_ns())
         except Exception as exc:
             self.log.error("daily digest failed", error=repr(exc))

@@ -16,6 +16,7 @@ from tradebot.core.types import Side
 from tradebot.execution.model import HaltKind, TradingState
 from tradebot.execution.propfirm_guard import describe
 from tradebot.execution.status import collect_status
+from tradebot.ops.digest import propfirm_fields
 
 PROFILE = """
 [test-50k]
@@ -95,6 +96,10 @@ def test_alerts_once_restart_keeps_them_and_a_breach_halts_and_flattens(tmp_path
     assert pf["floor_cents"] == 48_000_00 and not st["healthy"]
     assert "prop-firm rule breached: daily_loss" in st["problems"]
     assert describe(pf)[0].startswith("prop-firm test-50k (Test; drawdown eod): floor $48,000.00")
+    fields = dict(propfirm_fields([pf]))  # the daily digest's lines
+    assert fields["Prop-firm test-50k"].startswith("floor $48,000.00")
+    assert fields["Prop-firm alerts today"] == "daily_loss:10, daily_loss:25, daily_loss:50"
+    assert fields["Prop-firm BREACH"] == "daily_loss"
 
 
 def test_gate_refuses_contracts_stop_risk_and_entries_after_flat_by(tmp_path: Path) -> None:

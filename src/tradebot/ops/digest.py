@@ -27,8 +27,9 @@ def _usd(cents: int) -> str:
 DigestData = dict[str, list[dict[str, Any]]]
 
 
-def digest_data(store: StateStore, day: dt.date) -> DigestData:
-    """The rows a digest needs (read on the store's own thread)."""
+def digest_data(store: StateStore, day: dt.date, propfirm: dict[str, Any] | None = None) -> DigestData:
+    """The rows a digest needs (read on the store's own thread); ``propfirm``: the prop-firm account's summary
+    (:meth:`~tradebot.execution.propfirm_guard.PropFirmGuard.summary`) when a profile is configured."""
     iso = day.isoformat()
     # The trading day's alerts: from the previous day's 18:00 ET (the CME session's start) to this day's.
     start = local_ns(day - dt.timedelta(days=1), dt.time(18, 0), ET)
@@ -41,6 +42,7 @@ def digest_data(store: StateStore, day: dt.date) -> DigestData:
         "trades": queries.filled_closed_brackets(store, day=iso),
         "state": [ts] if ts is not None else [],
         "shadow": store.shadow_legs(iso),
+        "propfirm": [propfirm] if propfirm else [],
     }
 
 
@@ -72,6 +74,7 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
         fields.append(("Alerts", f"{int(a['sent'])} sent of {int(a['alerts'])}, {int(a['duplicates'])} possible "
                                  f"duplicate(s), {int(a['collapsed'])} repeat(s) collapsed"))
     fields += shadow_fields(data.get("shadow") or [])
+    fields += propfirm_fields(data.get("propfirm") or [])
     for t in trades[:10]:
         side = "LONG" if int(t["side"]) > 0 else "SHORT"
         pnl = int(t["realized_cents"]) - int(t["commission_cents"])
@@ -83,6 +86,25 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     return Notification(queries.DIGEST_KIND, sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
                         f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png",
                         subject=queries.digest_subject(iso))
+
+
+def propfirm_fields(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The prop-firm account at digest time: floor, headroom per limit, alerts sent today, any breach."""
+    if not rows:
+        return []
+    p = rows[0]
+    money = [("Prop-firm " + str(p["profile"]), f"floor ${int(p['floor_cents']) / 100:,.2f}, equity "
+              f"${int(p['equity_cents']) / 100:,.2f}, high-water ${int(p['high_water_cents']) / 100:,.2f} "
+              f"({p['drawdown']} trailing)")]
+    for rule, h in (p.get("headroom") or {}).items():
+        money.append((f"Headroom {rule.replace('_', ' ')}", f"${int(h['left_cents']) / 100:,.2f} of "
+                      f"${int(h['limit_cents']) / 100:,.2f} ({h['left_pct']}%)"))
+    alerts = [a for a in p.get("alerts_today") or [] if not a.endswith(":breach")]
+    breach = p.get("breached") or p.get("day_breached")
+    money.append(("Prop-firm alerts today", ", ".join(alerts) or "none"))
+    if breach:
+        money.append(("Prop-firm BREACH", str(breach)))
+    return money
 
 
 def shadow_fields(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
