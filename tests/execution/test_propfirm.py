@@ -10,6 +10,7 @@ import pytest
 
 from tradebot.core.calendar import CT, calendar_for, local_ns
 from tradebot.core.config import ConfigError, Settings
+from tradebot.core.values import parse_steps
 from tradebot.execution.propfirm import (
     AccountView,
     Drawdown,
@@ -22,7 +23,6 @@ from tradebot.execution.propfirm import (
     initial_state,
     observe,
     parse_profile,
-    parse_steps,
     start_day,
 )
 from tradebot.execution.propfirm_profiles import load_profiles, profile_from_settings

@@ -35,7 +35,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tradebot.core.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.core.contracts import CONTRACTS, root_of
 from tradebot.core.signals import Direction, Pattern, Regime
-from tradebot.core.values import ClockTime, ClockTimeSeconds, IsoDate, RootMap, Tickers, Tiers, TimeWindows
+from tradebot.core.values import (
+    ClockTime,
+    ClockTimeSeconds,
+    IsoDate,
+    PercentSteps,
+    RootMap,
+    Tickers,
+    Tiers,
+    TimeWindows,
+)
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -257,8 +266,9 @@ class PropFirmSettings(BaseModel):
         "empty = no prop-firm rules. VERIFY the profile's values with your firm")
     profiles_file: Path | None = Field(
         None, description="TOML file of profiles replacing the built-in src/tradebot/data/propfirms.toml")
-    alert_steps: str = Field(
-        "50,25,10", description="alert when the headroom left to a loss limit falls to these percentages")
+    alert_steps: PercentSteps = Field(
+        "50,25,10", validate_default=True,
+        description="alert when the headroom left to a loss limit falls to these percentages")
     stop_within_headroom: bool = Field(
         True, description="refuse an entry whose stop-out loss would reach a loss limit's headroom")
     balance: Decimal | None = Field(
@@ -279,14 +289,6 @@ class PropFirmSettings(BaseModel):
     @classmethod
     def _anchor_profiles(cls, v: Path | None) -> Path | None:
         return _anchored(v)
-
-    @field_validator("alert_steps")
-    @classmethod
-    def _steps(cls, v: str) -> str:
-        for part in filter(None, (p.strip() for p in v.split(","))):
-            if not part.isdigit() or not 0 < int(part) < 100:
-                raise ValueError(f"{part!r}: each step is a whole percentage between 1 and 99")
-        return v
 
     @model_validator(mode="after")
     def _known_profile(self) -> PropFirmSettings:

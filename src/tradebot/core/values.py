@@ -127,6 +127,22 @@ def parse_tickers(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``"50,25,10"`` -> ``(50, 25, 10)``: alert when the headroom left falls to these percentages."""
+    steps: list[int] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            v = int(part.strip())
+        except ValueError:
+            raise ValueError(f"headroom step {part.strip()!r} is not a whole percentage") from None
+        if not 0 < v < 100:
+            raise ValueError(f"headroom step {v} must lie between 1 and 99 (percent of the limit left)")
+        steps.append(v)
+    return tuple(sorted(set(steps), reverse=True))
+
+
 # -- capital tiers -------------------------------------------------------------------------------------------
 
 
@@ -213,6 +229,9 @@ IsoDate = Annotated[dt.date, _from_text(parse_iso_date, dt.date.isoformat),
 Tickers = Annotated[tuple[str, ...], _from_text(parse_tickers, ",".join), PlainSerializer(",".join, return_type=str),
                     NoDecode]
 """``AAPL,TSLA`` (upper-cased); empty = none."""
+PercentSteps = Annotated[tuple[int, ...], _from_text(parse_steps, lambda v: ",".join(map(str, v))),
+                         PlainSerializer(lambda v: ",".join(map(str, v)), return_type=str), NoDecode]
+"""``50,25,10``: whole percentages 1-99, held in descending order."""
 Tiers = Annotated[tuple[CapitalTier, ...], _from_text(parse_tiers, fmt_tiers),
                   PlainSerializer(fmt_tiers, return_type=str), NoDecode]
 """``min_usd:ROOT:max_contracts[:name],...`` ascending."""

@@ -165,22 +165,6 @@ def parse_profiles(doc: Mapping[str, Any]) -> dict[str, PropFirmProfile]:
     return out
 
 
-def parse_steps(text: str) -> tuple[int, ...]:
-    """``"50,25,10"`` -> ``(50, 25, 10)``: alert when the headroom left falls to these percentages."""
-    steps: list[int] = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            v = int(part.strip())
-        except ValueError:
-            raise ValueError(f"headroom step {part.strip()!r} is not a whole percentage") from None
-        if not 0 < v < 100:
-            raise ValueError(f"headroom step {v} must lie between 1 and 99 (percent of the limit left)")
-        steps.append(v)
-    return tuple(sorted(set(steps), reverse=True))
-
-
 # ---------------------------------------------------------------------------------------------------
 # State (journaled) and the account as the books see it now
 

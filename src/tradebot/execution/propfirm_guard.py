@@ -42,7 +42,7 @@ from tradebot.execution.propfirm import (
     summary,
     units_of,
 )
-from tradebot.execution.propfirm_profiles import alert_steps, profile_from_settings
+from tradebot.execution.propfirm_profiles import profile_from_settings
 from tradebot.execution.risk import MICRO_OF, fee_table, fmt_cents, usd_to_cents
 from tradebot.execution.session import SessionClock
 
@@ -98,7 +98,7 @@ class PropFirmGuard:
         profile = profile_from_settings(m.settings)
         if profile is None:
             return None
-        guard = cls(m, profile, alert_steps(m.settings))
+        guard = cls(m, profile, m.settings.propfirm.alert_steps)
         m.gate.add(guard.check)
         if profile.flat_by is not None:
             m.clock.flat_by = (profile.flat_by, guard.zone)

@@ -9,7 +9,7 @@ import tomllib
 from importlib import resources
 
 from tradebot.core.config import ConfigError, Settings
-from tradebot.execution.propfirm import PropFirmProfile, parse_profiles, parse_steps
+from tradebot.execution.propfirm import PropFirmProfile, parse_profiles
 
 BUILTIN = "data/propfirms.toml"
 
@@ -41,6 +41,3 @@ def profile_from_settings(settings: Settings) -> PropFirmProfile | None:
                           f"(it has {', '.join(profiles)})")
     return profiles[name]
 
-
-def alert_steps(settings: Settings) -> tuple[int, ...]:
-    return parse_steps(settings.propfirm.alert_steps)
