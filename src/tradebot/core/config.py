@@ -698,7 +698,9 @@ class RithmicSettings(BaseModel):
                                 "then looked up by its user_tag, never re-sent)")
     reconnect_interval_seconds: float = Field(2.0, gt=0, description="reconnect delay step (linear, with jitter)")
     reconnect_max_seconds: float = Field(30.0, gt=0, description="reconnect delay cap")
-    max_reconnects: int = Field(30, ge=1, description="reconnect attempts per outage before giving up")
+    max_reconnects: int = Field(
+        0, ge=0, description="reconnect attempts per outage before giving up (0 = keep trying: after a fail-closed "
+                             "halt the link still comes back for exits and the view)")
     fail_after_seconds: float = Field(
         120.0, gt=0, description="no connection for this long: fail closed (no new entries, critical alert)")
     depth_levels: int = Field(10, ge=1, le=50, description="--feed rithmic: book levels per side passed on")

@@ -62,7 +62,7 @@ class SessionConfig:
     request_timeout_s: float = 10.0
     reconnect_interval_s: float = 2.0
     reconnect_max_delay_s: float = 30.0
-    max_reconnects: int | None = 30
+    max_reconnects: int | None = None
     """Attempts per outage before the library gives up (``None``: forever)."""
 
 

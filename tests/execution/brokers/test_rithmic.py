@@ -273,11 +273,10 @@ async def test_forced_logout_reconnects_then_fails_closed(srv: RithmicStandIn, b
     await until(lambda: ev.of(Reject, "sig2-E"))
     assert len(srv.orders_seen) == 1  # nothing new reached the broker
     assert srv.positions() == {"ES": 1} and {o.price_type for o in srv.working()} == {1, 4}  # protected
-    srv.faults.refuse_login = False
-    await until(lambda: srv.stats["logins_order"] >= 3, within=10)
-    await flatten_all(broker, srv, req)  # exits still go out after the halt
-    await until(lambda: broker.query_positions() == {})
-    assert_view_equals_server(broker, srv)
+    # Refused credentials are not retried (repeated refused logins can lock the user out at Rithmic).
+    await asyncio.sleep(1.5)
+    assert srv.stats["logins_refused"] == 1 and broker.stats["gave_up"] == 1
+    assert srv.positions() == {"ES": 1} and {o.price_type for o in srv.working()} == {1, 4}  # still protected
 
 
 async def test_rp_code_reject_is_a_reject_event(srv: RithmicStandIn, broker: RithmicBroker) -> None:
@@ -366,3 +365,16 @@ async def test_deadman_switch_flattens_through_its_own_session(srv: RithmicStand
     assert notes[0].title == "Dead-man's switch: daemon down, account flattened"
     assert not srv.positions() and not srv.working()
     assert srv.stats["logins_order"] == 2
+
+
+async def test_no_connection_for_too_long_fails_closed(srv: RithmicStandIn, broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    assert srv._server is not None
+    srv._server.close()  # the gateway is gone: connections closed, nothing accepted
+    await until(lambda: not broker.connected)
+    assert broker.state == "reconnecting"
+    await until(lambda: broker.state == "failed", within=10)  # fail_after_s=3 in the fixture
+    alerts = broker.poll_alerts()
+    assert any(a.severity == "critical" and "no connection to Rithmic" in a.detail for a in alerts)
+    broker.submit_bracket(market_bracket(srv, "late"))
+    await until(lambda: ev.of(Reject, "late-E"))

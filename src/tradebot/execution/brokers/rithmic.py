@@ -209,7 +209,7 @@ class RithmicBroker:
             system_name=settings.rithmic_system_name, url=settings.rithmic_url, app_name=settings.rithmic_app_name,
             app_version=r.app_version, ca_file=Path(settings.rithmic_ca_file) if settings.rithmic_ca_file else None,
             request_timeout_s=r.request_timeout_seconds, reconnect_interval_s=r.reconnect_interval_seconds,
-            reconnect_max_delay_s=r.reconnect_max_seconds, max_reconnects=r.max_reconnects)
+            reconnect_max_delay_s=r.reconnect_max_seconds, max_reconnects=r.max_reconnects or None)
         fees = PaperConfig.from_settings(settings)
         return cls(RithmicSession(cfg), str(settings.rithmic_account_id), settings.symbol_list,
                    fees=fees.fee_for, fail_after_s=r.fail_after_seconds)
@@ -877,8 +877,18 @@ class RithmicBroker:
 
     def _login_refused(self, plant: str, text: str) -> None:
         self.stats["login_refused"] += 1
-        if self._connected_once:
+        if self._connected_once and not self._closing:
             self._fail(f"{plant} plant login refused after reconnect (rp_code {text})")
+            # Stop the library's reconnect loop: logging in again and again with refused credentials can lock
+            # the user out at Rithmic (and no retry can fix a changed password or a disabled account).
+            self._closing = True
+            task = asyncio.get_running_loop().create_task(self._give_up())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _give_up(self) -> None:
+        await self.session.close()
+        self.stats["gave_up"] += 1
 
     def _plant_reject(self, plant: str, codes: list[str]) -> None:
         self.stats["plant_rejects"] += 1
