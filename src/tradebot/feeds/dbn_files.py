@@ -8,6 +8,9 @@ another (or in the same mixed live capture). Several files are merged in receive
 A file that cannot be opened is refused at construction (:class:`DbnFileError`, a clear message); a file
 that turns out corrupt or truncated part-way is counted (``decode_errors`` / ``truncated_files``), logged,
 reported as a :class:`FeedStatus`, and the replay carries on with the other files.
+
+Size: which records to read and who owns trades across several files is one merge over one reader; the damage
+accounting (truncated or corrupt files) is part of that reader.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ stored.
 
 Every failure (auth, 4xx/5xx, network, a broken download) is one line on stderr and a non-zero exit:
 0 done (or nothing to do), 1 download failed / declined / refused, 2 bad arguments or configuration.
+
+Size: `tradebot data fetch` end to end for both vendors: cost estimate, confirmation, resumable days and the
+catalog, with the vendors' error handling that decides what is retried.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Why the design looks the way it does:
   sorted rather than replayed backwards.
 * **Aggregates fallback** (``aggregates_fallback=True``, or trades answered 403 "not entitled"): see
   :func:`bars_to_prints`. It is approximate by construction and labelled ``source="polygon-aggs-approx"``.
+
+Size: one vendor's REST history end to end: transport, paging, the bounded retry policy and conversion to feed
+events, each of which this docstring explains against the official client's behaviour.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ The model is small but every piece exists because a later stage needs it:
   vary smoothly. Quote-only updates (size changes, momentary one-level pulls) arrive between trades.
 
 Timestamps are only ever inside real sessions of the contract's exchange calendar.
+
+Size: the session model (arrivals, regimes, episodes, the book) is one vectorised generator whose parts share its
+random stream and columns; the feed that walks the columns is small and stays beside it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ the span the file itself declares (DBN metadata, see :meth:`Validator.declare_sp
 declare none, against the stream's own recent past (``time_jump``, believed after ``jump_confirm_prints``
 consistent records, as a real gap would be). A duplicate is a true repeat of a record (same sequence *and*
 same content): several trades of one packet share ``ts_event`` and ``sequence`` and are all kept.
+
+Size: the Validator is one stateful gate with one rule per rejection reason, over per-stream state every rule reads;
+splitting it would spread that state across modules.
 """
 
 from __future__ import annotations

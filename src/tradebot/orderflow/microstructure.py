@@ -12,6 +12,9 @@ a window of W seconds means the buckets within W of ``now`` (exact to one bucket
 
 Without a book (trades-only feeds, a gap, an MBP-1 feed asked for depth 10) the book features are
 ``None`` and the snapshot says why (``book_available``, ``book_depth``); nothing raises.
+
+Size: the pure book functions and the per-symbol tracker that assembles them into snapshots share their definitions
+(reference/ORDERFLOW.md); the tracker's rolling buckets are private to it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ over the dense tick range, which for a futures session is a few hundred to a few
 
 Prices are integer ticks throughout; volumes are integers; the value-area target is compared exactly
 (``Fraction`` of the configured share) so a 70% boundary never flips on float rounding.
+
+Size: one data structure and the analyses over its dense tick range (POC, value area, nodes, naked POCs, bias), kept
+with it so the per-trade update stays O(1) and the derived figures read its arrays directly.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ here, so ``f(x)[valid] == talib_f(x[valid])``.
 
 These are float64 statistics of bar values (not money, never price keys); prices may be fed as floats or as
 integer ticks, the indicator is then in the same unit.
+
+Size: every indicator is a streaming class plus a batch function that runs it, over shared float helpers; the bit-
+for-bit agreement of the two paths is this module's point, so they stay side by side.
 """
 
 from __future__ import annotations

@@ -56,6 +56,9 @@ rounded *up* to ticks; atr = ``ceil(k x ATR)`` ticks (ATR rounded to 1e-9 first 
 tick); never below ``min_stop_ticks``. Target = ``ceil(stop x risk_reward)`` ticks, so the realised R:R is
 never below the one asked. Both are measured from the entry reference: the last price (``context.last_price``,
 else the bar's close); limit entries are placed at that price.
+
+Size: the routing table, the confluence score and the stop/target rules are one decision over one context (and
+this docstring specifies them for the operator); splitting the scoring from the router would export its drafts.
 """
 
 from __future__ import annotations
