@@ -833,6 +833,7 @@ class Daemon:
             "open_brackets": len(snap.get("open_brackets") or ()),  # the dead-man's switch: anything to close?
             "recording": self.recorder.snapshot() if self.recorder is not None else None,
             "broker": getattr(self.settings, "trading_broker", None) if self.settings.trading_mode == "live" else None,
+            "broker_stats": self._broker_stats(),
             "balance_cents": snap.get("balance_cents"), "loop_lag_s": round(self.loop_lag, 4),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "stream": self.hub.snapshot_stats() if self.hub is not None else {},
@@ -840,6 +841,11 @@ class Daemon:
                          "collapse_summaries": 0, "possible_duplicates": 0,
                          **(dict(self.notifier.stats) if self.notifier else {})},
         }
+
+    def _broker_stats(self) -> dict[str, int]:
+        """The live adapter's own counters (duplicates dropped, lost acks, retries...), where it keeps them."""
+        snapshot = getattr(self.broker_session.broker, "stats_snapshot", None) if self.broker_session else None
+        return dict(snapshot()) if callable(snapshot) else {}
 
     def _status_line(self) -> str:
         snap: dict[str, Any] = self.core.manager.snapshot() if self.core is not None else {}

@@ -567,6 +567,14 @@ class ProjectXBroker:
     def on_market_event(self, ev: MarketEvent) -> None:
         """The Gateway fills orders itself; market data is not needed here."""
 
+    def stats_snapshot(self) -> dict[str, int]:
+        """Every counter of the adapter, its REST client and its user hub (the daemon's heartbeat shows them:
+        duplicates dropped, stale states, lost acks, retries, reconnects are visible in ``tradebot status``)."""
+        out = {k: int(v) for k, v in self.stats.items()}
+        out.update({f"rest_{k}": int(v) for k, v in self.client.stats.items()})
+        out.update({f"hub_{k}": int(v) for k, v in self.hub.stats.items()})
+        return out
+
     # ==============================================================================================
     # Worker
 
