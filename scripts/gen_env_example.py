@@ -28,6 +28,8 @@ def _value(field: FieldInfo) -> str:
         return ""
     if isinstance(default, bool):
         return str(default).lower()
+    if isinstance(default, frozenset | set):  # a set of words (notification kinds): comma-separated
+        return ",".join(sorted(map(str, default)))
     if isinstance(default, tuple | list | dict):
         return json.dumps(default, default=str)
     if isinstance(default, BaseModel):

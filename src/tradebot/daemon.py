@@ -48,6 +48,7 @@ from tradebot.core.config import (
 from tradebot.core.contracts import spec_for
 from tradebot.core.display import fmt_ts
 from tradebot.core.logging import configure_logging, get_logger
+from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
 from tradebot.execution.model import HaltKind
 from tradebot.execution.shadow import shadowed
@@ -59,7 +60,6 @@ from tradebot.ops.console import Console, RunPlan, intro, progress_line, session
 from tradebot.ops.control import SOCKET_NAME, ControlServer, sanitize_reason
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, write_heartbeat
-from tradebot.ops.notifications import Notification, Severity
 from tradebot.ops.notifier import Notifier
 from tradebot.ops.store_outbox import StoreOutbox
 from tradebot.ops.stream import STREAM_SOCKET_NAME, StreamHub
@@ -174,10 +174,9 @@ class Daemon:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return EXIT_DISK_FULL if is_disk_full(exc) else 2
         webhook = self.settings.discord_webhook_url
-        disabled = {k.strip() for k in self.cfg.notify_disabled.split(",") if k.strip()}
         self.notifier = Notifier(webhook.get_secret_value() if webhook else None,
                                  StoreOutbox(self.store, attachment_dir=self.data_dir / "outbox"),
-                                 disabled_kinds=disabled)
+                                 disabled_kinds=self.cfg.notify_disabled)
         try:
             self.feed = self._open_feed()  # bad feed settings stop us before anything starts
         except (ValueError, ConfigError) as exc:
@@ -291,8 +290,8 @@ class Daemon:
         report = self.core.start(now_ns)
         self.core_started = True
         if not report.ok:
-            self.notifier.notify(self._note("halted", Severity.CRITICAL, "Recovery mismatch: trading halted",
-                                            "; ".join(report.mismatches)[:1000]))
+            self.notifier.notify(self._note(NotificationKind.HALTED, Severity.CRITICAL,
+                                            "Recovery mismatch: trading halted", "; ".join(report.mismatches)[:1000]))
         self.log.info("trading core started", recovery=report.actions or "clean", open=report.open_brackets)
         if self.broker_session is not None:
             self.broker_session.attach(self.core.manager, self.market_now, self._component_error_short)
@@ -360,7 +359,7 @@ class Daemon:
                 await self._settle_broker()
             try:
                 snap = self.core.manager.snapshot()
-                self.notifier.notify(self._note("system_stop", Severity.INFO, "tradebot stopped",
+                self.notifier.notify(self._note(NotificationKind.SYSTEM_STOP, Severity.INFO, "tradebot stopped",
                                                 f"day P&L {snap['day_pnl_cents'] / 100:+.2f} USD; "
                                                 f"open brackets {len(snap['open_brackets'])}"))
             except Exception as exc:
@@ -439,7 +438,8 @@ class Daemon:
                 ended = await self._consume(self.feed)
             except FatalFeedError as exc:
                 self.log.error("feed failed permanently", error=str(exc))
-                self.notifier_notify("connection_lost", Severity.CRITICAL, "Market data failed", str(exc))
+                self.notifier_notify(NotificationKind.CONNECTION_LOST, Severity.CRITICAL, "Market data failed",
+                                     str(exc))
                 if self.live:
                     self.core_halt(f"market data failed: {exc}")
                     self.exit_code = 2
@@ -453,7 +453,8 @@ class Daemon:
             except Exception as exc:
                 self.log.error("feed crashed", error=repr(exc), exc_info=True)
                 if not self.live:  # a file or simulation cannot resume where it was: stop, loudly
-                    self.notifier_notify("component_error", Severity.CRITICAL, "Market data feed crashed", repr(exc))
+                    self.notifier_notify(NotificationKind.COMPONENT_ERROR, Severity.CRITICAL,
+                                         "Market data feed crashed", repr(exc))
                     self.exit_code = 1
                     self.stop_event.set()
                     return
@@ -475,7 +476,7 @@ class Daemon:
                 if self.input_damage:
                     for line in self.input_damage:
                         self.log.error("damaged input", detail=line)
-                    self.notifier_notify("component_error", Severity.WARNING, "Replay input was damaged",
+                    self.notifier_notify(NotificationKind.COMPONENT_ERROR, Severity.WARNING, "Replay input was damaged",
                                          "; ".join(self.input_damage)[:1000])
                     self.exit_code = max(self.exit_code, 1)
                 if self.exit_on_feed_end:
@@ -548,7 +549,7 @@ class Daemon:
         if self._lost_since is None:
             self._lost_since = time.time_ns()
             self.feed_state = FeedState.RECONNECTING
-            self.notifier_notify("connection_lost", Severity.WARNING, "Connection lost",
+            self.notifier_notify(NotificationKind.CONNECTION_LOST, Severity.WARNING, "Connection lost",
                                  f"{why} at {fmt_ts(time.time_ns(), '%H:%M:%S')}", subject=self.feed_kind)
 
     def _connection_restored(self, now_ns: int) -> None:
@@ -556,7 +557,7 @@ class Daemon:
         gap = (now_ns - self._lost_since) / NS
         self._lost_since = None
         self.feed_state = FeedState.STREAMING
-        self.notifier_notify("connection_restored", Severity.SUCCESS, "Connection restored",
+        self.notifier_notify(NotificationKind.CONNECTION_RESTORED, Severity.SUCCESS, "Connection restored",
                              f"market data back after {gap:.1f}s", (("Gap", f"{gap:.1f} s"),), subject=self.feed_kind)
 
     async def _clock_loop(self) -> None:
@@ -607,7 +608,7 @@ class Daemon:
         if not already:
             self.halts_on_error += 1
             self.core_halt(f"{where} error: {type(exc).__name__}: {exc}"[:500])
-        self.notifier_notify("component_error", Severity.CRITICAL, f"Trading halted: {where} error",
+        self.notifier_notify(NotificationKind.COMPONENT_ERROR, Severity.CRITICAL, f"Trading halted: {where} error",
                              f"{type(exc).__name__}: {exc}"[:1000], subject=where)
 
     def core_halt(self, reason: str) -> None:
@@ -622,8 +623,9 @@ class Daemon:
             else:
                 # A halt that cannot be recorded cannot be trusted to hold: stop the process (systemd restarts
                 # it, recovery starts from the journal) rather than trade on unrecorded state.
-                self.notifier_notify("component_error", Severity.CRITICAL, "Trading stopped: the halt could not "
-                                     "be recorded", repr(exc)[:1000], subject="halt")
+                self.notifier_notify(NotificationKind.COMPONENT_ERROR, Severity.CRITICAL,
+                                     "Trading stopped: the halt could not be recorded", repr(exc)[:1000],
+                                     subject="halt")
                 if not self.exit_code:
                     self.exit_code = 1
                 self.stop_event.set()
@@ -638,7 +640,7 @@ class Daemon:
                           "once space is freed", where=where, error=str(exc))
         if self.notifier is not None:
             self.notifier.notify_direct(self._note(
-                "disk_full", Severity.CRITICAL, "Disk full: trading stopped",
+                NotificationKind.DISK_FULL, Severity.CRITICAL, "Disk full: trading stopped",
                 f"{where}: {exc}. Nothing more can be journaled, so the daemon stops (exit {EXIT_DISK_FULL}); "
                 "systemd restarts it, and it resumes from the journal once space is freed. Open positions keep "
                 "their broker-side stops and targets.", subject="disk"))
@@ -646,11 +648,11 @@ class Daemon:
 
     # -- notifications -------------------------------------------------------------------------------------
 
-    def _note(self, kind: str, sev: Severity, title: str, desc: str = "",
+    def _note(self, kind: NotificationKind, sev: Severity, title: str, desc: str = "",
               fields: tuple[tuple[str, str], ...] = (), subject: str = "") -> Notification:
         return Notification(kind, sev, title, time.time_ns(), desc, fields, subject=subject)
 
-    def notifier_notify(self, kind: str, sev: Severity, title: str, desc: str = "",
+    def notifier_notify(self, kind: NotificationKind, sev: Severity, title: str, desc: str = "",
                         fields: tuple[tuple[str, str], ...] = (), subject: str = "") -> None:
         if self.notifier is not None:
             note = self._note(kind, sev, title, desc, fields, subject)
@@ -658,7 +660,7 @@ class Daemon:
             if self.publisher is not None:
                 self.publisher.on_alert(note)
 
-    def _core_note(self, note: Any) -> None:
+    def _core_note(self, note: Notification) -> None:
         """An execution notification (already in the outbox): wake the notifier, show it on the dashboard."""
         self._wake()
         if self.publisher is not None:
@@ -709,14 +711,15 @@ class Daemon:
         except (OSError, ValueError):
             previous = None
         if previous is not None and previous != boot:
-            self.notifier_notify("system_reboot", Severity.WARNING, "Server restarted",
+            self.notifier_notify(NotificationKind.SYSTEM_REBOOT, Severity.WARNING, "Server restarted",
                                  f"boot at {fmt_ts(boot * NS, '%Y-%m-%d %H:%M')}")
         with contextlib.suppress(OSError):
             marker.write_text(str(boot))
         assert self.core is not None
         snap = self.core.manager.snapshot()
         s = self.settings
-        self.notifier_notify("system_start", Severity.INFO, "tradebot started", f"version {__version__}", (
+        self.notifier_notify(NotificationKind.SYSTEM_START, Severity.INFO, "tradebot started",
+                             f"version {__version__}", (
             ("Mode", s.trading_mode), ("Symbols", ",".join(self.symbols)), ("Feed", self.feed_kind),
             ("Profit target", f"${s.daily_profit_target}"), ("Loss limit", f"${s.daily_loss_limit}"),
             ("Tier", str(snap.get("tier") or "-")), ("State", str(snap["trading_state"])),
@@ -751,10 +754,10 @@ class Daemon:
         reason = sanitize_reason(str(args.get("reason") or "")) or f"operator {cmd}"
         if cmd == "halt":
             m.halt(reason, now)
-            self.notifier_notify("halted", Severity.WARNING, "Trading halted by the operator", reason)
+            self.notifier_notify(NotificationKind.HALTED, Severity.WARNING, "Trading halted by the operator", reason)
         elif cmd == "resume":
             m.resume(now, reason)
-            self.notifier_notify("resumed", Severity.INFO, "Trading resumed by the operator", reason)
+            self.notifier_notify(NotificationKind.RESUMED, Severity.INFO, "Trading resumed by the operator", reason)
         elif cmd == "adopt":
             return self._adopt(args, reason, now)
         elif cmd == "flatten":

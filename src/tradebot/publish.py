@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.core.contracts import ContractSpec, spec_for
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification
 from tradebot.orderflow.detectors.imbalance import buy_imbalance_levels, sell_imbalance_levels
 from tradebot.orderflow.engine import BarClose
 from tradebot.orderflow.footprint import FootprintBar
@@ -131,15 +132,11 @@ def bracket_json(b: Bracket) -> dict[str, Any]:
             "net_cents": b.net_cents, "exit_reason": b.exit_reason, "open_qty": b.position}
 
 
-def alert_json(n: Any) -> dict[str, Any]:
-    """Either notification type (ops or execution) as one shape."""
-    desc = getattr(n, "description", "")
-    fields = getattr(n, "fields", ())
-    if isinstance(fields, dict):
-        text = "; ".join(f"{k} {v}" for k, v in fields.items())
-    else:
-        text = "; ".join(f"{k} {v}" for k, v in fields)
-    return {"kind": n.kind, "severity": str(getattr(n.severity, "value", n.severity)), "title": n.title,
+def alert_json(n: Notification) -> dict[str, Any]:
+    """A notification as the dashboard's alert item (one shape for the daemon's, execution's and ops' alerts)."""
+    text = "; ".join(f"{k} {v}" for k, v in n.fields)
+    desc = n.description
+    return {"kind": str(n.kind), "severity": str(n.severity), "title": n.title,
             "ts_ns": n.ts_ns or time.time_ns(), "text": (desc + ("; " if desc and text else "") + text)[:500]}
 
 
@@ -186,7 +183,7 @@ class LivePublisher:
         except Exception as exc:
             self._error("record", exc)
 
-    def on_alert(self, n: Any) -> None:
+    def on_alert(self, n: Notification) -> None:
         try:
             item = alert_json(n)
             self.alerts.append(item)

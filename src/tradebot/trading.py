@@ -19,6 +19,7 @@ from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
 from tradebot.core.contracts import decode_tick_value, spec_for
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.core.types import MarketEvent
 from tradebot.execution.broker import Broker
 from tradebot.execution.ledger import Bracket
@@ -300,11 +301,11 @@ class TradingCore:
             return
         with self.store.transaction() as tx:
             if queries.insert_job_run(self.store, name, day.isoformat(), "missed", now_ns, why):
-                tx.outbox(now_ns, "job_missed", "warning", {
-                    "title": f"Missed: {name} for {day.isoformat()}",
-                    "description": f"{name} was due for {day.isoformat()} and did not run: {why}. It is not run "
-                                   "late; check that day's positions and report by hand.",
-                    "fields": [["Job", name], ["Trading day", day.isoformat()]]})
+                note = Notification(
+                    NotificationKind.JOB_MISSED, Severity.WARNING, f"Missed: {name} for {day.isoformat()}", now_ns,
+                    f"{name} was due for {day.isoformat()} and did not run: {why}. It is not run late; check that "
+                    "day's positions and report by hand.", (("Job", name), ("Trading day", day.isoformat())))
+                tx.outbox(now_ns, note.kind, note.severity, note.to_outbox())
                 self.stats["jobs_missed"] += 1
                 self.log.warning("calendar job missed", job=name, day=day.isoformat(), reason=why)
 

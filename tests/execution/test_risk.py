@@ -175,7 +175,7 @@ def test_tiers_choose_contract_and_size_and_promotion_is_notified(tmp_path: Path
     t = s.manager.ledger.trading
     assert (t.trading_day, t.tier_number, t.tier_name, t.tier_symbol) == ("2025-03-11", 2, "ES Entry", "ES")
     (note,) = [n for n in s.notes if n.kind == "tier_change"]
-    assert note.fields["from"] == "MES Building" and note.fields["direction"] == "promoted"
+    assert dict(note.fields)["from"] == "MES Building" and dict(note.fields)["direction"] == "promoted"
     v2 = s.manager.on_intent(intent(next_day + 1, stop=980, target=1040, qty=3, tag="2"))
     assert (v2.symbol, v2.quantity) == ("ES", 1)
     assert s.store.query("SELECT tier_name FROM trading_state")[0]["tier_name"] == "ES Entry"
@@ -209,7 +209,7 @@ def test_margin_above_limit_blocks_the_day_and_is_rechecked_next_day(tmp_path: P
     t = s.manager.ledger.trading
     assert (t.state, t.kind) == (TradingState.HALTED, HaltKind.MARGIN) and "$500.00 > $400.00" in t.reason
     (note,) = [n for n in s.notes if n.kind == "margin_high"]
-    assert note.fields["symbols"] == {"ES": "$500.00 > $400.00"}
+    assert dict(note.fields)["symbols"] == {"ES": "$500.00 > $400.00"}
     assert not s.manager.on_intent(intent(2, stop=980, target=1040)).taken
     rows = s.store.query("SELECT * FROM margin_checks")
     assert rows == [{"trading_day": "2025-03-10", "symbol": "ES", "margin_cents": 50_000, "limit_cents": 40_000,
@@ -236,7 +236,7 @@ def test_exit_signal_alert_mode_notifies_only(tmp_path: Path) -> None:
     sid = open_long(s)
     assert s.manager.on_exit_signal("ES", T0 + 5 * S, "3 large sellers in 2 min") == "alert"
     (note,) = [n for n in s.notes if n.kind == "exit_signal"]
-    assert note.fields["decision"] == "alert"
+    assert dict(note.fields)["decision"] == "alert"
     s.manager.on_market_event(trade(6, 1001))
     assert s.manager.ledger.brackets[sid].state == BracketState.FILLED
     rows = s.store.query("SELECT symbol, reason, decision FROM decisions WHERE kind = 'exit_signal'")

@@ -9,11 +9,11 @@ from typing import Any
 
 from tradebot.core.calendar import to_ns
 from tradebot.core.config import Settings
+from tradebot.core.notifications import Notification
 from tradebot.core.orders import EntryType, OrderIntent, make_signal_id
 from tradebot.core.types import BookUpdate, Side, SideRule, Trade
 from tradebot.execution.broker import Broker
 from tradebot.execution.manager import ExecutionManager
-from tradebot.execution.model import Notification
 from tradebot.execution.paper import PaperBroker, PaperConfig
 from tradebot.state.store import StateStore
 

@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradebot.core.blackouts import BlackoutSchedule, load_blackouts
 from tradebot.core.contracts import CONTRACTS, root_of
+from tradebot.core.notifications import NotificationKind, parse_kinds
 from tradebot.core.signals import Direction, Pattern, Regime
 from tradebot.core.values import (
     ClockTime,
@@ -209,7 +210,9 @@ class DaemonSettings(BaseModel):
     flatten_on_shutdown: bool = Field(False, description="flatten open positions on SIGTERM (else resume them)")
     shutdown_flush_seconds: float = Field(10.0, gt=0, description="time to deliver queued alerts on shutdown")
     loop_lag_seconds: float = Field(2.0, gt=0, description="event-loop lag above this withholds WATCHDOG=1")
-    notify_disabled: str = Field("", description="comma-separated alert kinds not to send (e.g. trade_opened)")
+    notify_disabled: Annotated[frozenset[NotificationKind], NoDecode] = Field(
+        frozenset(), description="comma-separated alert kinds not to send (e.g. trade_opened); an unknown kind is "
+                                 "an error that lists the valid ones")
     status_log_seconds: float = Field(10.0, gt=0, description="how often a one-line status is logged")
     record_live: bool = Field(
         True, description="record a live futures session's market data (Databento, ProjectX, Rithmic) into the "
@@ -218,6 +221,19 @@ class DaemonSettings(BaseModel):
                               description="live stream: messages queued per reader before drops (counted, resync)")
     min_free_mb: float = Field(4.0, ge=0, description="refuse to start (exit 75) with less free space under the "
                                "database: it could not journal a trade")
+
+    @field_validator("notify_disabled", mode="before")
+    @classmethod
+    def _kinds(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_kinds(v)
+        if isinstance(v, list | tuple | set | frozenset):
+            return parse_kinds(",".join(str(x) for x in v))
+        return v
+
+    @field_serializer("notify_disabled")
+    def _kinds_text(self, v: frozenset[NotificationKind]) -> str:
+        return ",".join(sorted(v))
 
 
 class WebSettings(BaseModel):

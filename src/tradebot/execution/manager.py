@@ -22,10 +22,11 @@ from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification
 from tradebot.core.orders import OrderIntent
 from tradebot.core.types import MarketEvent, Side, Trade
 from tradebot.core.values import CapitalTier, fmt_clock
-from tradebot.execution import reconcile
+from tradebot.execution import notices, reconcile
 from tradebot.execution.broker import Broker
 from tradebot.execution.gate import GateView, RiskGate
 from tradebot.execution.ledger import Bracket, Effect, Ledger
@@ -43,10 +44,8 @@ from tradebot.execution.model import (
     HaltKind,
     LegRole,
     Modified,
-    Notification,
     OrderType,
     Reject,
-    Severity,
     StatusReport,
     TradingState,
     Verdict,
@@ -156,8 +155,7 @@ class ExecutionManager:
             notes = []
             if t.state != TradingState.ACTIVE and t.kind in DAILY_KINDS:
                 payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "new trading day")
-                notes.append(Notification("trading_state", Severity.INFO, "Trading resumed",
-                                          {"state": "active", "kind": "", "reason": "new trading day"}, now_ns))
+                notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "new trading day", now_ns))
             self._record("session_start", now_ns, payload, notes)
         self._complete_session(now_ns)
         self._set_session_times(now_ns)
@@ -311,8 +309,7 @@ class ExecutionManager:
             self.stats["bad_broker_event"] += 1
             log.error("malformed broker event dropped", problem=problem, broker_event=repr(ev))
             self._record("anomaly", self.clock.now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
-                         [Notification("execution_anomaly", Severity.CRITICAL, "Malformed broker event dropped",
-                                       {"problem": problem, "event": repr(ev)[:300]}, self.clock.now)])
+                         [notices.malformed_event(problem, ev, self.clock.now)])
             return
         stale = self._event_guard.stale(ev)
         if stale:
@@ -376,12 +373,7 @@ class ExecutionManager:
             decision = "auto_exit"
         else:
             decision = "alert"
-        notes = [] if not affected else [Notification(
-            "exit_signal", Severity.WARNING,
-            f"Exit signal on {symbol}: {'closing at market' if decision == 'auto_exit' else 'review the position'}",
-            {"symbol": symbol, "reason": reason, "decision": decision,
-             "positions": [f"{b.symbol} {'long' if b.side == Side.BUY else 'short'} {b.position}" for b in affected]},
-            ts_ns)]
+        notes = [notices.exit_signal(symbol, reason, decision, affected, ts_ns)] if affected else []
         self._record("exit_signal", ts_ns, {
             "symbol": symbol, "reason": reason, "decision": decision, "threatens": threatens or "any",
             "signal_ids": [b.signal_id for b in affected],
@@ -423,9 +415,8 @@ class ExecutionManager:
             "flatten": [b.signal_id for b in open_now], "flatten_reason": "auto_flatten"}
         if self.ledger.trading.state == TradingState.ACTIVE:
             payload["set_state"] = _state(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
-        self._record("auto_flatten", now_ns, payload, [Notification(
-            "auto_flatten", Severity.INFO, "Auto-flatten: end of day",
-            {"day": day, "open_brackets": len(open_now), "time_et": fmt_clock(self.ex.auto_flatten_time)}, now_ns)])
+        self._record("auto_flatten", now_ns, payload,
+                     [notices.auto_flatten(day, len(open_now), fmt_clock(self.ex.auto_flatten_time), now_ns)])
         self.clock.flattened(day)
         self._complete_flattens(now_ns)
         return True
@@ -436,10 +427,7 @@ class ExecutionManager:
         syms = list(symbols) if symbols else self._traded_symbols()
         results = [margin_for(self.settings, s, day, self.margin_provider) for s in syms]
         blocked = [r for r in results if not r.ok]
-        notes = [Notification("margin_high", Severity.WARNING, "Not trading: margin above the limit", {
-            "day": day.isoformat(),
-            "symbols": {r.symbol: f"{fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}" for r in blocked},
-        }, self.clock.now)] if blocked else []
+        notes = [notices.margin_high(day.isoformat(), blocked, self.clock.now)] if blocked else []
         payload: dict[str, Any] = {"day": day.isoformat(), "results": [
             {"symbol": r.symbol, "margin_cents": r.margin_cents, "limit_cents": r.limit_cents, "ok": r.ok,
              "source": r.source} for r in results]}
@@ -452,9 +440,8 @@ class ExecutionManager:
                 payload["set_state"] = _state(TradingState.HALTED, HaltKind.MARGIN, f"margin above limit: {why}")
             elif not all_blocked and t.state == TradingState.HALTED and t.kind == HaltKind.MARGIN:
                 payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
-                notes.append(Notification("trading_state", Severity.INFO, "Trading resumed",
-                                          {"state": "active", "kind": "", "reason": "margin within limits"},
-                                          self.clock.now))
+                notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits",
+                                                   self.clock.now))
         self._record("margin_check", self.clock.now, payload, notes)
         return results
 
@@ -582,12 +569,8 @@ class ExecutionManager:
         if cur.tier_number == t.number and cur.tier_name == t.name:
             return
         previous = cur.tier_name
-        notes = [] if previous is None else [Notification(
-            "tier_change", Severity.INFO,
-            f"Tier change: {previous} -> {t.name}",
-            {"from": previous, "to": t.name, "contract": t.root, "max_contracts": t.max_contracts,
-             "balance": fmt_cents(self.ledger.balance_cents),
-             "direction": "promoted" if (cur.tier_number or 0) < t.number else "demoted"}, now_ns)]
+        notes = [] if previous is None else [
+            notices.tier_change(previous, cur.tier_number, t, self.ledger.balance_cents, now_ns)]
         self._record("tier", now_ns, {"number": t.number, "name": t.name, "symbol": t.root,
                                       "max_contracts": t.max_contracts, "balance_cents": self.ledger.balance_cents,
                                       "previous": previous}, notes)
@@ -596,14 +579,7 @@ class ExecutionManager:
         t = self.ledger.trading
         if t.state == state and t.kind == kind and t.reason == reason:
             return
-        notes: list[Notification] = []
-        if notify:
-            sev = Severity.CRITICAL if kind == HaltKind.ERROR else (
-                Severity.WARNING if state != TradingState.ACTIVE else Severity.INFO)
-            title = {TradingState.ACTIVE: "Trading resumed", TradingState.HALTED: "Trading halted",
-                     TradingState.REDUCING: "Exits only"}[state]
-            notes.append(Notification("trading_state", sev, title, {"state": state.value, "kind": kind.value,
-                                                                   "reason": reason}, now_ns))
+        notes = [notices.trading_state(state, kind, reason, now_ns)] if notify else []
         self._record("trading_state", now_ns, {"state": state.value, "kind": kind.value, "reason": reason}, notes)
 
     def _check_limits(self, ts_ns: int, symbol: str) -> None:
@@ -620,7 +596,6 @@ class ExecutionManager:
             return
         hit = "profit_target" if pnl >= self.profit_target_cents else "loss_limit"
         limit = self.profit_target_cents if hit == "profit_target" else self.loss_limit_cents
-        title = "Profit target hit" if hit == "profit_target" else "Loss limit hit: session halted"
         payload: dict[str, Any] = {
             "day": day, "symbol": symbol, "reason": hit, "decision": "halt", "pnl_cents": pnl,
             "flatten": [b.signal_id for b in self.ledger.open_brackets()] if self.ex.flatten_on_limit else [],
@@ -628,11 +603,8 @@ class ExecutionManager:
         if t.state == TradingState.ACTIVE or t.kind in DAILY_KINDS:
             payload["set_state"] = _state(TradingState.HALTED, HaltKind.LIMIT,
                                           f"daily {hit.replace('_', ' ')} reached ({fmt_cents(pnl)})")
-        self._record("daily_limit", ts_ns, payload, [Notification(
-            "profit_target_hit" if hit == "profit_target" else "loss_limit_hit",
-            Severity.INFO if hit == "profit_target" else Severity.WARNING, title,
-            {"day": day, "pnl": fmt_cents(pnl), "limit": fmt_cents(limit), "flatten": self.ex.flatten_on_limit},
-            ts_ns)])
+        self._record("daily_limit", ts_ns, payload,
+                     [notices.daily_limit(hit, day, pnl, limit, self.ex.flatten_on_limit, ts_ns)])
         self._complete_flattens(ts_ns)
 
     @property
@@ -699,7 +671,7 @@ class ExecutionManager:
             if e.kind == "closed":
                 if b is not None:  # (the tier follows the balance at the trading-day boundary only)
                     self.protection.on_closed(b)
-            elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected"):
+            elif e.kind in notices.HALTING_EFFECTS:
                 self.stats[e.kind] += 1
                 self._set_state(TradingState.HALTED, HaltKind.ERROR, f"{e.kind}: {e.detail}", ts_ns)
                 if b is not None:
@@ -725,9 +697,9 @@ class ExecutionManager:
             rec = tx.journal(kind, ts_ns, payload)
             effects = self.ledger.apply(rec)
             tx.upsert(self.ledger.take_dirty())
-            all_notes = list(notes) + self._notes_for(effects, ts_ns)
+            all_notes = list(notes) + notices.for_effects(effects, self.ledger, ts_ns)
             for n in all_notes:
-                tx.outbox(n.ts_ns or ts_ns, n.kind, n.severity.value, n.payload(), rec.seq)
+                tx.outbox(n.ts_ns or ts_ns, n.kind, n.severity.value, n.to_outbox(), rec.seq)
         if self.on_record is not None:
             self.on_record(rec)
         if self.on_notification is not None:
@@ -738,65 +710,10 @@ class ExecutionManager:
                     log.error("notification callback failed", kind=n.kind, error=str(exc))
         return effects
 
-    def _notes_for(self, effects: list[Effect], ts_ns: int) -> list[Notification]:
-        out: list[Notification] = []
-        for e in effects:
-            b = self.ledger.brackets.get(e.signal_id)
-            if e.kind == "opened" and b is not None:
-                out.append(Notification("trade_opened", Severity.INFO, f"Trade opened: {b.symbol} {_dir(b)}", {
-                    "symbol": b.symbol, "side": _dir(b), "quantity": _qty(b.symbol, b.entry_filled),
-                    "entry": _px(b.symbol, b.entry_value, b.entry_filled), "stop": _px(b.symbol, b.stop_price, 1),
-                    "target": _px(b.symbol, b.target_price, 1), "signal_id": b.signal_id, "pattern": b.pattern},
-                    ts_ns))
-            elif e.kind == "closed" and b is not None:
-                out.append(Notification("trade_closed", Severity.INFO,
-                                        f"Trade closed: {b.symbol} {fmt_cents(b.net_cents)} ({b.exit_reason})", {
-                    "symbol": b.symbol, "side": _dir(b), "quantity": _qty(b.symbol, b.entry_filled),
-                    "entry": _px(b.symbol, b.entry_value, b.entry_filled),
-                    "exit": _px(b.symbol, b.exit_value, b.exit_filled), "pnl": fmt_cents(b.net_cents),
-                    "commission": fmt_cents(b.book.commission_cents), "reason": b.exit_reason,
-                    "signal_id": b.signal_id}, ts_ns))
-            elif e.kind == "rejected":
-                out.append(Notification("order_rejected", Severity.WARNING, "Order rejected",
-                                        {"signal_id": e.signal_id, "reason": e.detail}, ts_ns))
-            elif e.kind in ("overfill", "orphan_fill", "mismatch", "exit_rejected", "protect_rejected",
-                            "unprotected", "exit_cancelled"):
-                out.append(Notification("execution_anomaly", Severity.CRITICAL, f"Execution problem: {e.kind}",
-                                        {"signal_id": e.signal_id, "detail": e.detail}, ts_ns))
-            elif e.kind in ("illegal", "late_fill"):
-                out.append(Notification("execution_anomaly", Severity.WARNING, f"Broker event out of order: {e.kind}",
-                                        {"signal_id": e.signal_id, "detail": e.detail}, ts_ns))
-        return out
-
 
 def _state(state: TradingState, kind: HaltKind, reason: str) -> dict[str, str]:
     """A trading-state change carried inside the decision record that causes it (one atomic record)."""
     return {"state": state.value, "kind": kind.value, "reason": reason}
-
-
-def _dir(b: Bracket) -> str:
-    return "long" if b.side == Side.BUY else "short"
-
-
-def _px(symbol: str, value: int, qty: int) -> str:
-    """A price for humans: the average ``value / qty`` ticks in the contract's decimals."""
-    if qty <= 0:
-        return ""
-    spec = spec_for(symbol)
-    if value % qty == 0:
-        return spec.fmt(value // qty)
-    return f"{(value * spec.tick_size / qty):.{len(str(spec.tick_size)) + 1}f}"
-
-
-def _qty(symbol: str, units: int) -> str:
-    """Size as the trader reads it: contracts and shares as they are, crypto in coins (``0.001``)."""
-    try:
-        spec = spec_for(symbol)
-    except UnknownContractError:
-        return str(units)
-    if spec.size_increment == 1:
-        return str(units)
-    return f"{(units * spec.size_increment).normalize():f}"
 
 
 def _tick_value(symbol: str) -> int | str:

@@ -7,8 +7,7 @@ journal as JSON and come back identical (the crash-recovery guarantee rests on t
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from tradebot.core.types import Side
 
@@ -252,28 +251,6 @@ class OrderView:
     updated_ns: int
     reason: str = ""
     """Why it is cancelled or rejected, when the broker says."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Notifications (delivered by the ops notifier from the outbox; the trading path never waits on them)
-
-
-class Severity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    kind: str
-    severity: Severity
-    title: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    ts_ns: int = 0
-
-    def payload(self) -> dict[str, Any]:
-        return {"title": self.title, "fields": self.fields}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
+from tradebot.execution import notices
 from tradebot.execution.ledger import Bracket
 from tradebot.execution.model import (
     TERMINAL_BRACKET,
@@ -34,9 +35,7 @@ from tradebot.execution.model import (
     LegRole,
     LegState,
     Modified,
-    Notification,
     Reject,
-    Severity,
     StopRequest,
     client_order_id,
 )
@@ -133,9 +132,7 @@ class Protection:
         m._record("protect_request", ts, {
             "signal_id": b.signal_id, "symbol": b.symbol, "stop_id": stop_id, "side": int(side),
             "quantity": b.position, "stop_price": b.stop_price, "reason": why,
-            "cancel_ids": [leg.client_order_id for leg in old]}, [Notification(
-                "stop_replaced", Severity.WARNING, f"Stop re-placed: {b.symbol}",
-                {"signal_id": b.signal_id, "reason": why, "stop_id": stop_id, "quantity": b.position}, ts)])
+            "cancel_ids": [leg.client_order_id for leg in old]}, [notices.stop_replaced(b, why, stop_id, ts)])
         m._send("place_stop", StopRequest(b.signal_id, b.symbol, stop_id, side, b.position, b.stop_price, ts))
 
     def flatten(self, b: Bracket, why: str) -> None:
@@ -143,9 +140,8 @@ class Protection:
         self.flattened.add(b.signal_id)
         m.stats["unprotected_flatten"] += 1
         m._record("anomaly", m.clock.now, {"reason": f"{b.signal_id}: {why}", "decision": "flatten",
-                                           "event": f"{b.symbol} {b.position} unprotected"}, [Notification(
-            "unprotected_position", Severity.CRITICAL, f"Position flattened: no stop at the broker ({b.symbol})",
-            {"signal_id": b.signal_id, "reason": why, "position": b.position}, m.clock.now)])
+                                           "event": f"{b.symbol} {b.position} unprotected"},
+                  [notices.unprotected_position(b, why, m.clock.now)])
         m._flatten_bracket(b, "unprotected", m.clock.now)
 
     def on_closed(self, b: Bracket) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tradebot.core.logging import get_logger
+from tradebot.execution import notices
 from tradebot.execution.broker import RestorableBroker
 from tradebot.execution.ledger import Ledger
 from tradebot.execution.model import (
@@ -35,8 +36,6 @@ from tradebot.execution.model import (
     HaltKind,
     LegRole,
     LegState,
-    Notification,
-    Severity,
     TradingState,
 )
 from tradebot.execution.risk import usd_to_cents
@@ -81,8 +80,7 @@ def recover(m: ExecutionManager, now_ns: int) -> RecoveryReport:
         m._record("recovery", m.clock.now, {
             "decision": "mismatch", "reason": "; ".join(mismatches),
             "set_state": _halt_state("recovery mismatch: " + "; ".join(mismatches[:5]))},
-            [Notification("recovery_mismatch", Severity.CRITICAL, "Trading halted: state does not match the broker",
-                          {"mismatches": mismatches[:20], "open_brackets": open_ids})])
+            [notices.recovery_mismatch(mismatches, open_ids)])
     else:
         m._record("recovery", m.clock.now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
     # Finish whatever a crash interrupted: session duties, decided flattens, bracket invariants.
@@ -240,10 +238,8 @@ class Reconciler:
         m.stats["reconcile_mismatch"] += 1
         payload: dict[str, Any] = {"decision": "mismatch", "reason": "; ".join(persistent),
                                    "set_state": _halt_state("reconcile: " + "; ".join(persistent[:5]))}
-        m._record("reconcile", m.clock.now, payload, [Notification(
-            "reconcile_mismatch", Severity.CRITICAL, "Trading halted: the broker does not match the journal",
-            {"mismatches": persistent[:20], "open_brackets": [b.signal_id for b in m.ledger.open_brackets()]},
-            m.clock.now)])
+        m._record("reconcile", m.clock.now, payload, [notices.reconcile_mismatch(
+            persistent, [b.signal_id for b in m.ledger.open_brackets()], m.clock.now)])
         return persistent
 
 
@@ -292,10 +288,8 @@ def adopt(m: ExecutionManager, symbol: str, stop_price: int, now_ns: int, reason
     m._record("adopt", ts, {
         "signal_id": sid, "symbol": root, "side": int(Side.BUY if long else Side.SELL), "quantity": abs(diff),
         "price": mark, "stop_price": stop_price, "tick_value_cents": encode_tick_value(tick_value_of(spec_for(root))),
-        "day": m._day_of(ts), "reason": reason or "operator adopt"}, [Notification(
-            "position_adopted", Severity.WARNING, f"Position adopted: {root} {'long' if long else 'short'} {abs(diff)}",
-            {"signal_id": sid, "stop": spec_for(root).fmt(stop_price), "price": spec_for(root).fmt(mark),
-             "reason": reason or "operator adopt"}, ts)])
+        "day": m._day_of(ts), "reason": reason or "operator adopt"}, [notices.position_adopted(
+            sid, root, long, abs(diff), mark, stop_price, reason or "operator adopt", ts)])
     b = m.ledger.brackets[sid]
     m.protection.replace(b, "adopted by the operator")
     m.pump()

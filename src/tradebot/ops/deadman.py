@@ -25,12 +25,13 @@ from typing import Any
 
 from tradebot.core.config import Settings
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.core.types import Side
 from tradebot.execution.brokers import BrokerError, LiveBroker, open_live_broker
 from tradebot.execution.model import TERMINAL_LEG, FlattenRequest, LegRole, client_order_id
 from tradebot.ops.heartbeat import heartbeat_age_seconds
-from tradebot.ops.notifications import Notification, Severity
 
+_DEADMAN = NotificationKind.DEADMAN
 log = get_logger("tradebot.deadman")
 NS = 1_000_000_000
 
@@ -162,7 +163,7 @@ async def fire(settings: Settings, reason: str, heartbeat: dict[str, Any] | None
     name = broker_name(settings, heartbeat, broker_override)
     if name is None:
         st.last_result = "no broker configured"
-        return [Notification("deadman", Severity.CRITICAL, "Dead-man's switch cannot act: no broker configured",
+        return [Notification(_DEADMAN, Severity.CRITICAL, "Dead-man's switch cannot act: no broker configured",
                              now_ns, f"{reason}; set TRADING_BROKER (or watchdog --broker) so the watchdog can "
                              "close the position", (("check", "deadman"),))]
     log.warning("dead-man's switch firing", reason=reason, broker=name, attempt=st.attempts)
@@ -193,9 +194,9 @@ async def fire(settings: Settings, reason: str, heartbeat: dict[str, Any] | None
         title = ("Dead-man's switch: daemon down, account flattened" if result.closed or result.cancelled
                  else "Dead-man's switch: daemon down, nothing open at the broker")
         log.warning(title, closed=result.closed, cancelled=len(result.cancelled))
-        return [Notification("deadman", Severity.CRITICAL, title, now_ns, "the daemon's heartbeat went stale; "
+        return [Notification(_DEADMAN, Severity.CRITICAL, title, now_ns, "the daemon's heartbeat went stale; "
                              "restart it and check the journal against the broker", fields)]
     log.error("dead-man's switch failed", detail=result.detail)
-    return [Notification("deadman", Severity.CRITICAL, "Dead-man's switch FAILED: position may still be open",
+    return [Notification(_DEADMAN, Severity.CRITICAL, "Dead-man's switch FAILED: position may still be open",
                          now_ns, f"{result.detail}; retrying every watchdog interval. Close it at the broker now.",
                          fields)]

@@ -13,8 +13,8 @@ from typing import Any
 
 from tradebot.core.calendar import ET, local_ns
 from tradebot.core.display import display_tz, fmt_ts, local
+from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.core.stats import summarize
-from tradebot.ops.notifications import Notification, Severity
 from tradebot.state import queries
 from tradebot.state.store import StateStore
 
@@ -83,7 +83,7 @@ def digest_notification(data: DigestData, day: dt.date, now_ns: int) -> Notifica
     png = _chart(day, trades) if trades else None
     sev = Severity.SUCCESS if net > 0 else Severity.WARNING if net < 0 else Severity.INFO
     # The subject is the digest's key (the day): "already sent?" never reads the title, which is display text.
-    return Notification(queries.DIGEST_KIND, sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
+    return Notification(NotificationKind.DAILY_DIGEST, sev, f"Daily digest {iso}: {_usd(net)}", now_ns,
                         f"day {iso}; {summ.trades} trade(s)", tuple(fields), png, f"digest-{iso}.png",
                         subject=queries.digest_subject(iso))
 

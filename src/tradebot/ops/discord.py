@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tradebot.ops.notifications import Notification, Severity
+from tradebot.core.notifications import Notification, Severity
 
 COLOURS = {Severity.INFO: 0x3498DB, Severity.SUCCESS: 0x2ECC71, Severity.WARNING: 0xF39C12,
            Severity.CRITICAL: 0xE74C3C}
@@ -21,6 +21,11 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def field_text(value: object) -> str:
+    """A field's value as the operator reads it (structured values as Python shows them, as they always were)."""
+    return value if isinstance(value, str) else str(value)
+
+
 def build_embed(n: Notification, footer: str = "tradebot") -> dict[str, Any]:
     """``n.repeats`` (a collapse summary) shows as "(xN)" after the title."""
     title = _cut(n.title + (f" (x{n.repeats})" if n.repeats else ""), TITLE_MAX)
@@ -29,7 +34,7 @@ def build_embed(n: Notification, footer: str = "tradebot") -> dict[str, Any]:
     budget = TOTAL_MAX - len(title) - len(desc) - len(foot)
     fields = []
     for name, value in n.fields[:FIELDS_MAX]:
-        name_c, value_c = _cut(name or "-", NAME_MAX), _cut(value or "-", VALUE_MAX)
+        name_c, value_c = _cut(name or "-", NAME_MAX), _cut(field_text(value) or "-", VALUE_MAX)
         if len(name_c) + len(value_c) > budget:
             break
         budget -= len(name_c) + len(value_c)

@@ -1,4 +1,4 @@
-"""Notification records and the outbox contract.
+"""The outbox contract (the notification type itself is :mod:`tradebot.core.notifications`).
 
 Anything that wants to tell the operator something builds a :class:`Notification` and hands it over without
 waiting: the execution manager writes it to the SQLite outbox in the same transaction as its journal entry
@@ -7,82 +7,19 @@ waiting: the execution manager writes it to the SQLite outbox in the same transa
 
 from __future__ import annotations
 
-import enum
-import json
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-
-class Severity(enum.StrEnum):
-    INFO = "info"
-    SUCCESS = "success"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-# Seed 002's table, plus the watchdog's and the order-flow exit signal.
-EVENT_KINDS = (
-    "system_reboot", "system_start", "system_stop", "high_margin_day", "trade_opened", "trade_closed",
-    "tier_change", "connection_lost", "connection_restored", "loss_limit_hit", "profit_target_hit",
-    "auto_flatten", "daily_digest", "watchdog", "exit_signal", "halted", "resumed", "component_error",
+from tradebot.core.notifications import (
+    COLLAPSIBLE_KINDS,
+    STATE_PAIRS,
+    Notification,
+    NotificationKind,
+    Severity,
 )
 
-COLLAPSIBLE_KINDS = frozenset({"connection_lost", "connection_restored", "component_error", "watchdog",
-                               "notifier", "disk_full"})
-"""Conditions that can repeat many times a minute (a flapping feed, an exception on every tick, a check that
-stays red). Only these collapse, and only with their own *subject* (the same feed, component, check); every
-other kind (trades, limits, halts, tier changes, recovery, digests) is one message per event, in order."""
-
-STATE_PAIRS = {"connection_lost": "connection", "connection_restored": "connection"}
-"""Kinds that are two states of one thing: their collapse summaries go out together, the latest state last, so a
-flapping feed's final message always tells the state it is in now."""
-
-
-@dataclass(frozen=True)
-class Notification:
-    kind: str
-    severity: Severity
-    title: str
-    ts_ns: int
-    description: str = ""
-    fields: tuple[tuple[str, str], ...] = ()
-    attachment: bytes | None = field(default=None, repr=False)
-    attachment_name: str = "chart.png"
-    subject: str = ""
-    """What the condition is about (a feed, a component, a check): repeats collapse on ``kind`` + ``subject``."""
-    repeats: int = 0
-    """A collapse summary: how many occurrences of the condition this one message stands for (0 = one event)."""
-
-    @property
-    def collapsible(self) -> bool:
-        return self.kind in COLLAPSIBLE_KINDS and not self.repeats
-
-    @property
-    def dedupe_key(self) -> str:
-        return f"{self.kind}|{self.subject or self.title}"
-
-    @property
-    def state_group(self) -> str:
-        """Windows with the same group close together (``STATE_PAIRS``); otherwise the key itself."""
-        pair = STATE_PAIRS.get(self.kind)
-        return f"{pair}|{self.subject or self.title}" if pair else self.dedupe_key
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "severity": str(self.severity), "title": self.title,
-                           "ts_ns": self.ts_ns, "description": self.description,
-                           "fields": [list(f) for f in self.fields],
-                           "attachment_name": self.attachment_name if self.attachment else None,
-                           "subject": self.subject, "repeats": self.repeats})
-
-    @classmethod
-    def from_json(cls, text: str, attachment: bytes | None = None) -> Notification:
-        d: dict[str, Any] = json.loads(text)
-        return cls(kind=str(d["kind"]), severity=Severity(d["severity"]), title=str(d["title"]),
-                   ts_ns=int(d["ts_ns"]), description=str(d.get("description", "")),
-                   fields=tuple((str(a), str(b)) for a, b in d.get("fields", [])), attachment=attachment,
-                   attachment_name=str(d.get("attachment_name") or "chart.png"), subject=str(d.get("subject") or ""),
-                   repeats=int(d.get("repeats") or 0))
+__all__ = ["COLLAPSIBLE_KINDS", "STATE_PAIRS", "MemoryOutbox", "Notification", "NotificationKind", "Outbox",
+           "Severity"]
 
 
 class Outbox(Protocol):

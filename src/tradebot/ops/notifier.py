@@ -35,8 +35,9 @@ from typing import Any
 import httpx
 
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification, Severity
 from tradebot.ops.discord import build_payload
-from tradebot.ops.notifications import Notification, Outbox, Severity
+from tradebot.ops.notifications import Outbox
 
 _SEVERITY_LOG = {Severity.INFO: "info", Severity.SUCCESS: "info", Severity.WARNING: "warning",
                  Severity.CRITICAL: "error"}

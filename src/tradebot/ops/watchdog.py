@@ -26,9 +26,10 @@ from tradebot.core.calendar import ET, ExchangeCalendar, calendar_for, local_ns
 from tradebot.core.config import Settings, WatchdogSettings
 from tradebot.core.contracts import spec_for
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.ops import deadman
 from tradebot.ops.heartbeat import HEARTBEAT_FILE, heartbeat_age_seconds, read_heartbeat
-from tradebot.ops.notifications import MemoryOutbox, Notification, Severity
+from tradebot.ops.notifications import MemoryOutbox
 from tradebot.ops.notifier import Notifier
 
 NS = 1_000_000_000
@@ -108,11 +109,11 @@ def evaluate(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar, st: Watc
         last = st.open_problems.get(key)
         if last is None or r.now_ns - last >= cfg.realert_seconds * NS:
             st.open_problems[key] = r.now_ns
-            out.append(Notification("watchdog", sev, title, r.now_ns, detail, (("check", key),)))
+            out.append(Notification(NotificationKind.WATCHDOG, sev, title, r.now_ns, detail, (("check", key),)))
     for key in [k for k in st.open_problems if k not in problems]:
         del st.open_problems[key]
-        out.append(Notification("watchdog", Severity.SUCCESS, f"Recovered: {key.replace('_', ' ')}", r.now_ns,
-                                "the condition cleared", (("check", key),)))
+        out.append(Notification(NotificationKind.WATCHDOG, Severity.SUCCESS, f"Recovered: {key.replace('_', ' ')}",
+                                r.now_ns, "the condition cleared", (("check", key),)))
     out += _daily_report(r, cfg, cal, st)
     st.alerts_sent += len(out)
     return out
@@ -131,7 +132,8 @@ def _daily_report(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar, st:
               ("Max RSS", f"{st.max_rss_mb:.0f} MB"), ("Reconnects", str(st.max_reconnects)),
               ("Rejected records", str(st.max_rejects)), ("Alerts sent", str(st.alerts_sent)),
               ("Open problems", ", ".join(st.open_problems) or "none"))
-    return [Notification("watchdog", Severity.INFO, f"Daily health report {today}", r.now_ns, "", fields)]
+    return [Notification(NotificationKind.WATCHDOG, Severity.INFO, f"Daily health report {today}", r.now_ns, "",
+                         fields)]
 
 
 def describe_checks(r: Readings, cfg: WatchdogSettings, cal: ExchangeCalendar,

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from tradebot.core.config import Settings
 from tradebot.core.contracts import ContractSpec, UnknownContractError, root_of, spec_for
+from tradebot.core.notifications import Severity
 from tradebot.core.types import BookUpdate, Side, Trade
 
 _NS = 1_000_000_000
@@ -57,12 +58,6 @@ class AlertKind(enum.StrEnum):
     LARGE_BUYER = "large_buyer"
     RED_BURST = "red_burst"
     EXIT_SIGNAL = "exit_signal"
-
-
-class Severity(enum.IntEnum):
-    INFO = 1
-    WARNING = 2
-    CRITICAL = 3
 
 
 DetailValue = int | float | str
@@ -377,7 +372,7 @@ class AlertEngine:
             return
         num, den = self._red
         severity = Severity.CRITICAL if lhs * den > num * rhs else Severity.WARNING
-        if ts < st.burst_quiet_until and st.burst_severity is not None and severity <= st.burst_severity:
+        if ts < st.burst_quiet_until and st.burst_severity is not None and severity.rank <= st.burst_severity.rank:
             return
         st.burst_quiet_until = ts + self._burst_cool_ns
         st.burst_severity = severity
