@@ -316,7 +316,7 @@ class Daemon:
             return 2
         return None
 
-    def _broker_note(self, kind: str, sev: Severity, title: str, desc: str) -> None:
+    def _broker_note(self, kind: NotificationKind, sev: Severity, title: str, desc: str) -> None:
         self.notifier_notify(kind, sev, title, desc, subject=self.settings.trading_broker or "broker")
 
     def _component_error_short(self, where: str, exc: Exception) -> None:

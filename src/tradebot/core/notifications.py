@@ -48,6 +48,11 @@ class NotificationKind(enum.StrEnum):
     """The operator (or a recovery mismatch at start-up) halted trading."""
     RESUMED = "resumed"
     JOB_MISSED = "job_missed"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    """Live mode: the broker cannot be reached at start (retried with backoff)."""
+    BROKER_CONNECTED = "broker_connected"
+    BROKER_DISCONNECTED = "broker_disconnected"
+    """Live mode: the broker connection dropped; entries are blocked until it is back."""
     # execution
     TRADE_OPENED = "trade_opened"
     TRADE_CLOSED = "trade_closed"
@@ -69,6 +74,8 @@ class NotificationKind(enum.StrEnum):
     """The operator adopted a position found at the broker (``tradebot adopt``): now managed, with a stop."""
     UNPROTECTED_POSITION = "unprotected_position"
     """A position had no stop at the broker and could not be protected: flattened."""
+    PROPFIRM = "propfirm"
+    """A prop-firm account rule: headroom running low, a breach (halted, flattened), a breach cleared."""
     # ops
     DAILY_DIGEST = "daily_digest"
     WATCHDOG = "watchdog"

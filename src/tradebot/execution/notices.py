@@ -158,6 +158,18 @@ def position_adopted(signal_id: str, symbol: str, long: bool, quantity: int, pri
                  ts_ns)
 
 
+def propfirm_alert(profile: str, key: str, severity: Severity, title: str, fields: dict[str, Any],
+                   ts_ns: int) -> Notification:
+    """A prop-firm account rule's alert (headroom low, or a breach that halts and flattens)."""
+    return _note(K.PROPFIRM, severity, title,
+                 {"profile": profile, "key": key, **fields}, ts_ns)
+
+
+def propfirm_cleared(profile: str, was: str, ts_ns: int) -> Notification:
+    return _note(K.PROPFIRM, Severity.WARNING, "Prop-firm breach cleared by the operator",
+                 {"profile": profile, "was": was}, ts_ns)
+
+
 def malformed_event(problem: str, event: object, ts_ns: int) -> Notification:
     return _note(K.EXECUTION_ANOMALY, Severity.CRITICAL, "Malformed broker event dropped",
                  {"problem": problem, "event": repr(event)[:300]}, ts_ns)

@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tradebot.core.calendar import from_ns, local_ns
+from tradebot.core.notifications import Severity
 
 NS = 1_000_000_000
 FLAT_BY_LEAD_NS = 300 * NS
@@ -278,17 +279,12 @@ def consistency_cap_cents(profile: PropFirmProfile, state: PropFirmState) -> int
 # Alerts
 
 
-class AlertLevel(enum.StrEnum):
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
 @dataclass(frozen=True, slots=True)
 class PropFirmAlert:
     key: str
     """``max_loss:25``, ``daily_loss:breach``, ...: one per day per key."""
     rule: Rule
-    level: AlertLevel
+    level: Severity
     title: str
     fields: dict[str, Any] = field(default_factory=dict)
     halt: bool = False
@@ -357,7 +353,7 @@ def observe(profile: PropFirmProfile, state: PropFirmState, acct: AccountView,
                 sent.add(key)
                 what = ("the firm closes the account at this level" if h.rule == Rule.MAX_LOSS
                         else "no more trading today")
-                alerts.append(PropFirmAlert(key, h.rule, AlertLevel.CRITICAL,
+                alerts.append(PropFirmAlert(key, h.rule, Severity.CRITICAL,
                                             f"{name} reached: flattening, {what}", info, halt=True))
             continue
         due = [s for s in steps if h.left_cents * 100 <= s * h.limit_cents]
@@ -368,7 +364,7 @@ def observe(profile: PropFirmProfile, state: PropFirmState, acct: AccountView,
         if key in sent:
             continue
         sent.update(f"{h.rule.value}:{s}" for s in due)  # a jump past several steps sends one alert
-        level = AlertLevel.CRITICAL if step == min(steps) else AlertLevel.WARNING
+        level = Severity.CRITICAL if step == min(steps) else Severity.WARNING
         alerts.append(PropFirmAlert(key, h.rule, level, f"{name}: {h.left_pct}% headroom left "
                                     f"({_usd(max(0, h.left_cents))} of {_usd(h.limit_cents)})", info))
     cap = consistency_cap_cents(profile, state)
@@ -377,7 +373,7 @@ def observe(profile: PropFirmProfile, state: PropFirmState, acct: AccountView,
         key = "consistency:cap"
         if key not in sent:
             sent.add(key)
-            alerts.append(PropFirmAlert(key, Rule.CONSISTENCY, AlertLevel.WARNING,
+            alerts.append(PropFirmAlert(key, Rule.CONSISTENCY, Severity.WARNING,
                                         f"Consistency rule: today's profit reached {_usd(cap)}, no new entries today",
                                         {"rule": "consistency", "day_pnl": _usd(acct.day_pnl_cents), "cap": _usd(cap),
                                          "pct": profile.consistency_pct}, halt=False))

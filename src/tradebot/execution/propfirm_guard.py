@@ -24,12 +24,13 @@ from tradebot.core.calendar import CT, ET, UTC, ExchangeCalendar
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification
+from tradebot.execution import notices
 from tradebot.execution.gate import Candidate, GateView, RiskGate
 from tradebot.execution.ledger import Effect, Ledger
-from tradebot.execution.model import HaltKind, Notification, Severity, TradingState
+from tradebot.execution.model import HaltKind, TradingState
 from tradebot.execution.propfirm import (
     AccountView,
-    AlertLevel,
     EntryOrder,
     PropFirmAlert,
     PropFirmProfile,
@@ -184,9 +185,8 @@ class PropFirmGuard:
         """The operator resumed trading: a recorded breach no longer blocks entries (their call, journaled)."""
         st = self.state
         if st.breached or st.day_breached:
-            self._journal(dataclasses.replace(st, breached="", day_breached=""), "cleared", ts_ns, [Notification(
-                "propfirm", Severity.WARNING, "Prop-firm breach cleared by the operator",
-                {"profile": self.profile.name, "was": st.breached or st.day_breached}, ts_ns)])
+            note = notices.propfirm_cleared(self.profile.name, st.breached or st.day_breached, ts_ns)
+            self._journal(dataclasses.replace(st, breached="", day_breached=""), "cleared", ts_ns, [note])
 
     def check(self, view: GateView, c: Candidate) -> str:
         """The risk gate's rule: the account's limits, contracts, flat-by time and the stop-out's cost."""
@@ -220,8 +220,7 @@ class PropFirmGuard:
         return out
 
     def _note(self, a: PropFirmAlert, ts_ns: int) -> Notification:
-        sev = Severity.CRITICAL if a.level == AlertLevel.CRITICAL else Severity.WARNING
-        return Notification("propfirm", sev, a.title, {"profile": self.profile.name, "key": a.key, **a.fields}, ts_ns)
+        return notices.propfirm_alert(self.profile.name, a.key, a.level, a.title, a.fields, ts_ns)
 
 
 def describe(summary_: dict[str, Any]) -> list[str]:

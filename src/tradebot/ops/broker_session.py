@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tradebot.core.config import ConfigError, Settings
+from tradebot.core.notifications import NotificationKind, Severity
 from tradebot.execution.brokers import (
     AlertingBroker,
     BrokerAuthError,
@@ -32,13 +33,12 @@ from tradebot.execution.brokers import (
     open_live_broker,
 )
 from tradebot.execution.reconcile import Reconciler
-from tradebot.ops.notifications import Severity
 
 if TYPE_CHECKING:
     from tradebot.execution.manager import ExecutionManager
 
 NS = 1_000_000_000
-Notify = Callable[[str, Severity, str, str], None]
+Notify = Callable[[NotificationKind, Severity, str, str], None]
 
 
 class LiveStartError(Exception):
@@ -93,14 +93,14 @@ class BrokerSession:
                                  retry_in_s=wait)
                 if failed_since is None:
                     failed_since = time.monotonic()
-                    self.notify("broker_unavailable", Severity.WARNING, f"Cannot reach {self.name}",
+                    self.notify(NotificationKind.BROKER_UNAVAILABLE, Severity.WARNING, f"Cannot reach {self.name}",
                                 f"{exc}; retrying with backoff (no orders until connected)")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
                 wait = min(wait * 2, cap)
                 continue
             if failed_since is not None:
-                self.notify("broker_connected", Severity.SUCCESS, f"{self.name} connected",
+                self.notify(NotificationKind.BROKER_CONNECTED, Severity.SUCCESS, f"{self.name} connected",
                             f"after {time.monotonic() - failed_since:.0f} s and {self.connect_attempts} attempts")
             self.log.info("broker connected", broker=self.name, attempts=self.connect_attempts)
             return True
@@ -190,12 +190,12 @@ class BrokerSession:
         if not up:
             m.entry_block = f"{self.name} connection lost"
             self.log.warning("broker connection lost", broker=self.name)
-            self.notify("broker_disconnected", Severity.WARNING, f"{self.name} connection lost",
+            self.notify(NotificationKind.BROKER_DISCONNECTED, Severity.WARNING, f"{self.name} connection lost",
                         "no new entries until it is back; working stops and targets stay at the broker")
             return
         m.entry_block = ""
         self.log.info("broker connection restored", broker=self.name)
-        self.notify("broker_connected", Severity.SUCCESS, f"{self.name} connection restored",
+        self.notify(NotificationKind.BROKER_CONNECTED, Severity.SUCCESS, f"{self.name} connection restored",
                     "reconciling with the broker now")
         if self.reconciler is not None:
             self.reconciler.check(self.market_now())
