@@ -53,6 +53,8 @@ class NotificationKind(enum.StrEnum):
     BROKER_CONNECTED = "broker_connected"
     BROKER_DISCONNECTED = "broker_disconnected"
     """Live mode: the broker connection dropped; entries are blocked until it is back."""
+    BROKER_ALERT = "broker_alert"
+    """An adapter's own alert (Rithmic: forced logout, fail-closed halt, fills recovered after an outage)."""
     # execution
     TRADE_OPENED = "trade_opened"
     TRADE_CLOSED = "trade_closed"

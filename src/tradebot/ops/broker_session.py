@@ -179,8 +179,7 @@ class BrokerSession:
         """An adapter's own alerts (Rithmic: forced logout, fail-closed halt, fills recovered) as notifications."""
         if isinstance(self.broker, AlertingBroker):
             for a in self.broker.poll_alerts():
-                sev = Severity(a.severity) if a.severity in Severity.__members__.values() else Severity.WARNING
-                self.notify("broker_alert", sev, a.title, a.detail)
+                self.notify(NotificationKind.BROKER_ALERT, a.severity, a.title, a.detail)
 
     def _connection_edge(self, m: ExecutionManager) -> None:
         up = self.broker.connected

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tradebot.core.notifications import Severity
 from tradebot.execution.broker import Broker
 from tradebot.execution.model import Fill, StopRequest
 
@@ -71,8 +72,7 @@ class BrokerAlert:
     """Something about the broker connection the operator must hear (a forced logout, a fail-closed halt, fills
     recovered after an outage); the daemon's broker session turns each into a notification."""
 
-    severity: str
-    """``info``, ``warning`` or ``critical``."""
+    severity: Severity
     title: str
     detail: str
     ts_ns: int

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.core.contracts import UnknownContractError, root_of, spec_for
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Severity
 from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
 from tradebot.execution.brokers import (
     BrokerAlert,
@@ -958,7 +959,7 @@ class RithmicBroker:
                 self.state = "connected"
 
     def _alert(self, severity: str, title: str, detail: str) -> None:
-        self._alerts.append(BrokerAlert(severity, title, detail, self.now()))
+        self._alerts.append(BrokerAlert(Severity(severity), title, detail, self.now()))
         (log.error if severity == "critical" else log.warning)("rithmic alert", title=title, detail=detail[:300])
         self._wakeup()
 
