@@ -516,3 +516,37 @@ async def test_same_fills_as_the_paper_broker_on_a_real_day(server: ProjectXStan
 
     assert n >= 10 and len(paper_fills) >= n and any(f.client_order_id.endswith(("-S", "-T")) for f in paper_fills)
     assert [key(f) for f in h.of(Fill)] == [key(f) for f in paper_fills]
+
+
+async def test_login_http_401_is_fatal(server: ProjectXStandIn) -> None:
+    server.faults.http_status["/api/Auth/loginKey"] = [401]
+    broker = make_broker(server)
+    with pytest.raises(BrokerAuthError, match="HTTP 401"):
+        await broker.connect()
+    await broker.close()
+
+
+async def test_placement_refused_with_429_is_never_resent(h: Harness) -> None:
+    """429 on /api/Order/place: nothing was executed; the adapter does not retry it (a placement in doubt is
+    searched for, never re-sent) and the manager's status query learns the broker does not know it."""
+    h.server.faults.http_status["/api/Order/place"] = [429]
+    h.broker.submit_bracket(bracket())
+    await until(lambda: h.broker.stats["lost_ack"] == 1)
+    h.broker.request_status("sig1-E")
+    await until(lambda: h.poll() or h.of(StatusReport))
+    assert h.of(StatusReport)[0].state is None
+    assert not h.server.orders and not h.of(Ack)
+    assert len([p for p, _ in h.server.requests if p == "/api/Order/place"]) == 1
+
+
+async def test_session_token_is_renewed_before_expiry(server: ProjectXStandIn) -> None:
+    client = ProjectXClient(server.url, server.username, server.api_key, token_refresh_seconds=0.05)
+    try:
+        first = await client.token()
+        await asyncio.sleep(0.1)
+        second = await client.token()
+        assert second != first and client.stats["refreshes"] == 1 and client.stats["logins"] == 1
+        assert any(p == "/api/Auth/validate" for p, _ in server.requests)
+        assert await client.accounts()
+    finally:
+        await client.aclose()
