@@ -252,8 +252,12 @@ class RithmicSession:
 
     # -- requests (every one bounded by the request timeout; errors become our two exceptions) ----------
 
-    async def _call(self, what: str, coro: Awaitable[Any]) -> Any:
+    async def _call(self, what: str, coro: Awaitable[Any], limit: float | None = None) -> Any:
+        """``limit`` bounds the whole call: the library holds a send on a dead socket until it has reconnected
+        (up to 60 s) and then sends it; an entry must rather not go out at all than go out that late."""
         try:
+            if limit is not None:
+                return await asyncio.wait_for(coro, limit)
             return await coro
         except TimeoutError:
             raise RithmicDownError(f"{what}: no answer within {self.cfg.request_timeout_s:g} s") from None
@@ -273,7 +277,10 @@ class RithmicSession:
     async def submit(self, *, user_tag: str, symbol: str, exchange: str, qty: int, buy: bool, price_type: str,
                      account_id: str, price: float | None = None, trigger_price: float | None = None,
                      stop_ticks: int | None = None, target_ticks: int | None = None) -> list[Message]:
-        """A new order (312) or, with stop/target ticks, a bracket (330); ``user_tag`` carries our order id."""
+        """A new order (312) or, with stop/target ticks, a bracket (330); ``user_tag`` carries our order id.
+
+        A bracket (an entry) is bounded by the request timeout as a whole: never sent late after a reconnect.
+        Exits and stops are not: late is better than never for them."""
         from async_rithmic import OrderType, TransactionType
 
         kw: dict[str, Any] = {"account_id": account_id}
@@ -287,7 +294,9 @@ class RithmicSession:
             kw["target_ticks"] = target_ticks
         otype = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP_MARKET}[price_type]
         side = TransactionType.BUY if buy else TransactionType.SELL
-        out = await self._call("order", self.client.submit_order(user_tag, symbol, exchange, qty, side, otype, **kw))
+        limit = self.cfg.request_timeout_s + 1.0 if stop_ticks is not None else None
+        out = await self._call("order", self.client.submit_order(user_tag, symbol, exchange, qty, side, otype, **kw),
+                               limit)
         return list(out or [])
 
     async def cancel(self, basket_id: str, account_id: str) -> list[Message]:

@@ -373,8 +373,12 @@ async def test_no_connection_for_too_long_fails_closed(srv: RithmicStandIn, brok
     srv._server.close()  # the gateway is gone: connections closed, nothing accepted
     await until(lambda: not broker.connected)
     assert broker.state == "reconnecting"
+    broker.submit_bracket(market_bracket(srv, "early"))  # refused at once: never queued to go out late
+    await until(lambda: ev.of(Reject, "early-E"))
+    assert "no new entries" in ev.of(Reject, "early-E")[0].reason  # type: ignore[union-attr]
     await until(lambda: broker.state == "failed", within=10)  # fail_after_s=3 in the fixture
     alerts = broker.poll_alerts()
     assert any(a.severity == "critical" and "no connection to Rithmic" in a.detail for a in alerts)
     broker.submit_bracket(market_bracket(srv, "late"))
     await until(lambda: ev.of(Reject, "late-E"))
+    assert not srv.orders_seen

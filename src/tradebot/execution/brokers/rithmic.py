@@ -328,6 +328,10 @@ class RithmicBroker:
         if self.state == "failed":
             self._emit(Reject(req.entry_id, req.ts_ns, f"rithmic connection failed (fail closed): {self.failure}"))
             return
+        if self.state != "connected":
+            self.stats["entries_refused_disconnected"] += 1
+            self._emit(Reject(req.entry_id, req.ts_ns, f"rithmic {self.state}: no new entries until the link is back"))
+            return
         self._pending[req.entry_id] = self.now()
         # Not under the signal's lock: a cancel or flatten must not wait for this answer (it finds the order by
         # its notifications, or by its tag, on its own).
