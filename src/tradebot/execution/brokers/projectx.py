@@ -209,7 +209,6 @@ class ProjectXBroker:
         self._running_job = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_in = False
-        self._session_start_ns = 0
         self.hub = HubConnection(user_hub_url, self.client.token, self._on_hub_event, name="user",
                                  on_connected=self._on_hub_connected, on_disconnected=self._on_hub_disconnected,
                                  ping_seconds=ping_seconds, server_timeout_seconds=server_timeout_seconds,
@@ -251,7 +250,6 @@ class ProjectXBroker:
         return int(self.account["id"])
 
     async def connect(self) -> None:
-        self._session_start_ns = self.now() - SESSION_LOOKBACK_NS
         try:
             await self.client.token(force=True)
             self._logged_in = True
@@ -706,7 +704,7 @@ class ProjectXBroker:
             if o.get("customTag") == coid:
                 self._apply_order(o)
                 return o
-        for o in await self.client.orders(acct, self._session_start_ns):
+        for o in await self.client.orders(acct, self._lookback()):
             if o.get("customTag") == coid:
                 self._apply_order(o)
                 await self._fetch_trades()
@@ -908,7 +906,7 @@ class ProjectXBroker:
     async def _resync(self) -> None:
         """Everything the push stream may have missed: orders (open and the session's), trades, positions."""
         acct = self.account_id
-        for o in await self.client.orders(acct, self._session_start_ns):
+        for o in await self.client.orders(acct, self._lookback()):
             self._apply_order(o)
         for o in await self.client.open_orders(acct):
             self._apply_order(o)
@@ -923,9 +921,14 @@ class ProjectXBroker:
             self._enqueue(lambda b=b: self._sync_children(b))  # type: ignore[misc]
 
     async def _fetch_trades(self) -> None:
-        for t in sorted(await self.client.trades(self.account_id, self._session_start_ns),
+        for t in sorted(await self.client.trades(self.account_id, self._lookback()),
                         key=lambda t: (parse_ts(t.get("creationTimestamp")) or 0, _int(t.get("id")) or 0)):
             self._apply_trade(t)
+
+    def _lookback(self) -> int:
+        """Start of the searches for the session's orders and trades: a rolling window (a daemon that runs for
+        weeks does not re-read weeks of history on every reconnect)."""
+        return self.now() - SESSION_LOOKBACK_NS
 
     def _map(self, leg: _Leg, oid: int) -> None:
         if leg.order_id is None:
