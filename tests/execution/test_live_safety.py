@@ -5,6 +5,7 @@ Each test ends with the account flat or protected and the journal equal to the b
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from support.exec_helpers import T0, S, System, book, intent, settings, trade
@@ -51,14 +52,17 @@ def test_live_broker_is_recognised_and_recovery_is_clean(tmp_path: Path) -> None
 
 def test_lost_ack_is_resolved_by_a_status_query_never_a_resend(tmp_path: Path) -> None:
     broker = ScriptedLiveBroker()
-    s = live_system(tmp_path / "a.db", broker, submit_timeout_seconds=1)
+    s = live_system(tmp_path / "a.db", broker, submit_timeout_seconds=0.2)
     s.manager.on_market_event(book(0.5, 999, 1000))
     it = intent(1, stop=990, target=1010, entry_type=EntryType.LIMIT, entry=995)
     sid, entry_id = it.signal_id, client_order_id(it.signal_id, LegRole.ENTRY)
     broker.lose_acks.add(entry_id)
     s.manager.on_intent(it)
     assert s.manager.ledger.brackets[sid].state == BracketState.PENDING
-    s.manager.on_market_event(book(2.5, 999, 1000))  # past the timeout: UNKNOWN, then asked
+    s.manager.on_market_event(book(5, 999, 1000))  # live: the timeout is on the wall clock, not the market's
+    assert s.manager.ledger.brackets[sid].state == BracketState.PENDING and not broker.kinds("status")
+    time.sleep(0.25)
+    s.manager.on_market_event(book(5.5, 999, 1000))  # past the timeout: UNKNOWN, then asked
     assert broker.kinds("status") == [entry_id]
     assert s.manager.ledger.brackets[sid].state == BracketState.WORKING  # the answer: working at the broker
     s.manager.on_market_event(trade(3, 994, side=Side.SELL))

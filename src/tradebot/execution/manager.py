@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,7 +53,7 @@ from tradebot.execution.model import (
     client_order_id,
 )
 from tradebot.execution.propfirm_guard import PropFirmGuard
-from tradebot.execution.protection import Protection, StateEventGuard
+from tradebot.execution.protection import Protection, StateEventGuard, WallTimers
 from tradebot.execution.reconcile import RecoveryReport
 from tradebot.execution.risk import (
     MICRO_OF,
@@ -134,6 +135,7 @@ class ExecutionManager:
         live = reconcile.live_broker(self)
         self.protection = Protection(self, self.ex.protect_seconds, active=live)
         self._event_guard = StateEventGuard(self.ex.fill_dedupe_size, active=live)
+        self._timers = WallTimers(self.ex.submit_timeout_seconds, active=live)
         self.entry_block = ""
         """Why new entries are refused for now without a journaled halt (live: broker disconnected)."""
 
@@ -224,6 +226,7 @@ class ExecutionManager:
             self.stats["intent_rejected"] += 1
             return Verdict(intent.signal_id, False, reason, symbol, qty)
         self.stats["intent_taken"] += 1
+        self._timers.start(intent.signal_id)
         self._send("submit_bracket", BracketRequest(
             intent.signal_id, symbol, intent.side, qty, OrderType(intent.entry_type.value), intent.entry_price,
             intent.stop_price, intent.target_price, intent.ts_ns, int(payload["armed_ns"])))
@@ -387,12 +390,14 @@ class ExecutionManager:
 
     def check_timeouts(self, now_ns: int) -> None:
         """Brackets without a broker answer become UNKNOWN and are queried (never re-sent)."""
+        wall = time.monotonic_ns() if self._timers.active else None  # live: the broker's real time
         for b in self._pending_brackets():
-            if b.state == BracketState.PENDING and now_ns - b.submitted_ns >= self._timeout_ns:
+            if b.state == BracketState.PENDING and (now_ns - b.submitted_ns >= self._timeout_ns if wall is None
+                                                    else self._timers.due(b.signal_id, wall)):
                 effects = self._record("submit_timeout", now_ns, {"signal_id": b.signal_id})
                 self._act(effects, now_ns)
         for coid, asked in list(self._status_asked.items()):
-            if now_ns - asked >= self._timeout_ns:
+            if now_ns - asked >= self._timeout_ns if wall is None else self._timers.due("?" + coid, wall):
                 self._ask_status(coid, now_ns)  # still no answer: ask again (a query is safe to repeat)
         self.pump()
 
@@ -649,6 +654,7 @@ class ExecutionManager:
 
     def _ask_status(self, coid: str, now_ns: int) -> None:
         self._status_asked[coid] = now_ns
+        self._timers.start("?" + coid)
         self._record("status_request", now_ns, {"client_order_id": coid})
         self._send("request_status", coid)
 

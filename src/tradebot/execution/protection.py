@@ -19,6 +19,7 @@ broker's time order: an exact repeat, or one older than the last applied for tha
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -155,6 +156,24 @@ class Protection:
                     and leg.state != LegState.HELD:
                 m._record("cancel_request", m.clock.now, {"client_order_id": leg.client_order_id, "reason": "flat"})
                 m._send("cancel", leg.client_order_id)
+
+
+class WallTimers:
+    """Live: submit and status timeouts on the wall clock. The broker answers in real time, whatever the market
+    data's clock does (a replayed day races ahead of it; a quiet live market stands still)."""
+
+    def __init__(self, timeout_seconds: float, *, active: bool) -> None:
+        self.active = active
+        self.timeout_ns = int(timeout_seconds * 1e9)
+        self.since: dict[str, int] = {}
+
+    def start(self, key: str) -> None:
+        if self.active:
+            self.since[key] = time.monotonic_ns()
+
+    def due(self, key: str, wall_ns: int) -> bool:
+        """``key`` has waited the timeout (its clock starts at the first question when it was never started)."""
+        return wall_ns - self.since.setdefault(key, wall_ns) >= self.timeout_ns
 
 
 class StateEventGuard:
