@@ -304,7 +304,7 @@ class Daemon:
 
         try:
             self.broker_session = BrokerSession.open(self.settings, self.settings.trading_broker,
-                                                     self._broker_note, self.log)
+                                                     self._broker_note, self.log, self.symbols)
             if not await self.broker_session.connect(self.stop_event):
                 await self.broker_session.close()
                 return 0  # stopped while waiting for the broker

@@ -62,9 +62,17 @@ class BrokerSession:
         self.pumps = 0
 
     @classmethod
-    def open(cls, settings: Settings, name: str | None, notify: Notify, log: Any) -> BrokerSession:
+    def open(cls, settings: Settings, name: str | None, notify: Notify, log: Any,
+             symbols: list[str] | None = None) -> BrokerSession:
+        """``symbols``: the daemon's roots; the adapter resolves them and their micro/mini twins (the tier may trade
+        MES on an ES signal), so orders and positions of those contracts are recognised as ours after a restart."""
         if not name:
             raise LiveStartError("live mode needs a broker: --broker projectx|rithmic (or TRADING_BROKER)")
+        if symbols:
+            from tradebot.execution.risk import MICRO_OF, MINI_OF
+
+            roots = list(dict.fromkeys(r for s in symbols for r in (s, MICRO_OF.get(s), MINI_OF.get(s)) if r))
+            settings = settings.model_copy(update={"symbols": ",".join(roots)})
         try:
             broker = open_live_broker(settings, name)
         except ImportError as exc:
