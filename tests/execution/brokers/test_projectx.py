@@ -550,3 +550,20 @@ async def test_session_token_is_renewed_before_expiry(server: ProjectXStandIn) -
         assert await client.accounts()
     finally:
         await client.aclose()
+
+
+async def test_user_hub_refused_after_a_drop_gets_a_fresh_token(h: Harness) -> None:
+    """The session expired while the socket was down: the hub refuses the old token (401), the adapter logs in
+    again and re-subscribes, and the REST resync brings what happened meanwhile."""
+    h.broker.submit_bracket(bracket())
+    await h.settle()
+    h.server.expire_tokens()
+    h.server.faults.refuse_hub = 1
+    await h.server.disconnect_all("user")
+    await h.market(book(T0 + 1 * S))  # fills while the adapter is reconnecting
+    await until(lambda: h.broker.stats["reconnects"] >= 1 and h.broker.connected, within=10)
+    await h.settle()
+    assert h.broker.hub.stats["unauthorized"] >= 1 and h.broker.client.stats["logins"] >= 2
+    assert [f.client_order_id for f in h.of(Fill)] == ["sig1-E"]
+    assert {o["customTag"] for o in h.server.open_orders()} == {"sig1-S", "sig1-T"}
+    h.assert_view_equals_server()
