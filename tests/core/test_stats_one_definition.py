@@ -17,11 +17,13 @@ from pathlib import Path
 from support.exec_helpers import System, intent, settings, trade
 from tradebot.backtest.stats import compute_stats as backtest_stats
 from tradebot.core.contracts import spec_for
-from tradebot.core.stats import outcome, profit_factor, summarize
+from tradebot.core.stats import json_ratio, outcome, profit_factor, summarize
 from tradebot.core.types import Side
+from tradebot.execution.ledger import DailyStats
 from tradebot.execution.trades import TradeRecord
 from tradebot.ops.digest import digest_data, digest_notification
 from tradebot.state.store import StateStore, default_db_path
+from tradebot.web.db import ReadOnlyDB
 
 NETS = [10870, -10380, -15380, 49620]
 """Hand check: ES 1 lot, $12.50 a tick, $3.80 round-trip costs: +9 ticks, -8, -12, +40."""
@@ -78,6 +80,16 @@ def test_stats_digest_and_backtest_agree_on_a_winning_day_with_a_drawdown(tmp_pa
     assert fields["Max drawdown"] == "-$257.60" and fields["Wins / losses / scratches"] == "2 / 2 / 0"
     assert fields["Profit factor"] == "2.35" and fields["Trades"] == "4"
 
+    # The daily_stats projection and the dashboard's statistics count the same way (not fill by fill).
+    (daily,) = store_rows(db, "SELECT * FROM daily_stats")
+    assert (daily["wins"], daily["losses"], daily["net_cents"]) == (2, 2, sum(NETS))
+    assert (daily["peak_net_cents"], daily["max_drawdown_cents"]) == (sum(NETS), 25760)
+    web = ReadOnlyDB(db, "paper").statistics(30)
+    assert (web["trades"], web["wins"], web["losses"], web["scratches"]) == (4, 2, 2, 0)
+    assert (web["max_drawdown_cents"], web["gross_loss_cents"]) == (25760, -(10380 + 15380))
+    assert round(float(web["profit_factor"]), 2) == st["profit_factor"]
+    assert web["daily"][0]["max_drawdown_cents"] == 25760
+
     tick = spec_for("ES").tick_value_cents
     recs = [TradeRecord.make(trade_id=r["signal_id"], symbol="ES", side=1, quantity=1, entry_ns=r["opened_ns"],
                              exit_ns=r["closed_ns"], entry_price=0, exit_price=r["realized_cents"] // tick,
@@ -86,6 +98,28 @@ def test_stats_digest_and_backtest_agree_on_a_winning_day_with_a_drawdown(tmp_pa
     assert [t.net_pnl_cents for t in recs] == NETS
     assert (bt.wins, bt.losses, bt.scratches, bt.max_drawdown_cents) == (2, 2, 0, 25760)
     assert bt.profit_factor is not None and round(bt.profit_factor, 2) == st["profit_factor"]
+
+
+def test_a_days_drawdown_is_trade_by_trade_not_fill_by_fill() -> None:
+    """An entry's commission is paid at the fill, but the trade is one closed result: a day of one winning trade
+    has no drawdown (the old fill-by-fill figure read the entry commission as one)."""
+    day = DailyStats("2025-03-10")
+    day.commission_cents += 190  # the entry fill
+    day.realized_cents += 11250
+    day.commission_cents += 190  # the exit fill
+    day.closed(day.net_cents)
+    assert (day.max_drawdown_cents, day.peak_net_cents, day.wins) == (0, 10870, 1)
+    for net in (-10380, -15380, 49620):
+        day.closed(net)
+    assert day.max_drawdown_cents == summarize(NETS).max_drawdown_cents == 25760
+
+
+def store_rows(db: Path, sql: str) -> list[dict[str, object]]:
+    store = StateStore.open(db, readonly=True)
+    try:
+        return [dict(r) for r in store.query(sql)]
+    finally:
+        store.close()
 
 
 def test_scratches_and_undefined_profit_factor() -> None:
@@ -97,6 +131,7 @@ def test_scratches_and_undefined_profit_factor() -> None:
     assert [outcome(v) for v in (1, 0, -1)] == ["win", "scratch", "loss"]
     assert profit_factor(0, 0) is None and profit_factor(100, 0) == math.inf
     assert summarize([0, 0]).profit_factor is None and summarize([]).win_rate is None
+    assert json_ratio(math.inf) == "inf" and json_ratio(None) is None and json_ratio(2.3456) == 2.35
 
 
 def test_one_labelled_display_zone_for_every_command(tmp_path: Path) -> None:

@@ -205,7 +205,7 @@ async def test_trades_positions_and_statistics_match_the_database(client: httpx.
 
     stats = (await client.get("/api/statistics", headers=BEARER)).json()
     assert stats["trades"] == len(closed) and stats["net_cents"] == sum(n for _, n in closed)
-    assert stats["wins"] + stats["losses"] == stats["trades"]
+    assert stats["wins"] + stats["losses"] + stats["scratches"] == stats["trades"]
     assert stats["equity"][-1][1] == stats["net_cents"] and len(stats["equity"]) == len(closed)
     assert stats["daily"] and stats["daily"][-1]["net_cents"] == sum(d["net_cents"] for d in stats["daily"][-1:])
     for bad in ({"days": 0}, {"days": -1}, {"days": "x"}):

@@ -103,6 +103,13 @@ def sortino_ratio(returns: Sequence[float]) -> float | None:
     return mean / downside * math.sqrt(TRADING_DAYS_PER_YEAR)
 
 
+def json_ratio(x: float | None, digits: int = 2) -> float | str | None:
+    """A ratio for a JSON document: JSON has no infinity, so a profit factor with no losing trade is ``"inf"``."""
+    if x is None:
+        return None
+    return "inf" if math.isinf(x) else round(x, digits)
+
+
 @dataclass(frozen=True, slots=True)
 class TradeSummary:
     trades: int

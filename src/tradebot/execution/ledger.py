@@ -147,15 +147,26 @@ class DailyStats:
     gross_loss_cents: int = 0
     peak_net_cents: int = 0
     max_drawdown_cents: int = 0
+    closed_net_cents: int = 0
+    """The day's closed trades' net so far: the equity curve whose peak and drawdown are kept (core/stats.py's
+    max drawdown, trade by trade; not fill by fill, where an entry's commission would read as a drawdown)."""
 
     @property
     def net_cents(self) -> int:
         return self.realized_cents - self.commission_cents
 
-    def touch(self) -> None:
-        net = self.net_cents
-        self.peak_net_cents = max(self.peak_net_cents, net)
-        self.max_drawdown_cents = max(self.max_drawdown_cents, self.peak_net_cents - net)
+    def closed(self, net: int) -> None:
+        """A trade closed with ``net`` cents: count it by core/stats.py's definitions (a scratch is neither)."""
+        self.trades += 1
+        if net > 0:
+            self.wins += 1
+            self.gross_profit_cents += net
+        elif net < 0:
+            self.losses += 1
+            self.gross_loss_cents += -net
+        self.closed_net_cents += net
+        self.peak_net_cents = max(self.peak_net_cents, self.closed_net_cents)
+        self.max_drawdown_cents = max(self.max_drawdown_cents, self.peak_net_cents - self.closed_net_cents)
 
     def row(self) -> dict[str, Any]:
         return {"trading_day": self.trading_day, "realized_cents": self.realized_cents,
@@ -343,15 +354,7 @@ class Ledger:
         b.exit_reason = reason or b.pending_exit_reason or "closed"
         b.trading_day = day
         if day is not None:
-            stats = self.daily.setdefault(day, DailyStats(day))
-            stats.trades += 1
-            net = b.net_cents
-            if net > 0:  # win / loss / scratch as core/stats.py defines them: a scratch (net 0) is neither
-                stats.wins += 1
-                stats.gross_profit_cents += net
-            elif net < 0:
-                stats.losses += 1
-                stats.gross_loss_cents += -net
+            self.daily.setdefault(day, DailyStats(day)).closed(b.net_cents)
             self._mark("daily_stats", day)
         self._mark("brackets", b.signal_id)
         effects.append(Effect("closed", b.signal_id, b.exit_reason))
@@ -531,7 +534,6 @@ class Ledger:
         stats = self.daily.setdefault(day, DailyStats(day))
         stats.realized_cents += realized
         stats.commission_cents += comm
-        stats.touch()
         self.total_net_cents += realized - comm
         self._mark("daily_stats", day)
         self.fills[fid] = {"fill_id": fid, "client_order_id": coid, "signal_id": leg.signal_id if leg else "",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, decode_tick_value, money_cents
 from tradebot.core.display import fmt_ts
 from tradebot.core.instruments import spec_or_register
-from tradebot.core.stats import equity_curve, max_drawdown, summarize
+from tradebot.core.stats import equity_curve, json_ratio, max_drawdown, summarize
 from tradebot.execution.risk import fmt_cents, usd_to_cents
 from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore, default_db_path
@@ -381,13 +380,6 @@ def signals_command(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _ratio(x: float | None) -> float | str | None:
-    """JSON has no infinity: a profit factor with no losing trade is the string ``"inf"``."""
-    if x is None:
-        return None
-    return "inf" if math.isinf(x) else round(x, 2)
-
-
 def compute_stats(store: StateStore) -> dict[str, Any]:
     """Statistics over every recorded day, by the definitions of :mod:`tradebot.core.stats` (shared with the digest
     and backtests): trade figures from the closed trades in closing order, daily ones from ``daily_stats``."""
@@ -403,7 +395,7 @@ def compute_stats(store: StateStore) -> dict[str, Any]:
         ps = summarize(pn)
         by_pattern[name] = {"trades": ps.trades, "wins": ps.wins, "losses": ps.losses, "scratches": ps.scratches,
                             "net_cents": ps.net_cents, "win_rate": round(ps.win_rate or 0.0, 4),
-                            "profit_factor": _ratio(ps.profit_factor)}
+                            "profit_factor": json_ratio(ps.profit_factor)}
     day_nets = [int(d["net_cents"]) for d in days]
     net = sum(day_nets)
     return {
@@ -412,7 +404,7 @@ def compute_stats(store: StateStore) -> dict[str, Any]:
         "scratches": s.scratches, "win_rate": round(s.win_rate, 4) if s.win_rate is not None else None,
         "net_cents": net, "commission_cents": sum(int(d["commission_cents"]) for d in days),
         "gross_profit_cents": s.gross_profit_cents, "gross_loss_cents": s.gross_loss_cents,
-        "profit_factor": _ratio(s.profit_factor),
+        "profit_factor": json_ratio(s.profit_factor),
         "expectancy_cents": round(s.expectancy_cents) if s.expectancy_cents is not None else None,
         "avg_daily_cents": net // len(days) if days else 0,
         "best_day_cents": max(day_nets, default=0), "worst_day_cents": min(day_nets, default=0),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.stats import equity_curve, json_ratio, summarize
 from tradebot.state import queries
 from tradebot.state.store import StateError, StateStore
 
@@ -148,22 +149,16 @@ class ReadOnlyDB:
     def statistics(self, days: int) -> dict[str, Any]:
         daily = queries.recent_daily_stats(self, days)
         trades = queries.filled_closed_nets(self)
-        equity, run, peak, max_dd = [], 0, 0, 0
-        for t in trades:
-            run += int(t["net"])
-            peak = max(peak, run)
-            max_dd = max(max_dd, peak - run)
-            equity.append([int(t["closed_ns"]), run])
-        wins = [int(t["net"]) for t in trades if int(t["net"]) > 0]
-        losses = [int(t["net"]) for t in trades if int(t["net"]) <= 0]
-        gross_loss = -sum(losses)
+        nets = [int(t["net"]) for t in trades]
+        s = summarize(nets)  # the definitions `tradebot stats`, the digest and backtests use (core/stats.py)
+        equity = [[int(t["closed_ns"]), v] for t, v in zip(trades, equity_curve(nets)[1:], strict=True)]
         return {
-            "trades": len(trades), "wins": len(wins), "losses": len(losses),
-            "win_rate": round(len(wins) / len(trades), 4) if trades else None,
-            "net_cents": run, "gross_profit_cents": sum(wins), "gross_loss_cents": gross_loss,
-            "profit_factor": round(sum(wins) / gross_loss, 4) if gross_loss else None,
-            "avg_trade_cents": round(run / len(trades)) if trades else None, "max_drawdown_cents": max_dd,
-            "daily": daily, "equity": equity[-2000:],
+            "trades": s.trades, "wins": s.wins, "losses": s.losses, "scratches": s.scratches,
+            "win_rate": round(s.win_rate, 4) if s.win_rate is not None else None,
+            "net_cents": s.net_cents, "gross_profit_cents": s.gross_profit_cents,
+            "gross_loss_cents": s.gross_loss_cents, "profit_factor": json_ratio(s.profit_factor, 4),
+            "avg_trade_cents": round(s.expectancy_cents) if s.expectancy_cents is not None else None,
+            "max_drawdown_cents": s.max_drawdown_cents, "daily": daily, "equity": equity[-2000:],
         }
 
 

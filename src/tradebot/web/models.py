@@ -94,11 +94,15 @@ class Statistics(_Out):
     trades: int
     wins: int
     losses: int
+    scratches: int
+    """Trades closed at exactly 0 net: neither a win nor a loss (core/stats.py)."""
     win_rate: float | None
     net_cents: int
     gross_profit_cents: int
     gross_loss_cents: int
-    profit_factor: float | None
+    """<= 0, as in ``tradebot stats``."""
+    profit_factor: float | str | None
+    """``"inf"`` with profit and no losing trade."""
     avg_trade_cents: int | None
     max_drawdown_cents: int
     daily: list[dict[str, Any]]
