@@ -80,3 +80,9 @@ def test_the_outbox_round_trip_keeps_fields_in_order_with_their_values() -> None
 def test_severity_ranks_by_urgency_not_by_spelling() -> None:
     assert Severity.INFO.rank == Severity.SUCCESS.rank < Severity.WARNING.rank < Severity.CRITICAL.rank
     assert "critical" < "warning"  # why comparing the text would be wrong
+
+
+def test_the_readme_tells_the_operator_every_kind() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [k.value for k in NotificationKind if f"`{k.value}`" not in readme]
+    assert not missing, f"README alert tables lack {missing}"
