@@ -139,16 +139,17 @@ def test_watchdog_once_on_a_healthy_daemon_says_what_it_checked(tmp_path: Path) 
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == f"watchdog: 7 checks on {data}" and lines[-1] == "healthy"
+    assert lines[0] == f"watchdog: 8 checks on {data}" and lines[-1] == "healthy"
     checks = {ln.split()[1]: ln for ln in lines[1:-1]}
-    assert set(checks) == {"heartbeat", "process", "market", "rss", "memory", "disk", "reconnects"}
+    assert set(checks) == {"heartbeat", "process", "market", "rss", "memory", "disk", "reconnects", "dead-man"}
+    assert checks["dead-man"].split(None, 2)[2] == "off"  # paper mode: the dead-man's switch is off
     assert all(ln.strip().startswith("ok") for ln in checks.values())
     assert f"pid {os.getpid()} running" in checks["process"] and "1 feed reconnects" in checks["reconnects"]
     assert "s ago (limit 45s)" in checks["heartbeat"]
     j = subprocess.run([sys.executable, "-m", "tradebot", "watchdog", "--once", "--json"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     doc = json.loads(j.stdout)  # stdout is the one document; the logs went to stderr
-    assert doc["healthy"] is True and len(doc["checks"]) == 7 and all(c["ok"] for c in doc["checks"])
+    assert doc["healthy"] is True and len(doc["checks"]) == 8 and all(c["ok"] for c in doc["checks"])
     (data / "heartbeat.json").unlink()
     bad = subprocess.run([sys.executable, "-m", "tradebot", "watchdog", "--once"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
