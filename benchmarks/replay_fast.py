@@ -83,6 +83,40 @@ def event_once(path: Path) -> tuple[float, list[Any]]:
     return time.perf_counter() - t0, [TradeRecord.from_dict(t) for t in cr.trades]
 
 
+def bracket_kernel(path: Path, calls: int, runs: int) -> dict[str, Any]:
+    """The compiled bracket loop alone: ``calls`` brackets spread over the day whose stop and target are out of
+    reach, so each scans every event from its start to the end of the data (the loop's worst case)."""
+    import numpy as np
+
+    from tradebot.backtest.fast import FastDay
+    from tradebot.backtest.fast import kernels as kn
+    from tradebot.core.config import load_settings
+
+    s = load_settings()
+    cols = FastDay([path], "ES", s).columns(s)
+    market = kn.BracketMarket(cols.rts, cols.book_ok, cols.trade_ok, cols.tpx, cols.tside, cols.bid, cols.ask)
+    n = int(cols.rts.size)
+    mid = int(np.median(cols.tpx[cols.trade_ok]))
+    starts = [int(x) for x in np.linspace(2, 2 * n - 2, calls)]
+    far = 1 << 62
+    params = [kn.BracketParams(
+        start_pos=sp, resume_ns=0, armed_ns=int(cols.rts[sp // 2]), side=1 if i % 2 == 0 else -1, qty=1,
+        stop=mid - 10**5 if i % 2 == 0 else mid + 10**5, target=mid + 10**5 if i % 2 == 0 else mid - 10**5,
+        tick_value=125, fee=100, market_slip=0, stop_slip=1, day_net=0, had_fill=False, profit_cents=10**12,
+        loss_cents=-10**12, include_unrealized=True, flatten_on_limit=True, limit_done=False, flatten_at=far,
+        session_close=far) for i, sp in enumerate(starts)]
+    events = sum(2 * n - sp for sp in starts)
+    kn.run_bracket(market, params[0])  # compile or load from the cache
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for prm in params:
+            kn.run_bracket(market, prm)
+        times.append(time.perf_counter() - t0)
+    return {"calls": calls, "event_slots_scanned": events, "seconds": spread(times),
+            "ns_per_event_slot": round(statistics.median(times) / events * 1e9, 2)}
+
+
 def child_rss(engine: str, path: str) -> None:
     """Run one day in this fresh process and print its peak RSS in MB."""
     from tradebot.core.logging import configure_logging
@@ -163,6 +197,8 @@ def main() -> int:
                  stages_seconds={k: round(v, 4) for k, v in mid.items()}, trades_made=len(trades))
             emit(figure="peak_rss", engine="fast", schema=schema, peak_rss_mb=round(rss_of("fast", path), 1),
                  goal_mb=400)
+            emit(figure="bracket_kernel", schema=schema, **bracket_kernel(path, 100 if schema == "tbbo" else 40,
+                                                                          args.runs))
             if args.event_runs > 0:
                 ev_times = []
                 ev_trades: list[Any] = []

@@ -19,6 +19,8 @@ Fill rules (the README's "Paper fill assumptions" section says the same in prose
 - Limit orders fill at the limit price, never better. Rule ``through``: a trade strictly beyond the limit
   fills the whole remainder. Rule ``queue``: a trade beyond fills everything too; prints *at* the limit first
   consume ``queue_ahead_contracts`` (the orders ahead of ours), then fill ours, possibly partially.
+- The per-order price rules are the pure functions of :mod:`tradebot.execution.fills`, which the fast path's
+  compiled bracket loop runs too (one statement of each rule for both engines).
 - Stop orders elect on a trade at or beyond the stop and fill at the stop, or at the trade price if it gapped
   past, plus ``stop_slippage_ticks`` against us.
 - Stop and target are one-cancels-other: a fill of one shrinks the other to the open position, and a flat
@@ -45,6 +47,7 @@ from fractions import Fraction
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
 from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
+from tradebot.execution import fills
 from tradebot.execution.model import (
     TERMINAL_LEG,
     Ack,
@@ -301,13 +304,13 @@ class PaperBroker:
                     self._on_trade(o, ev, ev.price, ev.size, ev.ts_event)
         elif isinstance(ev, BookUpdate):
             slip = self.config.market_slippage_ticks
+            bid, ask = _best(ev)
             for o in sorted(orders, key=_priority):
                 if o.order_type != OrderType.MARKET or o.armed_ns >= ts or o.state in TERMINAL_LEG:
                     continue
-                if o.side == Side.BUY and ev.ask_px:
-                    self._fill(o, o.quantity - o.filled, ev.ask_px[0] + slip, ev.ts_event)
-                elif o.side == Side.SELL and ev.bid_px:
-                    self._fill(o, o.quantity - o.filled, ev.bid_px[0] - slip, ev.ts_event)
+                px = fills.market_on_book(o.side, bid, ask)
+                if px != fills.NO_QUOTE:
+                    self._fill(o, o.quantity - o.filled, fills.slipped(o.side, px, slip), ev.ts_event)
 
     def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
         """Bars only: see the module docstring for the (pessimistic) rules."""
@@ -329,19 +332,16 @@ class PaperBroker:
         remaining = o.quantity - o.filled
         if remaining <= 0:
             return
+        # The bar's extreme against the order (a buy meets the low for a limit, the high for a stop).
         if o.order_type == OrderType.MARKET:
-            slip = self.config.market_slippage_ticks
-            self._fill(o, remaining, open_ + slip if o.side == Side.BUY else open_ - slip, ts_ns)
+            self._fill(o, remaining, fills.slipped(o.side, open_, self.config.market_slippage_ticks), ts_ns)
         elif o.order_type == OrderType.LIMIT and o.price is not None:
-            if (o.side == Side.BUY and low < o.price) or (o.side == Side.SELL and high > o.price):
+            if fills.limit_through(o.side, o.price, low if o.side == Side.BUY else high):
                 self._fill(o, remaining, o.price, ts_ns)
-        elif o.order_type == OrderType.STOP and o.price is not None:
-            slip = self.config.stop_slippage_ticks
-            base = o.price if fresh_child else open_
-            if o.side == Side.BUY and high >= o.price:
-                self._fill(o, remaining, max(o.price, base) + slip, ts_ns)
-            elif o.side == Side.SELL and low <= o.price:
-                self._fill(o, remaining, min(o.price, base) - slip, ts_ns)
+        elif (o.order_type == OrderType.STOP and o.price is not None
+              and fills.stop_elected(o.side, o.price, high if o.side == Side.BUY else low)):
+            base = o.price if fresh_child else open_  # a bar that opened beyond fills at its open
+            self._fill(o, remaining, fills.stop_fill(o.side, o.price, base, self.config.stop_slippage_ticks), ts_ns)
 
     # -- restore ------------------------------------------------------------------------------------
 
@@ -420,25 +420,18 @@ class PaperBroker:
         """The price a market order pays on a print, before slippage (module docstring: prevailing quote, else
         the print with the adverse trades-only assumption)."""
         q = self._quotes.get(t.symbol)
-        if o.side == Side.BUY:
-            if q is not None and q.ask_px:
-                return q.ask_px[0]
-            return t.price if t.side == Side.BUY else t.price + 1
-        if q is not None and q.bid_px:
-            return q.bid_px[0]
-        return t.price if t.side == Side.SELL else t.price - 1
+        bid, ask = _best(q) if q is not None else (fills.NO_QUOTE, fills.NO_QUOTE)
+        return fills.market_on_trade(o.side, t.price, t.side, bid, ask)
 
     def _on_trade(self, o: _Order, t: Trade, price: int, size: int, ts_ns: int) -> None:
         remaining = o.quantity - o.filled
         if remaining <= 0:
             return
         if o.order_type == OrderType.MARKET:
-            slip = self.config.market_slippage_ticks
             px = self._market_on_trade(o, t)
-            self._fill(o, remaining, px + slip if o.side == Side.BUY else px - slip, ts_ns)
+            self._fill(o, remaining, fills.slipped(o.side, px, self.config.market_slippage_ticks), ts_ns)
         elif o.order_type == OrderType.LIMIT and o.price is not None:
-            through = price < o.price if o.side == Side.BUY else price > o.price
-            if through:
+            if fills.limit_through(o.side, o.price, price):
                 self._fill(o, remaining, o.price, ts_ns)
             elif price == o.price and self.config.limit_fill_rule == "queue":
                 if o.queue_left >= size:
@@ -447,12 +440,9 @@ class PaperBroker:
                 available = size - o.queue_left
                 o.queue_left = 0
                 self._fill(o, min(remaining, available), o.price, ts_ns)
-        elif o.order_type == OrderType.STOP and o.price is not None:
-            slip = self.config.stop_slippage_ticks
-            if o.side == Side.BUY and price >= o.price:
-                self._fill(o, remaining, max(o.price, price) + slip, ts_ns)
-            elif o.side == Side.SELL and price <= o.price:
-                self._fill(o, remaining, min(o.price, price) - slip, ts_ns)
+        elif (o.order_type == OrderType.STOP and o.price is not None
+              and fills.stop_elected(o.side, o.price, price)):
+            self._fill(o, remaining, fills.stop_fill(o.side, o.price, price, self.config.stop_slippage_ticks), ts_ns)
 
     def _fill(self, o: _Order, qty: int, price: int, ts_ns: int, commission: int | None = None) -> None:
         if qty <= 0:
@@ -495,6 +485,11 @@ class PaperBroker:
     def _emit(self, ev: BrokerEvent) -> None:
         if not self._restoring:
             self._events.append(ev)
+
+
+def _best(book: BookUpdate) -> tuple[int, int]:
+    """Best bid and ask of a book update (``fills.NO_QUOTE`` for an empty side)."""
+    return (book.bid_px[0] if book.bid_px else fills.NO_QUOTE, book.ask_px[0] if book.ask_px else fills.NO_QUOTE)
 
 
 def _priority(o: _Order) -> int:

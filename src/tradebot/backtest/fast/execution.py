@@ -72,6 +72,7 @@ class ExecutionModel:
         self.resume_ns = int(cols.rts[ok[0]])
         self._trade_rec: NDArray[np.int32] = cols.trade_records
         self._book_rec: NDArray[np.int32] = cols.book_records
+        self.market = kn.BracketMarket(cols.rts, cols.book_ok, cols.trade_ok, cols.tpx, cols.tside, cols.bid, cols.ask)
         sess: Session = calendar.session_for(self.resume_ns)
         self.session = sess
         self.day = sess.trading_date
@@ -161,36 +162,35 @@ class ExecutionModel:
         return True
 
     def _play(self, b: FastBracket, intent: OrderIntent, pos: int) -> None:
-        cols = self.cols
         ex = self.ex
         tv = spec_for(b.symbol).tick_value_cents
         fee = self.fees.get(b.symbol, 0)
         before = self.day_net
-        out = kn.run_bracket(
-            cols.rts, cols.book_ok, cols.trade_ok, cols.tpx, cols.tside, cols.bid, cols.ask, pos + 1,
-            self.resume_ns, max(intent.ts_ns, self._time_at(pos)), b.side, b.quantity, intent.stop_price,
-            intent.target_price, tv, fee, ex.market_slippage_ticks, ex.stop_slippage_ticks, self.day_net,
-            self.had_fill, self.profit_cents, self.loss_cents, ex.limits_include_unrealized, ex.flatten_on_limit,
-            self.limit_done, self.flatten_at if not self.flattened else _FAR, self.session.close_ns)
-        o = [int(x) for x in out.tolist()]
-        status = o[kn.O_STATUS]
-        if status == kn.ST_UNSUPPORTED:
+        o = kn.run_bracket(self.market, kn.BracketParams(
+            start_pos=pos + 1, resume_ns=self.resume_ns, armed_ns=max(intent.ts_ns, self._time_at(pos)),
+            side=b.side, qty=b.quantity, stop=int(intent.stop_price), target=int(intent.target_price), tick_value=tv,
+            fee=fee, market_slip=ex.market_slippage_ticks, stop_slip=ex.stop_slippage_ticks, day_net=self.day_net,
+            had_fill=self.had_fill, profit_cents=self.profit_cents, loss_cents=self.loss_cents,
+            include_unrealized=ex.limits_include_unrealized, flatten_on_limit=ex.flatten_on_limit,
+            limit_done=self.limit_done, flatten_at=self.flatten_at if not self.flattened else _FAR,
+            session_close=self.session.close_ns))
+        if o.status == kn.ST_UNSUPPORTED:
             raise UnsupportedError("a position lives across a session roll")
-        self.day_net = o[kn.O_DAY_NET]
-        self.had_fill = bool(o[kn.O_HAD_FILL])
+        self.day_net = o.day_net
+        self.had_fill = o.had_fill
         self.balance += self.day_net - before
-        if o[kn.O_FLATTEN_POS] >= 0:
+        if o.flatten_pos >= 0:
             self.flattened = self.halted = True
-        if o[kn.O_LIMIT] > 0:
+        if o.limit > 0:
             self.limit_done = self.halted = True
-        if status in (kn.ST_CLOSED, kn.ST_CANCELLED):
-            b.close_pos = o[kn.O_EXIT_POS]
-        if status == kn.ST_CLOSED:
-            b.closed_ns = o[kn.O_EXIT_TS]
+        if o.status in (kn.ST_CLOSED, kn.ST_CANCELLED):
+            b.close_pos = o.exit_pos
+        if o.status == kn.ST_CLOSED:
+            b.closed_ns = o.exit_ts
             b.record = TradeRecord.make(
-                trade_id=b.signal_id, symbol=b.symbol, side=b.side, quantity=b.quantity, entry_ns=o[kn.O_ENTRY_TS],
-                exit_ns=o[kn.O_EXIT_TS], entry_price=o[kn.O_ENTRY_PX], exit_price=o[kn.O_EXIT_PX], tick_value_cents=tv,
-                commission_cents=2 * fee * b.quantity, pattern=b.pattern, exit_reason=_REASONS[o[kn.O_REASON]],
+                trade_id=b.signal_id, symbol=b.symbol, side=b.side, quantity=b.quantity, entry_ns=o.entry_ts,
+                exit_ns=o.exit_ts, entry_price=o.entry_px, exit_price=o.exit_px, tick_value_cents=tv,
+                commission_cents=2 * fee * b.quantity, pattern=b.pattern, exit_reason=_REASONS[o.reason],
                 signal_id=b.signal_id)
 
     def trades(self) -> list[TradeRecord]:

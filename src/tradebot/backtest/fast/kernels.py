@@ -13,13 +13,19 @@ per taken signal, never per tick.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
 from numba import types as nbt
 from numba.typed import Dict as NbDict
+from numpy.typing import NDArray
+
+from tradebot.execution import fills
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,7 +192,7 @@ def validate_stream(pre: Any, ts: Any, seq: Any, ticks: Any, tolerance_ns: int, 
 
 UNDEF_PX = (1 << 63) - 1
 """Databento's undefined price (INT64_MAX)."""
-NO_PX = -(1 << 31)
+NO_PX = fills.NO_QUOTE
 """Best bid/ask of a book event whose side is empty (prices are int32 ticks; a valid price is positive)."""
 MAX_TICKS = (1 << 31) - 1
 
@@ -540,6 +546,21 @@ def bar_levels(table: Any, tpx: Any, tsz: Any, tside: Any) -> Any:
 # --- one bracket, tick by tick -------------------------------------------------------------------------------
 
 
+
+def _inlined(f: F) -> F:
+    # Inlined at numba's IR level: a call between separately compiled functions costs a call and an exception
+    # check per event in the loop below (about a quarter of its time); inlined it costs nothing.
+    return cast(F, numba.njit(cache=True, nogil=True, inline="always")(f))
+
+
+# The paper broker's per-order fill rules (execution/fills.py), compiled: the same functions both engines run.
+_slipped = _inlined(fills.slipped)
+_market_on_book = _inlined(fills.market_on_book)
+_market_on_trade = _inlined(fills.market_on_trade)
+_stop_elected = _inlined(fills.stop_elected)
+_stop_fill = _inlined(fills.stop_fill)
+_limit_through = _inlined(fills.limit_through)
+
 # status
 ST_CLOSED = 0
 ST_OPEN_AT_END = 1
@@ -552,34 +573,118 @@ X_TARGET = 2
 X_AUTO_FLATTEN = 3
 X_PROFIT_TARGET = 4
 X_LOSS_LIMIT = 5
-# output slots
-O_STATUS, O_ENTRY_POS, O_ENTRY_TS, O_ENTRY_PX, O_EXIT_POS, O_EXIT_TS, O_EXIT_PX, O_REASON = 0, 1, 2, 3, 4, 5, 6, 7
-O_LIMIT, O_LIMIT_POS, O_FLATTEN_POS, O_DAY_NET, O_HAD_FILL = 8, 9, 10, 11, 12
-O_FIELDS = 13
+NONE = -1
+"""A position code, time, price or reason the bracket never reached."""
+
+
+class BracketMarket(NamedTuple):
+    """The day's columns the bracket loop reads (:class:`~tradebot.backtest.fast.load.DayColumns`), by record."""
+
+    rts: NDArray[np.int64]
+    book_ok: NDArray[np.bool_]
+    trade_ok: NDArray[np.bool_]
+    tpx: NDArray[np.int32]
+    tside: NDArray[np.int8]
+    bid: NDArray[np.int32]
+    ask: NDArray[np.int32]
+
+
+class BracketParams(NamedTuple):
+    """One market-entry bracket and the trading day's state as the manager hands it over (Python ints and bools
+    only: numba compiles one version per field type, so an ``np.int64`` here would compile a second one)."""
+
+    start_pos: int
+    """Position code of the first event after the decision."""
+    resume_ns: int
+    """The manager sees only events at or after this time."""
+    armed_ns: int
+    """The manager's clock when it sent the entry: it fills on an event strictly later."""
+    side: int
+    qty: int
+    stop: int
+    target: int
+    tick_value: int
+    """Cents per tick per contract."""
+    fee: int
+    """Commission and fees per contract per side, cents."""
+    market_slip: int
+    stop_slip: int
+    day_net: int
+    """Realized net P&L of the day so far, cents."""
+    had_fill: bool
+    profit_cents: int
+    loss_cents: int
+    include_unrealized: bool
+    flatten_on_limit: bool
+    limit_done: bool
+    """A daily limit was already hit today (checked once per day)."""
+    flatten_at: int
+    """The auto-flatten time still ahead today (``1 << 62``: none)."""
+    session_close: int
+
+
+class BracketResult(NamedTuple):
+    """How the bracket ended (``status``) and what it changed of the day; ``NONE`` for what it never reached."""
+
+    status: int
+    entry_pos: int
+    entry_ts: int
+    entry_px: int
+    exit_pos: int
+    exit_ts: int
+    exit_px: int
+    reason: int
+    limit: int
+    """``X_PROFIT_TARGET`` or ``X_LOSS_LIMIT`` when a daily limit was hit during the bracket, else 0."""
+    limit_pos: int
+    flatten_pos: int
+    """Position code of the event that triggered the auto-flatten (``NONE``: it did not happen)."""
+    day_net: int
+    had_fill: bool
+
+
+_R_ENTRY_POS, _R_ENTRY_TS, _R_ENTRY_PX, _R_EXIT_POS, _R_EXIT_TS, _R_EXIT_PX, _R_REASON, _R_LIMIT_POS = range(8)
+_R_FLATTEN_POS, _R_FIELDS = 8, 9
 
 
 @_jit
-def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbid: Any, bask: Any, start_pos: int,
-                resume_ns: int, armed_ns: int, side: int, qty: int, stop: int, target: int, tick_value: int,
-                fee: int, market_slip: int, stop_slip: int, day_net: int, had_fill: bool, profit_cents: int,
-                loss_cents: int, include_unrealized: bool, flatten_on_limit: bool, limit_done: bool,
-                flatten_at: int, session_close: int) -> Any:
+def run_bracket(m: BracketMarket, p: BracketParams) -> BracketResult:
     """A market-entry bracket from its decision to its close, exactly as the paper broker and the manager run it.
 
     Per event from ``start_pos`` (the manager sees only events at or after ``resume_ns``): the auto-flatten
     once the event time reaches ``flatten_at`` (a working entry is cancelled, a position gets a market exit),
     the mark (trades), then the broker in its order: entry, exit, stop, target, each only on events strictly
     after it was armed (entry: ``armed_ns``, the manager's clock when it sent the order; stop and target: the
-    entry fill). Market orders fill on a book at the touch, on a trade at the touch of the latest book seen
-    before it, or without one at the print (one tick worse unless the print's aggressor was on our side), plus
-    ``market_slip`` against us; the stop elects on a trade
-    at or through it and fills at the stop or the worse trade price plus ``stop_slip``; the target fills at
-    its price on a trade strictly through it (stop before target: one-cancels-other). Fees per contract per
-    side on every fill. After each fill and after each event (once there ever was a fill): the daily limits
-    on realized (+ unrealized at the last trade price) net P&L, once per day, flattening at the event's time.
-    A session roll while the bracket lives is outside what this loop models: ``ST_UNSUPPORTED``.
+    entry fill). Fill prices are the paper broker's own rules (:mod:`tradebot.execution.fills`, compiled):
+    market orders at the prevailing opposite quote (on a trade without one, at the print or a tick worse), plus
+    ``market_slip``; the stop elects on a trade at or through it and fills at the stop or the worse print plus
+    ``stop_slip``; the target fills at its price on a trade strictly through it (stop before target:
+    one-cancels-other). Fees per contract per side on every fill. After each fill and after each event (once
+    there ever was a fill): the daily limits on realized (+ unrealized at the last trade price) net P&L, once
+    per day, flattening at the event's time. A session roll while the bracket lives is outside what this loop
+    models: ``ST_UNSUPPORTED``.
     """
-    out = np.full(O_FIELDS, -1, np.int64)
+    rts, book_ok, trade_ok, tpx, tside, bbid, bask = m
+    start_pos = p.start_pos
+    resume_ns = p.resume_ns
+    armed_ns = p.armed_ns
+    side = p.side
+    qty = p.qty
+    stop = p.stop
+    target = p.target
+    tick_value = p.tick_value
+    fee = p.fee
+    market_slip = p.market_slip
+    stop_slip = p.stop_slip
+    day_net = p.day_net
+    had_fill = p.had_fill
+    profit_cents = p.profit_cents
+    loss_cents = p.loss_cents
+    include_unrealized = p.include_unrealized
+    flatten_on_limit = p.flatten_on_limit
+    limit_done = p.limit_done
+    flatten_at = p.flatten_at
+    session_close = p.session_close
     n = rts.size
     # the mark: the last trade the manager saw before the start
     has_mark = False
@@ -602,6 +707,7 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
             q_ask = bask[pc // 2]
             break
         pc -= 1
+    exit_side = -side
     entry_state = 0  # 0 working, 1 filled, 2 cancelled
     entry_px = 0
     pos = 0
@@ -615,6 +721,10 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
     r0 = start_pos // 2
     ph0 = start_pos % 2
     status = ST_PENDING_AT_END
+    # What the bracket reached, written where it happens: slots of one small array, not loop-carried locals (ten
+    # more live values in the loop cost it about a fifth of its speed in register spills).
+    res = np.full(_R_FIELDS, NONE, np.int64)
+    done = False
     for r in range(r0, n):
         t = rts[r]
         for ph in range(2):
@@ -629,91 +739,67 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
                 continue
             pcode = 2 * r + ph
             if t >= session_close:
-                out[O_STATUS] = ST_UNSUPPORTED
-                return out
-            cancel_now = False
+                status = ST_UNSUPPORTED
+                done = True
+                break
             if t >= flatten_at:
                 flatten_at = far
-                out[O_FLATTEN_POS] = pcode
+                res[_R_FLATTEN_POS] = pcode
                 if entry_state == 0:
-                    cancel_now = True
-                elif pos > 0 and not exit_pending:
+                    status = ST_CANCELLED
+                    res[_R_EXIT_POS] = pcode
+                    res[_R_EXIT_TS] = t
+                    res[_R_REASON] = X_AUTO_FLATTEN
+                    done = True
+                    break
+                if pos > 0 and not exit_pending:
                     child = False
                     exit_pending = True
                     exit_armed = t
                     exit_reason = X_AUTO_FLATTEN
-            if cancel_now:
-                out[O_STATUS] = ST_CANCELLED
-                out[O_EXIT_POS] = pcode
-                out[O_EXIT_TS] = t
-                out[O_REASON] = X_AUTO_FLATTEN
-                out[O_LIMIT] = limit_code
-                out[O_DAY_NET] = day_net
-                out[O_HAD_FILL] = 1 if had_fill else 0
-                return out
             is_trade = ph == 1
-            # what a market buy / sell pays on this event before slippage (NO_PX: no fill on it)
-            buy_px = NO_PX
-            sell_px = NO_PX
             if is_trade:
-                mark = tpx[r]
+                px = tpx[r]
+                mark = px
                 has_mark = True
-                p = tpx[r]
-                buy_px = q_ask if q_ask != NO_PX else (p if tside[r] == 1 else p + 1)
-                sell_px = q_bid if q_bid != NO_PX else (p if tside[r] == -1 else p - 1)
             else:
+                px = 0
                 q_bid = bbid[r]
                 q_ask = bask[r]
-                buy_px = q_ask
-                sell_px = q_bid
             filled_entry = False
             closed = False
             xpx = 0
             xreason = 0
+            # a market order pays (before slippage) the broker's price for this event; NO_PX: no fill on it
             if entry_state == 0 and armed_ns < t:
-                if side > 0 and buy_px != NO_PX:
-                    entry_px = buy_px + market_slip
+                in_px = (_market_on_trade(side, px, tside[r], q_bid, q_ask) if is_trade
+                         else _market_on_book(side, q_bid, q_ask))
+                if in_px != NO_PX:
+                    entry_px = _slipped(side, in_px, market_slip)
                     filled_entry = True
-                elif side < 0 and sell_px != NO_PX:
-                    entry_px = sell_px - market_slip
-                    filled_entry = True
-                if filled_entry:
                     entry_state = 1
                     pos = qty
                     child = True
                     child_armed = t
-                    out[O_ENTRY_POS] = pcode
-                    out[O_ENTRY_TS] = t
-                    out[O_ENTRY_PX] = entry_px
+                    res[_R_ENTRY_POS] = pcode
+                    res[_R_ENTRY_TS] = t
+                    res[_R_ENTRY_PX] = entry_px
             if exit_pending and exit_armed < t:
-                if side > 0 and sell_px != NO_PX:
-                    xpx = sell_px - market_slip
+                out_px = (_market_on_trade(exit_side, px, tside[r], q_bid, q_ask) if is_trade
+                          else _market_on_book(exit_side, q_bid, q_ask))
+                if out_px != NO_PX:
+                    xpx = _slipped(exit_side, out_px, market_slip)
                     closed = True
-                elif side < 0 and buy_px != NO_PX:
-                    xpx = buy_px + market_slip
-                    closed = True
-                if closed:
                     xreason = exit_reason
             if not closed and child and child_armed < t and is_trade:
-                p = tpx[r]
-                if side > 0:
-                    if p <= stop:
-                        xpx = min(stop, p) - stop_slip
-                        xreason = X_STOP
-                        closed = True
-                    elif p > target:
-                        xpx = target
-                        xreason = X_TARGET
-                        closed = True
-                else:
-                    if p >= stop:
-                        xpx = max(stop, p) + stop_slip
-                        xreason = X_STOP
-                        closed = True
-                    elif p < target:
-                        xpx = target
-                        xreason = X_TARGET
-                        closed = True
+                if _stop_elected(exit_side, stop, px):
+                    xpx = _stop_fill(exit_side, stop, px, stop_slip)
+                    xreason = X_STOP
+                    closed = True
+                elif _limit_through(exit_side, target, px):
+                    xpx = target
+                    xreason = X_TARGET
+                    closed = True
             # the manager applies the fills (limit check after each), then checks the limits for the event
             if filled_entry:
                 had_fill = True
@@ -725,7 +811,7 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
                     if not (loss_cents < pnl < profit_cents):
                         limit_done = True
                         limit_code = X_PROFIT_TARGET if pnl >= profit_cents else X_LOSS_LIMIT
-                        out[O_LIMIT_POS] = pcode
+                        res[_R_LIMIT_POS] = pcode
                         if flatten_on_limit and not exit_pending:
                             child = False
                             exit_pending = True
@@ -737,16 +823,15 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
                 if not limit_done and not (loss_cents < day_net < profit_cents):
                     limit_done = True
                     limit_code = X_PROFIT_TARGET if day_net >= profit_cents else X_LOSS_LIMIT
-                    out[O_LIMIT_POS] = pcode
-                out[O_STATUS] = ST_CLOSED
-                out[O_EXIT_POS] = pcode
-                out[O_EXIT_TS] = t
-                out[O_EXIT_PX] = xpx
-                out[O_REASON] = xreason
-                out[O_LIMIT] = limit_code
-                out[O_DAY_NET] = day_net
-                out[O_HAD_FILL] = 1
-                return out
+                    res[_R_LIMIT_POS] = pcode
+                status = ST_CLOSED
+                res[_R_EXIT_POS] = pcode
+                res[_R_EXIT_TS] = t
+                res[_R_EXIT_PX] = xpx
+                res[_R_REASON] = xreason
+                had_fill = True
+                done = True
+                break
             if had_fill and not limit_done:
                 pnl = day_net
                 if include_unrealized and pos > 0 and has_mark:
@@ -754,26 +839,46 @@ def run_bracket(rts: Any, book_ok: Any, trade_ok: Any, tpx: Any, tside: Any, bbi
                 if not (loss_cents < pnl < profit_cents):
                     limit_done = True
                     limit_code = X_PROFIT_TARGET if pnl >= profit_cents else X_LOSS_LIMIT
-                    out[O_LIMIT_POS] = pcode
+                    res[_R_LIMIT_POS] = pcode
                     if flatten_on_limit:
                         if entry_state == 0:
-                            out[O_STATUS] = ST_CANCELLED
-                            out[O_EXIT_POS] = pcode
-                            out[O_EXIT_TS] = t
-                            out[O_REASON] = limit_code
-                            out[O_LIMIT] = limit_code
-                            out[O_DAY_NET] = day_net
-                            out[O_HAD_FILL] = 1
-                            return out
+                            status = ST_CANCELLED
+                            res[_R_EXIT_POS] = pcode
+                            res[_R_EXIT_TS] = t
+                            res[_R_REASON] = limit_code
+                            done = True
+                            break
                         if pos > 0 and not exit_pending:
                             child = False
                             exit_pending = True
                             exit_armed = t
                             exit_reason = limit_code
-    if entry_state == 1:
+        if done:
+            break
+    if not done and entry_state == 1:
         status = ST_OPEN_AT_END
-    out[O_STATUS] = status
-    out[O_LIMIT] = limit_code
-    out[O_DAY_NET] = day_net
-    out[O_HAD_FILL] = 1 if had_fill else 0
-    return out
+    return BracketResult(status, res[_R_ENTRY_POS], res[_R_ENTRY_TS], res[_R_ENTRY_PX], res[_R_EXIT_POS],
+                         res[_R_EXIT_TS], res[_R_EXIT_PX], res[_R_REASON], limit_code, res[_R_LIMIT_POS],
+                         res[_R_FLATTEN_POS], day_net, had_fill)
+
+
+def _drop_stale_bracket_cache() -> None:
+    """numba keys :func:`run_bracket`'s on-disk cache by this file alone, but the fill rules it calls
+    (``execution/fills.py``) are compiled into it: after an edit of those rules the cache would go on running the
+    old ones. So the cache remembers the rules' source hash beside it and is dropped (recompiled once) when the
+    rules change."""
+    cache = getattr(run_bracket, "_cache", None)
+    where = getattr(cache, "_cache_path", None)
+    if cache is None or where is None:
+        return
+    stamp = hashlib.sha256(Path(fills.__file__).read_bytes()).hexdigest()
+    marker = Path(where) / "kernels.run_bracket.fills.sha256"
+    with contextlib.suppress(OSError):
+        if marker.read_text() == stamp:
+            return
+    cache.flush()
+    with contextlib.suppress(OSError):
+        marker.write_text(stamp)
+
+
+_drop_stale_bracket_cache()
