@@ -518,6 +518,7 @@ class RithmicStandIn:
 
     async def _new_order(self, c: _Conn, tid: int, m: Any) -> None:
         self.orders_seen.append(m)
+        self._placement(m)
         resp = "ResponseBracketOrder" if tid == 330 else "ResponseNewOrder"
         if self.faults.reject_orders:
             code, text = self.faults.reject_orders.pop(0)
@@ -613,7 +614,12 @@ class RithmicStandIn:
                 return ev.price
         return 0
 
+    def _placement(self, m: Any) -> None:
+        if int(m.manual_or_auto) != AUTO:
+            self.stats["manual_requests"] += 1
+
     async def _cancel(self, c: _Conn, m: Any) -> None:
+        self._placement(m)
         o = self.baskets.get(m.basket_id)
         if o is None or o.status != "open":
             await self._send(c, make("ResponseCancelOrder", user_msg=self._rid(m), basket_id=m.basket_id,
@@ -627,6 +633,7 @@ class RithmicStandIn:
         await self._drain()
 
     async def _modify(self, c: _Conn, m: Any) -> None:
+        self._placement(m)
         o = self.baskets.get(m.basket_id)
         if o is None or o.status != "open" or o.price_type not in (STOP_MARKET, STOP_LIMIT):
             await self._send(c, make("ResponseModifyOrder", user_msg=self._rid(m), basket_id=m.basket_id,

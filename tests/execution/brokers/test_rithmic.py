@@ -26,6 +26,7 @@ from tradebot.execution.model import (
     Fill,
     FlattenRequest,
     LegState,
+    Modified,
     OrderType,
     Reject,
     StatusReport,
@@ -140,10 +141,18 @@ async def test_round_trip_one_login_per_plant_auto_orders_tagged(srv: RithmicSta
     assert views[req.target_id].state == LegState.WORKING and views[req.target_id].price == req.target_price
     assert broker.query_positions() == {"ES": 1}
     assert_view_equals_server(broker, srv)
+    # Trail the stop two ticks up: a modify of the child order's trigger, confirmed by Rithmic.
+    broker.modify_stop(req.stop_id, req.stop_price + 2)
+    await until(lambda: ev.of(Modified, req.stop_id))
+    mod = ev.of(Modified, req.stop_id)[0]
+    assert isinstance(mod, Modified) and mod.stop_price == req.stop_price + 2
+    (stop,) = [o for o in srv.working() if o.price_type == 4]
+    assert round(stop.trigger_price / 0.25) == req.stop_price + 2
+    assert {v.client_order_id: v.price for v in broker.query_orders()}[req.stop_id] == req.stop_price + 2
     assert srv.stats["heartbeats"] >= 3  # each plant's heartbeat right after login (then every interval - 1 s)
     await flatten_all(broker, srv, req)
     await until(lambda: ev.of(Cancelled, req.target_id) and ev.of(Fill, f"{req.signal_id}-X"))
-    assert all(o.manual_or_auto == AUTO for o in srv.orders_seen)
+    assert all(o.manual_or_auto == AUTO for o in srv.orders_seen) and srv.stats["manual_requests"] == 0
     assert_view_equals_server(broker, srv)
     assert broker.query_positions() == {}
     assert [(c, s_, q) for c, s_, q, _, _ in srv.trades()] == [("sig1-E", "BUY", 1), ("sig1-X", "SELL", 1)]
