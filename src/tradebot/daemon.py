@@ -17,6 +17,9 @@ returns the next start carries on from the journal, which a failed write never c
 
 Exit codes: 0 clean stop, 1 crash of a finite feed, 2 configuration or refusal (restarting cannot help),
 4 another process already writes the database, 75 disk full (restart later).
+
+Size: one asyncio application: its tasks (feed, clock, heartbeat, stream, broker, control) share the loop's state
+and one shutdown order; everything that is not wiring lives in the stage it wires.
 """
 
 from __future__ import annotations

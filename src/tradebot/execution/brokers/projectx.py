@@ -21,6 +21,10 @@ How a bracket trades here (the paper broker's shape, so the manager cannot tell 
 
 Orders whose ``customTag`` is not one of our client order ids are **foreign** (placed by hand or another tool):
 they are reported by :meth:`query_orders` under ``px:<orderId>`` and fail the preflight, never touched.
+
+Size: one adapter class for one venue: REST requests, the user hub's events, our own OCO and the lost-
+acknowledgement search all act on the same per-order state under one worker; the transports are already apart
+(feeds/projectx_rest.py, feeds/signalr.py).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ How our model maps onto Rithmic:
   raises a critical alert and the library's reconnect; a refused login, or no connection within
   ``fail_after_s``, fails closed: new entries are rejected locally, exits are still attempted, and a critical
   alert says what happened.
+
+Size: one adapter class for one venue: the brackets, the R|Protocol requests and notifications and the
+resynchronisation after a reconnect all act on the same per-order state; the session and wire protocol live in
+async-rithmic and feeds/rithmic_session.py.
 """
 
 from __future__ import annotations
