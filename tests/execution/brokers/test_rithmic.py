@@ -391,3 +391,19 @@ async def test_no_connection_for_too_long_fails_closed(srv: RithmicStandIn, brok
     broker.submit_bracket(market_bracket(srv, "late"))
     await until(lambda: ev.of(Reject, "late-E"))
     assert not srv.orders_seen
+
+
+def test_a_child_listed_before_its_parent_is_named_by_the_bracket() -> None:
+    """Order history in any order: a stop listed before its entry is still the bracket's ``-S``, not the entry."""
+    from support.rithmic_server import make
+
+    b = RithmicBroker(RithmicSession(SessionConfig("u", "p" * 8, "Rithmic Test", "wss://127.0.0.1:9")), "A", ["ES"])
+    common = {"is_snapshot": True, "account_id": "A", "symbol": "ESH2", "exchange": "CME", "quantity": 1,
+              "user_tag": "s-E"}
+    b._apply_exchange_note(make("ExchangeOrderNotification", basket_id="2", original_basket_id="1", price_type=4,
+                                trigger_price=4340.0, transaction_type=2, status="open", **common))
+    b._apply_exchange_note(make("ExchangeOrderNotification", basket_id="1", price_type=2, transaction_type=1,
+                                status="complete", report_type="fill", total_fill_size=1, **common))
+    assert b.broker_ids() == {"s-S": "2", "s-E": "1"}
+    views = {v.client_order_id: v for v in b.query_orders()}
+    assert views["s-S"].price == 17360 and views["s-S"].state == LegState.WORKING and views["s-S"].side == Side.SELL

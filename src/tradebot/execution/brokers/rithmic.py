@@ -627,18 +627,23 @@ class RithmicBroker:
                 self._emit(Ack(o.coid, ts))
 
     def _coid_for(self, msg: Message) -> str:
+        """Our id for the order a message is about: known by its basket, else its ``user_tag``; a bracket's stop
+        or target (Rithmic's own orders, carrying the parent's tag and ``original_basket_id``) gets the bracket's
+        ``-S``/``-T`` id by its price type, whether or not the parent was seen first."""
         basket = str(getattr(msg, "basket_id", "") or "")
         if basket in self._by_basket:
             return self._by_basket[basket]
         tag = str(getattr(msg, "user_tag", "") or "")
-        parent = self._by_basket.get(str(getattr(msg, "original_basket_id", "") or ""))
+        orig = str(getattr(msg, "original_basket_id", "") or "")
+        parent = self._by_basket.get(orig)
         parsed = split_client_order_id(parent or tag)
         if parsed is not None and parsed[1] == LegRole.ENTRY:
             own = self._orders.get(parent or tag)
-            if parent is not None or (own is not None and own.basket_id and own.basket_id != basket):
+            child = (bool(orig) and orig != basket) or (own is not None and bool(own.basket_id)
+                                                         and own.basket_id != basket)
+            if child:
                 ptype = _enum_name(msg, "price_type")
-                role = LegRole.STOP if ptype in _STOP_TYPES else LegRole.TARGET
-                return client_order_id(parsed[0], role)
+                return client_order_id(parsed[0], LegRole.STOP if ptype in _STOP_TYPES else LegRole.TARGET)
             return parent or tag
         if parsed is not None:
             return tag
@@ -802,8 +807,8 @@ class RithmicBroker:
         else:
             self._emit(Cancelled(o.coid, ts, reason))
         parsed = split_client_order_id(o.coid)
-        if parsed is not None and parsed[1] == LegRole.ENTRY and o.filled == 0:
-            self._brackets.pop(parsed[0], None) if state == LegState.REJECTED else None
+        if parsed is not None and parsed[1] == LegRole.ENTRY and o.filled == 0 and state == LegState.REJECTED:
+            self._brackets.pop(parsed[0], None)
 
     def _check_child(self, o: _Order, msg: Message) -> None:
         """A bracket child up at another price than the strategy asked for: move it there (paper's rule)."""
