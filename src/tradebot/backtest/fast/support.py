@@ -260,7 +260,8 @@ def fast_supported(settings: Settings) -> str | None:
     """Why these settings need the event path (``None``: the fast path reproduces them exactly)."""
     missing = unclassified(type(settings))
     if missing:
-        return f"settings not classified for the fast path: {', '.join(missing)}"
+        return (f"settings not classified for the fast path: {', '.join(missing)} (the event path runs until they are "
+                f"classified in backtest/fast/support.py)")
     for path, kind in _CONDITIONS:
         value = _value(settings, path)
         if not kind.fast_when(value):
