@@ -129,3 +129,33 @@ async def test_stand_in_process_streams_fresh_data(tmp_path: Path) -> None:
     accepted = [x for x in (v.validate(e) for e in got if isinstance(e, RawTrade | RawBook)) if x is not None]
     assert v.total_rejects == 0, v.snapshot()
     assert len(accepted) == 4052
+
+
+async def test_best_bid_offer_only_and_a_refused_relogin_fails(srv: RithmicStandIn) -> None:
+    """``TRADEBOT_RITHMIC__DEPTH_LEVELS=1`` subscribes BBO instead of the book; a login refused after a reconnect
+    ends the feed FAILED instead of logging in again and again."""
+    cfg = SessionConfig("trader", "secret-pw", "Rithmic Test", srv.url, ca_file=srv.ca_file, request_timeout_s=2,
+                        reconnect_interval_s=0.2, reconnect_max_delay_s=0.5)
+    settings = Settings(_env_file=None, rithmic={"depth_levels": 1})
+    feed = RithmicLiveFeed(settings, ["ES"], session=RithmicSession(cfg))
+    got: list[FeedEvent] = []
+    task = asyncio.create_task(collect(feed, got))
+    try:
+        await poll_until(lambda: srv.subscribed.is_set(), 10)
+        await srv.advance(40)
+        await poll_until(lambda: sum(isinstance(e, RawTrade | RawBook) for e in got) >= 40, 10)
+        books = [e for e in got if isinstance(e, RawBook)]
+        want = [e for e in srv.events[:40] if isinstance(e, BookUpdate)]
+        assert [(b.bid_sz, b.ask_sz) for b in books] == [(w.bid_sz[:1], w.ask_sz[:1]) for w in want]
+        srv.faults.refuse_login = True
+        await srv.drop("ticker")
+        await asyncio.wait_for(task, 10)
+    finally:
+        await feed.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    last = got[-1]
+    assert isinstance(last, FeedStatus) and last.state == FeedState.FAILED and "refused" in last.detail
+    await asyncio.sleep(1.0)
+    assert srv.stats["logins_refused"] == 1

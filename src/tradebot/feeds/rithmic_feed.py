@@ -155,6 +155,16 @@ class RithmicLiveFeed(GeneratorFeed):
         self.contracts: dict[str, str] = {}
         self._queue: asyncio.Queue[RawTrade | RawBook] = asyncio.Queue(maxsize=100_000)
         self._listening = False
+        self._streaming = False
+        self._refused = ""
+        self._closer: asyncio.Task[None] | None = None
+        self.session.on_login_refused = self._login_refused
+
+    def _login_refused(self, plant: str, text: str) -> None:
+        if self._streaming and not self._refused:
+            # after a reconnect: the library would log in again and again (a lockout risk); stop it now
+            self._refused = f"{plant} plant login refused after reconnect (rp_code {text})"
+            self._closer = asyncio.get_running_loop().create_task(self.session.close())
 
     def _status(self, state: FeedState, detail: str = "") -> FeedStatus:
         self.state = state
@@ -210,7 +220,14 @@ class RithmicLiveFeed(GeneratorFeed):
         yield self._status(FeedState.STREAMING, "subscribed " + ", ".join(
             f"{r}={c}" for r, c in self.contracts.items()))
         lost_at: int | None = None
+        self._streaming = True
         while not self._closed:
+            if self._refused:
+                self.stats["auth_failed"] += 1
+                if self._closer is not None:
+                    await self._closer
+                yield self._status(FeedState.FAILED, f"{self._refused}; the feed will not retry")
+                return
             try:
                 rec = await asyncio.wait_for(self._queue.get(), 0.25)
             except TimeoutError:

@@ -21,6 +21,7 @@ handled in one place:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -204,20 +205,35 @@ class RithmicSession:
                                        f"{text.split(':', 1)[-1].strip()}") from None
             raise RithmicDownError(f"cannot connect to {self.cfg.url}: {type(exc).__name__}: {exc}"[:300]) from None
 
+    async def _stop_tasks(self, plant: Any) -> None:
+        """Cancel a plant's background tasks until they are really gone: the reconnect loop can swallow one
+        cancellation (``asyncio.wait_for`` in Python 3.11 returns a result that completed at the same moment) and
+        go on logging in."""
+        for _ in range(50):
+            tasks = [t for t in plant._bg_tasks if not t.done()]
+            if not tasks:
+                break
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks, timeout=0.1)
+        plant._bg_tasks.clear()
+
     async def _stop_quietly(self) -> None:
         for plant in self.client.plants.values():
-            try:
-                await plant._stop_background_tasks()
+            with contextlib.suppress(Exception):
+                await self._stop_tasks(plant)
                 if plant.ws is not None:
                     await plant.ws.close()
-            except Exception:
-                pass
 
     async def close(self) -> None:
-        try:
+        """Stop every plant's background tasks (the library's ``disconnect`` skips a plant that is down, whose
+        reconnect loop would otherwise keep logging in), then log out of the plants still connected."""
+        for plant in self.client.plants.values():
+            with contextlib.suppress(Exception):
+                await self._stop_tasks(plant)
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.disconnect(timeout=2.0), 10)
-        except Exception:
-            await self._stop_quietly()
+        await self._stop_quietly()
 
     def plant_connected(self, plant: str) -> bool:
         return bool(self.client.plants[plant].is_connected)
