@@ -35,19 +35,20 @@ from typing import TYPE_CHECKING, Any
 from tradebot.core.contracts import ContractSpec, spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.notifications import Notification
+from tradebot.execution.journal import encode as encode_event
 from tradebot.orderflow.detectors.imbalance import buy_imbalance_levels, sell_imbalance_levels
 from tradebot.orderflow.engine import BarClose
 from tradebot.orderflow.footprint import FootprintBar
 from tradebot.orderflow.profile import value_area
 
 if TYPE_CHECKING:
+    from tradebot.execution.journal import JournalEntry
     from tradebot.execution.ledger import Bracket
     from tradebot.execution.model import Verdict
     from tradebot.ops.stream import StreamHub
     from tradebot.regime.decisions import Decision
     from tradebot.regime.detector import RegimeState
     from tradebot.regime.pipeline import StrategyStep
-    from tradebot.state.store import JournalRecord
     from tradebot.trading import TradingCore
 
 NS = 1_000_000_000
@@ -172,10 +173,11 @@ class LivePublisher:
         except Exception as exc:
             self._error("step", exc)
 
-    def on_record(self, rec: JournalRecord) -> None:
+    def on_record(self, rec: JournalEntry) -> None:
         try:
-            item = {"journal_seq": rec.seq, "ts_ns": rec.ts_ns, "wall_ns": time.time_ns(), "kind": rec.kind,
-                    "payload": rec.payload}
+            kind, payload = encode_event(rec.event)  # the journal's own JSON form of the record
+            item = {"journal_seq": rec.seq, "ts_ns": rec.ts_ns, "wall_ns": time.time_ns(), "kind": kind.value,
+                    "payload": payload}
             self.executions.append(item)
             if self.hub.active:
                 self.hub.publish("exec", item)

@@ -13,28 +13,26 @@ from hypothesis import strategies as st
 from support.exec_helpers import T0, S, System, intent, trade
 from support.exec_helpers import settings as exec_settings
 from tradebot.core.types import Side
+from tradebot.execution.journal import IntentVerdict, JournalEntry, OrderFilled, SignalDecided
 from tradebot.execution.ledger import Ledger
-from tradebot.execution.model import BracketState, LegRole, client_order_id
-from tradebot.state.store import JournalRecord
+from tradebot.execution.model import BracketState, LegRole, OrderType, client_order_id
 
 SID = "ES-1-abc"
 
 
 def _records(side: int, qty: int, entries: list[tuple[int, int]], exits: list[tuple[str, int, int]],
-             tick_value: int) -> list[JournalRecord]:
-    recs = [JournalRecord(1, T0, "signal", {
-        "signal_id": SID, "ts_ns": T0, "symbol": "ES", "side": side, "quantity": qty, "entry_type": "market",
-        "entry_price": None, "stop_price": 0 if side > 0 else 10**6, "target_price": 10**6 if side > 0 else 0,
-        "verdict": "taken", "traded_symbol": "ES", "traded_qty": qty, "tick_value_cents": tick_value})]
+             tick_value: int) -> list[JournalEntry]:
+    recs = [JournalEntry(1, T0, SignalDecided(
+        SID, T0, "ES", Side(side), qty, OrderType.MARKET, None, 0 if side > 0 else 10**6,
+        10**6 if side > 0 else 0, 0.0, "", "", (), IntentVerdict.TAKEN, "", "ES", qty, tick_value))]
     exit_side = -side
     n: dict[str, int] = {}
 
     def add(role: LegRole, q: int, px: int, s: int) -> None:
         coid = client_order_id(SID, role)
         n[coid] = n.get(coid, 0) + 1
-        recs.append(JournalRecord(len(recs) + 1, T0 + len(recs), "broker_fill", {
-            "fill_id": f"{coid}.{n[coid]}", "client_order_id": coid, "symbol": "ES", "side": s, "quantity": q,
-            "price": px, "ts_ns": T0 + len(recs), "commission_cents": 37 * q, "day": "2025-03-10"}))
+        recs.append(JournalEntry(len(recs) + 1, T0 + len(recs), OrderFilled(
+            f"{coid}.{n[coid]}", coid, "ES", Side(s), q, px, T0 + len(recs), 37 * q, "2025-03-10", 0)))
 
     for q, px in entries:
         add(LegRole.ENTRY, q, px, side)

@@ -9,6 +9,7 @@ import pytest
 
 from support.exec_helpers import T0, book, trade
 from tradebot.core.types import Side, Trade
+from tradebot.execution.journal import IntentVerdict, JournalEntry, OrderFilled, SignalDecided
 from tradebot.execution.model import (
     Ack,
     BracketRequest,
@@ -24,7 +25,6 @@ from tradebot.execution.model import (
 from tradebot.execution.paper import PaperBroker, PaperConfig
 from tradebot.feeds.dbn_convert import DbnConverter, SymbolMap, iter_store
 from tradebot.feeds.validation import Validator
-from tradebot.state.store import JournalRecord
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 REAL_TBBO = DATA / "real" / "ES_2022-01-24_sierra.tbbo.dbn.zst"
@@ -296,16 +296,14 @@ def test_micro_orders_are_driven_by_the_mini_feed() -> None:
 
 def test_restore_from_journal_records_rebuilds_orders_and_positions() -> None:
     live = broker()
-    recs = [JournalRecord(1, T0, "signal", {"verdict": "taken", "signal_id": "ES-1-abc", "traded_symbol": "ES",
-                                              "side": 1, "traded_qty": 2, "entry_type": "market",
-                                              "entry_price": None, "stop_price": 990, "target_price": 1010})]
+    recs = [JournalEntry(1, T0, SignalDecided("ES-1-abc", T0, "ES", Side.BUY, 2, OrderType.MARKET, None, 990, 1010,
+                                              0.5, "p", "", (), IntentVerdict.TAKEN, "", "ES", 2, 1250))]
     live.submit_bracket(bracket(qty=2))
     live.on_market_event(trade(1, 1000))
     evs = live.poll_events()
     for i, f in enumerate(fills(evs), start=2):
-        recs.append(JournalRecord(i, f.ts_ns, "broker_fill", {
-            "fill_id": f.fill_id, "client_order_id": f.client_order_id, "quantity": f.quantity, "price": f.price,
-            "ts_ns": f.ts_ns, "commission_cents": f.commission_cents}))
+        recs.append(JournalEntry(i, f.ts_ns, OrderFilled(f.fill_id, f.client_order_id, f.symbol, f.side, f.quantity,
+                                                     f.price, f.ts_ns, f.commission_cents, "2025-03-10", 1250)))
     restored = broker()
     restored.restore(recs)
     assert restored.poll_events() == []

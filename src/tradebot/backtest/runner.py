@@ -28,6 +28,8 @@ from typing import Any
 from tradebot.backtest.overrides import apply_overrides
 from tradebot.core.config import Settings
 from tradebot.core.types import GapEvent, MarketEvent, RawBook, RawStatus, RawTrade
+from tradebot.execution.journal import SessionStarted, TierChanged
+from tradebot.execution.journal import read as read_journal
 from tradebot.feeds.files import open_file_feed
 from tradebot.feeds.validation import Validator
 from tradebot.state.store import StateStore
@@ -129,11 +131,12 @@ def day_tiers_of(store: StateStore, settings: Settings) -> dict[str, int]:
         return {}
     out: dict[str, int] = {}
     day, tier = "", 0
-    for rec in store.journal():
-        if rec.kind == "session_start":
-            day = str(rec.payload.get("day", ""))
-        elif rec.kind == "tier":
-            tier = int(rec.payload["number"])
+    for entry in read_journal(store):
+        ev = entry.event
+        if isinstance(ev, SessionStarted):
+            day = ev.day
+        elif isinstance(ev, TierChanged):
+            tier = ev.number
         else:
             continue
         if day:

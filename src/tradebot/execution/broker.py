@@ -13,11 +13,12 @@ tells the daemon to pump. ``query_orders``/``query_positions`` answer from the a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from tradebot.core.types import MarketEvent
+from tradebot.execution.journal import JournalEntry
 from tradebot.execution.model import BracketRequest, BrokerEvent, FlattenRequest, OrderView
-from tradebot.state.store import JournalRecord
 
 
 @runtime_checkable
@@ -53,4 +54,5 @@ class Broker(Protocol):
 class RestorableBroker(Broker, Protocol):
     """A broker whose state lives only in our journal (the paper broker): rebuilt from it after a crash."""
 
-    def restore(self, records: list[JournalRecord]) -> None: ...
+    def restore(self, entries: Iterable[JournalEntry]) -> None:
+        """Rebuild from the typed journal (:mod:`tradebot.execution.journal`), before any new request."""

@@ -92,7 +92,7 @@ class JournalKind(enum.StrEnum):
 # Shared value types
 
 
-class Verdict(enum.StrEnum):
+class IntentVerdict(enum.StrEnum):
     """What the risk gate decided about an intent."""
 
     TAKEN = "taken"
@@ -174,7 +174,7 @@ class SignalDecided:
     pattern: str
     regime: str
     reasons: tuple[str, ...]
-    verdict: Verdict
+    verdict: IntentVerdict
     reason: str
     traded_symbol: str
     traded_qty: int
@@ -185,7 +185,7 @@ class SignalDecided:
 
     @property
     def taken(self) -> bool:
-        return self.verdict == Verdict.TAKEN
+        return self.verdict == IntentVerdict.TAKEN
 
 
 @journal_event(JournalKind.FLATTEN_REQUEST)
@@ -729,13 +729,3 @@ def append(tx: RawJournalWriter, ts_ns: int, event: JournalEvent) -> JournalEntr
     rec = tx.journal(kind.value, ts_ns, payload)
     return JournalEntry(rec.seq, ts_ns, event)
 
-
-__all__ = [
-    "EVENT_TYPES", "KIND_OF", "AnomalyRecorded", "AutoFlattenDecided", "CancelRequested", "DailyLimitHit",
-    "ExitSignalDecided", "FlattenRequested", "Journal", "JournalDecodeError", "JournalEntry", "JournalEvent",
-    "JournalKind", "MarginChecked", "MarginRow", "ModifyRequested", "OrderAcknowledged", "OrderCancelled",
-    "OrderFilled", "OrderRejected", "OrderStatus", "RecoveryChecked", "SessionStarted", "SignalDecided",
-    "StateChange", "StatusRequested", "StopModified", "StoredJournal", "SubmitTimedOut", "TierChanged",
-    "TradingStateChanged", "UnknownJournalKindError", "Verdict", "append", "decode", "decode_record", "encode",
-    "journal_event", "kind_of", "read",
-]

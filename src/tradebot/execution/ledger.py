@@ -10,19 +10,53 @@ illegal transitions loudly (logged, counted, reported as an effect) instead of c
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradebot.core.contracts import TickValue, decode_tick_value, encode_tick_value
+from tradebot.core.contracts import TickValue, encode_tick_value
 from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
+from tradebot.execution.journal import (
+    AnomalyRecorded,
+    AutoFlattenDecided,
+    CancelRequested,
+    DailyLimitHit,
+    ExitSignalDecided,
+    FlattenRequested,
+    IntentVerdict,
+    JournalEntry,
+    JournalEvent,
+    MarginChecked,
+    ModifyRequested,
+    OrderAcknowledged,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    PositionAdopted,
+    PropFirmUpdated,
+    ProtectRequested,
+    ReconcileChecked,
+    RecoveryChecked,
+    SessionStarted,
+    SignalDecided,
+    StateChange,
+    StatusRequested,
+    StopModified,
+    SubmitTimedOut,
+    TierChanged,
+    TradingStateChanged,
+    kind_of,
+)
+from tradebot.execution.journal import read as read_journal
 from tradebot.execution.model import (
     OPEN_BRACKET,
     TERMINAL_LEG,
     BracketIds,
     BracketState,
     HaltKind,
+    Leg,
     LegRole,
     LegState,
     OrderType,
@@ -30,7 +64,7 @@ from tradebot.execution.model import (
     client_order_id,
 )
 from tradebot.execution.positions import PositionBook
-from tradebot.state.store import JournalRecord, StateStore
+from tradebot.state.store import StateStore
 
 log = get_logger(__name__)
 
@@ -55,32 +89,6 @@ class Effect:
     kind: str
     signal_id: str = ""
     detail: str = ""
-
-
-@dataclass(slots=True)
-class Leg:
-    client_order_id: str
-    signal_id: str
-    role: LegRole
-    symbol: str
-    side: Side
-    order_type: OrderType
-    quantity: int
-    price: int | None
-    state: LegState
-    created_ns: int
-    updated_ns: int
-    filled_qty: int = 0
-    fill_value: int = 0
-    fills: int = 0
-    reason: str = ""
-
-    def row(self) -> dict[str, Any]:
-        return {"client_order_id": self.client_order_id, "signal_id": self.signal_id, "role": self.role.value,
-                "symbol": self.symbol, "side": int(self.side), "order_type": self.order_type.value,
-                "quantity": self.quantity, "price": self.price, "state": self.state.value,
-                "filled_qty": self.filled_qty, "fill_value": self.fill_value, "created_ns": self.created_ns,
-                "updated_ns": self.updated_ns, "reason": self.reason}
 
 
 @dataclass(slots=True)
@@ -217,9 +225,9 @@ class Ledger:
         self.to_flatten: dict[str, str] = {}
         """Brackets a journaled decision ordered closed (signal id -> reason), until their flatten is recorded."""
         self.limit_day: str | None = None
-        self.propfirm: dict[str, Any] | None = None
-        """The last journaled prop-firm state (payload of the latest ``propfirm`` record), ``None`` before any."""
         """Trading day on which a daily profit target / loss limit was hit (checked once per day)."""
+        self.propfirm: PropFirmUpdated | None = None
+        """The last journaled prop-firm state (the latest ``propfirm`` record), ``None`` before any."""
         self._dirty: dict[str, set[Any]] = {}
 
     # -- derived ------------------------------------------------------------------------------------
@@ -241,20 +249,19 @@ class Ledger:
 
     # -- applying -----------------------------------------------------------------------------------
 
-    def apply(self, rec: JournalRecord) -> list[Effect]:
-        handler = _HANDLERS.get(rec.kind)
-        self.last_seq = rec.seq
-        if handler is None:
-            self._anomaly("unknown_journal_kind", "", rec.kind)
-            return [Effect("anomaly", "", f"unknown journal kind {rec.kind}")]
+    def apply(self, entry: JournalEntry) -> list[Effect]:
+        """Apply one journal entry, dispatched on its event's type (every event type has a handler: the
+        journal codec refuses a kind this build does not know before it gets here)."""
+        handler = _HANDLERS[type(entry.event)]
+        self.last_seq = entry.seq
         effects: list[Effect] = []
-        handler(self, rec, effects)
+        handler(self, entry.ts_ns, entry.event, effects)
         self._mark("trading_state", 1)
         return effects
 
-    def replay(self, records: Iterable[JournalRecord]) -> None:
-        for rec in records:
-            self.apply(rec)
+    def replay(self, entries: Iterable[JournalEntry]) -> None:
+        for entry in entries:
+            self.apply(entry)
 
     # -- projections --------------------------------------------------------------------------------
 
@@ -317,17 +324,25 @@ class Ledger:
         self._mark("brackets", b.signal_id)
         return True
 
-    def _set_leg(self, leg: Leg, state: LegState, ts_ns: int, reason: str = "") -> None:
+    def _set_leg(self, leg: Leg, state: LegState, ts_ns: int, effects: list[Effect], cause: str,
+                 reason: str = "") -> bool:
+        """Move a leg along the order transition table; an illegal move is refused, counted and reported."""
+        if not leg.can_move(state):
+            detail = f"{leg.client_order_id} {leg.state.value} -> {state.value} on {cause}"
+            self._anomaly("illegal_leg_transition", leg.signal_id, detail)
+            effects.append(Effect("illegal", leg.signal_id, detail))
+            return False
         leg.state = state
         leg.updated_ns = max(leg.updated_ns, ts_ns)
         if reason:
             leg.reason = reason
         self._mark("orders", leg.client_order_id)
+        return True
 
     def _children(self, b: Bracket) -> list[Leg]:
         return [leg for cid in (b.stop_id, b.target_id) if (leg := self.legs.get(cid)) is not None]
 
-    def _resize_children(self, b: Bracket, ts_ns: int) -> None:
+    def _resize_children(self, b: Bracket, ts_ns: int, effects: list[Effect]) -> None:
         """A working child covers exactly the open position (plus what it already filled)."""
         for leg in self._children(b):
             if leg.state in TERMINAL_LEG:
@@ -337,7 +352,7 @@ class Ledger:
                 leg.quantity = want
                 self._mark("orders", leg.client_order_id)
             if leg.state == LegState.HELD and b.entry_filled > 0:
-                self._set_leg(leg, LegState.WORKING, ts_ns)
+                self._set_leg(leg, LegState.WORKING, ts_ns, effects, "entry fill")
 
     def _entry_done(self, b: Bracket) -> bool:
         entry = self.legs.get(b.entry_id)
@@ -361,112 +376,97 @@ class Ledger:
 
     # -- handlers -----------------------------------------------------------------------------------
 
-    def _on_session(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        day = str(p["day"])
-        self.sessions[day] = {"trading_day": day, "started_ns": rec.ts_ns, "mode": str(p.get("mode", "")),
-                              "symbols": ",".join(p.get("symbols", [])), "balance_cents": self.balance_cents}
+    def _on_session(self, ts_ns: int, ev: SessionStarted, effects: list[Effect]) -> None:
+        day = ev.day
+        self.sessions[day] = {"trading_day": day, "started_ns": ts_ns, "mode": ev.mode,
+                              "symbols": ",".join(ev.symbols), "balance_cents": self.balance_cents}
         self.trading.trading_day = day
         self._mark("sessions", day)
-        self._apply_state(rec)
+        self._apply_state(ts_ns, ev.set_state)
 
-    def _on_signal(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        sid = str(p["signal_id"])
+    def _on_signal(self, ts_ns: int, ev: SignalDecided, effects: list[Effect]) -> None:
+        sid = ev.signal_id
         self.signals[sid] = {
-            "signal_id": sid, "ts_ns": int(p["ts_ns"]), "symbol": str(p["symbol"]), "side": int(p["side"]),
-            "pattern": str(p.get("pattern", "")), "confidence": float(p.get("confidence", 0.0)),
-            "regime": str(p.get("regime", "")), "reasons": "\n".join(p.get("reasons", [])),
-            "entry_type": str(p["entry_type"]), "entry_price": p.get("entry_price"),
-            "stop_price": int(p["stop_price"]), "target_price": int(p["target_price"]),
-            "quantity": int(p["quantity"]), "verdict": str(p["verdict"]), "reason": str(p.get("reason", "")),
-            "traded_symbol": str(p.get("traded_symbol", "")), "traded_qty": int(p.get("traded_qty", 0)),
+            "signal_id": sid, "ts_ns": ev.ts_ns, "symbol": ev.symbol, "side": int(ev.side), "pattern": ev.pattern,
+            "confidence": ev.confidence, "regime": ev.regime, "reasons": "\n".join(ev.reasons),
+            "entry_type": ev.entry_type.value, "entry_price": ev.entry_price, "stop_price": ev.stop_price,
+            "target_price": ev.target_price, "quantity": ev.quantity, "verdict": ev.verdict.value,
+            "reason": ev.reason, "traded_symbol": ev.traded_symbol, "traded_qty": ev.traded_qty,
         }
         self._mark("signals", sid)
-        if p["verdict"] != "taken":
+        if not ev.taken:
             return
         if sid in self.brackets:
             self._anomaly("duplicate_bracket", sid, "signal already has a bracket")
             return
-        side = Side(int(p["side"]))
-        b = Bracket(sid, str(p["traded_symbol"]), side, int(p["traded_qty"]), OrderType(str(p["entry_type"])),
-                    p.get("entry_price"), int(p["stop_price"]), int(p["target_price"]),
-                    decode_tick_value(p["tick_value_cents"]), str(p.get("pattern", "")), rec.ts_ns)
+        side = ev.side
+        b = Bracket(sid, ev.traded_symbol, side, ev.traded_qty, ev.entry_type, ev.entry_price, ev.stop_price,
+                    ev.target_price, ev.tick_value_cents, ev.pattern, ts_ns)
         self.brackets[sid] = b
         self.live[sid] = b
         exit_side = Side.SELL if side == Side.BUY else Side.BUY
         legs = [
             Leg(b.entry_id, sid, LegRole.ENTRY, b.symbol, side, b.entry_type, b.quantity, b.entry_price,
-                LegState.PENDING, rec.ts_ns, rec.ts_ns),
+                LegState.PENDING, ts_ns, ts_ns),
             Leg(b.stop_id, sid, LegRole.STOP, b.symbol, exit_side, OrderType.STOP, 0, b.stop_price,
-                LegState.HELD, rec.ts_ns, rec.ts_ns),
+                LegState.HELD, ts_ns, ts_ns),
             Leg(b.target_id, sid, LegRole.TARGET, b.symbol, exit_side, OrderType.LIMIT, 0, b.target_price,
-                LegState.HELD, rec.ts_ns, rec.ts_ns),
+                LegState.HELD, ts_ns, ts_ns),
         ]
         for leg in legs:
             self.legs[leg.client_order_id] = leg
             self._mark("orders", leg.client_order_id)
         self._mark("brackets", sid)
 
-    def _on_flatten_request(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        b = self.brackets.get(str(p["signal_id"]))
+    def _on_flatten_request(self, ts_ns: int, ev: FlattenRequested, effects: list[Effect]) -> None:
+        b = self.brackets.get(ev.signal_id)
         if b is None:
-            self._anomaly("unknown_bracket", str(p["signal_id"]), "flatten request")
+            self._anomaly("unknown_bracket", ev.signal_id, "flatten request")
             return
         b.exits += 1
-        b.pending_exit_reason = str(p.get("reason", "flatten"))
+        b.pending_exit_reason = ev.reason
         self.to_flatten.pop(b.signal_id, None)
         self._mark("brackets", b.signal_id)
-        qty = int(p["quantity"])
-        if qty > 0:
-            leg = Leg(str(p["exit_id"]), b.signal_id, LegRole.EXIT, b.symbol, Side(int(p["side"])),
-                      OrderType.MARKET, qty, None, LegState.PENDING, rec.ts_ns, rec.ts_ns,
-                      reason=b.pending_exit_reason)
+        if ev.quantity > 0:
+            leg = Leg(ev.exit_id, b.signal_id, LegRole.EXIT, b.symbol, ev.side, OrderType.MARKET, ev.quantity, None,
+                      LegState.PENDING, ts_ns, ts_ns, reason=b.pending_exit_reason)
             self.legs[leg.client_order_id] = leg
             self._mark("orders", leg.client_order_id)
 
-    def _on_protect_request(self, rec: JournalRecord, effects: list[Effect]) -> None:
+    def _on_protect_request(self, ts_ns: int, ev: ProtectRequested, effects: list[Effect]) -> None:
         """A re-placed stop (live, no naked position): a new STOP leg covering the open position."""
-        p = rec.payload
-        b = self.brackets.get(str(p["signal_id"]))
+        b = self.brackets.get(ev.signal_id)
         if b is None:
-            self._anomaly("unknown_bracket", str(p["signal_id"]), "protect request")
+            self._anomaly("unknown_bracket", ev.signal_id, "protect request")
             return
         b.stops += 1
         self._mark("brackets", b.signal_id)
-        leg = Leg(str(p["stop_id"]), b.signal_id, LegRole.STOP, b.symbol, Side(int(p["side"])), OrderType.STOP,
-                  int(p["quantity"]), int(p["stop_price"]), LegState.PENDING, rec.ts_ns, rec.ts_ns,
-                  reason=str(p.get("reason", "")))
+        leg = Leg(ev.stop_id, b.signal_id, LegRole.STOP, b.symbol, ev.side, OrderType.STOP, ev.quantity,
+                  ev.stop_price, LegState.PENDING, ts_ns, ts_ns, reason=ev.reason)
         self.legs[leg.client_order_id] = leg
         self._mark("orders", leg.client_order_id)
 
-    def _on_adopt(self, rec: JournalRecord, effects: list[Effect]) -> None:
+    def _on_adopt(self, ts_ns: int, ev: PositionAdopted, effects: list[Effect]) -> None:
         """A foreign position taken over by the operator: a filled bracket (entry at the adoption price, no
         commission: the broker charged it when it was opened), its own stop and target legs unused."""
-        p = rec.payload
-        sid, side, qty, price = str(p["signal_id"]), Side(int(p["side"])), int(p["quantity"]), int(p["price"])
-        self._on_signal(JournalRecord(rec.seq, rec.ts_ns, "signal", {
-            "signal_id": sid, "ts_ns": rec.ts_ns, "symbol": p["symbol"], "side": int(side), "quantity": qty,
-            "entry_type": OrderType.MARKET.value, "entry_price": None, "stop_price": int(p["stop_price"]),
-            "target_price": price + 10**6 if side == Side.BUY else price - 10**6,  # (its target is never placed)
-            "pattern": "ADOPTED", "verdict": "taken", "reason": str(p.get("reason", "")),
-            "traded_symbol": p["symbol"], "traded_qty": qty, "tick_value_cents": p["tick_value_cents"]}), effects)
+        sid, side, qty, price = ev.signal_id, ev.side, ev.quantity, ev.price
+        self._on_signal(ts_ns, SignalDecided(
+            sid, ts_ns, ev.symbol, side, qty, OrderType.MARKET, None, ev.stop_price,
+            price + 10**6 if side == Side.BUY else price - 10**6,  # (its target is never placed)
+            0.0, "ADOPTED", "", (), IntentVerdict.TAKEN, ev.reason, ev.symbol, qty, ev.tick_value_cents), effects)
         b = self.brackets[sid]
         entry = self.legs[b.entry_id]
-        self._set_leg(entry, LegState.WORKING, rec.ts_ns)
-        self._on_fill(JournalRecord(rec.seq, rec.ts_ns, "broker_fill", {
-            "fill_id": f"adopt:{sid}", "client_order_id": b.entry_id, "symbol": p["symbol"], "side": int(side),
-            "quantity": qty, "price": price, "ts_ns": rec.ts_ns, "commission_cents": 0, "day": p["day"],
-            "tick_value_cents": p["tick_value_cents"]}), effects)
+        self._set_leg(entry, LegState.WORKING, ts_ns, effects, "adopt")
+        self._on_fill(ts_ns, OrderFilled(f"adopt:{sid}", b.entry_id, ev.symbol, side, qty, price, ts_ns, 0, ev.day,
+                                         ev.tick_value_cents), effects)
         for leg in self._children(b):
-            self._set_leg(leg, LegState.CANCELLED, rec.ts_ns, "adopted: protected by a re-placed stop")
+            self._set_leg(leg, LegState.CANCELLED, ts_ns, effects, "adopt", "adopted: protected by a re-placed stop")
 
-    def _on_noop(self, rec: JournalRecord, effects: list[Effect]) -> None:
+    def _on_noop(self, ts_ns: int, ev: JournalEvent, effects: list[Effect]) -> None:
         """Requests whose outcome arrives as a broker event (cancel, modify): journaled for audit and replay."""
 
-    def _on_ack(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        coid = str(rec.payload["client_order_id"])
+    def _on_ack(self, ts_ns: int, ev: OrderAcknowledged, effects: list[Effect]) -> None:
+        coid = ev.client_order_id
         leg = self.legs.get(coid)
         if leg is None:
             self._anomaly("unknown_order", "", f"ack {coid}")
@@ -474,7 +474,7 @@ class Ledger:
             return
         b = self.brackets[leg.signal_id]
         if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-            self._set_leg(leg, LegState.WORKING, rec.ts_ns)
+            self._set_leg(leg, LegState.WORKING, ts_ns, effects, "ack")
             if leg.role == LegRole.ENTRY and b.state in (B.PENDING, B.UNKNOWN):
                 self._transition(b, B.WORKING, "ack", effects)
         elif leg.state in (LegState.WORKING, LegState.HELD):
@@ -482,10 +482,8 @@ class Ledger:
         else:
             self.anomalies["stale_ack"] += 1  # the ack arrived after a fill or cancel: out of order, harmless
 
-    def _on_reject(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        coid, reason = str(p["client_order_id"]), str(p.get("reason", ""))
-        self._reject(coid, reason, rec.ts_ns, effects)
+    def _on_reject(self, ts_ns: int, ev: OrderRejected, effects: list[Effect]) -> None:
+        self._reject(ev.client_order_id, ev.reason, ts_ns, effects)
 
     def _reject(self, coid: str, reason: str, ts_ns: int, effects: list[Effect]) -> None:
         leg = self.legs.get(coid)
@@ -502,31 +500,30 @@ class Ledger:
                     self._anomaly("illegal_transition", b.signal_id, f"reject after fills on {coid}")
                     effects.append(Effect("illegal", b.signal_id, f"reject after fills on {coid}"))
                 return
-            self._set_leg(leg, LegState.REJECTED, ts_ns, reason)
+            self._set_leg(leg, LegState.REJECTED, ts_ns, effects, "reject", reason)
             for child in self._children(b):
                 if child.state not in TERMINAL_LEG:
-                    self._set_leg(child, LegState.CANCELLED, ts_ns, "entry rejected")
+                    self._set_leg(child, LegState.CANCELLED, ts_ns, effects, "entry rejected", "entry rejected")
             b.exit_reason = f"rejected: {reason}"
             effects.append(Effect("rejected", b.signal_id, reason))
             return
-        self._set_leg(leg, LegState.REJECTED, ts_ns, reason)
+        self._set_leg(leg, LegState.REJECTED, ts_ns, effects, "reject", reason)
         if leg.role == LegRole.EXIT:
             effects.append(Effect("exit_rejected", b.signal_id, reason))
         elif b.position > 0:
             effects.append(Effect("protect_rejected", b.signal_id, f"{leg.role.name.lower()}: {reason}"))
 
-    def _on_fill(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        fid, coid = str(p["fill_id"]), str(p["client_order_id"])
-        symbol, qty, price = str(p["symbol"]), int(p["quantity"]), int(p["price"])
-        side, ts, comm, day = Side(int(p["side"])), int(p["ts_ns"]), int(p["commission_cents"]), str(p["day"])
+    def _on_fill(self, ts_ns: int, ev: OrderFilled, effects: list[Effect]) -> None:
+        fid, coid = ev.fill_id, ev.client_order_id
+        symbol, qty, price = ev.symbol, ev.quantity, ev.price
+        side, ts, comm, day = ev.side, ev.ts_ns, ev.commission_cents, ev.day
         if fid in self.fills:
             self._anomaly("duplicate_fill", "", fid)  # the manager dedupes first; a replay must not double count
             return
         signed = qty if side == Side.BUY else -qty
         leg = self.legs.get(coid)
         b = self.brackets.get(leg.signal_id) if leg is not None else None
-        tick_value = b.tick_value_cents if b is not None else decode_tick_value(p.get("tick_value_cents", 0))
+        tick_value = b.tick_value_cents if b is not None else ev.tick_value_cents
         book = self.positions.setdefault(symbol, PositionBook())
         realized = book.apply(signed, price, tick_value, comm)
         self.position_updated[symbol] = ts
@@ -554,7 +551,8 @@ class Ledger:
         leg.filled_qty += qty
         leg.fill_value += qty * price
         leg.fills += 1
-        self._set_leg(leg, LegState.FILLED if leg.filled_qty >= leg.quantity else LegState.PARTIALLY_FILLED, ts)
+        self._set_leg(leg, LegState.FILLED if leg.filled_qty >= leg.quantity else LegState.PARTIALLY_FILLED, ts,
+                      effects, "fill")
         b.book.apply(signed, price, tick_value, comm)
         self._mark("brackets", b.signal_id)
         if leg.role == LegRole.ENTRY:
@@ -572,7 +570,7 @@ class Ledger:
             else:
                 full = b.entry_filled >= b.quantity
                 self._transition(b, B.FILLED if full else B.PARTIALLY_FILLED, "entry fill", effects)
-            self._resize_children(b, ts)
+            self._resize_children(b, ts, effects)
             return
         b.exit_filled += qty
         b.exit_value += qty * price
@@ -582,7 +580,7 @@ class Ledger:
         if b.state in (B.CLOSED, B.REJECTED, B.CANCELLED) and not late:
             self._anomaly("illegal_transition", b.signal_id, f"exit fill on {b.state.value}")
             effects.append(Effect("illegal", b.signal_id, f"exit fill on {b.state.value}"))
-        self._resize_children(b, ts)
+        self._resize_children(b, ts, effects)
         # The last exit fill names the close (a stop that fills after a flatten request closed it as a stop).
         b.pending_exit_reason = ({LegRole.STOP: "stop", LegRole.TARGET: "target"}.get(leg.role)
                                  or leg.reason or b.pending_exit_reason)
@@ -590,10 +588,8 @@ class Ledger:
         if b.position == 0 and not self._entry_done(b) and b.state in OPEN_BRACKET:
             effects.append(Effect("flat_entry_working", b.signal_id))
 
-    def _on_cancelled(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        self._cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")), str(p.get("day", "")) or None,
-                     effects)
+    def _on_cancelled(self, ts_ns: int, ev: OrderCancelled, effects: list[Effect]) -> None:
+        self._cancel(ev.client_order_id, ts_ns, ev.reason, ev.day or None, effects)
 
     def _cancel(self, coid: str, ts_ns: int, reason: str, day: str | None, effects: list[Effect]) -> None:
         leg = self.legs.get(coid)
@@ -607,13 +603,14 @@ class Ledger:
         if leg.state in TERMINAL_LEG:
             self.anomalies["stale_cancel"] += 1  # filled or rejected first: the cancel lost the race
             return
-        self._set_leg(leg, LegState.CANCELLED, ts_ns, reason)
+        self._set_leg(leg, LegState.CANCELLED, ts_ns, effects, "cancel", reason)
         if leg.role == LegRole.ENTRY:
             if b.entry_filled == 0:
                 if self._transition(b, B.CANCELLED, "entry cancelled", effects):
                     for child in self._children(b):
                         if child.state not in TERMINAL_LEG:
-                            self._set_leg(child, LegState.CANCELLED, ts_ns, "entry cancelled")
+                            self._set_leg(child, LegState.CANCELLED, ts_ns, effects, "entry cancelled",
+                                          "entry cancelled")
                     b.exit_reason = reason or "cancelled"
                     self._mark("brackets", b.signal_id)
                     effects.append(Effect("cancelled", b.signal_id, reason))
@@ -642,32 +639,29 @@ class Ledger:
         ids += [client_order_id(b.signal_id, LegRole.STOP, n) for n in range(2, b.stops + 2)]
         return [leg for cid in ids if (leg := self.legs.get(cid)) is not None]
 
-    def _on_modified(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        leg = self.legs.get(str(p["client_order_id"]))
+    def _on_modified(self, ts_ns: int, ev: StopModified, effects: list[Effect]) -> None:
+        leg = self.legs.get(ev.client_order_id)
         if leg is None or leg.role != LegRole.STOP or leg.state in TERMINAL_LEG:
             self.anomalies["stale_modify"] += 1
             return
-        leg.price = int(p["stop_price"])
-        self._set_leg(leg, leg.state, rec.ts_ns)
+        leg.price = ev.stop_price
+        self._set_leg(leg, leg.state, ts_ns, effects, "modify")
         b = self.brackets[leg.signal_id]
         b.stop_price = leg.price
         self._mark("brackets", b.signal_id)
 
-    def _on_status(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        coid = str(p["client_order_id"])
+    def _on_status(self, ts_ns: int, ev: OrderStatus, effects: list[Effect]) -> None:
+        coid = ev.client_order_id
         leg = self.legs.get(coid)
         if leg is None:
             self._anomaly("unknown_order", "", f"status {coid}")
             effects.append(Effect("mismatch", "", f"broker reports unknown order {coid}"))
             return
-        state = LegState(str(p["state"])) if p.get("state") else None
-        filled = int(p.get("filled_qty", 0))
+        state, filled = ev.state, ev.filled_qty
         b = self.brackets[leg.signal_id]
         if state is None:
             if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-                self._reject(coid, "not found at broker (never reached it)", rec.ts_ns, effects)
+                self._reject(coid, "not found at broker (never reached it)", ts_ns, effects)
             elif leg.state not in TERMINAL_LEG and leg.state != LegState.HELD:
                 effects.append(Effect("mismatch", b.signal_id, f"broker lost working order {coid}"))
             return
@@ -676,18 +670,18 @@ class Ledger:
                                   f"broker filled {filled} of {coid}, we know {leg.filled_qty}"))
             return
         if state == LegState.CANCELLED:
-            self._cancel(coid, rec.ts_ns, "reported cancelled", str(p.get("day", "")) or None, effects)
+            self._cancel(coid, ts_ns, "reported cancelled", ev.day or None, effects)
         elif state == LegState.REJECTED:
-            self._reject(coid, "reported rejected", rec.ts_ns, effects)
+            self._reject(coid, "reported rejected", ts_ns, effects)
         elif state in (LegState.WORKING, LegState.PARTIALLY_FILLED, LegState.FILLED):
             if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-                self._set_leg(leg, LegState.WORKING if leg.filled_qty == 0 else leg.state, rec.ts_ns)
+                self._set_leg(leg, LegState.WORKING if leg.filled_qty == 0 else leg.state, ts_ns, effects, "status")
                 if leg.role == LegRole.ENTRY and b.state in (B.PENDING, B.UNKNOWN):
                     self._transition(b, B.WORKING, "status", effects)
             effects.append(Effect("resolved", b.signal_id, f"{coid} {state.value}"))
 
-    def _on_timeout(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        sid = str(rec.payload["signal_id"])
+    def _on_timeout(self, ts_ns: int, ev: SubmitTimedOut, effects: list[Effect]) -> None:
+        sid = ev.signal_id
         b = self.brackets.get(sid)
         if b is None or b.state != B.PENDING:
             self.anomalies["stale_timeout"] += 1
@@ -695,82 +689,77 @@ class Ledger:
         self._transition(b, B.UNKNOWN, "submit timeout", effects)
         entry = self.legs[b.entry_id]
         if entry.state == LegState.PENDING:
-            self._set_leg(entry, LegState.UNKNOWN, rec.ts_ns, "submit timeout")
+            self._set_leg(entry, LegState.UNKNOWN, ts_ns, effects, "submit timeout", "submit timeout")
         effects.append(Effect("unknown", sid))
 
-    def _apply_state(self, rec: JournalRecord) -> None:
+    def _apply_state(self, ts_ns: int, change: StateChange | None) -> None:
         """A decision record may carry the trading-state change it causes (applied atomically with it)."""
-        change = rec.payload.get("set_state")
-        if change:
+        if change is not None:
             t = self.trading
-            t.state, t.kind = TradingState(str(change["state"])), HaltKind(str(change.get("kind", "")))
-            t.reason, t.since_ns = str(change.get("reason", "")), rec.ts_ns
+            t.state, t.kind, t.reason, t.since_ns = change.state, change.kind, change.reason, ts_ns
 
-    def _note_flatten(self, rec: JournalRecord) -> None:
-        reason = str(rec.payload.get("flatten_reason", "flatten"))
-        for sid in rec.payload.get("flatten", []):
-            b = self.brackets.get(str(sid))
+    def _note_flatten(self, signal_ids: tuple[str, ...], reason: str) -> None:
+        for sid in signal_ids:
+            b = self.brackets.get(sid)
             if b is not None and b.state not in (B.CLOSED, B.CANCELLED, B.REJECTED):
                 self.to_flatten[b.signal_id] = reason
 
-    def _on_trading_state(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
+    def _on_trading_state(self, ts_ns: int, ev: TradingStateChanged, effects: list[Effect]) -> None:
         t = self.trading
-        t.state = TradingState(str(p["state"]))
-        t.kind = HaltKind(str(p.get("kind", "")))
-        t.reason = str(p.get("reason", ""))
-        t.since_ns = rec.ts_ns
+        t.state, t.kind, t.reason, t.since_ns = ev.state, ev.kind, ev.reason, ts_ns
 
-    def _on_tier(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
+    def _on_tier(self, ts_ns: int, ev: TierChanged, effects: list[Effect]) -> None:
         t = self.trading
-        t.tier_number, t.tier_name = int(p["number"]), str(p["name"])
-        t.tier_symbol, t.tier_max = str(p["symbol"]), int(p["max_contracts"])
+        t.tier_number, t.tier_name, t.tier_symbol, t.tier_max = ev.number, ev.name, ev.symbol, ev.max_contracts
 
-    def _on_margin(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        day = str(p["day"])
-        for r in p["results"]:
-            key = (day, str(r["symbol"]))
-            self.margin[key] = {"trading_day": day, "symbol": key[1], "margin_cents": int(r["margin_cents"]),
-                                "limit_cents": r.get("limit_cents"), "ok": int(bool(r["ok"])),
-                                "source": str(r.get("source", ""))}
+    def _on_margin(self, ts_ns: int, ev: MarginChecked, effects: list[Effect]) -> None:
+        day = ev.day
+        for r in ev.results:
+            key = (day, r.symbol)
+            self.margin[key] = {"trading_day": day, "symbol": r.symbol, "margin_cents": r.margin_cents,
+                                "limit_cents": r.limit_cents, "ok": int(r.ok), "source": r.source}
             self._mark("margin_checks", key)
-        self._apply_state(rec)
+        self._apply_state(ts_ns, ev.set_state)
 
-    def _on_decision(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        p = rec.payload
-        symbol = str(p.get("symbol", ""))
+    def _decision(self, ts_ns: int, ev: ExitSignalDecided | AutoFlattenDecided | AnomalyRecorded | DailyLimitHit,
+                  symbol: str) -> None:
         # Keyed by what was decided, not by journal position: an input delivered again after a crash
         # re-decides the same thing and must not add a second row.
-        key = f"{rec.kind}:{rec.ts_ns}:{symbol}"
-        self.decisions[key] = {"id": key, "ts_ns": rec.ts_ns, "kind": rec.kind, "symbol": symbol,
-                               "reason": str(p.get("reason", "")), "decision": str(p.get("decision", ""))}
+        kind = kind_of(ev).value
+        key = f"{kind}:{ts_ns}:{symbol}"
+        self.decisions[key] = {"id": key, "ts_ns": ts_ns, "kind": kind, "symbol": symbol, "reason": ev.reason,
+                               "decision": ev.decision}
         self._mark("decisions", key)
 
-    def _on_daily_limit(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        self.limit_day = str(rec.payload["day"])
-        self._on_decision(rec, effects)
-        self._apply_state(rec)
-        self._note_flatten(rec)
+    def _on_anomaly(self, ts_ns: int, ev: AnomalyRecorded, effects: list[Effect]) -> None:
+        self._decision(ts_ns, ev, "")
 
-    def _on_auto_flatten(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        self.trading.auto_flatten_day = str(rec.payload["day"])
-        self._on_decision(rec, effects)
-        self._apply_state(rec)
-        self._note_flatten(rec)
+    def _on_daily_limit(self, ts_ns: int, ev: DailyLimitHit, effects: list[Effect]) -> None:
+        self.limit_day = ev.day
+        self._decision(ts_ns, ev, ev.symbol)
+        self._apply_state(ts_ns, ev.set_state)
+        self._note_flatten(ev.flatten, ev.flatten_reason)
 
-    def _on_exit_signal(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        self._on_decision(rec, effects)
-        self._note_flatten(rec)
+    def _on_auto_flatten(self, ts_ns: int, ev: AutoFlattenDecided, effects: list[Effect]) -> None:
+        self.trading.auto_flatten_day = ev.day
+        self._decision(ts_ns, ev, ev.symbol)
+        self._apply_state(ts_ns, ev.set_state)
+        self._note_flatten(ev.flatten, ev.flatten_reason)
 
-    def _on_propfirm(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        self.propfirm = dict(rec.payload)
-        self._apply_state(rec)
-        self._note_flatten(rec)
+    def _on_exit_signal(self, ts_ns: int, ev: ExitSignalDecided, effects: list[Effect]) -> None:
+        self._decision(ts_ns, ev, ev.symbol)
+        self._note_flatten(ev.flatten, ev.flatten_reason)
 
-    def _on_recovery(self, rec: JournalRecord, effects: list[Effect]) -> None:
-        self._apply_state(rec)
+    def _on_recovery(self, ts_ns: int, ev: RecoveryChecked, effects: list[Effect]) -> None:
+        self._apply_state(ts_ns, ev.set_state)
+
+    def _on_reconcile(self, ts_ns: int, ev: ReconcileChecked, effects: list[Effect]) -> None:
+        self._apply_state(ts_ns, ev.set_state)
+
+    def _on_propfirm(self, ts_ns: int, ev: PropFirmUpdated, effects: list[Effect]) -> None:
+        self.propfirm = ev
+        self._apply_state(ts_ns, ev.set_state)
+        self._note_flatten(ev.flatten, ev.flatten_reason)
 
 
 def _json_lots(book: PositionBook) -> str:
@@ -779,39 +768,41 @@ def _json_lots(book: PositionBook) -> str:
     return json.dumps(book.to_json(), separators=(",", ":"))
 
 
-_HANDLERS = {
-    "session_start": Ledger._on_session,
-    "signal": Ledger._on_signal,
-    "flatten_request": Ledger._on_flatten_request,
-    "protect_request": Ledger._on_protect_request,
-    "adopt": Ledger._on_adopt,
-    "cancel_request": Ledger._on_noop,
-    "modify_request": Ledger._on_noop,
-    "status_request": Ledger._on_noop,
-    "broker_ack": Ledger._on_ack,
-    "broker_reject": Ledger._on_reject,
-    "broker_fill": Ledger._on_fill,
-    "broker_cancelled": Ledger._on_cancelled,
-    "broker_modified": Ledger._on_modified,
-    "broker_status": Ledger._on_status,
-    "submit_timeout": Ledger._on_timeout,
-    "trading_state": Ledger._on_trading_state,
-    "tier": Ledger._on_tier,
-    "margin_check": Ledger._on_margin,
-    "exit_signal": Ledger._on_exit_signal,
-    "auto_flatten": Ledger._on_auto_flatten,
-    "anomaly": Ledger._on_decision,
-    "daily_limit": Ledger._on_daily_limit,
-    "recovery": Ledger._on_recovery,
-    "propfirm": Ledger._on_propfirm,
-    "reconcile": Ledger._on_recovery,
+_Handler = Callable[[Ledger, int, Any, list[Effect]], None]
+_HANDLERS: dict[type, _Handler] = {
+    SessionStarted: Ledger._on_session,
+    SignalDecided: Ledger._on_signal,
+    FlattenRequested: Ledger._on_flatten_request,
+    CancelRequested: Ledger._on_noop,
+    ModifyRequested: Ledger._on_noop,
+    StatusRequested: Ledger._on_noop,
+    OrderAcknowledged: Ledger._on_ack,
+    OrderRejected: Ledger._on_reject,
+    OrderFilled: Ledger._on_fill,
+    OrderCancelled: Ledger._on_cancelled,
+    StopModified: Ledger._on_modified,
+    OrderStatus: Ledger._on_status,
+    SubmitTimedOut: Ledger._on_timeout,
+    TradingStateChanged: Ledger._on_trading_state,
+    TierChanged: Ledger._on_tier,
+    MarginChecked: Ledger._on_margin,
+    ExitSignalDecided: Ledger._on_exit_signal,
+    AutoFlattenDecided: Ledger._on_auto_flatten,
+    AnomalyRecorded: Ledger._on_anomaly,
+    DailyLimitHit: Ledger._on_daily_limit,
+    RecoveryChecked: Ledger._on_recovery,
+    ReconcileChecked: Ledger._on_reconcile,
+    ProtectRequested: Ledger._on_protect_request,
+    PositionAdopted: Ledger._on_adopt,
+    PropFirmUpdated: Ledger._on_propfirm,
 }
+"""How each event type changes the state (every journal event type has one; a test checks it)."""
 
 
 def rebuild_from_journal(store: StateStore, starting_balance_cents: int, *, write: bool = True) -> Ledger:
     """Replay the whole journal into a fresh ledger; with ``write`` rewrite the projection tables from it."""
     ledger = Ledger(starting_balance_cents)
-    ledger.replay(store.journal())
+    ledger.replay(read_journal(store))
     if write:
         store.replace_projections(ledger.all_rows())
     else:

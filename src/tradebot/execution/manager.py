@@ -21,7 +21,7 @@ from typing import Any
 
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
-from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
+from tradebot.core.contracts import TickValue, UnknownContractError, spec_for, tick_value_of
 from tradebot.core.logging import get_logger
 from tradebot.core.notifications import Notification
 from tradebot.core.orders import OrderIntent
@@ -30,6 +30,34 @@ from tradebot.core.values import CapitalTier, fmt_clock
 from tradebot.execution import notices, reconcile
 from tradebot.execution.broker import Broker
 from tradebot.execution.gate import GateView, RiskGate
+from tradebot.execution.journal import (
+    AnomalyRecorded,
+    AutoFlattenDecided,
+    CancelRequested,
+    DailyLimitHit,
+    ExitSignalDecided,
+    FlattenRequested,
+    IntentVerdict,
+    JournalEntry,
+    JournalEvent,
+    MarginChecked,
+    MarginRow,
+    ModifyRequested,
+    OrderAcknowledged,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    SessionStarted,
+    SignalDecided,
+    StateChange,
+    StatusRequested,
+    StopModified,
+    SubmitTimedOut,
+    TierChanged,
+    TradingStateChanged,
+)
+from tradebot.execution.journal import append as journal_append
 from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
     DAILY_KINDS,
@@ -68,7 +96,7 @@ from tradebot.execution.risk import (
     usd_to_cents,
 )
 from tradebot.execution.session import SessionClock
-from tradebot.state.store import JournalRecord, StateStore
+from tradebot.state.store import StateStore
 
 log = get_logger(__name__)
 
@@ -110,7 +138,7 @@ class ExecutionManager:
         self.store = store
         self.broker = broker
         self.on_notification = on_notification
-        self.on_record: Callable[[JournalRecord], None] | None = None
+        self.on_record: Callable[[JournalEntry], None] | None = None
         """Sees every committed journal record (the daemon's live stream); must not raise."""
         self.margin_provider = margin_provider
         self.symbols = list(symbols) if symbols else settings.symbol_list
@@ -152,13 +180,14 @@ class ExecutionManager:
         self.clock.touch(now_ns)
         iso = day.isoformat()
         if iso != self.ledger.trading.trading_day:
-            payload: dict[str, Any] = {"day": iso, "mode": self.settings.trading_mode, "symbols": self.symbols}
             t = self.ledger.trading
             notes = []
+            set_state = None
             if t.state != TradingState.ACTIVE and t.kind in DAILY_KINDS:
-                payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "new trading day")
+                set_state = StateChange(TradingState.ACTIVE, HaltKind.NONE, "new trading day")
                 notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "new trading day", now_ns))
-            self._record("session_start", now_ns, payload, notes)
+            self._record(SessionStarted(iso, self.settings.trading_mode, tuple(self.symbols), set_state), now_ns,
+                         notes)
         self._complete_session(now_ns)
         self._set_session_times(now_ns)
 
@@ -211,17 +240,13 @@ class ExecutionManager:
             reason, symbol, qty = self.entry_block, "", 0
         else:
             reason, symbol, qty = self._gate(intent)
-        tick_value = encode_tick_value(tick_value_of(spec_for(symbol))) if symbol else 0
-        payload: dict[str, Any] = {
-            "signal_id": intent.signal_id, "ts_ns": intent.ts_ns, "symbol": intent.symbol, "side": int(intent.side),
-            "quantity": intent.quantity, "entry_type": intent.entry_type.value, "entry_price": intent.entry_price,
-            "stop_price": intent.stop_price, "target_price": intent.target_price,
-            "confidence": float(intent.confidence), "pattern": intent.pattern, "regime": intent.regime,
-            "reasons": list(intent.reasons), "verdict": "rejected" if reason else "taken", "reason": reason,
-            "traded_symbol": symbol, "traded_qty": qty, "tick_value_cents": tick_value,
-            "armed_ns": max(intent.ts_ns, self.clock.now),
-        }
-        self._record("signal", intent.ts_ns, payload)
+        armed_ns = max(intent.ts_ns, self.clock.now)
+        self._record(SignalDecided(
+            intent.signal_id, intent.ts_ns, intent.symbol, intent.side, intent.quantity,
+            OrderType(intent.entry_type.value), intent.entry_price, intent.stop_price, intent.target_price,
+            float(intent.confidence), intent.pattern, intent.regime, tuple(intent.reasons),
+            IntentVerdict.REJECTED if reason else IntentVerdict.TAKEN, reason, symbol, qty,
+            tick_value_of(spec_for(symbol)) if symbol else 0, armed_ns), intent.ts_ns)
         if reason:
             self.stats["intent_rejected"] += 1
             return Verdict(intent.signal_id, False, reason, symbol, qty)
@@ -229,7 +254,7 @@ class ExecutionManager:
         self._timers.start(intent.signal_id)
         self._send("submit_bracket", BracketRequest(
             intent.signal_id, symbol, intent.side, qty, OrderType(intent.entry_type.value), intent.entry_price,
-            intent.stop_price, intent.target_price, intent.ts_ns, int(payload["armed_ns"])))
+            intent.stop_price, intent.target_price, intent.ts_ns, armed_ns))
         self.pump()
         return Verdict(intent.signal_id, True, "", symbol, qty)
 
@@ -311,7 +336,7 @@ class ExecutionManager:
         if problem:
             self.stats["bad_broker_event"] += 1
             log.error("malformed broker event dropped", problem=problem, broker_event=repr(ev))
-            self._record("anomaly", self.clock.now, {"reason": problem, "decision": "dropped", "event": repr(ev)[:500]},
+            self._record(AnomalyRecorded(problem, "dropped", repr(ev)[:500]), self.clock.now,
                          [notices.malformed_event(problem, ev, self.clock.now)])
             return
         stale = self._event_guard.stale(ev)
@@ -325,32 +350,26 @@ class ExecutionManager:
                     self.stats["duplicate_fill"] += 1
                     log.info("duplicate fill dropped", fill_id=ev.fill_id)
                     return
-                effects = self._record("broker_fill", ev.ts_ns, {
-                    "fill_id": ev.fill_id, "client_order_id": ev.client_order_id, "symbol": ev.symbol,
-                    "side": int(ev.side), "quantity": ev.quantity, "price": ev.price, "ts_ns": ev.ts_ns,
-                    "commission_cents": ev.commission_cents, "day": self._day_of(ev.ts_ns),
-                    "tick_value_cents": _tick_value(ev.symbol)})
+                effects = self._record(OrderFilled(
+                    ev.fill_id, ev.client_order_id, ev.symbol, ev.side, ev.quantity, ev.price, ev.ts_ns,
+                    ev.commission_cents, self._day_of(ev.ts_ns), _tick_value(ev.symbol)), ev.ts_ns)
                 self._dedupe.add(ev.fill_id)
             self.stats["fills"] += 1
             self._act(effects, ev.ts_ns)
             self._check_limits(ev.ts_ns, ev.symbol)
             return
         if isinstance(ev, Ack):
-            self._record_event("broker_ack", ev.ts_ns, {"client_order_id": ev.client_order_id})
+            self._record_event(OrderAcknowledged(ev.client_order_id), ev.ts_ns)
         elif isinstance(ev, Reject):
-            self._record_event("broker_reject", ev.ts_ns, {"client_order_id": ev.client_order_id,
-                                                           "reason": ev.reason})
+            self._record_event(OrderRejected(ev.client_order_id, ev.reason), ev.ts_ns)
         elif isinstance(ev, Cancelled):
-            self._record_event("broker_cancelled", ev.ts_ns, {"client_order_id": ev.client_order_id,
-                                                              "reason": ev.reason, "day": self._day_of(ev.ts_ns)})
+            self._record_event(OrderCancelled(ev.client_order_id, ev.reason, self._day_of(ev.ts_ns)), ev.ts_ns)
         elif isinstance(ev, Modified):
-            self._record_event("broker_modified", ev.ts_ns, {"client_order_id": ev.client_order_id,
-                                                             "stop_price": ev.stop_price})
+            self._record_event(StopModified(ev.client_order_id, ev.stop_price), ev.ts_ns)
         elif isinstance(ev, StatusReport):
             self._status_asked.pop(ev.client_order_id, None)
-            self._record_event("broker_status", ev.ts_ns or self.clock.now, {
-                "client_order_id": ev.client_order_id, "state": ev.state.value if ev.state else None,
-                "filled_qty": ev.filled_qty, "day": self._day_of(ev.ts_ns or self.clock.now)})
+            ts = ev.ts_ns or self.clock.now
+            self._record_event(OrderStatus(ev.client_order_id, ev.state, ev.filled_qty, self._day_of(ts)), ts)
 
     def on_exit_signal(self, symbol: str, ts_ns: int, reason: str, threatens: str | None = None) -> str:
         """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market.
@@ -377,11 +396,9 @@ class ExecutionManager:
         else:
             decision = "alert"
         notes = [notices.exit_signal(symbol, reason, decision, affected, ts_ns)] if affected else []
-        self._record("exit_signal", ts_ns, {
-            "symbol": symbol, "reason": reason, "decision": decision, "threatens": threatens or "any",
-            "signal_ids": [b.signal_id for b in affected],
-            "flatten": [b.signal_id for b in affected] if decision == "auto_exit" else [],
-            "flatten_reason": "exit_signal"}, notes)
+        ids = tuple(b.signal_id for b in affected)
+        self._record(ExitSignalDecided(symbol, reason, decision, ids, ids if decision == "auto_exit" else (),
+                                       "exit_signal", threatens or "any"), ts_ns, notes)
         self._complete_flattens(ts_ns)
         return decision
 
@@ -394,7 +411,7 @@ class ExecutionManager:
         for b in self._pending_brackets():
             if b.state == BracketState.PENDING and (now_ns - b.submitted_ns >= self._timeout_ns if wall is None
                                                     else self._timers.due(b.signal_id, wall)):
-                effects = self._record("submit_timeout", now_ns, {"signal_id": b.signal_id})
+                effects = self._record(SubmitTimedOut(b.signal_id), now_ns)
                 self._act(effects, now_ns)
         for coid, asked in list(self._status_asked.items()):
             if now_ns - asked >= self._timeout_ns if wall is None else self._timers.due("?" + coid, wall):
@@ -414,14 +431,13 @@ class ExecutionManager:
         if day is None or self.ledger.trading.auto_flatten_day == day:
             return False
         open_now = self.ledger.open_brackets()
-        payload: dict[str, Any] = {
-            "day": day, "decision": "flatten", "reason": fmt_clock(self.ex.auto_flatten_time),
-            "symbol": ",".join(sorted({b.symbol for b in open_now})),
-            "flatten": [b.signal_id for b in open_now], "flatten_reason": "auto_flatten"}
+        set_state = None
         if self.ledger.trading.state == TradingState.ACTIVE:
-            payload["set_state"] = _state(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
-        self._record("auto_flatten", now_ns, payload,
-                     [notices.auto_flatten(day, len(open_now), fmt_clock(self.ex.auto_flatten_time), now_ns)])
+            set_state = StateChange(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
+        self._record(AutoFlattenDecided(
+            day, "flatten", fmt_clock(self.ex.auto_flatten_time), ",".join(sorted({b.symbol for b in open_now})),
+            tuple(b.signal_id for b in open_now), "auto_flatten", set_state), now_ns,
+            [notices.auto_flatten(day, len(open_now), fmt_clock(self.ex.auto_flatten_time), now_ns)])
         self.clock.flattened(day)
         self._complete_flattens(now_ns)
         return True
@@ -433,21 +449,20 @@ class ExecutionManager:
         results = [margin_for(self.settings, s, day, self.margin_provider) for s in syms]
         blocked = [r for r in results if not r.ok]
         notes = [notices.margin_high(day.isoformat(), blocked, self.clock.now)] if blocked else []
-        payload: dict[str, Any] = {"day": day.isoformat(), "results": [
-            {"symbol": r.symbol, "margin_cents": r.margin_cents, "limit_cents": r.limit_cents, "ok": r.ok,
-             "source": r.source} for r in results]}
+        rows = tuple(MarginRow(r.symbol, r.margin_cents, r.limit_cents, r.ok, r.source) for r in results)
+        set_state = None
         if symbols is None:  # the session-wide check decides the session's state, in the same record
             t = self.ledger.trading
             all_blocked = bool(results) and len(blocked) == len(results)
             if all_blocked and t.state == TradingState.ACTIVE:
                 why = ", ".join(f"{r.symbol} {fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}"
                                 for r in blocked)
-                payload["set_state"] = _state(TradingState.HALTED, HaltKind.MARGIN, f"margin above limit: {why}")
+                set_state = StateChange(TradingState.HALTED, HaltKind.MARGIN, f"margin above limit: {why}")
             elif not all_blocked and t.state == TradingState.HALTED and t.kind == HaltKind.MARGIN:
-                payload["set_state"] = _state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
+                set_state = StateChange(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
                 notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits",
                                                    self.clock.now))
-        self._record("margin_check", self.clock.now, payload, notes)
+        self._record(MarginChecked(day.isoformat(), rows, set_state), self.clock.now, notes)
         return results
 
     def halt(self, reason: str, now_ns: int, kind: HaltKind = HaltKind.OPERATOR) -> None:
@@ -487,7 +502,7 @@ class ExecutionManager:
         long = b.side == Side.BUY
         if (stop_price >= b.target_price) if long else (stop_price <= b.target_price):
             return False
-        self._record("modify_request", now_ns, {"client_order_id": leg.client_order_id, "stop_price": stop_price})
+        self._record(ModifyRequested(leg.client_order_id, stop_price), now_ns)
         self._send("modify_stop", leg.client_order_id, stop_price)
         self.pump()
         return True
@@ -576,16 +591,15 @@ class ExecutionManager:
         previous = cur.tier_name
         notes = [] if previous is None else [
             notices.tier_change(previous, cur.tier_number, t, self.ledger.balance_cents, now_ns)]
-        self._record("tier", now_ns, {"number": t.number, "name": t.name, "symbol": t.root,
-                                      "max_contracts": t.max_contracts, "balance_cents": self.ledger.balance_cents,
-                                      "previous": previous}, notes)
+        self._record(TierChanged(t.number, t.name, t.root, t.max_contracts, self.ledger.balance_cents, previous),
+                     now_ns, notes)
 
     def _set_state(self, state: TradingState, kind: HaltKind, reason: str, now_ns: int, *, notify: bool = True) -> None:
         t = self.ledger.trading
         if t.state == state and t.kind == kind and t.reason == reason:
             return
         notes = [notices.trading_state(state, kind, reason, now_ns)] if notify else []
-        self._record("trading_state", now_ns, {"state": state.value, "kind": kind.value, "reason": reason}, notes)
+        self._record(TradingStateChanged(state, kind, reason), now_ns, notes)
 
     def _check_limits(self, ts_ns: int, symbol: str) -> None:
         if self.propfirm is not None:
@@ -601,14 +615,12 @@ class ExecutionManager:
             return
         hit = "profit_target" if pnl >= self.profit_target_cents else "loss_limit"
         limit = self.profit_target_cents if hit == "profit_target" else self.loss_limit_cents
-        payload: dict[str, Any] = {
-            "day": day, "symbol": symbol, "reason": hit, "decision": "halt", "pnl_cents": pnl,
-            "flatten": [b.signal_id for b in self.ledger.open_brackets()] if self.ex.flatten_on_limit else [],
-            "flatten_reason": hit}
+        set_state = None
         if t.state == TradingState.ACTIVE or t.kind in DAILY_KINDS:
-            payload["set_state"] = _state(TradingState.HALTED, HaltKind.LIMIT,
-                                          f"daily {hit.replace('_', ' ')} reached ({fmt_cents(pnl)})")
-        self._record("daily_limit", ts_ns, payload,
+            set_state = StateChange(TradingState.HALTED, HaltKind.LIMIT,
+                                    f"daily {hit.replace('_', ' ')} reached ({fmt_cents(pnl)})")
+        flatten = tuple(b.signal_id for b in self.ledger.open_brackets()) if self.ex.flatten_on_limit else ()
+        self._record(DailyLimitHit(day, symbol, hit, "halt", pnl, flatten, hit, set_state), ts_ns,
                      [notices.daily_limit(hit, day, pnl, limit, self.ex.flatten_on_limit, ts_ns)])
         self._complete_flattens(ts_ns)
 
@@ -637,9 +649,7 @@ class ExecutionManager:
             return 0
         exit_id = client_order_id(b.signal_id, LegRole.EXIT, b.exits + 1)
         side = Side.SELL if b.side == Side.BUY else Side.BUY
-        self._record("flatten_request", ts_ns, {"signal_id": b.signal_id, "symbol": b.symbol, "exit_id": exit_id,
-                                                "side": int(side), "quantity": qty, "cancel_ids": list(cancel_ids),
-                                                "reason": reason})
+        self._record(FlattenRequested(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason), ts_ns)
         self._send("flatten", FlattenRequest(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason, ts_ns))
         return 1
 
@@ -655,7 +665,7 @@ class ExecutionManager:
     def _ask_status(self, coid: str, now_ns: int) -> None:
         self._status_asked[coid] = now_ns
         self._timers.start("?" + coid)
-        self._record("status_request", now_ns, {"client_order_id": coid})
+        self._record(StatusRequested(coid), now_ns)
         self._send("request_status", coid)
 
     def _enforce(self, b: Bracket, ts_ns: int) -> None:
@@ -664,7 +674,7 @@ class ExecutionManager:
             return
         entry = self.ledger.legs.get(b.entry_id)
         if b.entry_filled > 0 and b.position == 0 and entry is not None and entry.state not in TERMINAL_LEG:
-            self._record("cancel_request", ts_ns, {"client_order_id": b.entry_id, "reason": "flat"})
+            self._record(CancelRequested(b.entry_id, "flat"), ts_ns)
             self._send("cancel", b.entry_id)
             return
         if b.position > 0 and not self.ledger.protected(b):
@@ -692,15 +702,14 @@ class ExecutionManager:
             elif e.kind == "illegal":
                 self.stats["illegal_transition"] += 1
 
-    def _record_event(self, kind: str, ts_ns: int, payload: dict[str, Any]) -> None:
-        effects = self._record(kind, ts_ns, payload)
+    def _record_event(self, event: JournalEvent, ts_ns: int) -> None:
+        effects = self._record(event, ts_ns)
         self._act(effects, ts_ns)
 
-    def _record(self, kind: str, ts_ns: int, payload: dict[str, Any],
-                notes: Sequence[Notification] = ()) -> list[Effect]:
+    def _record(self, event: JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]:
         """Commit one journal record with its projection rows and notifications, then apply nothing else."""
         with self.store.transaction() as tx:
-            rec = tx.journal(kind, ts_ns, payload)
+            rec = journal_append(tx, ts_ns, event)
             effects = self.ledger.apply(rec)
             tx.upsert(self.ledger.take_dirty())
             all_notes = list(notes) + notices.for_effects(effects, self.ledger, ts_ns)
@@ -717,14 +726,9 @@ class ExecutionManager:
         return effects
 
 
-def _state(state: TradingState, kind: HaltKind, reason: str) -> dict[str, str]:
-    """A trading-state change carried inside the decision record that causes it (one atomic record)."""
-    return {"state": state.value, "kind": kind.value, "reason": reason}
-
-
-def _tick_value(symbol: str) -> int | str:
+def _tick_value(symbol: str) -> TickValue:
     try:
-        return encode_tick_value(tick_value_of(spec_for(symbol)))
+        return tick_value_of(spec_for(symbol))
     except UnknownContractError:
         return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from tradebot.core.types import Side
 
@@ -43,6 +44,28 @@ class LegState(enum.StrEnum):
 
 
 TERMINAL_LEG = frozenset({LegState.FILLED, LegState.CANCELLED, LegState.REJECTED})
+
+_L = LegState
+LEG_TRANSITIONS: dict[LegState, frozenset[LegState]] = {
+    _L.HELD: frozenset({_L.WORKING, _L.PARTIALLY_FILLED, _L.FILLED, _L.CANCELLED, _L.REJECTED}),
+    _L.PENDING: frozenset({_L.WORKING, _L.PARTIALLY_FILLED, _L.FILLED, _L.CANCELLED, _L.REJECTED, _L.UNKNOWN}),
+    _L.UNKNOWN: frozenset({_L.WORKING, _L.PARTIALLY_FILLED, _L.FILLED, _L.CANCELLED, _L.REJECTED}),
+    _L.WORKING: frozenset({_L.PARTIALLY_FILLED, _L.FILLED, _L.CANCELLED, _L.REJECTED}),
+    _L.PARTIALLY_FILLED: frozenset({_L.FILLED, _L.CANCELLED, _L.REJECTED}),
+    _L.FILLED: frozenset(),
+    # A fill is a fact whatever we believed: one that raced our cancel, or that a venue reports after its own
+    # reject, is booked (and flagged as a late fill), so the order follows it.
+    _L.CANCELLED: frozenset({_L.PARTIALLY_FILLED, _L.FILLED}),
+    _L.REJECTED: frozenset({_L.PARTIALLY_FILLED, _L.FILLED}),
+}
+"""Legal order (leg) transitions, for the ledger and the paper broker alike. Staying in the same state is a
+no-op, never a transition. A fill or an ack arrives before or after its order's other events in any order a
+real broker produces; what the table refuses (a filled order cancelled, a cancelled one working again) is an
+anomaly, counted and reported, never applied."""
+
+
+def leg_transition_allowed(old: LegState, new: LegState) -> bool:
+    return new == old or new in LEG_TRANSITIONS[old]
 
 
 class LegRole(enum.StrEnum):
@@ -176,6 +199,44 @@ class StopRequest:
     stop_price: int
     """Integer ticks."""
     ts_ns: int
+
+
+@dataclass(slots=True)
+class Leg:
+    """One order of a bracket (entry, stop, target) or a closing order: the one order representation, kept by
+    the ledger (what the journal says) and by the paper broker (what the simulated venue holds). Its state only
+    moves along :data:`LEG_TRANSITIONS` (:meth:`can_move`)."""
+
+    client_order_id: str
+    signal_id: str
+    role: LegRole
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: int
+    price: int | None
+    state: LegState
+    created_ns: int
+    updated_ns: int
+    filled_qty: int = 0
+    fill_value: int = 0
+    """Sum of quantity x price (ticks) over the fills: the average fill price without rounding."""
+    fills: int = 0
+    reason: str = ""
+
+    def can_move(self, new: LegState) -> bool:
+        return leg_transition_allowed(self.state, new)
+
+    def view(self) -> OrderView:
+        return OrderView(self.client_order_id, self.symbol, self.side, self.order_type, self.quantity,
+                         self.filled_qty, self.price, self.state, self.updated_ns, self.reason)
+
+    def row(self) -> dict[str, Any]:
+        return {"client_order_id": self.client_order_id, "signal_id": self.signal_id, "role": self.role.value,
+                "symbol": self.symbol, "side": int(self.side), "order_type": self.order_type.value,
+                "quantity": self.quantity, "price": self.price, "state": self.state.value,
+                "filled_qty": self.filled_qty, "fill_value": self.fill_value, "created_ns": self.created_ns,
+                "updated_ns": self.updated_ns, "reason": self.reason}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -38,16 +38,28 @@ Fill rules (the README's "Paper fill assumptions" section says the same in prose
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Collection
+from collections import Counter, deque
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
+from tradebot.core.logging import get_logger
 from tradebot.core.types import BookUpdate, MarketEvent, Side, Trade
 from tradebot.execution import fills
+from tradebot.execution.journal import (
+    CancelRequested,
+    FlattenRequested,
+    JournalEntry,
+    ModifyRequested,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    ProtectRequested,
+    SignalDecided,
+)
 from tradebot.execution.model import (
     TERMINAL_LEG,
     Ack,
@@ -56,6 +68,7 @@ from tradebot.execution.model import (
     Cancelled,
     Fill,
     FlattenRequest,
+    Leg,
     LegRole,
     LegState,
     Modified,
@@ -67,7 +80,8 @@ from tradebot.execution.model import (
     client_order_id,
 )
 from tradebot.execution.risk import MICRO_OF, MINI_OF, fee_table
-from tradebot.state.store import JournalRecord
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,42 +119,28 @@ class PaperConfig:
 
 
 @dataclass(slots=True)
-class _Order:
-    coid: str
-    signal_id: str
-    role: LegRole
-    symbol: str
-    side: Side
-    order_type: OrderType
-    quantity: int
-    price: int | None
-    state: LegState
-    updated_ns: int
-    filled: int = 0
-    fills: int = 0
+class _SimLeg(Leg):
+    """The one order representation (:class:`~tradebot.execution.model.Leg`) plus what only a simulated venue
+    tracks."""
+
     queue_left: int = 0
-    reason: str = ""
     armed_ns: int = 0
     """Event time at activation: the order is evaluated only on events strictly later (a reaction to a print
     cannot trade in that print, nor in the rest of its same-timestamp sweep)."""
-
-    def view(self) -> OrderView:
-        return OrderView(self.coid, self.symbol, self.side, self.order_type, self.quantity, self.filled,
-                         self.price, self.state, self.updated_ns, self.reason)
 
 
 @dataclass(slots=True)
 class _Bracket:
     signal_id: str
-    entry: _Order
-    stop: _Order
-    target: _Order
+    entry: _SimLeg
+    stop: _SimLeg
+    target: _SimLeg
     exit_filled: int = 0
-    exits: list[_Order] = field(default_factory=list)
+    exits: list[_SimLeg] = field(default_factory=list)
 
     @property
     def position(self) -> int:
-        return self.entry.filled - self.exit_filled
+        return self.entry.filled_qty - self.exit_filled
 
 
 _ROLE_ORDER = {LegRole.ENTRY: 0, LegRole.EXIT: 1, LegRole.STOP: 2, LegRole.TARGET: 3}
@@ -154,12 +154,14 @@ class PaperBroker:
     def __init__(self, config: PaperConfig | None = None, data_symbols: Collection[str] | None = None) -> None:
         self.config = config or PaperConfig()
         self.data_symbols = set(data_symbols) if data_symbols is not None else None
-        self._orders: dict[str, _Order] = {}
+        self._orders: dict[str, _SimLeg] = {}
         self._brackets: dict[str, _Bracket] = {}
-        self._working: dict[str, list[_Order]] = {}
+        self._working: dict[str, list[_SimLeg]] = {}
         self._positions: dict[str, int] = {}
         self._events: deque[BrokerEvent] = deque()
         self._restoring = False
+        self.anomalies: Counter[str] = Counter()
+        """Transitions the order table refused (a simulator bug if ever non-zero)."""
         self._quotes: dict[str, BookUpdate] = {}
         """Latest book update per data symbol: the prevailing quote a market order meets on a trade."""
 
@@ -171,19 +173,21 @@ class PaperBroker:
             return
         problem = _check_bracket(req)
         exit_side = Side.SELL if req.side == Side.BUY else Side.BUY
-        entry = _Order(req.entry_id, req.signal_id, LegRole.ENTRY, req.symbol, req.side, req.entry_type,
-                       req.quantity, req.entry_price, LegState.WORKING, req.ts_ns,
-                       queue_left=self.config.queue_ahead_contracts)
-        stop = _Order(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, exit_side, OrderType.STOP, 0,
-                      req.stop_price, LegState.HELD, req.ts_ns)
-        target = _Order(req.target_id, req.signal_id, LegRole.TARGET, req.symbol, exit_side, OrderType.LIMIT, 0,
-                        req.target_price, LegState.HELD, req.ts_ns, queue_left=self.config.queue_ahead_contracts)
+        ts = req.ts_ns
+        entry = _SimLeg(req.entry_id, req.signal_id, LegRole.ENTRY, req.symbol, req.side, req.entry_type,
+                        req.quantity, req.entry_price, LegState.WORKING, ts, ts,
+                        queue_left=self.config.queue_ahead_contracts)
+        stop = _SimLeg(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, exit_side, OrderType.STOP, 0,
+                       req.stop_price, LegState.HELD, ts, ts)
+        target = _SimLeg(req.target_id, req.signal_id, LegRole.TARGET, req.symbol, exit_side, OrderType.LIMIT, 0,
+                         req.target_price, LegState.HELD, ts, ts, queue_left=self.config.queue_ahead_contracts)
         for o in (entry, stop, target):
-            self._orders[o.coid] = o
+            self._orders[o.client_order_id] = o
         self._brackets[req.signal_id] = _Bracket(req.signal_id, entry, stop, target)
         if problem:
             for o in (entry, stop, target):
-                o.state, o.reason = LegState.REJECTED, problem
+                self._move(o, LegState.REJECTED)
+                o.reason = problem
             self._emit(Reject(req.entry_id, req.ts_ns, problem))
             return
         self._activate(entry, max(req.ts_ns, req.armed_ns))
@@ -195,10 +199,10 @@ class PaperBroker:
             return  # unknown or already done: nothing to cancel (the fill or cancel event already went out)
         ts = o.updated_ns if ts_ns is None else ts_ns
         self._terminate(o, LegState.CANCELLED, ts, reason)
-        self._emit(Cancelled(o.coid, ts, reason))
+        self._emit(Cancelled(o.client_order_id, ts, reason))
         b = self._brackets.get(o.signal_id)
         if b is not None and o.role == LegRole.ENTRY and b.position == 0:
-            self._close_children(b, ts, "entry cancelled, flat" if o.filled else "")
+            self._close_children(b, ts, "entry cancelled, flat" if o.filled_qty else "")
 
     def modify_stop(self, client_order_id: str, stop_price: int, ts_ns: int | None = None) -> None:
         o = self._orders.get(client_order_id)
@@ -207,7 +211,7 @@ class PaperBroker:
         o.price = stop_price
         ts = o.updated_ns if ts_ns is None else ts_ns
         o.updated_ns = ts
-        self._emit(Modified(o.coid, ts, stop_price))
+        self._emit(Modified(o.client_order_id, ts, stop_price))
 
     def flatten(self, req: FlattenRequest) -> None:
         for coid in req.cancel_ids:
@@ -215,13 +219,13 @@ class PaperBroker:
         if req.quantity <= 0 or req.exit_id in self._orders:
             return
         b = self._brackets.get(req.signal_id)
-        o = _Order(req.exit_id, req.signal_id, LegRole.EXIT, req.symbol, req.side, OrderType.MARKET, req.quantity,
-                   None, LegState.WORKING, req.ts_ns)
-        self._orders[o.coid] = o
+        o = _SimLeg(req.exit_id, req.signal_id, LegRole.EXIT, req.symbol, req.side, OrderType.MARKET, req.quantity,
+                    None, LegState.WORKING, req.ts_ns, req.ts_ns)
+        self._orders[o.client_order_id] = o
         if b is not None:
             b.exits.append(o)
         self._activate(o, req.ts_ns)
-        self._emit(Ack(o.coid, req.ts_ns))
+        self._emit(Ack(o.client_order_id, req.ts_ns))
 
     def place_stop(self, req: StopRequest) -> None:
         """A stand-alone stop for an open position (re-placed by the no-naked-position rule); it closes the
@@ -229,15 +233,16 @@ class PaperBroker:
         if req.stop_id in self._orders:
             self._status(req.stop_id, req.ts_ns)
             return
-        o = _Order(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
-                   req.stop_price, LegState.WORKING, req.ts_ns)
-        self._orders[o.coid] = o
+        o = _SimLeg(req.stop_id, req.signal_id, LegRole.STOP, req.symbol, req.side, OrderType.STOP, req.quantity,
+                    req.stop_price, LegState.WORKING, req.ts_ns, req.ts_ns)
+        self._orders[o.client_order_id] = o
         if req.quantity <= 0:  # (no bracket of ours is fine: an adopted position's stop)
-            o.state, o.reason = LegState.REJECTED, "no open position to protect"
-            self._emit(Reject(o.coid, req.ts_ns, o.reason))
+            self._move(o, LegState.REJECTED)
+            o.reason = "no open position to protect"
+            self._emit(Reject(o.client_order_id, req.ts_ns, o.reason))
             return
         self._activate(o, req.ts_ns)
-        self._emit(Ack(o.coid, req.ts_ns))
+        self._emit(Ack(o.client_order_id, req.ts_ns))
 
     def place_order(self, coid: str, symbol: str, side: Side, order_type: OrderType, quantity: int,
                     price: int | None, ts_ns: int) -> None:
@@ -247,8 +252,8 @@ class PaperBroker:
             self._status(coid, ts_ns)
             return
         role = {OrderType.MARKET: LegRole.EXIT, OrderType.STOP: LegRole.STOP}.get(order_type, LegRole.TARGET)
-        o = _Order(coid, coid, role, symbol, side, order_type, quantity, price, LegState.WORKING, ts_ns,
-                   queue_left=self.config.queue_ahead_contracts)
+        o = _SimLeg(coid, coid, role, symbol, side, order_type, quantity, price, LegState.WORKING, ts_ns, ts_ns,
+                    queue_left=self.config.queue_ahead_contracts)
         self._orders[coid] = o
         self._activate(o, ts_ns)
         self._emit(Ack(coid, ts_ns))
@@ -259,13 +264,13 @@ class PaperBroker:
         if o is None or o.state in TERMINAL_LEG or o.state == LegState.HELD:
             return False
         if quantity is not None:
-            if quantity < o.filled or quantity <= 0:
+            if quantity < o.filled_qty or quantity <= 0:
                 return False
             o.quantity = quantity
         if price is not None:
             o.price = price
         o.updated_ns = ts_ns
-        if o.filled >= o.quantity:
+        if o.filled_qty >= o.quantity:
             self._terminate(o, LegState.FILLED, ts_ns)
         return True
 
@@ -310,7 +315,7 @@ class PaperBroker:
                     continue
                 px = fills.market_on_book(o.side, bid, ask)
                 if px != fills.NO_QUOTE:
-                    self._fill(o, o.quantity - o.filled, fills.slipped(o.side, px, slip), ev.ts_event)
+                    self._fill(o, o.quantity - o.filled_qty, fills.slipped(o.side, px, slip), ev.ts_event)
 
     def on_bar(self, symbol: str, ts_ns: int, open_: int, high: int, low: int, close: int) -> None:
         """Bars only: see the module docstring for the (pessimistic) rules."""
@@ -323,13 +328,13 @@ class PaperBroker:
                 if o.state not in TERMINAL_LEG:
                     self._bar_order(o, ts_ns, open_, high, low)
 
-    def _bar_order(self, o: _Order, ts_ns: int, open_: int, high: int, low: int) -> None:
+    def _bar_order(self, o: _SimLeg, ts_ns: int, open_: int, high: int, low: int) -> None:
         if o.armed_ns > ts_ns:
             return
         fresh_child = o.armed_ns == ts_ns
         if fresh_child and o.role != LegRole.STOP:
             return  # armed on this bar: only the stop may be hit on the entry's bar
-        remaining = o.quantity - o.filled
+        remaining = o.quantity - o.filled_qty
         if remaining <= 0:
             return
         # The bar's extreme against the order (a buy meets the low for a limit, the high for a stop).
@@ -345,43 +350,42 @@ class PaperBroker:
 
     # -- restore ------------------------------------------------------------------------------------
 
-    def restore(self, records: list[JournalRecord]) -> None:
+    def restore(self, entries: Iterable[JournalEntry]) -> None:
         """Rebuild orders and positions from the journal (our only record of a simulated broker)."""
         self._restoring = True
         try:
-            for rec in records:
-                self._restore_one(rec)
+            for entry in entries:
+                self._restore_one(entry)
         finally:
             self._restoring = False
             self._events.clear()
         for o in self._orders.values():
             o.queue_left = self.config.queue_ahead_contracts
 
-    def _restore_one(self, rec: JournalRecord) -> None:
-        p = rec.payload
-        if rec.kind == "signal" and p.get("verdict") == "taken":
-            self.submit_bracket(BracketRequest(
-                str(p["signal_id"]), str(p["traded_symbol"]), Side(int(p["side"])), int(p["traded_qty"]),
-                OrderType(str(p["entry_type"])), p.get("entry_price"), int(p["stop_price"]),
-                int(p["target_price"]), rec.ts_ns, int(p.get("armed_ns") or 0)))
-        elif rec.kind == "cancel_request":
-            self.cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")))
-        elif rec.kind == "modify_request":
-            self.modify_stop(str(p["client_order_id"]), int(p["stop_price"]), rec.ts_ns)
-        elif rec.kind == "flatten_request":
-            self.flatten(FlattenRequest(str(p["signal_id"]), str(p["symbol"]), str(p["exit_id"]),
-                                        Side(int(p["side"])), int(p["quantity"]), tuple(p.get("cancel_ids", [])),
-                                        str(p.get("reason", "")), rec.ts_ns))
-        elif rec.kind == "broker_fill":
-            o = self._orders.get(str(p["client_order_id"]))
+    def _restore_one(self, entry: JournalEntry) -> None:
+        ev, ts = entry.event, entry.ts_ns
+        if isinstance(ev, SignalDecided):
+            if ev.taken:
+                self.submit_bracket(BracketRequest(
+                    ev.signal_id, ev.traded_symbol, ev.side, ev.traded_qty, ev.entry_type, ev.entry_price,
+                    ev.stop_price, ev.target_price, ts, ev.armed_ns))
+        elif isinstance(ev, CancelRequested | OrderCancelled):
+            self.cancel(ev.client_order_id, ts, ev.reason)
+        elif isinstance(ev, ModifyRequested):
+            self.modify_stop(ev.client_order_id, ev.stop_price, ts)
+        elif isinstance(ev, FlattenRequested):
+            self.flatten(FlattenRequest(ev.signal_id, ev.symbol, ev.exit_id, ev.side, ev.quantity, ev.cancel_ids,
+                                        ev.reason, ts))
+        elif isinstance(ev, OrderFilled):
+            o = self._orders.get(ev.client_order_id)
             if o is not None:
-                self._fill(o, int(p["quantity"]), int(p["price"]), int(p["ts_ns"]), int(p["commission_cents"]))
-        elif rec.kind == "broker_cancelled":
-            self.cancel(str(p["client_order_id"]), rec.ts_ns, str(p.get("reason", "")))
-        elif rec.kind == "broker_reject":
-            o = self._orders.get(str(p["client_order_id"]))
+                self._fill(o, ev.quantity, ev.price, ev.ts_ns, ev.commission_cents)
+        elif isinstance(ev, ProtectRequested):
+            self.place_stop(StopRequest(ev.signal_id, ev.symbol, ev.stop_id, ev.side, ev.quantity, ev.stop_price, ts))
+        elif isinstance(ev, OrderRejected):
+            o = self._orders.get(ev.client_order_id)
             if o is not None and o.state not in TERMINAL_LEG:
-                self._terminate(o, LegState.REJECTED, rec.ts_ns, str(p.get("reason", "")))
+                self._terminate(o, LegState.REJECTED, ts, ev.reason)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -394,13 +398,14 @@ class PaperBroker:
                 return other
         return symbol
 
-    def _activate(self, o: _Order, ts_ns: int) -> None:
+    def _activate(self, o: _SimLeg, ts_ns: int) -> None:
         o.armed_ns = ts_ns
         self._working.setdefault(self._driver(o.symbol), []).append(o)
 
-    def _terminate(self, o: _Order, state: LegState, ts_ns: int, reason: str = "") -> None:
+    def _terminate(self, o: _SimLeg, state: LegState, ts_ns: int, reason: str = "") -> None:
         was_working = o.state in (LegState.WORKING, LegState.PARTIALLY_FILLED)
-        o.state = state
+        if not self._move(o, state):
+            return
         o.updated_ns = ts_ns
         o.reason = reason or o.reason
         if was_working:
@@ -411,20 +416,20 @@ class PaperBroker:
     def _close_children(self, b: _Bracket, ts_ns: int, reason: str) -> None:
         for child in (b.stop, b.target):
             if child.state not in TERMINAL_LEG:
-                announce = child.state != LegState.HELD or child.filled > 0
+                announce = child.state != LegState.HELD or child.filled_qty > 0
                 self._terminate(child, LegState.CANCELLED, ts_ns, reason)
                 if announce:
-                    self._emit(Cancelled(child.coid, ts_ns, reason))
+                    self._emit(Cancelled(child.client_order_id, ts_ns, reason))
 
-    def _market_on_trade(self, o: _Order, t: Trade) -> int:
+    def _market_on_trade(self, o: _SimLeg, t: Trade) -> int:
         """The price a market order pays on a print, before slippage (module docstring: prevailing quote, else
         the print with the adverse trades-only assumption)."""
         q = self._quotes.get(t.symbol)
         bid, ask = _best(q) if q is not None else (fills.NO_QUOTE, fills.NO_QUOTE)
         return fills.market_on_trade(o.side, t.price, t.side, bid, ask)
 
-    def _on_trade(self, o: _Order, t: Trade, price: int, size: int, ts_ns: int) -> None:
-        remaining = o.quantity - o.filled
+    def _on_trade(self, o: _SimLeg, t: Trade, price: int, size: int, ts_ns: int) -> None:
+        remaining = o.quantity - o.filled_qty
         if remaining <= 0:
             return
         if o.order_type == OrderType.MARKET:
@@ -444,20 +449,20 @@ class PaperBroker:
               and fills.stop_elected(o.side, o.price, price)):
             self._fill(o, remaining, fills.stop_fill(o.side, o.price, price, self.config.stop_slippage_ticks), ts_ns)
 
-    def _fill(self, o: _Order, qty: int, price: int, ts_ns: int, commission: int | None = None) -> None:
+    def _fill(self, o: _SimLeg, qty: int, price: int, ts_ns: int, commission: int | None = None) -> None:
         if qty <= 0:
             return
-        o.filled += qty
+        o.filled_qty += qty
         o.fills += 1
         o.updated_ns = ts_ns
-        if o.filled >= o.quantity:
+        if o.filled_qty >= o.quantity:
             self._terminate(o, LegState.FILLED, ts_ns)
         else:
-            o.state = LegState.PARTIALLY_FILLED
+            self._move(o, LegState.PARTIALLY_FILLED)
         signed = qty if o.side == Side.BUY else -qty
         self._positions[o.symbol] = self._positions.get(o.symbol, 0) + signed
         fee = self.config.fee_for(o.symbol, qty, price) if commission is None else commission
-        self._emit(Fill(f"{o.coid}.{o.fills}", o.coid, o.symbol, o.side, qty, price, ts_ns, fee))
+        self._emit(Fill(f"{o.client_order_id}.{o.fills}", o.client_order_id, o.symbol, o.side, qty, price, ts_ns, fee))
         b = self._brackets.get(o.signal_id)
         if b is None:
             return
@@ -465,22 +470,32 @@ class PaperBroker:
             for child in (b.stop, b.target):
                 if child.state in TERMINAL_LEG:
                     continue
-                child.quantity = child.filled + b.position
-                if child.state == LegState.HELD:
-                    child.state = LegState.WORKING
+                child.quantity = child.filled_qty + b.position
+                if child.state == LegState.HELD and self._move(child, LegState.WORKING):
                     child.updated_ns = ts_ns
                     self._activate(child, ts_ns)
             return
         b.exit_filled += qty
         for child in (b.stop, b.target):
             if child is not o and child.state not in TERMINAL_LEG:
-                child.quantity = child.filled + max(b.position, 0)
+                child.quantity = child.filled_qty + max(b.position, 0)
         if b.position <= 0 and b.entry.state in TERMINAL_LEG:
             self._close_children(b, ts_ns, "oco")
 
+    def _move(self, o: _SimLeg, state: LegState) -> bool:
+        """The simulated venue obeys the same order transition table as the ledger; a move it refuses would be a
+        simulator bug: counted and logged, the order left as it was."""
+        if o.can_move(state):
+            o.state = state
+            return True
+        self.anomalies["illegal_leg_transition"] += 1
+        log.error("paper broker: illegal order transition refused", client_order_id=o.client_order_id,
+                  state=o.state.value, to=state.value)
+        return False
+
     def _status(self, coid: str, ts_ns: int) -> None:
         o = self._orders.get(coid)
-        self._emit(StatusReport(coid, ts_ns, o.state if o else None, o.filled if o else 0))
+        self._emit(StatusReport(coid, ts_ns, o.state if o else None, o.filled_qty if o else 0))
 
     def _emit(self, ev: BrokerEvent) -> None:
         if not self._restoring:
@@ -492,7 +507,7 @@ def _best(book: BookUpdate) -> tuple[int, int]:
     return (book.bid_px[0] if book.bid_px else fills.NO_QUOTE, book.ask_px[0] if book.ask_px else fills.NO_QUOTE)
 
 
-def _priority(o: _Order) -> int:
+def _priority(o: _SimLeg) -> int:
     return _ROLE_ORDER[o.role]
 
 

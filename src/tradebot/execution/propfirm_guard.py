@@ -27,6 +27,7 @@ from tradebot.core.logging import get_logger
 from tradebot.core.notifications import Notification
 from tradebot.execution import notices
 from tradebot.execution.gate import Candidate, GateView, RiskGate
+from tradebot.execution.journal import JournalEvent, PropFirmUpdated, StateChange
 from tradebot.execution.ledger import Effect, Ledger
 from tradebot.execution.model import HaltKind, TradingState
 from tradebot.execution.propfirm import (
@@ -65,8 +66,7 @@ class PropFirmHost(Protocol):
 
     def mark(self, symbol: str) -> int | None: ...
 
-    def _record(self, kind: str, ts_ns: int, payload: dict[str, Any],
-                notes: Sequence[Notification] = ()) -> list[Effect]: ...
+    def _record(self, event: JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]: ...
 
     def _complete_flattens(self, ts_ns: int) -> None: ...
 
@@ -111,8 +111,9 @@ class PropFirmGuard:
     def state(self) -> PropFirmState:
         """The journaled state (a fresh account's when this database never ran these rules for this profile)."""
         p = self.m.ledger.propfirm
-        if p is not None and p.get("profile") == self.profile.name:
-            return PropFirmState.from_payload(p)
+        if p is not None and p.profile == self.profile.name:
+            return PropFirmState(p.high_water_cents, p.day, p.day_start_balance_cents, p.alerts, p.breached,
+                                 p.day_breached, p.best_day_cents, p.profit_before_today_cents, p.offset_cents)
         cfg = self.m.settings.propfirm
         bal = usd_to_cents(cfg.balance) if cfg.balance is not None else None
         hw = usd_to_cents(cfg.high_water) if cfg.high_water is not None else None
@@ -131,22 +132,20 @@ class PropFirmGuard:
 
     def _journal(self, st: PropFirmState, why: str, ts_ns: int, notes: list[Notification],
                  flatten: list[str] | None = None, flatten_reason: str = "",
-                 set_state: dict[str, str] | None = None) -> None:
-        payload: dict[str, Any] = {"profile": self.profile.name, "why": why, **st.to_payload()}
-        if flatten:
-            payload["flatten"] = flatten
-            payload["flatten_reason"] = flatten_reason
-        if set_state is not None:
-            payload["set_state"] = set_state
+                 set_state: StateChange | None = None) -> None:
+        event = PropFirmUpdated(self.profile.name, why, st.high_water_cents, st.offset_cents, st.day,
+                                st.day_start_balance_cents, st.alerts, st.breached, st.day_breached,
+                                st.best_day_cents, st.profit_before_today_cents, tuple(flatten or ()),
+                                flatten_reason if flatten else "", set_state)
         self.stats[f"journaled_{why}"] += 1
-        self.m._record("propfirm", ts_ns, payload, notes)
+        self.m._record(event, ts_ns, notes)
 
     # -- the manager's hooks ------------------------------------------------------------------------
 
     def start_day(self, day: str, ts_ns: int) -> None:
         """A trading day began (idempotent): fold yesterday's end-of-day balance into the trailing floor."""
         st = self.state
-        fresh = self.m.ledger.propfirm is None or self.m.ledger.propfirm.get("profile") != self.profile.name
+        fresh = self.m.ledger.propfirm is None or self.m.ledger.propfirm.profile != self.profile.name
         new = start_day(self.profile, st, day, self.balance(st))
         if new != st or fresh:
             self._journal(new, "start" if fresh else "day", ts_ns, [])
@@ -173,8 +172,8 @@ class PropFirmGuard:
         kind = HaltKind.OPERATOR if halt.rule.value == "max_loss" else HaltKind.LIMIT
         set_state = None
         if t.state == TradingState.ACTIVE or t.kind in (HaltKind.LIMIT, HaltKind.EOD, HaltKind.MARGIN):
-            set_state = {"state": TradingState.HALTED.value, "kind": kind.value,
-                         "reason": f"prop-firm {self.profile.name}: {halt.rule.value.replace('_', ' ')} limit reached"}
+            set_state = StateChange(TradingState.HALTED, kind,
+                                    f"prop-firm {self.profile.name}: {halt.rule.value.replace('_', ' ')} limit reached")
         self.stats[f"breach_{halt.rule.value}"] += 1
         log.warning("prop-firm limit reached", profile=self.profile.name, rule=halt.rule.value)
         self._journal(new, why, ts_ns, notes, [b.signal_id for b in self.m.ledger.open_brackets()],

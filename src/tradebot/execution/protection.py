@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
 from tradebot.execution import notices
+from tradebot.execution.journal import AnomalyRecorded, CancelRequested, ProtectRequested
 from tradebot.execution.ledger import Bracket
 from tradebot.execution.model import (
     TERMINAL_BRACKET,
@@ -125,24 +126,22 @@ class Protection:
         old = [leg for leg in m.ledger.legs_of(b) if leg.role == LegRole.STOP and leg.state not in TERMINAL_LEG]
         ts = m.clock.now
         for leg in old:
-            m._record("cancel_request", ts, {"client_order_id": leg.client_order_id, "reason": "re-placing the stop"})
+            m._record(CancelRequested(leg.client_order_id, "re-placing the stop"), ts)
             m._send("cancel", leg.client_order_id)
         stop_id = client_order_id(b.signal_id, LegRole.STOP, b.stops + 2)
         side = Side.SELL if b.side == Side.BUY else Side.BUY
         m.stats["stop_replaced"] += 1
-        m._record("protect_request", ts, {
-            "signal_id": b.signal_id, "symbol": b.symbol, "stop_id": stop_id, "side": int(side),
-            "quantity": b.position, "stop_price": b.stop_price, "reason": why,
-            "cancel_ids": [leg.client_order_id for leg in old]}, [notices.stop_replaced(b, why, stop_id, ts)])
+        m._record(ProtectRequested(b.signal_id, b.symbol, stop_id, side, b.position, b.stop_price, why,
+                                   tuple(leg.client_order_id for leg in old)), ts,
+                  [notices.stop_replaced(b, why, stop_id, ts)])
         m._send("place_stop", StopRequest(b.signal_id, b.symbol, stop_id, side, b.position, b.stop_price, ts))
 
     def flatten(self, b: Bracket, why: str) -> None:
         m = self.m
         self.flattened.add(b.signal_id)
         m.stats["unprotected_flatten"] += 1
-        m._record("anomaly", m.clock.now, {"reason": f"{b.signal_id}: {why}", "decision": "flatten",
-                                           "event": f"{b.symbol} {b.position} unprotected"},
-                  [notices.unprotected_position(b, why, m.clock.now)])
+        m._record(AnomalyRecorded(f"{b.signal_id}: {why}", "flatten", f"{b.symbol} {b.position} unprotected"),
+                  m.clock.now, [notices.unprotected_position(b, why, m.clock.now)])
         m._flatten_bracket(b, "unprotected", m.clock.now)
 
     def on_closed(self, b: Bracket) -> None:
@@ -154,7 +153,7 @@ class Protection:
         for leg in m.ledger.legs_of(b):
             if leg.role in (LegRole.STOP, LegRole.TARGET) and leg.state not in TERMINAL_LEG \
                     and leg.state != LegState.HELD:
-                m._record("cancel_request", m.clock.now, {"client_order_id": leg.client_order_id, "reason": "flat"})
+                m._record(CancelRequested(leg.client_order_id, "flat"), m.clock.now)
                 m._send("cancel", leg.client_order_id)
 
 

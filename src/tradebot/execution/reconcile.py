@@ -24,11 +24,21 @@ it halts: a fill can be in flight between the broker's view and its event for a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradebot.core.logging import get_logger
 from tradebot.execution import notices
 from tradebot.execution.broker import RestorableBroker
+from tradebot.execution.journal import (
+    OrderAcknowledged,
+    OrderCancelled,
+    OrderRejected,
+    PositionAdopted,
+    ReconcileChecked,
+    RecoveryChecked,
+    StateChange,
+)
+from tradebot.execution.journal import read as read_journal
 from tradebot.execution.ledger import Ledger
 from tradebot.execution.model import (
     TERMINAL_LEG,
@@ -55,13 +65,13 @@ class RecoveryReport:
     actions: list[str] = field(default_factory=list)
 
 
-def _halt_state(reason: str) -> dict[str, str]:
-    return {"state": TradingState.HALTED.value, "kind": HaltKind.ERROR.value, "reason": reason}
+def _halt_state(reason: str) -> StateChange:
+    return StateChange(TradingState.HALTED, HaltKind.ERROR, reason)
 
 
 def recover(m: ExecutionManager, now_ns: int) -> RecoveryReport:
     """Rebuild from the journal, restore a journal-backed broker, reconcile, resume open brackets."""
-    records = list(m.store.journal())
+    records = list(read_journal(m.store))
     m.ledger = Ledger(usd_to_cents(m.ex.starting_balance))
     m.ledger.replay(records)
     m.store.replace_projections(m.ledger.all_rows())
@@ -77,12 +87,11 @@ def recover(m: ExecutionManager, now_ns: int) -> RecoveryReport:
     open_ids = [b.signal_id for b in m.ledger.open_brackets()]
     if mismatches:
         m.stats["recovery_mismatch"] += 1
-        m._record("recovery", m.clock.now, {
-            "decision": "mismatch", "reason": "; ".join(mismatches),
-            "set_state": _halt_state("recovery mismatch: " + "; ".join(mismatches[:5]))},
-            [notices.recovery_mismatch(mismatches, open_ids)])
+        m._record(RecoveryChecked(
+            "mismatch", "; ".join(mismatches), _halt_state("recovery mismatch: " + "; ".join(mismatches[:5]))),
+            m.clock.now, [notices.recovery_mismatch(mismatches, open_ids)])
     else:
-        m._record("recovery", m.clock.now, {"decision": "ok", "reason": f"{len(open_ids)} open brackets"})
+        m._record(RecoveryChecked("ok", f"{len(open_ids)} open brackets"), m.clock.now)
     # Finish whatever a crash interrupted: session duties, decided flattens, bracket invariants.
     m._complete_session(m.clock.now)
     m._complete_flattens(m.clock.now)
@@ -142,9 +151,8 @@ def reconcile(m: ExecutionManager, *, periodic: bool = False) -> tuple[list[str]
             if (leg.role in (LegRole.STOP, LegRole.TARGET) and b is not None and b.entry_filled > 0
                     and b.position == 0 and ledger._entry_done(b)):
                 # The bracket is flat: the broker's one-cancels-other took this leg away.
-                m._record_event("broker_cancelled", m.clock.now, {
-                    "client_order_id": leg.client_order_id, "reason": "gone at the broker: bracket flat",
-                    "day": m._day_of(m.clock.now), "source": "reconcile"})
+                m._record_event(OrderCancelled(leg.client_order_id, "gone at the broker: bracket flat",
+                                               m._day_of(m.clock.now), "reconcile"), m.clock.now)
                 actions.append(f"{leg.client_order_id} gone at the broker after its bracket closed")
             elif leg.state == LegState.HELD:
                 continue
@@ -164,20 +172,17 @@ def reconcile(m: ExecutionManager, *, periodic: bool = False) -> tuple[list[str]
             continue
         day = m._day_of(bo.updated_ns or m.clock.now)
         if bo.state == LegState.CANCELLED:
-            m._record_event("broker_cancelled", bo.updated_ns or m.clock.now,
-                            {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
-                             "day": day, "source": "reconcile"})
+            m._record_event(OrderCancelled(bo.client_order_id, bo.reason or "reconciled", day, "reconcile"),
+                            bo.updated_ns or m.clock.now)
             actions.append(f"{bo.client_order_id} cancelled at broker")
         elif bo.state == LegState.REJECTED:
-            m._record_event("broker_reject", bo.updated_ns or m.clock.now,
-                            {"client_order_id": bo.client_order_id, "reason": bo.reason or "reconciled",
-                             "source": "reconcile"})
+            m._record_event(OrderRejected(bo.client_order_id, bo.reason or "reconciled", "reconcile"),
+                            bo.updated_ns or m.clock.now)
             actions.append(f"{bo.client_order_id} rejected at broker")
         elif bo.state in (LegState.WORKING, LegState.PARTIALLY_FILLED) and leg.state in (
                 LegState.PENDING, LegState.UNKNOWN, LegState.HELD):
             if leg.state != LegState.HELD:
-                m._record_event("broker_ack", bo.updated_ns or m.clock.now,
-                                {"client_order_id": bo.client_order_id, "source": "reconciled"})
+                m._record_event(OrderAcknowledged(bo.client_order_id, "reconciled"), bo.updated_ns or m.clock.now)
                 actions.append(f"{bo.client_order_id} working at broker")
         elif bo.state == LegState.HELD and leg.state == LegState.WORKING and leg.filled_qty == 0:
             continue
@@ -236,9 +241,9 @@ class Reconciler:
             return persistent  # already halted for this; no second alert every N seconds
         self.halts += 1
         m.stats["reconcile_mismatch"] += 1
-        payload: dict[str, Any] = {"decision": "mismatch", "reason": "; ".join(persistent),
-                                   "set_state": _halt_state("reconcile: " + "; ".join(persistent[:5]))}
-        m._record("reconcile", m.clock.now, payload, [notices.reconcile_mismatch(
+        event = ReconcileChecked("mismatch", "; ".join(persistent),
+                                 _halt_state("reconcile: " + "; ".join(persistent[:5])))
+        m._record(event, m.clock.now, [notices.reconcile_mismatch(
             persistent, [b.signal_id for b in m.ledger.open_brackets()], m.clock.now)])
         return persistent
 
@@ -257,7 +262,7 @@ def adopt(m: ExecutionManager, symbol: str, stop_price: int, now_ns: int, reason
     placed at once as a stand-alone order and watched by the no-naked-position rule (not confirmed in time:
     flattened). Trading stays halted: the operator resumes once satisfied.
     """
-    from tradebot.core.contracts import UnknownContractError, encode_tick_value, spec_for, tick_value_of
+    from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_of
     from tradebot.core.types import Side
     from tradebot.execution.risk import family, same_family
 
@@ -285,11 +290,9 @@ def adopt(m: ExecutionManager, symbol: str, stop_price: int, now_ns: int, reason
     ts = m.clock.now
     sid = f"ADOPT-{root}-{ts}"
     m.stats["adopted"] += 1
-    m._record("adopt", ts, {
-        "signal_id": sid, "symbol": root, "side": int(Side.BUY if long else Side.SELL), "quantity": abs(diff),
-        "price": mark, "stop_price": stop_price, "tick_value_cents": encode_tick_value(tick_value_of(spec_for(root))),
-        "day": m._day_of(ts), "reason": reason or "operator adopt"}, [notices.position_adopted(
-            sid, root, long, abs(diff), mark, stop_price, reason or "operator adopt", ts)])
+    m._record(PositionAdopted(sid, root, Side.BUY if long else Side.SELL, abs(diff), mark, stop_price,
+                              tick_value_of(spec_for(root)), m._day_of(ts), reason or "operator adopt"), ts,
+              [notices.position_adopted(sid, root, long, abs(diff), mark, stop_price, reason or "operator adopt", ts)])
     b = m.ledger.brackets[sid]
     m.protection.replace(b, "adopted by the operator")
     m.pump()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -33,6 +33,7 @@ from tradebot.core.contracts import UnknownContractError, spec_for, tick_value_o
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent, Side
 from tradebot.execution.brokers import LiveBroker, PreflightCheck
+from tradebot.execution.journal import JournalEntry
 from tradebot.execution.model import (
     Ack,
     BracketRequest,
@@ -45,7 +46,7 @@ from tradebot.execution.model import (
     split_client_order_id,
 )
 from tradebot.execution.paper import PaperBroker, PaperConfig
-from tradebot.state.store import JournalRecord, StateStore
+from tradebot.state.store import StateStore
 
 log = get_logger(__name__)
 TICK_VALUE_SCALE = 1000
@@ -258,9 +259,10 @@ class ShadowBroker:
     async def close(self) -> None:
         await self.live.close()
 
-    def restore(self, records: list[JournalRecord]) -> None:
+    def restore(self, records: Iterable[JournalEntry]) -> None:
         """After a restart the model resumes from the journal (the live account's state); the live adapter
         re-attaches its own orders when it knows how."""
+        records = list(records)
         restore = getattr(self.live, "restore", None)
         if restore is not None:
             restore(records)

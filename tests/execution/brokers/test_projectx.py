@@ -14,6 +14,7 @@ from support.projectx_server import ProjectXStandIn
 from tradebot.core.types import BookUpdate, Side, SideRule, Trade
 from tradebot.execution.brokers import BrokerAuthError, LiveBroker, open_live_broker
 from tradebot.execution.brokers.projectx import ProjectXBroker
+from tradebot.execution.journal import IntentVerdict, JournalEntry, ModifyRequested, SignalDecided
 from tradebot.execution.model import (
     Ack,
     BracketRequest,
@@ -29,7 +30,6 @@ from tradebot.execution.model import (
     StopRequest,
 )
 from tradebot.feeds.projectx_rest import ProjectXClient
-from tradebot.state.store import JournalRecord
 
 T0 = 1_764_772_200_000_000_000  # 2025-12-03 14:30 UTC
 S = 1_000_000_000
@@ -393,14 +393,13 @@ async def test_restart_adopts_orders_and_journals_fills_from_the_broker(server: 
         # The manager's recovery hands over the journal: the open bracket is re-attached, its OCO goes out.
         req = bracket()
         second.restore([
-            JournalRecord(1, T0, "signal", {
-                "signal_id": req.signal_id, "verdict": "taken", "traded_symbol": "ES", "side": int(req.side),
-                "traded_qty": 1, "entry_type": "market", "entry_price": None, "stop_price": req.stop_price,
-                "target_price": req.target_price}),
-            JournalRecord(2, T0 + 1, "modify_request", {"client_order_id": "sig1-S", "stop_price": ES_PX - 6}),
-            JournalRecord(3, T0 + 2, "signal", {"signal_id": "old", "verdict": "taken", "traded_symbol": "ES",
-                                               "side": 1, "traded_qty": 1, "entry_type": "market",
-                                               "stop_price": 1, "target_price": 99_999})])
+            JournalEntry(1, T0, SignalDecided(
+                req.signal_id, T0, "ES", req.side, 1, OrderType.MARKET, None, req.stop_price, req.target_price, 0.5,
+                "p", "", (), IntentVerdict.TAKEN, "", "ES", 1, 1250)),
+            JournalEntry(2, T0 + 1, ModifyRequested("sig1-S", ES_PX - 6)),
+            JournalEntry(3, T0 + 2, SignalDecided(
+                "old", T0 + 2, "ES", Side.BUY, 1, OrderType.MARKET, None, 1, 99_999, 0.5, "p", "", (),
+                IntentVerdict.TAKEN, "", "ES", 1, 1250))])
         h2 = Harness(server, second)
         await h2.settle()
         assert {o["customTag"] for o in server.open_orders()} == {"sig1-S", "sig1-T"}

@@ -34,7 +34,7 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -48,6 +48,7 @@ from tradebot.execution.brokers import (
     BrokerUnavailableError,
     PreflightCheck,
 )
+from tradebot.execution.journal import JournalEntry, ModifyRequested, SignalDecided
 from tradebot.execution.model import (
     TERMINAL_LEG,
     Ack,
@@ -85,7 +86,6 @@ from tradebot.feeds.projectx_rest import (
     ticks_to_price,
 )
 from tradebot.feeds.signalr import HubConnection, HubError
-from tradebot.state.store import JournalRecord
 
 log = get_logger("tradebot.execution.brokers.projectx")
 
@@ -444,26 +444,22 @@ class ProjectXBroker:
         if b.position > 0:
             self._enqueue(lambda: self._sync_children(bracket))
 
-    def restore(self, records: list[JournalRecord]) -> None:
+    def restore(self, entries: Iterable[JournalEntry]) -> None:
         """After a restart (the manager's recovery calls this with the journal): re-attach the brackets whose
         entry the Gateway knows from this session, so their OCO is managed again (:meth:`restore_bracket`).
         The broker's own record stays the truth for orders, fills and positions."""
         reqs: dict[str, BracketRequest] = {}
-        for rec in records:
-            p = rec.payload
-            try:
-                if rec.kind == "signal" and p.get("verdict") == "taken":
-                    reqs[str(p["signal_id"])] = BracketRequest(
-                        str(p["signal_id"]), str(p["traded_symbol"]), Side(int(p["side"])), int(p["traded_qty"]),
-                        OrderType(str(p["entry_type"])), p.get("entry_price"), int(p["stop_price"]),
-                        int(p["target_price"]), rec.ts_ns, int(p.get("armed_ns") or 0))
-                elif rec.kind == "modify_request":
-                    parsed = split_client_order_id(str(p["client_order_id"]))
-                    old = reqs.get(parsed[0]) if parsed else None
-                    if old is not None and str(p["client_order_id"]) == old.stop_id:
-                        reqs[old.signal_id] = dataclasses.replace(old, stop_price=int(p["stop_price"]))
-            except (KeyError, TypeError, ValueError):
-                self.stats["restore_unreadable"] += 1
+        for rec in entries:
+            ev = rec.event
+            if isinstance(ev, SignalDecided) and ev.taken:
+                reqs[ev.signal_id] = BracketRequest(
+                    ev.signal_id, ev.traded_symbol, ev.side, ev.traded_qty, ev.entry_type, ev.entry_price,
+                    ev.stop_price, ev.target_price, rec.ts_ns, ev.armed_ns)
+            elif isinstance(ev, ModifyRequested):
+                parsed = split_client_order_id(ev.client_order_id)
+                old = reqs.get(parsed[0]) if parsed else None
+                if old is not None and ev.client_order_id == old.stop_id:
+                    reqs[old.signal_id] = dataclasses.replace(old, stop_price=ev.stop_price)
         for req in reqs.values():
             entry = self._legs.get(req.entry_id)
             if entry is not None and req.signal_id not in self._brackets:
