@@ -566,3 +566,19 @@ async def test_user_hub_refused_after_a_drop_gets_a_fresh_token(h: Harness) -> N
     assert [f.client_order_id for f in h.of(Fill)] == ["sig1-E"]
     assert {o["customTag"] for o in h.server.open_orders()} == {"sig1-S", "sig1-T"}
     h.assert_view_equals_server()
+
+
+async def test_restart_recognises_orders_on_a_contract_it_was_not_told_about(server: ProjectXStandIn) -> None:
+    """An MES bracket (the tier traded MES on an ES signal) survives a restart of an adapter set up for ES only:
+    its contract is resolved from the order itself, so the orders are ours, not foreign."""
+    await server.market(book(T0))
+    await server._place({"accountId": 465, "contractId": server.contracts["MES"]["id"], "type": 4, "side": 1,
+                         "size": 1, "stopPrice": 6748.0, "customTag": "sig7-S"}, None)
+    broker = make_broker(server, symbols=("ES",))
+    await broker.connect()
+    try:
+        views = {v.client_order_id: v for v in broker.query_orders()}
+        assert set(views) == {"sig7-S"} and views["sig7-S"].symbol == "MES"
+        assert views["sig7-S"].price == ES_PX - 8 and views["sig7-S"].state == LegState.WORKING
+    finally:
+        await broker.close()

@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.core.config import Settings
-from tradebot.core.contracts import UnknownContractError, spec_for
+from tradebot.core.contracts import UnknownContractError, root_of, spec_for
 from tradebot.core.logging import get_logger
 from tradebot.core.types import MarketEvent, Side
 from tradebot.execution.brokers import (
@@ -83,6 +83,7 @@ from tradebot.feeds.projectx_rest import (
     parse_ts,
     price_to_ticks,
     px_code,
+    root_for_contract,
     ticks_to_price,
 )
 from tradebot.feeds.signalr import HubConnection, HubError
@@ -906,13 +907,23 @@ class ProjectXBroker:
     async def _resync(self) -> None:
         """Everything the push stream may have missed: orders (open and the session's), trades, positions."""
         acct = self.account_id
-        for o in await self.client.orders(acct, self._lookback()):
+        orders = await self.client.orders(acct, self._lookback())
+        open_orders = await self.client.open_orders(acct)
+        held = await self.client.open_positions(acct)
+        # Contracts our own orders or the positions use that were not resolved yet (an MES order placed on an ES
+        # signal before a restart): resolve them first, so they are recognised as ours, not foreign.
+        for cid in {str(x.get("contractId")) for x in (*orders, *open_orders, *held)}:
+            root = root_for_contract(cid)
+            if root is not None and self._contract_root(cid) is None and root_of(root) is not None:
+                with contextlib.suppress(ProjectXError):
+                    await self._resolve(root_of(root) or root)
+        for o in orders:
             self._apply_order(o)
-        for o in await self.client.open_orders(acct):
+        for o in open_orders:
             self._apply_order(o)
         await self._fetch_trades()
         positions: dict[str, int] = {}
-        for p in await self.client.open_positions(acct):
+        for p in held:
             root, signed = self._position_of(p)
             if root is not None and signed:
                 positions[root] = positions.get(root, 0) + signed
