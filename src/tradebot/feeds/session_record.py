@@ -53,13 +53,15 @@ def instrument_id(root: str) -> int:
     return zlib.crc32(f"live:{root}".encode()) & 0x7FFF_FFFF or 1
 
 
-_Row = tuple[Any, ...]
+_Row = tuple[int, int, int, int, int, int, int, tuple[int, ...]]
 
 
 @dataclass
 class _Day:
     root: str
     day: dt.date
+    open_ns: int
+    close_ns: int
     staged: StagedFile
     ctx: Any
     writer: Any
@@ -77,10 +79,15 @@ class SessionRecorder:
         self.catalog = catalog
         self.dataset = dataset_for(feed)
         self.days: dict[str, _Day] = {}
-        self.books: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        self.books: dict[str, tuple[int, ...]] = {}
+        """Per root, the book in force (flattened levels, see :meth:`_levels`): a trade record carries it."""
+        self._roots: dict[str, str] = {}
         self.written: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
         self._undef = int(UNDEF_PRICE)
+        self._pad_px = (self._undef,) * LEVELS
+        self._pad_sz = (0,) * LEVELS
+        self._empty = self._pad_px * 2 + self._pad_sz * 2
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbn-record")
 
     # -- the daemon's calls -------------------------------------------------------------------------------
@@ -88,18 +95,23 @@ class SessionRecorder:
     def add(self, ev: RawTrade | RawBook) -> None:
         """One accepted record (cheap: a tuple appended; a full chunk is written in the background)."""
         try:
-            root = root_of(ev.symbol) or ev.symbol
-            d = self._day_for(root, ev.ts_event)
+            root = self._roots.get(ev.symbol)
+            if root is None:
+                root = self._roots[ev.symbol] = root_of(ev.symbol) or ev.symbol
+            ts = ev.ts_event
+            d = self.days.get(root)
+            if d is None or not d.open_ns <= ts < d.close_ns:
+                d = self._day_for(root, ts)
             if type(ev) is RawBook:
                 book = self._levels(ev)
                 self.books[root] = book
-                d.rows.append((ev.ts_event, ev.ts_recv, ev.sequence, 0, self._undef, 0, 0, *book))
+                d.rows.append((ts, ev.ts_recv, ev.sequence, 0, self._undef, 0, 0, book))
                 d.counts["books"] += 1
             elif type(ev) is RawTrade:
-                book = self.books.get(root) or self._empty()
+                book = self.books.get(root) or self._empty
                 side = 1 if ev.side == Side.BUY else 2 if ev.side == Side.SELL else 0
                 px = ev.price_fp if ev.price_fp is not None else self._undef
-                d.rows.append((ev.ts_event, ev.ts_recv, ev.sequence, 1, px, min(ev.size, 0xFFFF_FFFF), side, *book))
+                d.rows.append((ts, ev.ts_recv, ev.sequence, 1, px, ev.size, side, book))
                 d.counts["trades"] += 1
             else:
                 return
@@ -124,22 +136,14 @@ class SessionRecorder:
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _empty(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        u = (self._undef,) * LEVELS
-        z = (0,) * LEVELS
-        return u, u, z, z
-
-    def _levels(self, ev: RawBook) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        def side(px: tuple[int | None, ...], sz: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-            p = [self._undef if v is None else int(v) for v in px[:LEVELS]]
-            s = [min(int(v), 0xFFFF_FFFF) for v in sz[:LEVELS]]
-            p += [self._undef] * (LEVELS - len(p))
-            s += [0] * (LEVELS - len(s))
-            return tuple(p), tuple(s)
-
-        bp, bs = side(ev.bid_px_fp, ev.bid_sz)
-        ap, az = side(ev.ask_px_fp, ev.ask_sz)
-        return bp, ap, bs, az
+    def _levels(self, ev: RawBook) -> tuple[int, ...]:
+        """Bid prices, ask prices, bid sizes, ask sizes, ``LEVELS`` each (undefined / 0 beyond the feed's depth)."""
+        u = self._undef
+        bp = tuple(u if v is None else v for v in ev.bid_px_fp[:LEVELS])
+        ap = tuple(u if v is None else v for v in ev.ask_px_fp[:LEVELS])
+        bs, az = ev.bid_sz[:LEVELS], ev.ask_sz[:LEVELS]
+        return (bp + self._pad_px[len(bp):] + ap + self._pad_px[len(ap):]
+                + bs + self._pad_sz[len(bs):] + az + self._pad_sz[len(az):])
 
     def _day_for(self, root: str, ts_ns: int) -> _Day:
         day = calendar_for(spec_for(root).session).trading_day(ts_ns)
@@ -167,7 +171,7 @@ class SessionRecorder:
         ctx = self.catalog.stage(self.dataset, SCHEMA, root, day)
         staged = ctx.__enter__()
         writer = DbnWriter(staged.path, meta, compress=True)
-        d = _Day(root, day, staged, ctx, writer)
+        d = _Day(root, day, start, end, staged, ctx, writer)
         if earlier is not None:  # a restart the same day: the earlier session's records come first
             raw = read_all(earlier)
             body = raw[8 + int.from_bytes(raw[4:8], "little"):]
@@ -190,7 +194,7 @@ class SessionRecorder:
 
         n = len(rows)
         head = np.array([r[:7] for r in rows], dtype=np.int64)
-        lv = np.array([r[7:] for r in rows], dtype=np.int64).reshape(n, 4, LEVELS)
+        lv = np.array([r[7] for r in rows], dtype=np.int64).reshape(n, 4, LEVELS)
         rec = empty_records(SCHEMA, n)
         rec["instrument_id"] = instrument_id(d.root)
         rec["ts_event"] = head[:, 0]
