@@ -95,9 +95,9 @@ class ProjectXSettings(BaseModel):
     token_refresh_seconds: float = Field(
         6 * 3600.0, gt=0, description="re-validate the session token this often (tokens live 24 h)")
     native_brackets: bool = Field(
-        False, description="send stop and target as the order's stopLossBracket/takeProfitBracket (ticks from the "
-                           "fill; needs the account's auto-OCO brackets); false = our own OCO placed at the entry "
-                           "fill, at the model's exact prices")
+        False, description="limit entries carry stop and target as the order's stopLossBracket/takeProfitBracket "
+                           "(ticks from the limit; needs the account's auto-OCO brackets; verify on the firm's demo "
+                           "first); false = our own OCO placed at the entry fill, at the model's exact prices")
     ping_seconds: float = Field(15.0, gt=0, description="SignalR keep-alive ping interval")
     server_timeout_seconds: float = Field(
         60.0, gt=0, description="a hub silent this long (no message, no ping) is treated as dropped")
