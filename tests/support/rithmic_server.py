@@ -778,7 +778,9 @@ class RithmicStandIn:
                 continue
             if pcoid in self.by_paper:
                 child = self.baskets[self.by_paper[pcoid]]
-                child.quantity = v.quantity
+                if child.status == "open" and child.quantity != v.quantity:
+                    child.quantity = v.quantity  # the bracket grows with the entry's fills
+                    out.append(self._order_note(child, "MODIFIED", "open"))
                 continue
             price = self._px(entry.root, v.price)
             child = _SOrder(self._basket(), entry.user_tag, pcoid, entry.root, entry.contract,

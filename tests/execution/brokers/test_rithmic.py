@@ -15,7 +15,7 @@ from support.polling import poll_until
 from support.rithmic_server import AUTO, RithmicStandIn
 from tradebot.core.config import Settings
 from tradebot.core.logging import get_logger
-from tradebot.core.types import Side
+from tradebot.core.types import Side, SideRule, Trade
 from tradebot.execution.brokers import BrokerAuthError, BrokerUnavailableError, LiveBroker
 from tradebot.execution.brokers.rithmic import RithmicBroker
 from tradebot.execution.model import (
@@ -32,6 +32,7 @@ from tradebot.execution.model import (
     StatusReport,
     StopRequest,
 )
+from tradebot.execution.paper import PaperConfig
 from tradebot.feeds.rithmic_session import RithmicSession, SessionConfig
 from tradebot.ops.broker_session import BrokerSession
 
@@ -98,8 +99,8 @@ def assert_view_equals_server(b: RithmicBroker, srv: RithmicStandIn) -> None:
     views = {v.client_order_id: v for v in b.query_orders()}
     assert ids, "the adapter knows no orders"
     for coid, basket in ids.items():
-        state, filled, _ = srv.order(basket)
-        assert (views[coid].state, views[coid].filled_qty) == (state, filled), coid
+        state, filled, qty = srv.order(basket)
+        assert (views[coid].state, views[coid].filled_qty, views[coid].quantity) == (state, filled, qty), coid
     assert b.query_positions() == srv.positions()
     assert {f.fill_id for f in b.query_fills()} == {f["fill_id"] for f in srv.fills}
 
@@ -117,7 +118,10 @@ async def flatten_all(b: RithmicBroker, srv: RithmicStandIn, req: BracketRequest
                              (req.entry_id, req.stop_id, req.target_id, *more), "test", srv.now_ns))
     if pos:
         await until(lambda: any(o.user_tag == f"{req.signal_id}-X" for o in srv.baskets.values()))
-    await step(srv, b, 3)
+    for _ in range(50):  # market events until one strictly after the exit's time fills it
+        if not srv.positions():
+            break
+        await step(srv, b, 1)
     await until(lambda: not srv.positions() and not srv.working())
 
 
@@ -407,3 +411,35 @@ def test_a_child_listed_before_its_parent_is_named_by_the_bracket() -> None:
     assert b.broker_ids() == {"s-S": "2", "s-E": "1"}
     views = {v.client_order_id: v for v in b.query_orders()}
     assert views["s-S"].price == 17360 and views["s-S"].state == LegState.WORKING and views["s-S"].side == Side.SELL
+
+
+async def test_partial_fills_grow_the_bracket(tmp_path: Path) -> None:
+    """A 3-lot limit entry filled one contract at a time (the queue rule: prints at the limit): the stop and
+    target grow with the position, and the adapter's view (quantities included) equals the server's."""
+    srv = RithmicStandIn(tmp_path / "tls", [DATA], paper=PaperConfig(limit_fill_rule="queue"))
+    await srv.start()
+    await srv.advance(4)
+    b = RithmicBroker(session(srv), "ACC-1", ["ES"])
+    await b.connect()
+    try:
+        ev = Events(b)
+        px = srv.paper._quotes["ES"].bid_px[0] - 2
+        req = BracketRequest("pf", "ES", Side.BUY, 3, OrderType.LIMIT, px, px - 8, px + 8, srv.now_ns)
+        b.submit_bracket(req)
+        await until(lambda: ev.of(Ack, req.entry_id))
+        for n in (1, 2):
+            t = srv.now_ns + 1_000
+            await srv.serve(Trade("ES", t, t, px, 1, Side.SELL, SideRule.EXCHANGE))
+            await until(lambda n=n: len(ev.of(Fill, req.entry_id)) == n  # type: ignore[misc]
+                        and {v.client_order_id: v.quantity for v in b.query_orders()}.get(req.stop_id) == n)
+            assert b.query_positions() == {"ES": n}
+            assert_view_equals_server(b, srv)
+        views = {v.client_order_id: v for v in b.query_orders()}
+        assert views[req.entry_id].state == LegState.PARTIALLY_FILLED
+        assert views[req.target_id].quantity == 2 and views[req.target_id].state == LegState.WORKING
+        await flatten_all(b, srv, req)
+        assert_view_equals_server(b, srv)
+        assert b.query_positions() == {}
+    finally:
+        await b.close()
+        await srv.stop()
