@@ -5,6 +5,9 @@
 and :func:`rebuild_from_journal` rewrites the projection tables from it. The manager decides (policy, I/O);
 the ledger only records what was decided or reported and enforces the bracket state machine, which rejects
 illegal transitions loudly (logged, counted, reported as an effect) instead of corrupting state.
+
+Size: one fold over the journal: a handler per event type, all updating the same ledger state and enforcing the same
+bracket state machine; splitting the handlers by kind would export the state they share.
 """
 
 from __future__ import annotations

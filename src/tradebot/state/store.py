@@ -17,6 +17,9 @@ Design, because this file holds the money:
 - One writer per database: a writable open takes an exclusive ``flock`` on the database file itself (whatever
   data directory the daemon was started with); a second writer is refused with :class:`StateLockedError`.
 - Files are 0600 whatever the umask (the journal holds the account's history).
+
+Size: the database's one owner: schema and migrations, the lock, validation before any write, and the journal append
+with its projections and outbox in one transaction; named read queries are already apart (state/queries.py).
 """
 
 from __future__ import annotations
