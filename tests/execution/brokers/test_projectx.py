@@ -582,3 +582,27 @@ async def test_restart_recognises_orders_on_a_contract_it_was_not_told_about(ser
         assert views["sig7-S"].price == ES_PX - 8 and views["sig7-S"].state == LegState.WORKING
     finally:
         await broker.close()
+
+
+async def test_alerts_account_locked_and_fills_recovered(h: Harness) -> None:
+    assert h.broker.poll_alerts() == []
+    await h.server.set_can_trade(False)
+    await h.settle()
+    (locked,) = h.broker.poll_alerts()
+    assert locked.severity == "critical" and "cannot trade" in locked.title
+    h.broker.submit_bracket(bracket())
+    await h.settle()
+    assert "Account cannot trade" in h.of(Reject)[0].reason
+    await h.server.set_can_trade(True)
+    await h.settle()
+    assert [a.severity for a in h.broker.poll_alerts()] == ["success"]
+    h.broker.submit_bracket(bracket("sig2"))
+    await h.settle()
+    h.server.faults.hold_user_events = True
+    await h.market(book(T0 + 1 * S))
+    h.server.faults.hold_user_events = False
+    await h.server.disconnect_all("user")
+    await until(lambda: h.broker.stats["reconnects"] >= 1)
+    await h.settle()
+    recovered = h.broker.poll_alerts()
+    assert [a.title for a in recovered] == ["ProjectX: 1 fill(s) recovered after a reconnect"]
