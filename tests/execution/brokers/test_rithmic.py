@@ -443,3 +443,25 @@ async def test_partial_fills_grow_the_bracket(tmp_path: Path) -> None:
     finally:
         await b.close()
         await srv.stop()
+
+
+async def test_a_restarted_adapter_rebuilds_the_view_from_rithmic_without_events(srv: RithmicStandIn,
+                                                                                broker: RithmicBroker) -> None:
+    """After a restart (kill -9 included) the view comes from Rithmic's order history, fill history and PnL
+    positions; nothing is replayed as events (the daemon reconciles its journal against the view)."""
+    ev = Events(broker)
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id) and req.target_id in broker.broker_ids())
+    again = RithmicBroker(session(srv), "ACC-1", ["ES"])
+    await again.connect()
+    try:
+        assert again.poll_events() == [] and again.stats["events_at_connect"] > 0
+        assert again.query_fills() == broker.query_fills()
+        assert again.query_positions() == {"ES": 1} and again.broker_ids() == broker.broker_ids()
+        assert_view_equals_server(again, srv)
+        assert {c.name: c.ok for c in again.preflight()}["open orders"]
+    finally:
+        await again.close()

@@ -192,6 +192,7 @@ class RithmicBroker:
         self._status_waiting: set[str] = set()
         self._connected_once = False
         self._closing = False
+        self._quiet = False
         session.on_forced_logout = self._forced_logout
         session.on_reject = self._plant_reject
         session.on_rp_error = self._rp_error
@@ -844,7 +845,18 @@ class RithmicBroker:
             self._apply_exchange_note(msg)
 
     async def _resync(self, *, initial: bool = False) -> None:
-        """Order history, fills and positions from the broker's record (at connect and after every reconnect)."""
+        """Order history, fills and positions from the broker's record (at connect and after every reconnect).
+
+        At connect it only builds the view (no events: the daemon reconciles its journal against ``query_*``;
+        acks and cancels of yesterday's orders would be noise to it); after a reconnect every change it finds is
+        an event (a fill, a cancel or a reject that happened while the link was down)."""
+        self._quiet = initial
+        try:
+            await self._resync_view(initial)
+        finally:
+            self._quiet = False
+
+    async def _resync_view(self, initial: bool) -> None:
         await self._load_orders()
         self._pnl = {}
         snapshot = await self.session.positions(self.account_id)
@@ -977,6 +989,9 @@ class RithmicBroker:
         self._wakeup()
 
     def _emit(self, ev: BrokerEvent) -> None:
+        if self._quiet:
+            self.stats["events_at_connect"] += 1
+            return
         self._events.append(ev)
         self._wakeup()
 
