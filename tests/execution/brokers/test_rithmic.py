@@ -465,3 +465,17 @@ async def test_a_restarted_adapter_rebuilds_the_view_from_rithmic_without_events
         assert {c.name: c.ok for c in again.preflight()}["open orders"]
     finally:
         await again.close()
+
+
+async def test_a_symbol_without_a_contract_fails_preflight_and_rejects(srv: RithmicStandIn) -> None:
+    b = RithmicBroker(session(srv), "ACC-1", ["ES", "NQ"])  # the gateway lists no NQ front month
+    await b.connect()
+    try:
+        failed = {c.name: c.detail for c in b.preflight() if not c.ok}
+        assert failed == {"contract NQ": "NQ: no front-month contract from Rithmic"}
+        ev = Events(b)
+        b.submit_bracket(BracketRequest("nq", "NQ", Side.BUY, 1, OrderType.LIMIT, 60000, 59990, 60020, srv.now_ns))
+        await until(lambda: ev.of(Reject, "nq-E"))
+        assert not srv.orders_seen
+    finally:
+        await b.close()

@@ -76,6 +76,7 @@ from tradebot.feeds.rithmic_session import (
     Message,
     RithmicAuthError,
     RithmicDownError,
+    RithmicRequestError,
     RithmicSession,
     RpError,
     SessionConfig,
@@ -193,6 +194,7 @@ class RithmicBroker:
         self._connected_once = False
         self._closing = False
         self._quiet = False
+        self._listening = False
         session.on_forced_logout = self._forced_logout
         session.on_reject = self._plant_reject
         session.on_rp_error = self._rp_error
@@ -235,10 +237,15 @@ class RithmicBroker:
         self.state = "connected"
         try:
             for root in self._roots():
-                await self._resolve(root)
-            self.session.add_listener("on_rithmic_order_notification", self._on_order_note)
-            self.session.add_listener("on_exchange_order_notification", self._on_exchange_note)
-            self.session.add_listener("on_instrument_pnl_update", self._on_pnl)
+                try:
+                    await self._resolve(root)
+                except RithmicRequestError as exc:  # the preflight names a traded symbol without a contract
+                    log.warning("rithmic contract not resolved", root=root, error=str(exc)[:200])
+            if not self._listening:
+                self._listening = True
+                self.session.add_listener("on_rithmic_order_notification", self._on_order_note)
+                self.session.add_listener("on_exchange_order_notification", self._on_exchange_note)
+                self.session.add_listener("on_instrument_pnl_update", self._on_pnl)
             if self.account_id in self.session.account_ids:
                 await self.session.subscribe_pnl()
                 await self._resync(initial=True)
@@ -420,6 +427,9 @@ class RithmicBroker:
                 except RithmicDownError as exc:
                     self.stats["request_unanswered"] += 1
                     log.warning("rithmic request unanswered", key=key, error=str(exc)[:200])
+                except RithmicRequestError as exc:
+                    self.stats["request_refused"] += 1
+                    self._alert("warning", "Rithmic refused a request", f"{key}: {exc}"[:300])
                 except Exception as exc:
                     self.stats["request_errors"] += 1
                     log.error("rithmic request failed", key=key, error=repr(exc)[:300])
@@ -455,7 +465,12 @@ class RithmicBroker:
         return ref or last or None
 
     async def _submit_bracket(self, req: BracketRequest) -> None:
-        contract = await self._resolve(req.symbol)
+        try:
+            contract = await self._resolve(req.symbol)
+        except RithmicRequestError as exc:
+            self._pending.pop(req.entry_id, None)
+            self._emit(Reject(req.entry_id, req.ts_ns, f"no Rithmic contract for {req.symbol}: {exc}"[:300]))
+            return
         exch = self._exchange[req.symbol]
         ref = self._reference(req)
         long = req.side == Side.BUY
