@@ -164,9 +164,13 @@ async def test_round_trip_one_login_per_plant_auto_orders_tagged(srv: RithmicSta
         (c, px, fid) for c, _, _, px, fid in srv.trades()]
 
 
-async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn) -> None:
+async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(BrokerAuthError, match="login refused"):
         await RithmicBroker(session(srv, password="wrong-password"), "ACC-1", ["ES"]).connect()
+    logged = capsys.readouterr()
+    assert "permission denied" in logged.out  # the library's error, routed through our JSON logs...
+    assert "wrong-password" not in logged.out + logged.err  # ...with the request's password redacted
     with pytest.raises(BrokerAuthError, match="system name"):
         await RithmicBroker(session(srv, system="Nope"), "ACC-1", ["ES"]).connect()
     cfg = SessionConfig("trader", "secret-pw", "Rithmic Test", "wss://127.0.0.1:9", ca_file=srv.ca_file)
