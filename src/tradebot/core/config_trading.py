@@ -49,6 +49,9 @@ class DaemonSettings(BaseModel):
     record_live: bool = Field(
         True, description="record a live futures session's market data (Databento, ProjectX, Rithmic) into the "
         "catalog as DBN (<data_dir>/catalog/LIVE.<FEED>/mbp-10/<ROOT>/<day>.dbn.zst) so the day can be replayed")
+    record_checkpoint_seconds: float = Field(
+        900.0, gt=0, description="commit the live recording this often (event time): a kill -9 loses at most this "
+        "much of the day's recording")
     stream_queue: int = Field(1000, ge=10, le=100_000,
                               description="live stream: messages queued per reader before drops (counted, resync)")
     min_free_mb: float = Field(4.0, ge=0, description="refuse to start (exit 75) with less free space under the "
