@@ -483,3 +483,23 @@ async def test_a_symbol_without_a_contract_fails_preflight_and_rejects(srv: Rith
         assert not srv.orders_seen
     finally:
         await b.close()
+
+
+async def test_a_stop_moved_before_the_entry_fills_is_released_there(srv: RithmicStandIn,
+                                                                     broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    q = srv.paper._quotes["ES"]
+    px = q.ask_px[0] + 4  # a buy stop entry above the market
+    req = BracketRequest("held", "ES", Side.BUY, 1, OrderType.STOP, px, px - 8, px + 12, srv.now_ns)
+    broker.submit_bracket(req)
+    await until(lambda: ev.of(Ack, req.entry_id))
+    broker.modify_stop(req.stop_id, req.stop_price + 3)  # the stop is held: Rithmic has not created it yet
+    await until(lambda: ev.of(Modified, req.stop_id))
+    t = srv.now_ns + 1_000
+    await srv.serve(Trade("ES", t, t, px, 1, Side.BUY, SideRule.EXCHANGE))  # elects the stop entry
+    await until(lambda: {v.client_order_id: v.price for v in broker.query_orders()
+                         if v.state == LegState.WORKING}.get(req.stop_id) == req.stop_price + 3)
+    (stop,) = [o for o in srv.working() if o.price_type == 4]
+    assert round(stop.trigger_price / 0.25) == req.stop_price + 3
+    assert_view_equals_server(broker, srv)
+    await flatten_all(broker, srv, req)

@@ -123,6 +123,8 @@ class _Bracket:
     exchange: str
     entry_basket: str = ""
     children_fixed: set[str] = field(default_factory=set)
+    want_stop: int | None = None
+    """A stop moved (``modify_stop``) before Rithmic released it: where the released stop must go."""
 
 
 def _seq(value: object) -> int:
@@ -549,6 +551,15 @@ class RithmicBroker:
         await self.session.cancel(target.basket_id, self.account_id)
 
     async def _modify(self, coid: str, stop_price: int) -> None:
+        parsed = split_client_order_id(coid)
+        b = self._brackets.get(parsed[0]) if parsed is not None else None
+        if coid not in self._orders and b is not None and parsed is not None and parsed[1] == LegRole.STOP:
+            e = self._orders.get(b.req.entry_id)
+            if e is None or (e.filled == 0 and e.state not in TERMINAL_LEG):
+                # Held: Rithmic creates the stop when the entry fills; it is moved there on release.
+                b.want_stop = stop_price
+                self._emit(Modified(coid, self.now(), stop_price))
+                return
         o = self._orders.get(coid) or await self._find(coid)
         if o is None or o.coid != coid or o.state in TERMINAL_LEG or not o.basket_id:
             self.stats["modify_unknown_order"] += 1
@@ -835,7 +846,8 @@ class RithmicBroker:
         if b is None or o.coid in b.children_fixed:
             return
         b.children_fixed.add(o.coid)
-        want = b.req.stop_price if parsed[1] == LegRole.STOP else b.req.target_price
+        want = (b.want_stop if b.want_stop is not None else b.req.stop_price) if parsed[1] == LegRole.STOP \
+            else b.req.target_price
         if parsed[1] == LegRole.STOP and o.price is not None and o.price != want:
             self.stats["children_repriced"] += 1
             self.modify_stop(o.coid, want)
