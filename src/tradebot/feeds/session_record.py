@@ -22,6 +22,7 @@ kill -9 loses at most the records since the last checkpoint (the dead writer's t
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,8 @@ class SessionRecorder:
         self._roots: dict[str, str] = {}
         self.written: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        """The recorder's thread counts too; the heartbeat reads a copy under the lock."""
         self._undef = int(UNDEF_PRICE)
         self._pad_px = (self._undef,) * LEVELS
         self._pad_sz = (0,) * LEVELS
@@ -125,10 +128,12 @@ class SessionRecorder:
             if len(d.rows) >= CHUNK_ROWS:
                 self._flush(d)
             if ts >= d.commit_at_ns:
-                self.stats["checkpoints"] += 1
+                with self._stats_lock:
+                    self.stats["checkpoints"] += 1
                 self._close(root, checkpoint=True)  # the next record reopens the day and merges this part
         except Exception as exc:  # recording must never stop trading: counted, logged, visible
-            self.stats["errors"] += 1
+            with self._stats_lock:
+                self.stats["errors"] += 1
             if self.stats["errors"] <= 5:
                 log.error("live session record failed", error=repr(exc))
 
@@ -142,7 +147,11 @@ class SessionRecorder:
     def snapshot(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "open_days": {r: d.day.isoformat() for r, d in self.days.items()},
                 "rows": {r: dict(d.counts) for r, d in self.days.items()}, "files": len(self.written),
-                **dict(self.stats)}
+                **self._stats()}
+
+    def _stats(self) -> dict[str, int]:
+        with self._stats_lock:
+            return dict(self.stats)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -182,7 +191,8 @@ class SessionRecorder:
             try:
                 fn(*args)
             except Exception as exc:
-                self.stats["errors"] += 1
+                with self._stats_lock:
+                    self.stats["errors"] += 1
                 log.error("live session recording failed", step=getattr(fn, "__name__", "?"), error=repr(exc))
 
         self._pool.submit(job)
@@ -193,7 +203,8 @@ class SessionRecorder:
 
         lost = self.catalog.partials(self.dataset, SCHEMA, d.root, d.day)
         if lost:
-            self.stats["partial_lost"] += len(lost)
+            with self._stats_lock:
+                self.stats["partial_lost"] += len(lost)
             log.warning("a recorded part of the day was lost (the process was killed while recording)",
                         symbol=d.root, day=d.day.isoformat(), files=len(lost))
         earlier = self.catalog.find(self.dataset, SCHEMA, d.root, d.day)
