@@ -495,6 +495,8 @@ async def test_a_stop_moved_before_the_entry_fills_is_released_there(srv: Rithmi
     await until(lambda: ev.of(Ack, req.entry_id))
     broker.modify_stop(req.stop_id, req.stop_price + 3)  # the stop is held: Rithmic has not created it yet
     await until(lambda: ev.of(Modified, req.stop_id))
+    held = {v.client_order_id: v for v in broker.query_orders()}[req.stop_id]
+    assert (held.state, held.price) == (LegState.HELD, req.stop_price + 3)
     t = srv.now_ns + 1_000
     await srv.serve(Trade("ES", t, t, px, 1, Side.BUY, SideRule.EXCHANGE))  # elects the stop entry
     await until(lambda: {v.client_order_id: v.price for v in broker.query_orders()

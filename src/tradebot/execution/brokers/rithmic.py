@@ -377,7 +377,8 @@ class RithmicBroker:
         have = set(self._orders)
         for b in self._brackets.values():  # children Rithmic has not created yet (the entry has not filled)
             e = self._orders.get(b.req.entry_id)
-            for coid, otype, price in ((b.req.stop_id, OrderType.STOP, b.req.stop_price),
+            stop_price = b.want_stop if b.want_stop is not None else b.req.stop_price
+            for coid, otype, price in ((b.req.stop_id, OrderType.STOP, stop_price),
                                        (b.req.target_id, OrderType.LIMIT, b.req.target_price)):
                 if coid in have or e is None:
                     continue
