@@ -606,3 +606,15 @@ async def test_alerts_account_locked_and_fills_recovered(h: Harness) -> None:
     await h.settle()
     recovered = h.broker.poll_alerts()
     assert [a.title for a in recovered] == ["ProjectX: 1 fill(s) recovered after a reconnect"]
+
+
+async def test_wrapped_and_malformed_hub_payloads(h: Harness) -> None:
+    """Some deployments wrap user-hub events as {"action": n, "data": {...}}; junk is counted, never raised."""
+    acct = dict(h.server.accounts[0], canTrade=False)
+    h.broker._on_hub_event("GatewayUserAccount", [{"action": 1, "data": acct}])
+    assert h.broker.stats["account_locked"] == 1
+    h.broker._on_hub_event("GatewayUserOrder", ["junk"])
+    h.broker._on_hub_event("GatewayUserTrade", [{"id": "x"}])
+    h.broker._on_hub_event("GatewayUserSomethingNew", [{}])
+    assert h.broker.stats["bad_hub_event"] == 1 and h.broker.stats["bad_trade_event"] == 1
+    assert h.broker.stats["unknown_hub_event"] == 1
