@@ -3,10 +3,14 @@ its journal read by the typed codec unchanged, and replayed to the state it had 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from support.journal_session import DATA as TAPE
 from support.journal_session import session_settings
 from tradebot.execution import journal as jn
 from tradebot.execution.ledger import rebuild_from_journal
@@ -14,6 +18,7 @@ from tradebot.execution.risk import usd_to_cents
 from tradebot.state.store import PROJECTION_TABLES, SCHEMA_VERSION, StateStore
 from tradebot.trading import TradingCore
 
+SEED_VARS = ("TRADING_MODE", "TRADING_SYMBOL", "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY", "POLYGON_API_KEY")
 FIXTURE = Path(__file__).parent / "fixtures" / "v3_journal.sql"
 """Written by the code of commit 2cbc486 (see ``fixtures/make_v3_journal.py``)."""
 
@@ -82,3 +87,26 @@ def test_a_v3_database_is_upgraded_on_open_and_replays_to_the_state_it_recorded(
         assert core.manager.ledger.trading.state.value == "reducing"
     finally:
         store.close()
+
+
+def test_a_journal_with_a_kind_this_build_does_not_know_is_refused_at_start(tmp_path: Path) -> None:
+    """A database written by a newer (or a diverged) tradebot: the daemon refuses to start, naming the kind, and
+    leaves the file as it was; it never replays around a record it cannot read."""
+    (tmp_path / "data").mkdir()
+    path = v3_database(tmp_path / "data" / "tradebot-paper.db")
+    store = StateStore.open(path)
+    with store.transaction() as tx:
+        tx.journal("broker_fill_while_away", 1_643_060_000_000_000_000, {"client_order_id": "x-E", "quantity": 1})
+    count = store.journal_count()
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_") and k not in SEED_VARS}
+    proc = subprocess.run([sys.executable, "-m", "tradebot", "run", "--feed", "replay", "--input", str(TAPE),
+                           "--symbol", "ES", "--speed", "0"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "refusing to start" in proc.stderr and "broker_fill_while_away" in proc.stderr
+    again = StateStore.open(path, readonly=True)
+    try:
+        assert again.journal_count() == count
+    finally:
+        again.close()

@@ -32,7 +32,7 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol, TypeVar
@@ -643,6 +643,15 @@ def decode(kind: str, payload: Any) -> JournalEvent:
             "the database was written by a different version: run the version that wrote it") from None
     event: JournalEvent = _CODECS[EVENT_TYPES[k]][1](payload, k.value)
     return event
+
+
+def check_kinds(kinds: Iterable[str]) -> None:
+    """Refuse a journal holding kinds this build does not know, naming them, before anything replays it."""
+    unknown = sorted(set(kinds) - set(JournalKind))
+    if unknown:
+        raise UnknownJournalKindError(
+            f"the journal holds record kinds this tradebot does not know ({', '.join(unknown)}): it was written by "
+            "a different version; run the version that wrote it (the database was left untouched)")
 
 
 def kind_of(event: JournalEvent) -> JournalKind:

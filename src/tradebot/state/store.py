@@ -398,6 +398,10 @@ class StateStore:
         for seq, ts, kind, payload in cur:
             yield JournalRecord(seq, ts, kind, json.loads(payload))
 
+    def journal_kinds(self) -> set[str]:
+        """Every kind the journal holds (a start checks them before replaying anything)."""
+        return {str(k) for (k,) in self.conn.execute("SELECT DISTINCT kind FROM journal")}
+
     def journal_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0])
 
