@@ -618,3 +618,30 @@ async def test_wrapped_and_malformed_hub_payloads(h: Harness) -> None:
     h.broker._on_hub_event("GatewayUserSomethingNew", [{}])
     assert h.broker.stats["bad_hub_event"] == 1 and h.broker.stats["bad_trade_event"] == 1
     assert h.broker.stats["unknown_hub_event"] == 1
+
+
+async def test_restart_after_a_replaced_stop_does_not_send_the_original(server: ProjectXStandIn) -> None:
+    """The bracket's stop was refused and re-placed as -S2 before the restart: recovery must not send the
+    original -S as well (two stops for one position could both fill)."""
+    server.faults.reject_stops = 1
+    first = make_broker(server)
+    await first.connect()
+    h = Harness(server, first)
+    await h.market(book(T0))
+    first.submit_bracket(bracket())
+    await h.settle()
+    await h.market(book(T0 + 1 * S))
+    await h.settle()
+    first.place_stop(StopRequest("sig1", "ES", "sig1-S2", Side.SELL, 1, ES_PX - 8, T0 + 2 * S))
+    await h.settle()
+    await first.close()
+    second = make_broker(server)
+    await second.connect()
+    try:
+        second.restore_bracket(bracket())
+        await Harness(server, second).settle()
+        assert sorted(o["customTag"] for o in server.open_orders()) == ["sig1-S2", "sig1-T"]
+        sent = [b for p, b in server.requests if p == "/api/Order/place" and b.get("customTag") == "sig1-S"]
+        assert len(sent) == 1  # the refused one, before the restart
+    finally:
+        await second.close()

@@ -841,8 +841,14 @@ class ProjectXBroker:
 
     async def _sync_children(self, b: _Bracket) -> None:
         pos = b.position
+        replaced = any(lg.state not in TERMINAL_LEG for lg in b.stops)
         for child in (b.stop, b.target):
             if child.state in TERMINAL_LEG:
+                continue
+            if child is b.stop and replaced and child.order_id is None:
+                # A re-placed stop (-S2...) protects the position: the original, never sent, is superseded (two
+                # stops for one position could both fill).
+                self._terminate(child, LegState.CANCELLED, self.now(), "superseded by a re-placed stop")
                 continue
             want = child.filled + max(pos, 0)
             if child.state == LegState.HELD or (child.order_id is None and child.state == LegState.UNKNOWN):
