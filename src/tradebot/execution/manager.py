@@ -8,6 +8,16 @@ rebuilds the exact state, reconciles it with the broker and carries on; what it 
 
 Notifications are only *recorded* (outbox rows, plus an optional non-blocking callback); the ops notifier
 delivers them. Nothing here waits on the network.
+
+The manager orchestrates; the decisions live beside it as pure functions: the pre-trade checks in
+:mod:`~tradebot.execution.gate`, the session clock in :mod:`~tradebot.execution.session`, the risk decisions
+(day start, tier, daily limit, margin, auto-flatten, exit signal, flatten and stop requests) in
+:mod:`~tradebot.execution.rules`, broker-event validation and translation in :mod:`~tradebot.execution.intake`,
+every notification in :mod:`~tradebot.execution.notices`; recovery and reconciliation in
+:mod:`~tradebot.execution.reconcile`. Why it is still over ~500 lines: what remains is the one place where the
+entry points, the journal transaction, the ledger and the broker meet (each entry point's order of record, apply,
+send and pump is the crash-safety argument above), plus the views the daemon reads; splitting that further would
+spread one sequence over modules that all need the manager back.
 """
 
 from __future__ import annotations
@@ -15,70 +25,36 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tradebot.core.calendar import ExchangeCalendar, calendar_for
 from tradebot.core.config import Settings
-from tradebot.core.contracts import TickValue, UnknownContractError, spec_for, tick_value_of
+from tradebot.core.contracts import spec_for, tick_value_of
 from tradebot.core.logging import get_logger
 from tradebot.core.notifications import Notification
 from tradebot.core.orders import OrderIntent
-from tradebot.core.types import MarketEvent, Side, Trade
+from tradebot.core.types import MarketEvent, Trade
 from tradebot.core.values import CapitalTier, fmt_clock
-from tradebot.execution import notices, reconcile
+from tradebot.execution import intake, journal, notices, reconcile, rules
 from tradebot.execution.broker import Broker
 from tradebot.execution.gate import GateView, RiskGate
-from tradebot.execution.journal import (
-    AnomalyRecorded,
-    AutoFlattenDecided,
-    CancelRequested,
-    DailyLimitHit,
-    ExitSignalDecided,
-    FlattenRequested,
-    IntentVerdict,
-    JournalEntry,
-    JournalEvent,
-    MarginChecked,
-    MarginRow,
-    ModifyRequested,
-    OrderAcknowledged,
-    OrderCancelled,
-    OrderFilled,
-    OrderRejected,
-    OrderStatus,
-    SessionStarted,
-    SignalDecided,
-    StateChange,
-    StatusRequested,
-    StopModified,
-    SubmitTimedOut,
-    TierChanged,
-    TradingStateChanged,
-)
-from tradebot.execution.journal import append as journal_append
+from tradebot.execution.intake import FillDeduper, event_problem
 from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
-    DAILY_KINDS,
     TERMINAL_BRACKET,
     TERMINAL_LEG,
-    Ack,
     BracketRequest,
     BracketState,
     BrokerEvent,
-    Cancelled,
     Fill,
     FlattenRequest,
     HaltKind,
-    LegRole,
-    Modified,
     OrderType,
-    Reject,
     StatusReport,
     TradingState,
     Verdict,
-    client_order_id,
 )
 from tradebot.execution.propfirm_guard import PropFirmGuard
 from tradebot.execution.protection import Protection, StateEventGuard, WallTimers
@@ -87,12 +63,9 @@ from tradebot.execution.risk import (
     MICRO_OF,
     MarginProvider,
     MarginResult,
-    choose_contract,
     family,
-    fmt_cents,
     margin_for,
     same_family,
-    tier_for_balance,
     usd_to_cents,
 )
 from tradebot.execution.session import SessionClock
@@ -102,29 +75,6 @@ log = get_logger(__name__)
 
 NotificationSink = Callable[[Notification], None]
 _PENDING = BracketState.PENDING
-
-
-class FillDeduper:
-    """Fill ids already applied, bounded (audit H2): oldest ids are forgotten first, never all at once.
-
-    The database's fills table (primary key ``fill_id``) is the backstop for ids that aged out, so a bounded
-    memory never lets a duplicate through.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, fill_id: object) -> bool:
-        return fill_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, fill_id: str) -> None:
-        self._ids[fill_id] = None
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
 
 
 class ExecutionManager:
@@ -138,7 +88,7 @@ class ExecutionManager:
         self.store = store
         self.broker = broker
         self.on_notification = on_notification
-        self.on_record: Callable[[JournalEntry], None] | None = None
+        self.on_record: Callable[[journal.JournalEntry], None] | None = None
         """Sees every committed journal record (the daemon's live stream); must not raise."""
         self.margin_provider = margin_provider
         self.symbols = list(symbols) if symbols else settings.symbol_list
@@ -178,16 +128,9 @@ class ExecutionManager:
         """A new trading day: record it, clear daily halts, re-evaluate the tier and check margins."""
         self._require()
         self.clock.touch(now_ns)
-        iso = day.isoformat()
-        if iso != self.ledger.trading.trading_day:
-            t = self.ledger.trading
-            notes = []
-            set_state = None
-            if t.state != TradingState.ACTIVE and t.kind in DAILY_KINDS:
-                set_state = StateChange(TradingState.ACTIVE, HaltKind.NONE, "new trading day")
-                notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "new trading day", now_ns))
-            self._record(SessionStarted(iso, self.settings.trading_mode, tuple(self.symbols), set_state), now_ns,
-                         notes)
+        d = rules.session_start(self.ledger, day.isoformat(), self.settings.trading_mode, self.symbols, now_ns)
+        if d is not None:
+            self._record(d.event, now_ns, d.notes)
         self._complete_session(now_ns)
         self._set_session_times(now_ns)
 
@@ -241,11 +184,11 @@ class ExecutionManager:
         else:
             reason, symbol, qty = self._gate(intent)
         armed_ns = max(intent.ts_ns, self.clock.now)
-        self._record(SignalDecided(
+        self._record(journal.SignalDecided(
             intent.signal_id, intent.ts_ns, intent.symbol, intent.side, intent.quantity,
             OrderType(intent.entry_type.value), intent.entry_price, intent.stop_price, intent.target_price,
             float(intent.confidence), intent.pattern, intent.regime, tuple(intent.reasons),
-            IntentVerdict.REJECTED if reason else IntentVerdict.TAKEN, reason, symbol, qty,
+            journal.IntentVerdict.REJECTED if reason else journal.IntentVerdict.TAKEN, reason, symbol, qty,
             tick_value_of(spec_for(symbol)) if symbol else 0, armed_ns), intent.ts_ns)
         if reason:
             self.stats["intent_rejected"] += 1
@@ -332,11 +275,11 @@ class ExecutionManager:
             self._pumping = False
 
     def on_broker_event(self, ev: BrokerEvent) -> None:
-        problem = _event_problem(ev)
+        problem = event_problem(ev)
         if problem:
             self.stats["bad_broker_event"] += 1
             log.error("malformed broker event dropped", problem=problem, broker_event=repr(ev))
-            self._record(AnomalyRecorded(problem, "dropped", repr(ev)[:500]), self.clock.now,
+            self._record(journal.AnomalyRecorded(problem, "dropped", repr(ev)[:500]), self.clock.now,
                          [notices.malformed_event(problem, ev, self.clock.now)])
             return
         stale = self._event_guard.stale(ev)
@@ -350,26 +293,17 @@ class ExecutionManager:
                     self.stats["duplicate_fill"] += 1
                     log.info("duplicate fill dropped", fill_id=ev.fill_id)
                     return
-                effects = self._record(OrderFilled(
-                    ev.fill_id, ev.client_order_id, ev.symbol, ev.side, ev.quantity, ev.price, ev.ts_ns,
-                    ev.commission_cents, self._day_of(ev.ts_ns), _tick_value(ev.symbol)), ev.ts_ns)
+                effects = self._record(intake.journal_event(ev, ev.ts_ns, self._day_of), ev.ts_ns)
                 self._dedupe.add(ev.fill_id)
             self.stats["fills"] += 1
             self._act(effects, ev.ts_ns)
             self._check_limits(ev.ts_ns, ev.symbol)
             return
-        if isinstance(ev, Ack):
-            self._record_event(OrderAcknowledged(ev.client_order_id), ev.ts_ns)
-        elif isinstance(ev, Reject):
-            self._record_event(OrderRejected(ev.client_order_id, ev.reason), ev.ts_ns)
-        elif isinstance(ev, Cancelled):
-            self._record_event(OrderCancelled(ev.client_order_id, ev.reason, self._day_of(ev.ts_ns)), ev.ts_ns)
-        elif isinstance(ev, Modified):
-            self._record_event(StopModified(ev.client_order_id, ev.stop_price), ev.ts_ns)
-        elif isinstance(ev, StatusReport):
+        ts = ev.ts_ns
+        if isinstance(ev, StatusReport):
             self._status_asked.pop(ev.client_order_id, None)
-            ts = ev.ts_ns or self.clock.now
-            self._record_event(OrderStatus(ev.client_order_id, ev.state, ev.filled_qty, self._day_of(ts)), ts)
+            ts = ts or self.clock.now
+        self._record_event(intake.journal_event(ev, ts, self._day_of), ts)
 
     def on_exit_signal(self, symbol: str, ts_ns: int, reason: str, threatens: str | None = None) -> str:
         """Order-flow exit signal: ``alert`` mode notifies (human in the loop), ``auto`` closes at market.
@@ -379,9 +313,6 @@ class ExecutionManager:
         self._require()
         if not self._advance(ts_ns):
             ts_ns = self.clock.now
-        want = Side.BUY if threatens == "long" else Side.SELL if threatens == "short" else None
-        affected = [b for b in self.ledger.open_brackets() if same_family(b.symbol, symbol) and b.position > 0
-                    and (want is None or b.side == want)]
         seen = self.ledger.decisions.get(f"exit_signal:{ts_ns}:{symbol}")
         if seen is not None:
             # The same signal again (delivered twice, or replayed after a crash): finish what it decided,
@@ -389,16 +320,9 @@ class ExecutionManager:
             self.stats["duplicate_exit_signal"] += 1
             self._complete_flattens(ts_ns)
             return str(seen["decision"])
-        if not affected:
-            decision = "no_position"
-        elif self.settings.order_flow_exit_mode == "auto":
-            decision = "auto_exit"
-        else:
-            decision = "alert"
-        notes = [notices.exit_signal(symbol, reason, decision, affected, ts_ns)] if affected else []
-        ids = tuple(b.signal_id for b in affected)
-        self._record(ExitSignalDecided(symbol, reason, decision, ids, ids if decision == "auto_exit" else (),
-                                       "exit_signal", threatens or "any"), ts_ns, notes)
+        decision, d = rules.exit_signal(self.ledger, symbol, reason, threatens,
+                                        self.settings.order_flow_exit_mode == "auto", ts_ns)
+        self._record(d.event, ts_ns, d.notes)
         self._complete_flattens(ts_ns)
         return decision
 
@@ -411,7 +335,7 @@ class ExecutionManager:
         for b in self._pending_brackets():
             if b.state == BracketState.PENDING and (now_ns - b.submitted_ns >= self._timeout_ns if wall is None
                                                     else self._timers.due(b.signal_id, wall)):
-                effects = self._record(SubmitTimedOut(b.signal_id), now_ns)
+                effects = self._record(journal.SubmitTimedOut(b.signal_id), now_ns)
                 self._act(effects, now_ns)
         for coid, asked in list(self._status_asked.items()):
             if now_ns - asked >= self._timeout_ns if wall is None else self._timers.due("?" + coid, wall):
@@ -430,14 +354,8 @@ class ExecutionManager:
             return False
         if day is None or self.ledger.trading.auto_flatten_day == day:
             return False
-        open_now = self.ledger.open_brackets()
-        set_state = None
-        if self.ledger.trading.state == TradingState.ACTIVE:
-            set_state = StateChange(TradingState.REDUCING, HaltKind.EOD, "after auto-flatten: exits only")
-        self._record(AutoFlattenDecided(
-            day, "flatten", fmt_clock(self.ex.auto_flatten_time), ",".join(sorted({b.symbol for b in open_now})),
-            tuple(b.signal_id for b in open_now), "auto_flatten", set_state), now_ns,
-            [notices.auto_flatten(day, len(open_now), fmt_clock(self.ex.auto_flatten_time), now_ns)])
+        d = rules.auto_flatten(self.ledger, day, fmt_clock(self.ex.auto_flatten_time), now_ns)
+        self._record(d.event, now_ns, d.notes)
         self.clock.flattened(day)
         self._complete_flattens(now_ns)
         return True
@@ -447,22 +365,8 @@ class ExecutionManager:
         self._require()
         syms = list(symbols) if symbols else self._traded_symbols()
         results = [margin_for(self.settings, s, day, self.margin_provider) for s in syms]
-        blocked = [r for r in results if not r.ok]
-        notes = [notices.margin_high(day.isoformat(), blocked, self.clock.now)] if blocked else []
-        rows = tuple(MarginRow(r.symbol, r.margin_cents, r.limit_cents, r.ok, r.source) for r in results)
-        set_state = None
-        if symbols is None:  # the session-wide check decides the session's state, in the same record
-            t = self.ledger.trading
-            all_blocked = bool(results) and len(blocked) == len(results)
-            if all_blocked and t.state == TradingState.ACTIVE:
-                why = ", ".join(f"{r.symbol} {fmt_cents(r.margin_cents)} > {fmt_cents(r.limit_cents or 0)}"
-                                for r in blocked)
-                set_state = StateChange(TradingState.HALTED, HaltKind.MARGIN, f"margin above limit: {why}")
-            elif not all_blocked and t.state == TradingState.HALTED and t.kind == HaltKind.MARGIN:
-                set_state = StateChange(TradingState.ACTIVE, HaltKind.NONE, "margin within limits")
-                notes.append(notices.trading_state(TradingState.ACTIVE, HaltKind.NONE, "margin within limits",
-                                                   self.clock.now))
-        self._record(MarginChecked(day.isoformat(), rows, set_state), self.clock.now, notes)
+        d = rules.margin_check(self.ledger, day.isoformat(), results, symbols is None, self.clock.now)
+        self._record(d.event, self.clock.now, d.notes)
         return results
 
     def halt(self, reason: str, now_ns: int, kind: HaltKind = HaltKind.OPERATOR) -> None:
@@ -495,15 +399,11 @@ class ExecutionManager:
     def modify_stop(self, signal_id: str, stop_price: int, now_ns: int) -> bool:
         """Move a working stop (breakeven, trailing); refused when it would cross the target."""
         self._require()
-        b = self.ledger.brackets.get(signal_id)
-        leg = self.ledger.legs.get(client_order_id(signal_id, LegRole.STOP))
-        if b is None or leg is None or leg.state in TERMINAL_LEG or b.state in TERMINAL_BRACKET:
+        req = rules.stop_move(self.ledger, signal_id, stop_price)
+        if req is None:
             return False
-        long = b.side == Side.BUY
-        if (stop_price >= b.target_price) if long else (stop_price <= b.target_price):
-            return False
-        self._record(ModifyRequested(leg.client_order_id, stop_price), now_ns)
-        self._send("modify_stop", leg.client_order_id, stop_price)
+        self._record(req, now_ns)
+        self._send("modify_stop", req.client_order_id, stop_price)
         self.pump()
         return True
 
@@ -562,67 +462,37 @@ class ExecutionManager:
         return self.clock.day_of(ts_ns)
 
     def _traded_symbols(self) -> list[str]:
-        tier = self._current_tier()
-        out: list[str] = []
-        for s in self.symbols:
-            sym, _ = choose_contract(self.settings, tier, s, 1)
-            if sym not in out:
-                out.append(sym)
-        return out
+        return rules.traded_symbols(self.settings, self._current_tier(), self.symbols)
 
     def _current_tier(self) -> CapitalTier | None:
-        n = self.ledger.trading.tier_number
-        if not self.ex.tiers_enabled:
-            return None
-        if n is None:
-            return tier_for_balance(self.tiers, self.ledger.balance_cents)
-        for t in self.tiers:
-            if t.number == n:
-                return t
-        return tier_for_balance(self.tiers, self.ledger.balance_cents)
+        return rules.current_tier(self.ledger, self.tiers, self.ex.tiers_enabled)
 
     def _evaluate_tier(self, now_ns: int) -> None:
-        if not self.ex.tiers_enabled:
-            return
-        t = tier_for_balance(self.tiers, self.ledger.balance_cents)
-        cur = self.ledger.trading
-        if cur.tier_number == t.number and cur.tier_name == t.name:
-            return
-        previous = cur.tier_name
-        notes = [] if previous is None else [
-            notices.tier_change(previous, cur.tier_number, t, self.ledger.balance_cents, now_ns)]
-        self._record(TierChanged(t.number, t.name, t.root, t.max_contracts, self.ledger.balance_cents, previous),
-                     now_ns, notes)
+        d = rules.tier_change(self.ledger, self.tiers, self.ex.tiers_enabled, now_ns)
+        if d is not None:
+            self._record(d.event, now_ns, d.notes)
 
     def _set_state(self, state: TradingState, kind: HaltKind, reason: str, now_ns: int, *, notify: bool = True) -> None:
         t = self.ledger.trading
         if t.state == state and t.kind == kind and t.reason == reason:
             return
         notes = [notices.trading_state(state, kind, reason, now_ns)] if notify else []
-        self._record(TradingStateChanged(state, kind, reason), now_ns, notes)
+        self._record(journal.TradingStateChanged(state, kind, reason), now_ns, notes)
 
     def _check_limits(self, ts_ns: int, symbol: str) -> None:
         if self.propfirm is not None:
             self.propfirm.observe(ts_ns)
-        t = self.ledger.trading
-        day = t.trading_day
-        if day is None or self._limit_day == day:
+        day = self.ledger.trading.trading_day
+        if day is None or self.ledger.limit_day == day:
             return
         stats = self.ledger.daily.get(day)  # (ledger.day_stats without building an empty one)
-        realized = stats.net_cents if stats is not None else self.ledger.day_stats(day).net_cents
-        pnl = realized + (self.unrealized_cents() if self.ex.limits_include_unrealized else 0)
-        if self.loss_limit_cents < pnl < self.profit_target_cents:
-            return
-        hit = "profit_target" if pnl >= self.profit_target_cents else "loss_limit"
-        limit = self.profit_target_cents if hit == "profit_target" else self.loss_limit_cents
-        set_state = None
-        if t.state == TradingState.ACTIVE or t.kind in DAILY_KINDS:
-            set_state = StateChange(TradingState.HALTED, HaltKind.LIMIT,
-                                    f"daily {hit.replace('_', ' ')} reached ({fmt_cents(pnl)})")
-        flatten = tuple(b.signal_id for b in self.ledger.open_brackets()) if self.ex.flatten_on_limit else ()
-        self._record(DailyLimitHit(day, symbol, hit, "halt", pnl, flatten, hit, set_state), ts_ns,
-                     [notices.daily_limit(hit, day, pnl, limit, self.ex.flatten_on_limit, ts_ns)])
-        self._complete_flattens(ts_ns)
+        pnl = (stats.net_cents if stats is not None else 0) + (
+            self.unrealized_cents() if self.ex.limits_include_unrealized else 0)
+        d = rules.daily_limit(self.ledger, symbol, pnl, self.profit_target_cents, self.loss_limit_cents,
+                              self.ex.flatten_on_limit, ts_ns)
+        if d is not None:
+            self._record(d.event, ts_ns, d.notes)
+            self._complete_flattens(ts_ns)
 
     @property
     def _limit_day(self) -> str | None:
@@ -637,20 +507,12 @@ class ExecutionManager:
         self.pump()
 
     def _flatten_bracket(self, b: Bracket, reason: str, ts_ns: int) -> int:
-        if b.state in TERMINAL_BRACKET:
+        req = rules.flatten_request(self.ledger, b, reason)
+        if req is None:
             return 0
-        legs = self.ledger.legs_of(b)
-        if any(leg.role == LegRole.EXIT and leg.state not in TERMINAL_LEG for leg in legs):
-            return 0  # already closing
-        cancel_ids = tuple(leg.client_order_id for leg in legs
-                           if leg.role != LegRole.EXIT and leg.state not in TERMINAL_LEG)
-        qty = max(b.position, 0)
-        if qty == 0 and not cancel_ids:
-            return 0
-        exit_id = client_order_id(b.signal_id, LegRole.EXIT, b.exits + 1)
-        side = Side.SELL if b.side == Side.BUY else Side.BUY
-        self._record(FlattenRequested(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason), ts_ns)
-        self._send("flatten", FlattenRequest(b.signal_id, b.symbol, exit_id, side, qty, cancel_ids, reason, ts_ns))
+        self._record(req, ts_ns)
+        self._send("flatten", FlattenRequest(b.signal_id, b.symbol, req.exit_id, req.side, req.quantity,
+                                             req.cancel_ids, reason, ts_ns))
         return 1
 
     def _send(self, method: str, *args: Any) -> None:
@@ -665,7 +527,7 @@ class ExecutionManager:
     def _ask_status(self, coid: str, now_ns: int) -> None:
         self._status_asked[coid] = now_ns
         self._timers.start("?" + coid)
-        self._record(StatusRequested(coid), now_ns)
+        self._record(journal.StatusRequested(coid), now_ns)
         self._send("request_status", coid)
 
     def _enforce(self, b: Bracket, ts_ns: int) -> None:
@@ -674,7 +536,7 @@ class ExecutionManager:
             return
         entry = self.ledger.legs.get(b.entry_id)
         if b.entry_filled > 0 and b.position == 0 and entry is not None and entry.state not in TERMINAL_LEG:
-            self._record(CancelRequested(b.entry_id, "flat"), ts_ns)
+            self._record(journal.CancelRequested(b.entry_id, "flat"), ts_ns)
             self._send("cancel", b.entry_id)
             return
         if b.position > 0 and not self.ledger.protected(b):
@@ -702,14 +564,14 @@ class ExecutionManager:
             elif e.kind == "illegal":
                 self.stats["illegal_transition"] += 1
 
-    def _record_event(self, event: JournalEvent, ts_ns: int) -> None:
+    def _record_event(self, event: journal.JournalEvent, ts_ns: int) -> None:
         effects = self._record(event, ts_ns)
         self._act(effects, ts_ns)
 
-    def _record(self, event: JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]:
+    def _record(self, event: journal.JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]:
         """Commit one journal record with its projection rows and notifications, then apply nothing else."""
         with self.store.transaction() as tx:
-            rec = journal_append(tx, ts_ns, event)
+            rec = journal.append(tx, ts_ns, event)
             effects = self.ledger.apply(rec)
             tx.upsert(self.ledger.take_dirty())
             all_notes = list(notes) + notices.for_effects(effects, self.ledger, ts_ns)
@@ -724,37 +586,3 @@ class ExecutionManager:
                 except Exception as exc:  # a notifier bug must never stop trading
                     log.error("notification callback failed", kind=n.kind, error=str(exc))
         return effects
-
-
-def _tick_value(symbol: str) -> TickValue:
-    try:
-        return tick_value_of(spec_for(symbol))
-    except UnknownContractError:
-        return 0
-
-
-def _event_problem(ev: object) -> str:
-    """Why a broker event cannot be applied (it would corrupt the books), or ``""``."""
-    coid = getattr(ev, "client_order_id", None)
-    if not isinstance(coid, str) or not coid:
-        return "missing client order id"
-    if not isinstance(getattr(ev, "ts_ns", None), int):
-        return "timestamp is not an integer"
-    if isinstance(ev, Fill):
-        if not ev.fill_id or not isinstance(ev.fill_id, str):
-            return "fill without a fill id"
-        if not isinstance(ev.quantity, int) or ev.quantity <= 0:
-            return f"fill quantity {ev.quantity!r}"
-        if not isinstance(ev.price, int) or isinstance(ev.price, bool):
-            return f"fill price {ev.price!r} is not integer ticks"
-        if ev.side not in (Side.BUY, Side.SELL):
-            return f"fill side {ev.side!r}"
-        if not isinstance(ev.commission_cents, int) or ev.commission_cents < 0:
-            return f"commission {ev.commission_cents!r}"
-        try:
-            spec_for(ev.symbol)
-        except (UnknownContractError, AttributeError):
-            return f"fill for unknown contract {ev.symbol!r}"
-    if not isinstance(ev, Ack | Reject | Fill | Cancelled | Modified | StatusReport):
-        return f"unknown event type {type(ev).__name__}"
-    return ""
