@@ -195,7 +195,7 @@ class LivePublisher:
 
     def _on_step(self, step: StrategyStep, verdicts: dict[str, Verdict]) -> None:
         for a in step.alerts:
-            item = {"kind": f"flow_{a.kind}".lower(), "severity": "info", "title": str(a.kind),
+            item = {"kind": f"flow_{a.kind}".lower(), "severity": str(a.severity), "title": str(a.kind),
                     "ts_ns": a.ts_ns, "text": str(getattr(a, "reason", ""))[:500]}
             self.alerts.append(item)
             self.hub.publish("alert", item)
