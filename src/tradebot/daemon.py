@@ -53,6 +53,8 @@ from tradebot.core.display import fmt_ts
 from tradebot.core.logging import configure_logging, get_logger
 from tradebot.core.notifications import Notification, NotificationKind, Severity
 from tradebot.core.types import FeedState, FeedStatus, GapEvent, RawBook, RawStatus, RawTrade
+from tradebot.execution.journal import UnknownJournalKindError
+from tradebot.execution.journal import check_kinds as check_journal_kinds
 from tradebot.execution.model import HaltKind
 from tradebot.execution.shadow import shadowed
 from tradebot.feeds.base import Feed, damage_of
@@ -170,10 +172,15 @@ class Daemon:
                 raise DiskFullError(f"{db.parent}: disk full ({free // 1024} KiB free, need at least "
                                     f"{self.cfg.min_free_mb:g} MiB); free space and start again")
             self.store = StateStore.open(db, mode=self.settings.trading_mode)
+            try:
+                check_journal_kinds(self.store.journal_kinds())
+            except UnknownJournalKindError:
+                self.store.close()
+                raise
         except StateLockedError as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return EXIT_LOCKED
-        except (StateError, OSError) as exc:
+        except (StateError, OSError, UnknownJournalKindError) as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return EXIT_DISK_FULL if is_disk_full(exc) else 2
         webhook = self.settings.discord_webhook_url

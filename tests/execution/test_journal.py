@@ -166,3 +166,9 @@ def test_an_unregistered_class_is_not_a_journal_event() -> None:
         jn.encode(jn.StateChange(TradingState.ACTIVE))
     with pytest.raises(TypeError, match="frozen dataclass"):
         jn.journal_event(jn.JournalKind.TIER)(type("Loose", (), {}))
+
+
+def test_check_kinds_names_every_unknown_kind() -> None:
+    jn.check_kinds(["signal", "broker_fill", "adopt"])
+    with pytest.raises(jn.UnknownJournalKindError, match=r"\(fills_while_down, zz\).*different version"):
+        jn.check_kinds(["signal", "zz", "fills_while_down"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tradebot.core.calendar import CT, calendar_for, local_ns
-from tradebot.core.config import ConfigError, Settings
+from tradebot.core.config import ConfigError, Settings, load_settings
+from tradebot.core.propfirm_profile import read_profiles
 from tradebot.core.values import parse_steps
 from tradebot.execution.propfirm import (
     AccountView,
@@ -25,7 +26,6 @@ from tradebot.execution.propfirm import (
     parse_profile,
     start_day,
 )
-from tradebot.execution.propfirm_profiles import load_profiles, profile_from_settings
 
 USD = 100
 STEPS = (50, 25, 10)
@@ -42,7 +42,7 @@ def acct(balance: int, open_pnl: int = 0, day_pnl: int = 0, units: int = 0) -> A
 
 
 def test_builtin_profiles_have_topstep_sizes_with_eod_trailing_and_flat_by() -> None:
-    profiles = load_profiles(Settings(_env_file=None))  # type: ignore[call-arg]
+    profiles = read_profiles(None).profiles
     assert {"topstep-50k", "topstep-100k", "topstep-150k"} <= set(profiles)
     p = profiles["topstep-100k"]
     assert (p.account_size_cents, p.max_loss_cents, p.max_contracts) == (100_000 * USD, 3000 * USD, 10)
@@ -185,11 +185,11 @@ def test_steps_and_settings(tmp_path: Path) -> None:
     f = tmp_path / "firms.toml"
     f.write_text('[mine]\naccount_size = 25000\nmax_loss = 1500\nmax_contracts = 3\ndrawdown = "intraday"\n')
     s = Settings(_env_file=None, propfirm={"profile": "mine", "profiles_file": str(f)})  # type: ignore[call-arg]
-    prof = profile_from_settings(s)
+    prof = s.propfirm.account
     assert prof is not None and prof.drawdown == Drawdown.INTRADAY and prof.lock_cents is None
     with pytest.raises(ValueError, match="unknown prop-firm profile 'topstep-75k'"):
         Settings(_env_file=None, propfirm={"profile": "topstep-75k"})  # type: ignore[call-arg]
     f.write_text('[mine]\naccount_size = 25000\nmax_loss = "lots"\nmax_contracts = 3\n')
-    with pytest.raises(ConfigError, match=r"TRADEBOT_PROPFIRM__PROFILES_FILE.*max_loss"):
-        profile_from_settings(s)
-    assert profile_from_settings(Settings(_env_file=None)) is None  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"TRADEBOT_PROPFIRM__PROFILES_FILE.*max_loss"):  # refused at load
+        load_settings(_env_file=None, propfirm={"profile": "mine", "profiles_file": str(f)})
+    assert Settings(_env_file=None).propfirm.account is None  # type: ignore[call-arg]

@@ -100,7 +100,8 @@ def test_a_restart_the_same_day_keeps_the_earlier_part(tmp_path: Path, day_file:
         await feed.close()
 
     asyncio.run(load())
-    first, second = SessionRecorder(catalog, "rithmic"), SessionRecorder(catalog, "rithmic")
+    first = SessionRecorder(catalog, "rithmic", checkpoint_seconds=1e9)
+    second = SessionRecorder(catalog, "rithmic", checkpoint_seconds=1e9)
     for ev in events[:1000]:
         first.add(ev)  # type: ignore[arg-type]
     first.close()
@@ -111,3 +112,40 @@ def test_a_restart_the_same_day_keeps_the_earlier_part(tmp_path: Path, day_file:
     assert live_recorder(settings, "projectx") is not None and live_recorder(settings, "dbn") is None
     off = settings.model_copy(update={"daemon": settings.daemon.model_copy(update={"record_live": False})})
     assert live_recorder(off, "rithmic") is None
+
+
+def test_a_checkpoint_bounds_what_a_kill_loses(tmp_path: Path, day_file: Path) -> None:
+    """Checkpoints commit the day so far: a recorder that is never closed (the process killed) still leaves a
+    committed file holding everything up to its last checkpoint."""
+    from tradebot.feeds.files import open_file_feed
+    from tradebot.feeds.validation import Validator
+
+    settings = cfg(tmp_path)
+    events: list[object] = []
+
+    async def load() -> None:
+        feed = open_file_feed([day_file], speed=0.0, symbol="ES")
+        v = Validator(settings.validation, ["ES"])
+        v.declare_spans_of(feed)
+        async for ev in feed:
+            if v.validate(ev) is not None and type(ev).__name__ in ("RawTrade", "RawBook"):
+                events.append(ev)
+        await feed.close()
+
+    asyncio.run(load())
+    first_ts = events[0].ts_event  # type: ignore[attr-defined]
+    catalog = Catalog(tmp_path / "catalog")
+    rec = SessionRecorder(catalog, "projectx", checkpoint_seconds=600)
+    for ev in events:
+        rec.add(ev)  # type: ignore[arg-type]
+    rec._pool.shutdown(wait=True)  # the process "dies" here: no close(), the open part is never committed
+    assert rec.stats["checkpoints"] >= 2 and rec.stats["errors"] == 0
+    (w,) = rec.written
+    after_last = [e for e in events if e.ts_event > first_ts]  # type: ignore[attr-defined]
+    assert 0 < w["trades"] + w["books"] < len(events) and len(after_last) > 0
+    # Everything up to the last checkpoint is in the committed file, in order, readable by the replay path.
+    from tradebot.feeds.dbn_files import open_store
+
+    store = open_store(Path(w["path"]))
+    n = sum(1 for _ in store)
+    assert n == w["trades"] + w["books"]

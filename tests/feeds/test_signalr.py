@@ -234,3 +234,27 @@ async def test_unreachable_host_fails_start(nothing: None) -> None:
     c = HubConnection("http://127.0.0.1:9/hubs/user", rec.token, rec.on_event, open_timeout_seconds=1.0)
     with pytest.raises(OSError):
         await c.start()
+
+
+async def test_drop_while_subscribing_is_an_ordinary_reconnect() -> None:
+    async def drops(ws: ServerConnection, n: int) -> None:
+        await ws.send("{}" + RS)
+        await ws.recv()  # the subscription arrives, and the socket dies before its answer
+        await ws.close()
+
+    async def healthy(ws: ServerConnection, n: int) -> None:
+        await ws.send("{}" + RS)
+        await hub.serve_invocations(ws)
+
+    async with Hub([drops, healthy]) as hub:
+        rec = Recorder()
+        c: HubConnection
+
+        async def subscribe(reconnect: bool) -> None:
+            rec.connects.append(reconnect)
+            await c.invoke("SubscribeOrders", 465)
+
+        c = conn(hub, rec, subscribe)
+        await c.start()  # the first start survives the drop: it is not a refusal
+        assert rec.connects == [False, True] and c.connected and hub.conns == 2
+        await c.stop()

@@ -224,6 +224,7 @@ async def test_nothing_open_at_the_broker_is_reported_not_acted_on(tmp_path: Pat
     notes = await deadman.fire(cfg, "no readable heartbeat", None, st, T0, broker_override="projectx",
                                opener=lambda _s, _n: ex)
     assert notes[0].title == "Dead-man's switch: daemon down, nothing open at the broker" and st.done
+    assert notes[0].severity == Severity.WARNING  # informational: nothing was at risk
     assert [k for k, _ in ex.calls] == ["connect", "close"]
 
 

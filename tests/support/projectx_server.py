@@ -396,6 +396,12 @@ class ProjectXStandIn:
     def expire_tokens(self) -> None:
         self.tokens.clear()
 
+    async def set_can_trade(self, can: bool, account_id: int | None = None) -> None:
+        """The firm locks (or unlocks) the account: ``canTrade`` changes, pushed as ``GatewayUserAccount``."""
+        acct = next(a for a in self.accounts if account_id is None or a["id"] == account_id)
+        acct["canTrade"] = can
+        await self._user("GatewayUserAccount", dict(acct))
+
     async def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
         token = "eyJ" + secrets.token_urlsafe(24)
         self.tokens.add(token)
@@ -559,6 +565,8 @@ class ProjectXStandIn:
                 await self.disconnect_all(v or None)
             elif k == "expire_tokens":
                 self.expire_tokens()
+            elif k == "can_trade":
+                await self.set_can_trade(bool(v))
             elif hasattr(self.faults, k):
                 setattr(self.faults, k, v)
         return web.json_response({"ok": True})

@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -23,6 +25,7 @@ from pydantic_settings import NoDecode
 
 from tradebot.core.config_market import anchored
 from tradebot.core.notifications import NotificationKind, parse_kinds
+from tradebot.core.propfirm_profile import ProfilesFile, PropFirmProfile, read_profiles
 from tradebot.core.values import (
     ClockTime,
     PercentSteps,
@@ -46,6 +49,9 @@ class DaemonSettings(BaseModel):
     record_live: bool = Field(
         True, description="record a live futures session's market data (Databento, ProjectX, Rithmic) into the "
         "catalog as DBN (<data_dir>/catalog/LIVE.<FEED>/mbp-10/<ROOT>/<day>.dbn.zst) so the day can be replayed")
+    record_checkpoint_seconds: float = Field(
+        900.0, gt=0, description="commit the live recording this often (event time): a kill -9 loses at most this "
+        "much of the day's recording")
     stream_queue: int = Field(1000, ge=10, le=100_000,
                               description="live stream: messages queued per reader before drops (counted, resync)")
     min_free_mb: float = Field(4.0, ge=0, description="refuse to start (exit 75) with less free space under the "
@@ -109,8 +115,10 @@ class PropFirmSettings(BaseModel):
     profile: str = Field(
         "", description="account profile from the profiles file (topstep-50k, topstep-100k, topstep-150k); "
         "empty = no prop-firm rules. VERIFY the profile's values with your firm")
-    profiles_file: Path | None = Field(
-        None, description="TOML file of profiles replacing the built-in src/tradebot/data/propfirms.toml")
+    profiles_file: Annotated[ProfilesFile | None, NoDecode] = Field(
+        None, validate_default=True,
+        description="TOML file of profiles replacing the built-in src/tradebot/data/propfirms.toml")
+    """Read once, at load (with the built-in file when a profile is chosen without one); dumps as its path."""
     alert_steps: PercentSteps = Field(
         "50,25,10", validate_default=True,
         description="alert when the headroom left to a loss limit falls to these percentages")
@@ -125,33 +133,37 @@ class PropFirmSettings(BaseModel):
         Decimal(10), gt=0, description="intraday trailing: a new equity peak is journaled once it rises this many "
         "USD (a restart forgets less than this of a peak)")
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     @field_validator("profiles_file", mode="before")
     @classmethod
-    def _no_file(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+    def _read_profiles(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, ProfilesFile):
+            return v
+        if v is None or (isinstance(v, str) and not v.strip()):  # an empty .env value means "the built-in file"
+            return read_profiles(None) if info.data.get("profile") else None
+        if not isinstance(v, str | Path):
+            raise ValueError("give the path of a TOML profiles file")
+        return read_profiles(anchored(Path(v)))
 
-    @field_validator("profiles_file")
-    @classmethod
-    def _anchor_profiles(cls, v: Path | None) -> Path | None:
-        return anchored(v)
+    @field_serializer("profiles_file")
+    def _profiles_path(self, v: ProfilesFile | None) -> str | None:
+        return None if v is None or v.path is None else str(v.path)
 
     @model_validator(mode="after")
     def _known_profile(self) -> PropFirmSettings:
         """A profile name that is not in the file (a typo) fails at startup, with the names that are."""
-        if not self.profile:
-            return self
-        import tomllib
-        from importlib import resources
-
-        try:
-            text = (self.profiles_file.read_text(encoding="utf-8") if self.profiles_file is not None
-                    else resources.files("tradebot").joinpath("data/propfirms.toml").read_text(encoding="utf-8"))
-            names = list(tomllib.loads(text))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read the prop-firm profiles file: {exc}") from None
-        if self.profile not in names:
+        if self.profile and self.account is None:
+            names = list(self.profiles_file.profiles) if self.profiles_file is not None else []
             raise ValueError(f"unknown prop-firm profile {self.profile!r}; the profiles file has: {', '.join(names)}")
         return self
+
+    @property
+    def account(self) -> PropFirmProfile | None:
+        """The chosen profile's rules; ``None`` when prop-firm rules are off."""
+        if not self.profile or self.profiles_file is None:
+            return None
+        return self.profiles_file.profiles.get(self.profile)
 
 
 class ExecutionSettings(BaseModel):

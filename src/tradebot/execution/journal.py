@@ -21,6 +21,9 @@ Evolution rules, because databases outlive binaries:
 Adding a kind: add the :class:`JournalKind` member and a ``@journal_event(JournalKind.X)`` frozen dataclass
 here (the import-time check refuses a kind without a class or a class without a kind), then a handler in the
 ledger (its dispatch table is checked against :data:`EVENT_TYPES` by the tests).
+
+Size: the journal's whole vocabulary on purpose: a kind is added by one enum member and one event class side by
+side, and the import-time check that every kind has exactly one class reads them together.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol, TypeVar
@@ -640,6 +643,15 @@ def decode(kind: str, payload: Any) -> JournalEvent:
             "the database was written by a different version: run the version that wrote it") from None
     event: JournalEvent = _CODECS[EVENT_TYPES[k]][1](payload, k.value)
     return event
+
+
+def check_kinds(kinds: Iterable[str]) -> None:
+    """Refuse a journal holding kinds this build does not know, naming them, before anything replays it."""
+    unknown = sorted(set(kinds) - set(JournalKind))
+    if unknown:
+        raise UnknownJournalKindError(
+            f"the journal holds record kinds this tradebot does not know ({', '.join(unknown)}): it was written by "
+            "a different version; run the version that wrote it (the database was left untouched)")
 
 
 def kind_of(event: JournalEvent) -> JournalKind:

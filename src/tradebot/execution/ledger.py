@@ -1,10 +1,15 @@
 """The ledger: execution state as a pure function of the journal.
 
-``Ledger.apply(record)`` is the only way state changes, for the live path and for a replay alike, so
-"the current state is derivable from the journal" holds by construction: recovery is ``replay(journal)``
-and :func:`rebuild_from_journal` rewrites the projection tables from it. The manager decides (policy, I/O);
-the ledger only records what was decided or reported and enforces the bracket state machine, which rejects
-illegal transitions loudly (logged, counted, reported as an effect) instead of corrupting state.
+``Ledger.apply(entry)`` (a typed :class:`~tradebot.execution.journal.JournalEntry`, dispatched on its event's
+class) is the only way state changes, for the live path and for a replay alike, so "the current state is
+derivable from the journal" holds by construction: recovery is ``replay(journal)`` and
+:func:`rebuild_from_journal` rewrites the projection tables from it. The manager decides (policy, I/O); the
+ledger only records what was decided or reported and enforces two state machines, the bracket's (:data:`ALLOWED`)
+and the order's (:data:`~tradebot.execution.model.LEG_TRANSITIONS`), which reject illegal transitions loudly
+(logged, counted, reported as an ``illegal`` effect) instead of corrupting state.
+
+Size: one fold over the journal: a handler per event type, all updating the same ledger state and enforcing the same
+bracket state machine; splitting the handlers by kind would export the state they share.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from tradebot.core.contracts import TickValue, encode_tick_value
 from tradebot.core.logging import get_logger
 from tradebot.core.types import Side
 from tradebot.execution.journal import (
+    EVENT_TYPES,
     AnomalyRecorded,
     AutoFlattenDecided,
     CancelRequested,
@@ -796,7 +802,12 @@ _HANDLERS: dict[type, _Handler] = {
     PositionAdopted: Ledger._on_adopt,
     PropFirmUpdated: Ledger._on_propfirm,
 }
-"""How each event type changes the state (every journal event type has one; a test checks it)."""
+"""How each event type changes the state: every journal event type has one (checked at import)."""
+
+HANDLED_EVENTS = frozenset(_HANDLERS)
+if frozenset(EVENT_TYPES.values()) != HANDLED_EVENTS:
+    raise TypeError("ledger handlers and journal event types differ: "
+                    f"{sorted(c.__name__ for c in HANDLED_EVENTS ^ frozenset(EVENT_TYPES.values()))}")
 
 
 def rebuild_from_journal(store: StateStore, starting_balance_cents: int, *, write: bool = True) -> Ledger:

@@ -33,6 +33,9 @@ Fill rules (the README's "Paper fill assumptions" section says the same in prose
   regenerates the same id and the manager's de-duplication drops what it already has.
 - State is restored from the journal (:meth:`PaperBroker.restore`); queue progress of resting limits is not
   journaled, so a restored limit starts again behind ``queue_ahead_contracts``.
+
+Size: one broker: the fill rules above (the per-order arithmetic shared with the fast path in execution/fills.py),
+the working-order book and its restore from the journal all act on the same orders.
 """
 
 from __future__ import annotations

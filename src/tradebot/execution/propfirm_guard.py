@@ -44,7 +44,6 @@ from tradebot.execution.propfirm import (
     summary,
     units_of,
 )
-from tradebot.execution.propfirm_profiles import profile_from_settings
 from tradebot.execution.risk import MICRO_OF, fee_table, fmt_cents, usd_to_cents
 from tradebot.execution.session import SessionClock
 
@@ -96,7 +95,7 @@ class PropFirmGuard:
     def attach(cls, m: PropFirmHost) -> PropFirmGuard | None:
         """The guard for the configured profile, its entry check added to the manager's risk gate and its
         flat-by time to the session clock; ``None`` when no profile is configured."""
-        profile = profile_from_settings(m.settings)
+        profile = m.settings.propfirm.account
         if profile is None:
             return None
         guard = cls(m, profile, m.settings.propfirm.alert_steps)

@@ -203,10 +203,9 @@ def _propfirm_status(settings: Settings, payload: dict[str, Any] | None, ledger_
                      unrealized_cents: int, day_pnl_cents: int, positions: list[dict[str, Any]]) -> dict[str, Any]:
     """The prop-firm account as the journal last recorded it, priced at the last marks (as the daemon does)."""
     from tradebot.execution.propfirm import AccountView, PropFirmState, initial_state, summary, units_of
-    from tradebot.execution.propfirm_profiles import profile_from_settings
     from tradebot.execution.risk import MICRO_OF
 
-    profile = profile_from_settings(settings)
+    profile = settings.propfirm.account
     assert profile is not None
     net = ledger_balance_cents - usd_to_cents(settings.execution.starting_balance)
     st = (PropFirmState.from_payload(payload) if payload is not None and payload.get("profile") == profile.name

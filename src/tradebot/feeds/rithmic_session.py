@@ -47,6 +47,10 @@ class RithmicAuthError(Exception):
     """Login refused or the system name is not offered by the gateway: retrying cannot fix it."""
 
 
+class RithmicRequestError(Exception):
+    """Rithmic answered a request with an error (an ``rp_code``, no front-month contract): an answer, not a fault."""
+
+
 class RithmicDownError(Exception):
     """No connection, a timeout, or the gateway closed the socket: retry later (never re-send an order)."""
 
@@ -282,6 +286,8 @@ class RithmicSession:
         except Exception as exc:
             if type(exc).__name__.startswith("ConnectionClosed"):
                 raise RithmicDownError(f"{what}: connection closed") from None
+            if type(exc).__name__ == "RithmicErrorResponse":
+                raise RithmicRequestError(f"{what}: {exc}"[:300]) from None
             raise
 
     async def front_month(self, root: str, exchange: str) -> str:

@@ -13,17 +13,19 @@ Per symbol and trading day the records go to ``<catalog>/LIVE.<FEED>/mbp-10/<ROO
 
 Writes happen off the trading loop: rows are buffered and each full chunk is encoded, compressed and written
 by one background thread (in order). A day's file is committed to the catalog when the trading day rolls and
-when the daemon stops; a restart later the same day merges the earlier part into the new file, so a day never
-loses the morning to the afternoon. A session the process was killed in (kill -9) leaves only its temporary
-file: that part of the day is lost (counted in the next start's log line as ``partial_lost``).
+when the daemon stops, and every ``record_checkpoint_seconds`` (15 minutes) of event time as a checkpoint; the
+next part of the day merges the committed one, so a restart never loses the morning to the afternoon and a
+kill -9 loses at most the records since the last checkpoint (the dead writer's temporary file, counted as
+``partial_lost``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zlib
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,19 +64,25 @@ class _Day:
     day: dt.date
     open_ns: int
     close_ns: int
-    staged: StagedFile
-    ctx: Any
-    writer: Any
+    meta: bytes
+    commit_at_ns: int
+    """Event time of the next checkpoint commit (a kill -9 loses at most this much of the day)."""
+    staged: StagedFile | None = None
+    ctx: Any = None
+    writer: Any = None
     rows: list[_Row] = field(default_factory=list)
-    pending: list[Future[None]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    merged: Counter[str] = field(default_factory=Counter)
+    """What the earlier committed part of the day held (set on the recorder's thread)."""
 
 
 class SessionRecorder:
     """Accepted raw records of a live session -> one DBN file per root and trading day in the catalog."""
 
-    def __init__(self, catalog: Catalog, feed: str) -> None:
+    def __init__(self, catalog: Catalog, feed: str, *, checkpoint_seconds: float = 900.0) -> None:
         from tradebot.core.prices import UNDEF_PRICE
+
+        self.commit_ns = int(checkpoint_seconds * 1_000_000_000)
 
         self.catalog = catalog
         self.dataset = dataset_for(feed)
@@ -84,6 +92,8 @@ class SessionRecorder:
         self._roots: dict[str, str] = {}
         self.written: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        """The recorder's thread counts too; the heartbeat reads a copy under the lock."""
         self._undef = int(UNDEF_PRICE)
         self._pad_px = (self._undef,) * LEVELS
         self._pad_sz = (0,) * LEVELS
@@ -117,22 +127,31 @@ class SessionRecorder:
                 return
             if len(d.rows) >= CHUNK_ROWS:
                 self._flush(d)
+            if ts >= d.commit_at_ns:
+                with self._stats_lock:
+                    self.stats["checkpoints"] += 1
+                self._close(root, checkpoint=True)  # the next record reopens the day and merges this part
         except Exception as exc:  # recording must never stop trading: counted, logged, visible
-            self.stats["errors"] += 1
+            with self._stats_lock:
+                self.stats["errors"] += 1
             if self.stats["errors"] <= 5:
                 log.error("live session record failed", error=repr(exc))
 
     def close(self) -> list[dict[str, Any]]:
         """Commit every open day (the daemon is stopping); the committed files' catalog entries."""
         for root in list(self.days):
-            self._close(root, commit=True)
+            self._close(root)
         self._pool.shutdown(wait=True)
         return self.written
 
     def snapshot(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "open_days": {r: d.day.isoformat() for r, d in self.days.items()},
                 "rows": {r: dict(d.counts) for r, d in self.days.items()}, "files": len(self.written),
-                **dict(self.stats)}
+                **self._stats()}
+
+    def _stats(self) -> dict[str, int]:
+        with self._stats_lock:
+            return dict(self.stats)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -149,43 +168,59 @@ class SessionRecorder:
         day = calendar_for(spec_for(root).session).trading_day(ts_ns)
         cur = self.days.get(root)
         if cur is not None and cur.day != day:
-            self._close(root, commit=True)
+            self._close(root)
             cur = None
         if cur is None:
-            cur = self.days[root] = self._open(root, day)
+            cur = self.days[root] = self._open(root, day, ts_ns)
         return cur
 
-    def _open(self, root: str, day: dt.date) -> _Day:
-        from tradebot.feeds.dbn_write import DbnWriter, metadata_bytes, read_all
+    def _open(self, root: str, day: dt.date, ts_ns: int) -> _Day:
+        from tradebot.feeds.dbn_write import metadata_bytes
 
         sess = calendar_for(spec_for(root).session).session_on(day)
         start, end = (sess.open_ns, sess.close_ns) if sess is not None else (0, 0)
         meta = metadata_bytes(dataset=self.dataset, schema=SCHEMA, start_ns=start, end_ns=end, symbol=root,
                               instrument_id=instrument_id(root))
-        lost = self.catalog.partials(self.dataset, SCHEMA, root, day)
-        if lost:
-            self.stats["partial_lost"] += len(lost)
-            log.warning("a recorded part of the day was lost (the process was killed while recording)",
-                        symbol=root, day=day.isoformat(), files=len(lost))
-        earlier = self.catalog.find(self.dataset, SCHEMA, root, day)
-        ctx = self.catalog.stage(self.dataset, SCHEMA, root, day)
-        staged = ctx.__enter__()
-        writer = DbnWriter(staged.path, meta, compress=True)
-        d = _Day(root, day, start, end, staged, ctx, writer)
-        if earlier is not None:  # a restart the same day: the earlier session's records come first
-            raw = read_all(earlier)
-            body = raw[8 + int.from_bytes(raw[4:8], "little"):]
-            writer.write(body)
-            info = self.catalog.info(earlier)
-            d.counts.update({k: int(info.get(k, 0)) for k in ("books", "trades")})
-            d.counts["sessions"] = int(info.get("sessions", 1))
-        d.counts["sessions"] += 1
+        d = _Day(root, day, start, end, meta, ts_ns + self.commit_ns)
+        self._submit(self._begin, d)
         return d
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        """Every file operation runs on the recorder's one thread, in order; a failure is counted and logged."""
+        def job() -> None:
+            try:
+                fn(*args)
+            except Exception as exc:
+                with self._stats_lock:
+                    self.stats["errors"] += 1
+                log.error("live session recording failed", step=getattr(fn, "__name__", "?"), error=repr(exc))
+
+        self._pool.submit(job)
+
+    def _begin(self, d: _Day) -> None:
+        """(Recorder thread) stage the day's file; a part committed earlier (a restart, a checkpoint) comes first."""
+        from tradebot.feeds.dbn_write import DbnWriter, read_all
+
+        lost = self.catalog.partials(self.dataset, SCHEMA, d.root, d.day)
+        if lost:
+            with self._stats_lock:
+                self.stats["partial_lost"] += len(lost)
+            log.warning("a recorded part of the day was lost (the process was killed while recording)",
+                        symbol=d.root, day=d.day.isoformat(), files=len(lost))
+        earlier = self.catalog.find(self.dataset, SCHEMA, d.root, d.day)
+        d.ctx = self.catalog.stage(self.dataset, SCHEMA, d.root, d.day)
+        d.staged = d.ctx.__enter__()
+        d.writer = DbnWriter(d.staged.path, d.meta, compress=True)
+        if earlier is not None:
+            raw = read_all(earlier)
+            d.writer.write(raw[8 + int.from_bytes(raw[4:8], "little"):])
+            info = self.catalog.info(earlier)
+            d.merged.update({k: int(info.get(k, 0)) for k in ("books", "trades", "sessions")})
 
     def _flush(self, d: _Day) -> None:
         rows, d.rows = d.rows, []
         if rows:
-            d.pending = [f for f in d.pending if not f.done()] + [self._pool.submit(self._write, d, rows)]
+            self._submit(self._write, d, rows)
 
     def _write(self, d: _Day, rows: list[_Row]) -> None:
         import numpy as np
@@ -211,27 +246,36 @@ class SessionRecorder:
         levels["ask_px"][:] = lv[:, 1]
         levels["bid_sz"][:] = lv[:, 2]
         levels["ask_sz"][:] = lv[:, 3]
+        assert d.writer is not None
         d.writer.write(rec)
 
-    def _close(self, root: str, commit: bool) -> None:
+    def _close(self, root: str, checkpoint: bool = False) -> None:
+        """Commit the day's file (in the background): at the day's end, the daemon's stop, or a checkpoint."""
         d = self.days.pop(root)
+        self._flush(d)
+        counts = Counter(d.counts)
+        if not checkpoint:
+            counts["sessions"] += 1
+        self._submit(self._finish, d, counts, checkpoint)
+
+    def _finish(self, d: _Day, counts: Counter[str], checkpoint: bool) -> None:
+        """(Recorder thread) close and commit; the committed file holds every earlier part too."""
         try:
-            self._flush(d)
-            for f in d.pending:
-                f.result()
+            if d.writer is None or d.staged is None:
+                return
             d.writer.close()
-            if commit and d.counts["trades"] + d.counts["books"] > 0:
-                info = {"source": f"live:{self.dataset}", "dataset": self.dataset, "schema": SCHEMA, "symbol": root,
-                        "trading_date": d.day.isoformat(), **dict(d.counts),
+            total = counts + d.merged
+            if total["trades"] + total["books"] > 0:
+                info = {"source": f"live:{self.dataset}", "dataset": self.dataset, "schema": SCHEMA, "symbol": d.root,
+                        "trading_date": d.day.isoformat(), **dict(total), "checkpoint": checkpoint,
                         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
                 path = d.staged.commit(info)
-                self.written.append({**info, "path": str(path)})
-                log.info("live session recorded", path=str(path), trades=d.counts["trades"], books=d.counts["books"])
-        except Exception as exc:
-            self.stats["errors"] += 1
-            log.error("live session file not committed", symbol=root, day=d.day.isoformat(), error=repr(exc))
+                self.written = [w for w in self.written if w["path"] != str(path)] + [{**info, "path": str(path)}]
+                log.info("live session recorded", path=str(path), trades=total["trades"], books=total["books"],
+                         checkpoint=checkpoint)
         finally:
-            d.ctx.__exit__(None, None, None)
+            if d.ctx is not None:
+                d.ctx.__exit__(None, None, None)
 
 
 def live_recorder(settings: Settings, feed: str) -> SessionRecorder | None:
@@ -240,4 +284,5 @@ def live_recorder(settings: Settings, feed: str) -> SessionRecorder | None:
         return None
     from tradebot.feeds.catalog import catalog_root
 
-    return SessionRecorder(Catalog(catalog_root(settings.data_dir)), feed)
+    return SessionRecorder(Catalog(catalog_root(settings.data_dir)), feed,
+                           checkpoint_seconds=settings.daemon.record_checkpoint_seconds)

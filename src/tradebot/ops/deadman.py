@@ -194,8 +194,10 @@ async def fire(settings: Settings, reason: str, heartbeat: dict[str, Any] | None
         title = ("Dead-man's switch: daemon down, account flattened" if result.closed or result.cancelled
                  else "Dead-man's switch: daemon down, nothing open at the broker")
         log.warning(title, closed=result.closed, cancelled=len(result.cancelled))
-        return [Notification(_DEADMAN, Severity.CRITICAL, title, now_ns, "the daemon's heartbeat went stale; "
-                             "restart it and check the journal against the broker", fields)]
+        acted = bool(result.closed or result.cancelled)
+        return [Notification(_DEADMAN, Severity.CRITICAL if acted else Severity.WARNING, title, now_ns,
+                             "the daemon's heartbeat went stale; restart it and check the journal against the broker",
+                             fields)]
     log.error("dead-man's switch failed", detail=result.detail)
     return [Notification(_DEADMAN, Severity.CRITICAL, "Dead-man's switch FAILED: position may still be open",
                          now_ns, f"{result.detail}; retrying every watchdog interval. Close it at the broker now.",

@@ -582,3 +582,66 @@ async def test_restart_recognises_orders_on_a_contract_it_was_not_told_about(ser
         assert views["sig7-S"].price == ES_PX - 8 and views["sig7-S"].state == LegState.WORKING
     finally:
         await broker.close()
+
+
+async def test_alerts_account_locked_and_fills_recovered(h: Harness) -> None:
+    assert h.broker.poll_alerts() == []
+    await h.server.set_can_trade(False)
+    await h.settle()
+    (locked,) = h.broker.poll_alerts()
+    assert locked.severity == "critical" and "cannot trade" in locked.title
+    h.broker.submit_bracket(bracket())
+    await h.settle()
+    assert "Account cannot trade" in h.of(Reject)[0].reason
+    await h.server.set_can_trade(True)
+    await h.settle()
+    assert [a.severity for a in h.broker.poll_alerts()] == ["success"]
+    h.broker.submit_bracket(bracket("sig2"))
+    await h.settle()
+    h.server.faults.hold_user_events = True
+    await h.market(book(T0 + 1 * S))
+    h.server.faults.hold_user_events = False
+    await h.server.disconnect_all("user")
+    await until(lambda: h.broker.stats["reconnects"] >= 1)
+    await h.settle()
+    recovered = h.broker.poll_alerts()
+    assert [a.title for a in recovered] == ["ProjectX: 1 fill(s) recovered after a reconnect"]
+
+
+async def test_wrapped_and_malformed_hub_payloads(h: Harness) -> None:
+    """Some deployments wrap user-hub events as {"action": n, "data": {...}}; junk is counted, never raised."""
+    acct = dict(h.server.accounts[0], canTrade=False)
+    h.broker._on_hub_event("GatewayUserAccount", [{"action": 1, "data": acct}])
+    assert h.broker.stats["account_locked"] == 1
+    h.broker._on_hub_event("GatewayUserOrder", ["junk"])
+    h.broker._on_hub_event("GatewayUserTrade", [{"id": "x"}])
+    h.broker._on_hub_event("GatewayUserSomethingNew", [{}])
+    assert h.broker.stats["bad_hub_event"] == 1 and h.broker.stats["bad_trade_event"] == 1
+    assert h.broker.stats["unknown_hub_event"] == 1
+
+
+async def test_restart_after_a_replaced_stop_does_not_send_the_original(server: ProjectXStandIn) -> None:
+    """The bracket's stop was refused and re-placed as -S2 before the restart: recovery must not send the
+    original -S as well (two stops for one position could both fill)."""
+    server.faults.reject_stops = 1
+    first = make_broker(server)
+    await first.connect()
+    h = Harness(server, first)
+    await h.market(book(T0))
+    first.submit_bracket(bracket())
+    await h.settle()
+    await h.market(book(T0 + 1 * S))
+    await h.settle()
+    first.place_stop(StopRequest("sig1", "ES", "sig1-S2", Side.SELL, 1, ES_PX - 8, T0 + 2 * S))
+    await h.settle()
+    await first.close()
+    second = make_broker(server)
+    await second.connect()
+    try:
+        second.restore_bracket(bracket())
+        await Harness(server, second).settle()
+        assert sorted(o["customTag"] for o in server.open_orders()) == ["sig1-S2", "sig1-T"]
+        sent = [b for p, b in server.requests if p == "/api/Order/place" and b.get("customTag") == "sig1-S"]
+        assert len(sent) == 1  # the refused one, before the restart
+    finally:
+        await second.close()

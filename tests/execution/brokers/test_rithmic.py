@@ -164,9 +164,13 @@ async def test_round_trip_one_login_per_plant_auto_orders_tagged(srv: RithmicSta
         (c, px, fid) for c, _, _, px, fid in srv.trades()]
 
 
-async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn) -> None:
+async def test_login_refused_is_fatal_and_unreachable_is_retryable(srv: RithmicStandIn,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(BrokerAuthError, match="login refused"):
         await RithmicBroker(session(srv, password="wrong-password"), "ACC-1", ["ES"]).connect()
+    logged = capsys.readouterr()
+    assert "permission denied" in logged.out  # the library's error, routed through our JSON logs...
+    assert "wrong-password" not in logged.out + logged.err  # ...with the request's password redacted
     with pytest.raises(BrokerAuthError, match="system name"):
         await RithmicBroker(session(srv, system="Nope"), "ACC-1", ["ES"]).connect()
     cfg = SessionConfig("trader", "secret-pw", "Rithmic Test", "wss://127.0.0.1:9", ca_file=srv.ca_file)
@@ -443,3 +447,61 @@ async def test_partial_fills_grow_the_bracket(tmp_path: Path) -> None:
     finally:
         await b.close()
         await srv.stop()
+
+
+async def test_a_restarted_adapter_rebuilds_the_view_from_rithmic_without_events(srv: RithmicStandIn,
+                                                                                broker: RithmicBroker) -> None:
+    """After a restart (kill -9 included) the view comes from Rithmic's order history, fill history and PnL
+    positions; nothing is replayed as events (the daemon reconciles its journal against the view)."""
+    ev = Events(broker)
+    req = market_bracket(srv)
+    broker.submit_bracket(req)
+    await until(lambda: srv.baskets)
+    await step(srv, broker, 2)
+    await until(lambda: ev.of(Fill, req.entry_id) and req.target_id in broker.broker_ids())
+    again = RithmicBroker(session(srv), "ACC-1", ["ES"])
+    await again.connect()
+    try:
+        assert again.poll_events() == [] and again.stats["events_at_connect"] > 0
+        assert again.query_fills() == broker.query_fills()
+        assert again.query_positions() == {"ES": 1} and again.broker_ids() == broker.broker_ids()
+        assert_view_equals_server(again, srv)
+        assert {c.name: c.ok for c in again.preflight()}["open orders"]
+    finally:
+        await again.close()
+
+
+async def test_a_symbol_without_a_contract_fails_preflight_and_rejects(srv: RithmicStandIn) -> None:
+    b = RithmicBroker(session(srv), "ACC-1", ["ES", "NQ"])  # the gateway lists no NQ front month
+    await b.connect()
+    try:
+        failed = {c.name: c.detail for c in b.preflight() if not c.ok}
+        assert failed == {"contract NQ": "NQ: no front-month contract from Rithmic"}
+        ev = Events(b)
+        b.submit_bracket(BracketRequest("nq", "NQ", Side.BUY, 1, OrderType.LIMIT, 60000, 59990, 60020, srv.now_ns))
+        await until(lambda: ev.of(Reject, "nq-E"))
+        assert not srv.orders_seen
+    finally:
+        await b.close()
+
+
+async def test_a_stop_moved_before_the_entry_fills_is_released_there(srv: RithmicStandIn,
+                                                                     broker: RithmicBroker) -> None:
+    ev = Events(broker)
+    q = srv.paper._quotes["ES"]
+    px = q.ask_px[0] + 4  # a buy stop entry above the market
+    req = BracketRequest("held", "ES", Side.BUY, 1, OrderType.STOP, px, px - 8, px + 12, srv.now_ns)
+    broker.submit_bracket(req)
+    await until(lambda: ev.of(Ack, req.entry_id))
+    broker.modify_stop(req.stop_id, req.stop_price + 3)  # the stop is held: Rithmic has not created it yet
+    await until(lambda: ev.of(Modified, req.stop_id))
+    held = {v.client_order_id: v for v in broker.query_orders()}[req.stop_id]
+    assert (held.state, held.price) == (LegState.HELD, req.stop_price + 3)
+    t = srv.now_ns + 1_000
+    await srv.serve(Trade("ES", t, t, px, 1, Side.BUY, SideRule.EXCHANGE))  # elects the stop entry
+    await until(lambda: {v.client_order_id: v.price for v in broker.query_orders()
+                         if v.state == LegState.WORKING}.get(req.stop_id) == req.stop_price + 3)
+    (stop,) = [o for o in srv.working() if o.price_type == 4]
+    assert round(stop.trigger_price / 0.25) == req.stop_price + 3
+    assert_view_equals_server(broker, srv)
+    await flatten_all(broker, srv, req)

@@ -9,6 +9,9 @@ trade event at ``2 r + 1`` (the converter emits the book before the trade of a T
 before the one that closed a bar" is an integer comparison and no interleaved copy of the day is needed.
 All functions take and return plain numpy arrays (no Python objects) and are called once per day or once
 per taken signal, never per tick.
+
+Size: each kernel restates one sequential rule set statement for statement, and numba compiles each with the helpers
+it calls; kept in one module so the parity tests' counterpart of every rule is found in one place.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ FIELDS: dict[str, Classification] = _table(
             "reconnect_initial_seconds", "reconnect_max_seconds", "heartbeat_interval_seconds"),
     _fields("daemon", _OPS, "heartbeat_seconds", "stale_feed_seconds", "flatten_on_shutdown",
             "shutdown_flush_seconds", "loop_lag_seconds", "notify_disabled", "status_log_seconds", "record_live",
-            "stream_queue",
+            "record_checkpoint_seconds", "stream_queue",
             "min_free_mb"),
     _fields("watchdog", _OPS, "interval_seconds", "stale_heartbeat_seconds", "stale_data_seconds", "max_rss_mb",
             "max_memory_percent", "min_disk_free_mb", "reconnect_storm_count", "reconnect_storm_seconds",

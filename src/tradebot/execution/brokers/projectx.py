@@ -42,8 +42,10 @@ from typing import Any
 from tradebot.core.config import Settings
 from tradebot.core.contracts import UnknownContractError, root_of, spec_for
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Severity
 from tradebot.core.types import MarketEvent, Side
 from tradebot.execution.brokers import (
+    BrokerAlert,
     BrokerAuthError,
     BrokerUnavailableError,
     PreflightCheck,
@@ -207,6 +209,7 @@ class ProjectXBroker:
         self._seen_trades: set[int] = set()
         self._pending_trades: dict[int, list[dict[str, Any]]] = {}
         self._events: deque[BrokerEvent] = deque()
+        self._alerts: deque[BrokerAlert] = deque()
         self._wakeup: Callable[[], None] | None = None
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] | None = None
         self._backlog: list[Callable[[], Awaitable[None]]] = []
@@ -563,6 +566,21 @@ class ProjectXBroker:
         self._events.clear()
         return out
 
+    def poll_alerts(self) -> list[BrokerAlert]:
+        """What the operator must hear beyond connected/disconnected (the daemon turns each into a notification):
+        the account locked by the firm, a placement answer lost and not found, a stop the Gateway would not move,
+        fills recovered after a reconnect."""
+        out = list(self._alerts)
+        self._alerts.clear()
+        return out
+
+    def _alert(self, severity: Severity, title: str, detail: str) -> None:
+        self._alerts.append(BrokerAlert(severity, title, detail, self.now()))
+        (log.error if severity == Severity.CRITICAL else log.warning)("projectx_alert", title=title,
+                                                                        detail=detail[:300])
+        if self._wakeup is not None:
+            self._wakeup()
+
     def on_market_event(self, ev: MarketEvent) -> None:
         """The Gateway fills orders itself; market data is not needed here."""
 
@@ -695,8 +713,9 @@ class ProjectXBroker:
             with contextlib.suppress(ProjectXError):
                 if await self._search_tag(leg.coid) is not None:
                     return
-        log.error("projectx_order_not_found", client_order_id=leg.coid,
-                  detail="placement answer lost and no order with this tag: the manager's status query settles it")
+        self._alert(Severity.WARNING, f"ProjectX: order {leg.coid} not found after a lost answer",
+                    "the placement answer was lost and the Gateway shows no order with this tag; it was not sent "
+                    "again (the manager's status query settles it)")
 
     async def _search_tag(self, coid: str) -> dict[str, Any] | None:
         """Find our order by ``customTag`` (open orders first, then the session's), applying what is found."""
@@ -777,8 +796,9 @@ class ProjectXBroker:
             self._emit(Modified(leg.coid, leg.updated_ns, stop_price))
         else:
             self.stats["modify_refused"] += 1
-            log.error("projectx_modify_refused", client_order_id=leg.coid, error_code=data.get("errorCode"),
-                      message=data.get("errorMessage"))
+            self._alert(Severity.WARNING, f"ProjectX refused to move stop {leg.coid}",
+                        f"error {data.get('errorCode')}: {data.get('errorMessage') or 'refused'}; the stop stays at "
+                        "its previous price")
 
     async def _resize(self, leg: _Leg, size: int) -> None:
         if leg.order_id is None or leg.state in TERMINAL_LEG or size == leg.quantity:
@@ -821,8 +841,14 @@ class ProjectXBroker:
 
     async def _sync_children(self, b: _Bracket) -> None:
         pos = b.position
+        replaced = any(lg.state not in TERMINAL_LEG for lg in b.stops)
         for child in (b.stop, b.target):
             if child.state in TERMINAL_LEG:
+                continue
+            if child is b.stop and replaced and child.order_id is None:
+                # A re-placed stop (-S2...) protects the position: the original, never sent, is superseded (two
+                # stops for one position could both fill).
+                self._terminate(child, LegState.CANCELLED, self.now(), "superseded by a re-placed stop")
                 continue
             want = child.filled + max(pos, 0)
             if child.state == LegState.HELD or (child.order_id is None and child.state == LegState.UNKNOWN):
@@ -882,9 +908,14 @@ class ProjectXBroker:
             if self.account is not None and payload.get("id") == self.account.get("id"):
                 was = bool(self.account.get("canTrade"))
                 self.account = {**self.account, **payload}
-                if was and not payload.get("canTrade", True):
-                    log.error("projectx_account_cannot_trade", account=payload.get("name"))
+                now = bool(self.account.get("canTrade"))
+                if was and not now:
                     self.stats["account_locked"] += 1
+                    self._alert(Severity.CRITICAL, f"ProjectX account {self.account.get('name')} cannot trade",
+                                "the firm disabled trading on it (a loss limit, the flat-by time, an ended "
+                                "evaluation): new orders will be refused; check the firm's dashboard")
+                elif now and not was:
+                    self._alert(Severity.SUCCESS, f"ProjectX account {self.account.get('name')} can trade again", "")
         else:
             self.stats["unknown_hub_event"] += 1
 
@@ -897,7 +928,11 @@ class ProjectXBroker:
         if reconnect:
             self.stats["reconnects"] += 1
             log.info("projectx_user_hub_reconnected")
+            before = len(self._fills)
             await self._resync()
+            if len(self._fills) > before:
+                self._alert(Severity.INFO, f"ProjectX: {len(self._fills) - before} fill(s) recovered after a "
+                            "reconnect", "found in the Gateway's trade history; journaled from it")
             if self._wakeup is not None:
                 self._wakeup()
 

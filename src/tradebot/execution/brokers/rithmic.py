@@ -76,6 +76,7 @@ from tradebot.feeds.rithmic_session import (
     Message,
     RithmicAuthError,
     RithmicDownError,
+    RithmicRequestError,
     RithmicSession,
     RpError,
     SessionConfig,
@@ -122,6 +123,8 @@ class _Bracket:
     exchange: str
     entry_basket: str = ""
     children_fixed: set[str] = field(default_factory=set)
+    want_stop: int | None = None
+    """A stop moved (``modify_stop``) before Rithmic released it: where the released stop must go."""
 
 
 def _seq(value: object) -> int:
@@ -192,6 +195,8 @@ class RithmicBroker:
         self._status_waiting: set[str] = set()
         self._connected_once = False
         self._closing = False
+        self._quiet = False
+        self._listening = False
         session.on_forced_logout = self._forced_logout
         session.on_reject = self._plant_reject
         session.on_rp_error = self._rp_error
@@ -234,10 +239,15 @@ class RithmicBroker:
         self.state = "connected"
         try:
             for root in self._roots():
-                await self._resolve(root)
-            self.session.add_listener("on_rithmic_order_notification", self._on_order_note)
-            self.session.add_listener("on_exchange_order_notification", self._on_exchange_note)
-            self.session.add_listener("on_instrument_pnl_update", self._on_pnl)
+                try:
+                    await self._resolve(root)
+                except RithmicRequestError as exc:  # the preflight names a traded symbol without a contract
+                    log.warning("rithmic contract not resolved", root=root, error=str(exc)[:200])
+            if not self._listening:
+                self._listening = True
+                self.session.add_listener("on_rithmic_order_notification", self._on_order_note)
+                self.session.add_listener("on_exchange_order_notification", self._on_exchange_note)
+                self.session.add_listener("on_instrument_pnl_update", self._on_pnl)
             if self.account_id in self.session.account_ids:
                 await self.session.subscribe_pnl()
                 await self._resync(initial=True)
@@ -367,7 +377,8 @@ class RithmicBroker:
         have = set(self._orders)
         for b in self._brackets.values():  # children Rithmic has not created yet (the entry has not filled)
             e = self._orders.get(b.req.entry_id)
-            for coid, otype, price in ((b.req.stop_id, OrderType.STOP, b.req.stop_price),
+            stop_price = b.want_stop if b.want_stop is not None else b.req.stop_price
+            for coid, otype, price in ((b.req.stop_id, OrderType.STOP, stop_price),
                                        (b.req.target_id, OrderType.LIMIT, b.req.target_price)):
                 if coid in have or e is None:
                     continue
@@ -419,6 +430,9 @@ class RithmicBroker:
                 except RithmicDownError as exc:
                     self.stats["request_unanswered"] += 1
                     log.warning("rithmic request unanswered", key=key, error=str(exc)[:200])
+                except RithmicRequestError as exc:
+                    self.stats["request_refused"] += 1
+                    self._alert("warning", "Rithmic refused a request", f"{key}: {exc}"[:300])
                 except Exception as exc:
                     self.stats["request_errors"] += 1
                     log.error("rithmic request failed", key=key, error=repr(exc)[:300])
@@ -454,7 +468,12 @@ class RithmicBroker:
         return ref or last or None
 
     async def _submit_bracket(self, req: BracketRequest) -> None:
-        contract = await self._resolve(req.symbol)
+        try:
+            contract = await self._resolve(req.symbol)
+        except RithmicRequestError as exc:
+            self._pending.pop(req.entry_id, None)
+            self._emit(Reject(req.entry_id, req.ts_ns, f"no Rithmic contract for {req.symbol}: {exc}"[:300]))
+            return
         exch = self._exchange[req.symbol]
         ref = self._reference(req)
         long = req.side == Side.BUY
@@ -533,6 +552,15 @@ class RithmicBroker:
         await self.session.cancel(target.basket_id, self.account_id)
 
     async def _modify(self, coid: str, stop_price: int) -> None:
+        parsed = split_client_order_id(coid)
+        b = self._brackets.get(parsed[0]) if parsed is not None else None
+        if coid not in self._orders and b is not None and parsed is not None and parsed[1] == LegRole.STOP:
+            e = self._orders.get(b.req.entry_id)
+            if e is None or (e.filled == 0 and e.state not in TERMINAL_LEG):
+                # Held: Rithmic creates the stop when the entry fills; it is moved there on release.
+                b.want_stop = stop_price
+                self._emit(Modified(coid, self.now(), stop_price))
+                return
         o = self._orders.get(coid) or await self._find(coid)
         if o is None or o.coid != coid or o.state in TERMINAL_LEG or not o.basket_id:
             self.stats["modify_unknown_order"] += 1
@@ -819,7 +847,8 @@ class RithmicBroker:
         if b is None or o.coid in b.children_fixed:
             return
         b.children_fixed.add(o.coid)
-        want = b.req.stop_price if parsed[1] == LegRole.STOP else b.req.target_price
+        want = (b.want_stop if b.want_stop is not None else b.req.stop_price) if parsed[1] == LegRole.STOP \
+            else b.req.target_price
         if parsed[1] == LegRole.STOP and o.price is not None and o.price != want:
             self.stats["children_repriced"] += 1
             self.modify_stop(o.coid, want)
@@ -844,7 +873,18 @@ class RithmicBroker:
             self._apply_exchange_note(msg)
 
     async def _resync(self, *, initial: bool = False) -> None:
-        """Order history, fills and positions from the broker's record (at connect and after every reconnect)."""
+        """Order history, fills and positions from the broker's record (at connect and after every reconnect).
+
+        At connect it only builds the view (no events: the daemon reconciles its journal against ``query_*``;
+        acks and cancels of yesterday's orders would be noise to it); after a reconnect every change it finds is
+        an event (a fill, a cancel or a reject that happened while the link was down)."""
+        self._quiet = initial
+        try:
+            await self._resync_view(initial)
+        finally:
+            self._quiet = False
+
+    async def _resync_view(self, initial: bool) -> None:
         await self._load_orders()
         self._pnl = {}
         snapshot = await self.session.positions(self.account_id)
@@ -977,6 +1017,9 @@ class RithmicBroker:
         self._wakeup()
 
     def _emit(self, ev: BrokerEvent) -> None:
+        if self._quiet:
+            self.stats["events_at_connect"] += 1
+            return
         self._events.append(ev)
         self._wakeup()
 
