@@ -79,7 +79,11 @@ class LiveRig:
         self.proc: subprocess.Popen[str] | None = None
         self.runs: list[tuple[int, str, str]] = []
         self.last_mid = 0
-        standin.do(lambda: setattr(standin.server, "now_ns", start_ns))  # orders armed in the day's time
+        self.set_clock(start_ns)
+
+    def set_clock(self, start_ns: int) -> None:
+        """The stand-in's exchange clock at the replayed day (orders are armed at it)."""
+        self.px.do(lambda: setattr(self.px.server, "now_ns", start_ns))
 
     # -- the daemon ---------------------------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
@@ -90,16 +94,19 @@ class LiveRig:
             "TRADEBOT_EXECUTION__AUTO_FLATTEN": "false", "DAILY_LOSS_LIMIT": "-1000000",
             "DAILY_PROFIT_TARGET": "1000000", "TRADEBOT_EXECUTION__RECONCILE_SECONDS": "1",
             "TRADEBOT_EXECUTION__PROTECT_SECONDS": "2", "TRADEBOT_EXECUTION__SUBMIT_TIMEOUT_SECONDS": "2",
-            "PROJECTX_API_URL": self.px.url, "PROJECTX_USER_HUB_URL": self.px.server.user_hub_url,
-            "PROJECTX_MARKET_HUB_URL": self.px.server.market_hub_url, "PROJECTX_USERNAME": "trader",
-            "PROJECTX_API_KEY": "test-api-key-123456", "PROJECTX_ACCOUNT_ID": "465",
-            "TRADEBOT_PROJECTX__BACKOFF_INITIAL_SECONDS": "0.1", "TRADEBOT_PROJECTX__BACKOFF_MAX_SECONDS": "0.5",
         })
+        env.update(self.broker_env())
         env.update(extra)
         return env
 
+    def broker_env(self) -> dict[str, str]:
+        return {"PROJECTX_API_URL": self.px.url, "PROJECTX_USER_HUB_URL": self.px.server.user_hub_url,
+                "PROJECTX_MARKET_HUB_URL": self.px.server.market_hub_url, "PROJECTX_USERNAME": "trader",
+                "PROJECTX_API_KEY": "test-api-key-123456", "PROJECTX_ACCOUNT_ID": "465",
+                "TRADEBOT_PROJECTX__BACKOFF_INITIAL_SECONDS": "0.1", "TRADEBOT_PROJECTX__BACKOFF_MAX_SECONDS": "0.5"}
+
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "tradebot", "run", "--mode", "live", "--broker", "projectx", "--feed", "replay",
+        return [sys.executable, "-m", "tradebot", "run", "--mode", "live", "--broker", self.broker, "--feed", "replay",
                 "--input", str(self.day), "--symbol", "ES", "--speed", "0", "--timeframe", "60", "--stay"]
 
     def start(self, **extra: str) -> subprocess.Popen[str]:
@@ -164,9 +171,35 @@ class LiveRig:
     def heartbeat_ok(self) -> bool:
         return (self.data / "heartbeat.json").exists()
 
-    # -- the market ---------------------------------------------------------------------------------
+    # -- the broker's side (ProjectX here; RithmicRig overrides) ---------------------------------------
+    broker = "projectx"
+
+    def now_ns(self) -> int:
+        return self.px.do(lambda: self.px.server.now_ns)
+
     def serve(self, ev: BookUpdate | Trade) -> None:
         self.px.call(self.px.server.market(ev))
+
+    def working(self) -> list[tuple[str, str, int]]:
+        """The broker's working orders as (our client order id, market|limit|stop, size)."""
+        kinds = {1: "limit", 2: "market", 4: "stop"}
+        return [(str(o.get("customTag") or f"px:{o['id']}"), kinds.get(int(o["type"]), "?"), int(o["size"]))
+                for o in self.open_orders()]
+
+    def placed(self) -> list[str]:
+        """Client order ids of every order the broker ever accepted."""
+        return [str(o.get("customTag") or "") for o in self.orders()]
+
+    def broker_trades(self) -> list[tuple[str, int, int]]:
+        """(fill id, signed quantity, price in ticks) of every fill at the broker."""
+        tick = spec_for("ES").tick_size
+        return [(str(t["id"]), int(t["size"]) * (1 if t["side"] == PxSide.BID else -1),
+                 price_to_ticks(t["price"], tick) or 0) for t in self.px.do(lambda: list(self.px.server.trades))]
+
+    def set_faults(self, **kw: Any) -> None:
+        self.px.do(lambda: [setattr(self.px.server.faults, k, v) for k, v in kw.items()])
+
+    # -- the market ---------------------------------------------------------------------------------
 
     def quote(self, mid: int, ts_ns: int) -> None:
         self.last_mid = mid
@@ -181,19 +214,30 @@ class LiveRig:
     def open_orders(self) -> list[dict[str, Any]]:
         return [o for o in self.orders() if o["status"] in (PxOrderStatus.OPEN, PxOrderStatus.PENDING)]
 
-    def fill_entries(self, until: Callable[[], bool], timeout: float = 90) -> None:
+    def serve_then_faults(self, ev: BookUpdate | Trade, faults: dict[str, Any]) -> None:
+        """Serve ``ev`` and set ``faults`` in the same step of the stand-in's loop (before any answer to it)."""
+        async def step() -> None:
+            await self._serve_coro(ev)
+            for k, v in faults.items():
+                setattr(self.px.server.faults, k, v)
+
+        self.px.call(step())
+
+    async def _serve_coro(self, ev: BookUpdate | Trade) -> None:
+        await self.px.server.market(ev)
+
+    def fill_entries(self, until: Callable[[], bool], timeout: float = 90,
+                     then_faults: dict[str, Any] | None = None) -> None:
         """Serve a quote in the middle of each bracket whose entry is working at the stand-in (it fills at the
         ask, inside stop and target), until ``until()``."""
         end = time.monotonic() + timeout
         while not until():
             self.alive()
             if time.monotonic() > end:
-                raise AssertionError(f"timed out; stand-in orders: {self.orders()}\n{self.dump()}")
-            for o in self.open_orders():
-                tag = str(o.get("customTag") or "")
-                if o["type"] == 2 and not tag.endswith("-E") and self.last_mid:  # a market exit: at the last quote
-                    now = self.px.do(lambda: self.px.server.now_ns)
-                    self.quote(self.last_mid, now + MS)
+                raise AssertionError(f"timed out; working at the broker: {self.working()}\n{self.dump()}")
+            for tag, kind, _size in self.working():
+                if kind == "market" and not tag.endswith("-E") and self.last_mid:  # a market exit: at the last quote
+                    self.quote(self.last_mid, self.now_ns() + MS)
                     continue
                 if not tag.endswith("-E"):
                     continue
@@ -202,8 +246,13 @@ class LiveRig:
                 if not rows:
                     continue
                 mid = (int(rows[0]["stop_price"]) + int(rows[0]["target_price"])) // 2
-                now = self.px.do(lambda: self.px.server.now_ns)
-                self.quote(mid, max(now, int(rows[0]["armed_ns"] or 0)) + MS)
+                ts = max(self.now_ns(), int(rows[0]["armed_ns"] or 0)) + MS
+                if then_faults:
+                    self.last_mid = mid
+                    self.serve_then_faults(BookUpdate("ES", ts, ts, (mid - 1,), (20,), (mid,), (20,)), then_faults)
+                    then_faults = None
+                else:
+                    self.quote(mid, ts)
             time.sleep(0.1)
 
     # -- the end state ------------------------------------------------------------------------------
@@ -211,30 +260,85 @@ class LiveRig:
         return self.px.do(lambda: self.px.server.net_position("ES"))
 
     def journal_equals_broker(self) -> None:
-        tick = spec_for("ES").tick_size
-        trades = self.px.do(lambda: [dict(t) for t in self.px.server.trades])
-        theirs = sorted(int(t["size"]) for t in trades)
+        trades = self.broker_trades()
         fills = self.query("SELECT fill_id, side, quantity, price FROM fills")
-        ours_signed = sum(int(r["quantity"]) * (1 if int(r["side"]) == int(Side.BUY) else -1) for r in fills)
-        theirs_signed = sum(int(t["size"]) * (1 if t["side"] == PxSide.BID else -1) for t in trades)
-        assert sorted(int(r["quantity"]) for r in fills) == theirs, (fills, trades)
-        assert ours_signed == theirs_signed == self.broker_position()
-        assert sorted(int(r["price"]) for r in fills) == sorted(price_to_ticks(t["price"], tick) or 0 for t in trades)
-        assert {str(r["fill_id"]) for r in fills} == {str(t["id"]) for t in trades}
+        ours = sorted((int(r["quantity"]) * (1 if int(r["side"]) == int(Side.BUY) else -1), int(r["price"]))
+                      for r in fills)
+        assert ours == sorted((q, p) for _, q, p in trades), (fills, trades)
+        assert {str(r["fill_id"]) for r in fills} == {fid for fid, _, _ in trades}
+        assert sum(q for q, _ in ours) == self.broker_position()
         pos = self.query("SELECT qty FROM positions WHERE symbol = 'ES'")
         assert (int(pos[0]["qty"]) if pos else 0) == self.broker_position()
         working = {str(r["client_order_id"]) for r in self.query(
             "SELECT client_order_id FROM orders WHERE state IN ('working', 'partially_filled', 'pending')")}
-        assert working == {str(o["customTag"]) for o in self.open_orders()}, (working, self.open_orders())
+        assert working == {tag for tag, _, _ in self.working()}, (working, self.working())
 
     def protected_or_flat(self) -> None:
         """Flat at the broker, or a stop of ours working there for the whole position."""
         pos = self.broker_position()
         if pos == 0:
             return
-        stops = [o for o in self.open_orders() if o["type"] == 4 and int(o["size"]) >= abs(pos)
-                 and str(o.get("customTag") or "").rpartition("-")[2].startswith("S")]
-        assert stops, f"position {pos} without a working stop: {self.open_orders()}"
+        stops = [w for w in self.working() if w[1] == "stop" and w[2] >= abs(pos)
+                 and w[0].rpartition("-")[2].startswith("S")]
+        assert stops, f"position {pos} without a working stop: {self.working()}"
+
+
+class RithmicThread(StandInThread):
+    """A Rithmic R|Protocol stand-in (TLS websocket, the library's protobufs) on a background loop."""
+
+    def __init__(self, directory: Path, data: Path) -> None:  # (no super().__init__: another server)
+        from support.rithmic_server import RithmicStandIn
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rithmic-standin", daemon=True)
+        self.thread.start()
+
+        async def make() -> Any:
+            # Restamped to end now: the adapter looks fills up in the last day of wall time, as on Rithmic.
+            srv = RithmicStandIn(directory, [data], heartbeat_interval=2, contracts={"ES": "ESH5", "MES": "MESH5"})
+            return await srv.start()
+
+        self.server = self.call(make(), timeout=120)
+        self.url = self.server.url
+
+
+class RithmicRig(LiveRig):
+    broker = "rithmic"
+
+    def set_clock(self, start_ns: int) -> None:
+        """Kept at the stand-in's restamped day: its fills are stamped in wall time (the fill history's window)."""
+
+    def broker_env(self) -> dict[str, str]:
+        return {"RITHMIC_USER": "trader", "RITHMIC_PASSWORD": "secret-pw", "RITHMIC_ACCOUNT_ID": "ACC-1",
+                "RITHMIC_SYSTEM_NAME": "Rithmic Test", "RITHMIC_URL": self.px.url,
+                "RITHMIC_CA_FILE": str(self.px.server.ca_file),
+                "TRADEBOT_RITHMIC__RECONNECT_INTERVAL_SECONDS": "0.2", "TRADEBOT_RITHMIC__RECONNECT_MAX_SECONDS": "0.5",
+                "TRADEBOT_RITHMIC__REQUEST_TIMEOUT_SECONDS": "2"}
+
+    def serve(self, ev: BookUpdate | Trade) -> None:
+        self.px.call(self.px.server.serve(ev))
+
+    async def _serve_coro(self, ev: BookUpdate | Trade) -> None:
+        await self.px.server.serve(ev)
+
+    def working(self) -> list[tuple[str, str, int]]:
+        kinds = {1: "limit", 2: "market", 3: "stop", 4: "stop"}
+
+        def view() -> list[tuple[str, str, int]]:
+            srv = self.px.server
+            return [(srv.client_id(o), kinds.get(o.price_type, "?"), o.quantity - o.filled) for o in srv.working()]
+
+        return self.px.do(view)
+
+    def placed(self) -> list[str]:
+        return self.px.do(lambda: [self.px.server.client_id(o) for o in self.px.server.baskets.values()])
+
+    def broker_trades(self) -> list[tuple[str, int, int]]:
+        return [(fid, q if side == "BUY" else -q, px)
+                for _cid, side, q, px, fid in self.px.do(lambda: self.px.server.trades())]
+
+    def broker_position(self) -> int:
+        return int(self.px.do(lambda: self.px.server.positions()).get("ES", 0))
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 60, what: str = "", rig: LiveRig | None = None) -> Any:
