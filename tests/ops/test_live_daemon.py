@@ -75,6 +75,7 @@ def test_unavailable_is_retried_then_a_failed_preflight_names_every_failure(tmp_
     assert con.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0  # nothing traded
 
 
+@pytest.mark.soak  # (the same through the real ProjectX adapter and stand-in is in the default suite)
 def test_a_replayed_day_trades_live_as_on_paper(tmp_path: Path, day_file: Path) -> None:
     live = run_live(tmp_path / "live", day_file, {})
     assert live.returncode == 0, live.stderr[-3000:]

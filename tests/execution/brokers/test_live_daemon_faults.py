@@ -37,7 +37,7 @@ def day_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["projectx", "rithmic"])
+@pytest.fixture
 def rig(request: pytest.FixtureRequest, tmp_path: Path, day_file: Path) -> Iterator[LiveRig]:
     if request.param == "projectx":
         px: StandInThread = StandInThread()
@@ -50,6 +50,13 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, day_file: Path) -> Itera
         r.proc.kill()
         r.proc.communicate()
     px.stop()
+
+
+def brokers(*default: str) -> pytest.MarkDecorator:
+    """Run against both stand-ins; the brokers not named in ``default`` only in the soak run (``make soak``): each
+    case is one or two daemon processes replaying a day (20-45 s on a loaded 2-core machine)."""
+    return pytest.mark.parametrize("rig", [pytest.param(b, marks=() if b in default else pytest.mark.soak)
+                                           for b in ("projectx", "rithmic")], indirect=True)
 
 
 FAULTS: dict[str, dict[str, dict[str, object]]] = {
@@ -79,6 +86,7 @@ def open_position(rig: LiveRig) -> dict[str, int]:
     return {"stop": int(row["stop_price"]), "target": int(row["target_price"]), "qty": int(row["entry_filled"])}
 
 
+@brokers("projectx", "rithmic")
 def test_normal_live_day_opens_protects_and_closes_at_the_target(rig: LiveRig) -> None:
     b = open_position(rig)
     rig.protected_or_flat()
@@ -109,6 +117,7 @@ def settle(rig: LiveRig) -> None:
     rig.journal_equals_broker()
 
 
+@brokers()
 def test_lost_acknowledgement_is_found_by_tag_never_resent(rig: LiveRig) -> None:
     faults(rig, "lost_ack")
     b = open_position(rig)
@@ -119,6 +128,7 @@ def test_lost_acknowledgement_is_found_by_tag_never_resent(rig: LiveRig) -> None
     settle(rig)
 
 
+@brokers()
 def test_duplicate_and_out_of_order_events_apply_once(rig: LiveRig) -> None:
     faults(rig, "duplicates")
     b = open_position(rig)
@@ -129,13 +139,14 @@ def test_duplicate_and_out_of_order_events_apply_once(rig: LiveRig) -> None:
     assert fills == len(rig.broker_trades()) == 2
 
 
+@brokers()
 def test_disconnect_mid_bracket_resyncs_and_stays_protected(rig: LiveRig, request: pytest.FixtureRequest) -> None:
     if rig.broker == "rithmic":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "Rithmic: the order plant dropped right after accepting the entry; after the reconnect the adapter's "
-            "order-history resync times out against the stand-in, the entry's fill is never reported, and the "
-            "daemon fails closed (halted: position ES journal 0, broker 1) with the position unprotected at the "
-            "broker. Adapter/stand-in issue, reported to the integrator.")))
+        request.applymarker(pytest.mark.xfail(strict=False, reason=(
+            "Rithmic, intermittent: the order plant dropped right after accepting the entry; when the adapter's "
+            "order-history resync after the reconnect times out against the stand-in, the entry's fill is never "
+            "reported and the daemon fails closed (halted: position ES journal 0, broker 1) with the position "
+            "unprotected at the broker. Adapter/stand-in issue, reported to the integrator.")))
     faults(rig, "disconnect")  # ProjectX: the user hub drops after the entry fill; Rithmic: the order plant drops
     b = open_position(rig)
     wait_for(lambda: rig.query("SELECT 1 FROM orders WHERE role = 'S' AND state = 'working'"), rig=rig)
@@ -144,6 +155,7 @@ def test_disconnect_mid_bracket_resyncs_and_stays_protected(rig: LiveRig, reques
     settle(rig)
 
 
+@brokers()
 def test_refused_login_exits_2_and_a_broker_outage_at_login_is_retried(rig: LiveRig) -> None:
     wrong = {"PROJECTX_API_KEY": "wrong-key-000000"} if rig.broker == "projectx" else {"RITHMIC_PASSWORD": "wrong"}
     bad = rig.run_once(**wrong)
@@ -158,6 +170,7 @@ def test_refused_login_exits_2_and_a_broker_outage_at_login_is_retried(rig: Live
     settle(rig)
 
 
+@brokers()
 def test_success_false_on_the_entry_is_a_reject(rig: LiveRig) -> None:
     faults(rig, "reject_entry")
     rig.start()
@@ -167,6 +180,7 @@ def test_success_false_on_the_entry_is_a_reject(rig: LiveRig) -> None:
     assert rig.broker_position() == 0
 
 
+@brokers("projectx")
 def test_fill_while_the_daemon_is_down_is_journaled_from_the_brokers_record(rig: LiveRig) -> None:
     b = open_position(rig)
     wait_for(lambda: rig.query("SELECT 1 FROM orders WHERE role = 'S' AND state = 'working'"), rig=rig)
@@ -180,6 +194,7 @@ def test_fill_while_the_daemon_is_down_is_journaled_from_the_brokers_record(rig:
     assert rig.query("SELECT state FROM trading_state")[0]["state"] == "active"
 
 
+@brokers("projectx")
 def test_kill_9_with_an_open_position_restarts_reconciled_and_protected(rig: LiveRig) -> None:
     b = open_position(rig)
     wait_for(lambda: rig.query("SELECT 1 FROM orders WHERE role = 'S' AND state = 'working'"), rig=rig)
@@ -194,6 +209,7 @@ def test_kill_9_with_an_open_position_restarts_reconciled_and_protected(rig: Liv
     settle(rig)
 
 
+@brokers()
 def test_a_stop_the_broker_rejects_is_replaced_then_the_position_flattened(rig: LiveRig) -> None:
     faults(rig, "reject_stop")
     open_position(rig)
@@ -204,6 +220,7 @@ def test_a_stop_the_broker_rejects_is_replaced_then_the_position_flattened(rig: 
     rig.journal_equals_broker()
 
 
+@brokers()
 def test_a_stop_rejected_twice_flattens(rig: LiveRig) -> None:
     faults(rig, "reject_stop")
     rig.start()
