@@ -472,41 +472,52 @@ class UnknownJournalKindError(JournalDecodeError):
 
 
 _Enc = Callable[[Any], Any]
-_Dec = Callable[[Any, str], Any]
+_Dec = Callable[[Any], Any]
 
 
-def _fail(path: str, want: str, got: object) -> typing.NoReturn:
-    raise JournalDecodeError(f"{path}: expected {want}, got {got!r}")
+class _Bad(Exception):  # noqa: N818 - internal: becomes a JournalDecodeError naming the field path
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.path: list[str] = []
+        """Innermost first: field names, and ``[i]`` for list items."""
+
+    def where(self, kind: str) -> str:
+        return kind + "".join(p if p.startswith("[") else f".{p}" for p in reversed(self.path))
+
+
+def _fail(want: str, got: object) -> typing.NoReturn:
+    raise _Bad(f"expected {want}, got {got!r}")
 
 
 def _enc_same(v: Any) -> Any:
     return v
 
 
-def _dec_int(v: Any, path: str) -> int:
+def _dec_int(v: Any) -> int:
     if type(v) is not int:
-        _fail(path, "an integer", v)
+        _fail("an integer", v)
     return v
 
 
-def _dec_str(v: Any, path: str) -> str:
+def _dec_str(v: Any) -> str:
     if type(v) is not str:
-        _fail(path, "a string", v)
+        _fail("a string", v)
     return v
 
 
-def _dec_bool(v: Any, path: str) -> bool:
+def _dec_bool(v: Any) -> bool:
     if type(v) is not bool:
-        _fail(path, "true or false", v)
+        _fail("true or false", v)
     return v
 
 
-def _dec_float(v: Any, path: str) -> float:
+def _dec_float(v: Any) -> float:
     if type(v) is float:
         return v
     if type(v) is int:  # a whole float written by another JSON encoder; exact below 2**53
         return float(v)
-    _fail(path, "a number", v)
+    _fail("a number", v)
 
 
 def _enc_float(v: float) -> float:
@@ -519,16 +530,16 @@ def _enc_tick_value(v: TickValue) -> int | str:
     return int(v)
 
 
-def _dec_tick_value(v: Any, path: str) -> TickValue:
+def _dec_tick_value(v: Any) -> TickValue:
     if type(v) is int:
         return v
     if type(v) is str:
         try:
             f = Fraction(v)
         except (ValueError, ZeroDivisionError):
-            _fail(path, "a tick value (integer or 'n/d')", v)
+            _fail("a tick value (integer or 'n/d')", v)
         return f.numerator if f.denominator == 1 else f
-    _fail(path, "a tick value (integer or 'n/d')", v)
+    _fail("a tick value (integer or 'n/d')", v)
 
 
 def _codec_for(tp: Any, where: str) -> tuple[_Enc, _Dec]:
@@ -546,9 +557,9 @@ def _codec_for(tp: Any, where: str) -> tuple[_Enc, _Dec]:
         members = {m.value: m for m in enum_tp}
         value_type = int if issubclass(tp, int) else str
 
-        def dec_enum(v: Any, path: str) -> Any:
+        def dec_enum(v: Any) -> Any:
             if type(v) is not value_type or v not in members:
-                _fail(path, f"one of {sorted(members)!r}", v)
+                _fail(f"one of {sorted(members)!r}", v)
             return members[v]
 
         return (lambda v: v.value), dec_enum
@@ -566,8 +577,8 @@ def _codec_for(tp: Any, where: str) -> tuple[_Enc, _Dec]:
             def enc_opt(v: Any) -> Any:
                 return None if v is None else inner_enc(v)
 
-            def dec_opt(v: Any, path: str) -> Any:
-                return None if v is None else inner_dec(v, path)
+            def dec_opt(v: Any) -> Any:
+                return None if v is None else inner_dec(v)
 
             return enc_opt, dec_opt
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -576,10 +587,17 @@ def _codec_for(tp: Any, where: str) -> tuple[_Enc, _Dec]:
         def enc_seq(v: Any) -> Any:
             return [item_enc(x) for x in v]
 
-        def dec_seq(v: Any, path: str) -> Any:
+        def dec_seq(v: Any) -> Any:
             if type(v) is not list:
-                _fail(path, "a list", v)
-            return tuple(item_dec(x, f"{path}[{i}]") for i, x in enumerate(v))
+                _fail("a list", v)
+            out = []
+            for i, x in enumerate(v):
+                try:
+                    out.append(item_dec(x))
+                except _Bad as exc:
+                    exc.path.append(f"[{i}]")
+                    raise
+            return tuple(out)
 
         return enc_seq, dec_seq
     raise TypeError(f"{where}: field type {tp!r} has no journal codec")
@@ -589,22 +607,35 @@ def _object_codec(cls: type) -> tuple[_Enc, _Dec]:
     hints = typing.get_type_hints(cls)
     fields = [(f.name, *_codec_for(hints[f.name], f"{cls.__name__}.{f.name}"),
                f.default is not dataclasses.MISSING) for f in dataclasses.fields(cls)]
+    encs = [(name, e) for name, e, _d, _o in fields]
+    decs = [(name, d) for name, _e, d, _o in fields]
     names = frozenset(name for name, *_ in fields)
     required = frozenset(name for name, _e, _d, optional in fields if not optional)
+    n_fields = len(fields)
 
     def enc(obj: Any) -> dict[str, Any]:
-        return {name: e(getattr(obj, name)) for name, e, _d, _o in fields}
+        return {name: e(getattr(obj, name)) for name, e in encs}
 
-    def dec(data: Any, path: str) -> Any:
+    def dec(data: Any) -> Any:
         if type(data) is not dict:
-            _fail(path, "an object", data)
-        unknown = data.keys() - names
-        if unknown:
-            raise JournalDecodeError(f"{path}: unknown field(s) {sorted(unknown)} (written by a newer tradebot?)")
-        missing = required - data.keys()
-        if missing:
-            raise JournalDecodeError(f"{path}: missing field(s) {sorted(missing)}")
-        return cls(**{name: d(data[name], f"{path}.{name}") for name, _e, d, _o in fields if name in data})
+            _fail("an object", data)
+        if len(data) != n_fields or data.keys() != names:  # (the common case, every field present, is one test)
+            unknown = data.keys() - names
+            if unknown:
+                raise _Bad(f"unknown field(s) {sorted(unknown)} (written by a newer tradebot?)")
+            missing = required - data.keys()
+            if missing:
+                raise _Bad(f"missing field(s) {sorted(missing)}")
+        kw: dict[str, Any] = {}
+        name = ""
+        try:
+            for name, d in decs:
+                if name in data:
+                    kw[name] = d(data[name])
+        except _Bad as exc:
+            exc.path.append(name)
+            raise
+        return cls(**kw)
 
     return enc, dec
 
@@ -641,7 +672,10 @@ def decode(kind: str, payload: Any) -> JournalEvent:
         raise UnknownJournalKindError(
             f"journal kind {kind!r} is not known to this tradebot (known: {', '.join(sorted(JournalKind))}); "
             "the database was written by a different version: run the version that wrote it") from None
-    event: JournalEvent = _CODECS[EVENT_TYPES[k]][1](payload, k.value)
+    try:
+        event: JournalEvent = _CODECS[EVENT_TYPES[k]][1](payload)
+    except _Bad as exc:
+        raise JournalDecodeError(f"{exc.where(k.value)}: {exc.detail}") from None
     return event
 
 
