@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["cli_latency.py", "feeds.py", "engine.py", "live.py", "replay_fast.py", "days108.py", "daemon_rss.py",
-           "bars32.py", "web.py", "rithmic_roundtrip.py"]
+           "bars32.py", "web.py", "rithmic_roundtrip.py", "journal.py"]
 
 
 def main() -> int:
