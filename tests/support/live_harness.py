@@ -286,7 +286,7 @@ class LiveRig:
 class RithmicThread(StandInThread):
     """A Rithmic R|Protocol stand-in (TLS websocket, the library's protobufs) on a background loop."""
 
-    def __init__(self, directory: Path, data: Path) -> None:  # (no super().__init__: another server)
+    def __init__(self, directory: Path, data: Path, *, restamp: bool = True) -> None:  # (not StandInThread's)
         from support.rithmic_server import RithmicStandIn
 
         self.loop = asyncio.new_event_loop()
@@ -295,7 +295,8 @@ class RithmicThread(StandInThread):
 
         async def make() -> Any:
             # Restamped to end now: the adapter looks fills up in the last day of wall time, as on Rithmic.
-            srv = RithmicStandIn(directory, [data], heartbeat_interval=2, contracts={"ES": "ESH5", "MES": "MESH5"})
+            srv = RithmicStandIn(directory, [data], heartbeat_interval=2, contracts={"ES": "ESH5", "MES": "MESH5"},
+                                 restamp=restamp)
             return await srv.start()
 
         self.server = self.call(make(), timeout=120)
