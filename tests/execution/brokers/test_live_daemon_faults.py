@@ -7,6 +7,7 @@ Each test ends with the account flat or protected and the journal equal to the b
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -230,3 +231,35 @@ def test_a_stop_rejected_twice_flattens(rig: LiveRig) -> None:
     wait_for(lambda: rig.broker_position() == 0, rig=rig)
     assert rig.stop() == 0
     rig.journal_equals_broker()
+
+
+@pytest.mark.parametrize("rig", ["projectx"], indirect=True)  # (the position is opened by hand through its REST)
+def test_a_foreign_position_halts_until_the_operator_adopts_it_with_a_stop(rig: LiveRig) -> None:
+    from tradebot.core.contracts import spec_for
+
+    server = rig.px.server
+    es = server.contracts["ES"]["id"]
+    rig.px.call(server._place({"accountId": 465, "contractId": es, "type": 2, "side": 0, "size": 1,
+                               "customTag": None}, None))
+    rig.quote(23000, rig.now_ns() + MS)  # bought 1 ES by hand at 5750.00
+    assert rig.broker_position() == 1
+    rig.start()
+    wait_for(lambda: rig.query("SELECT 1 FROM journal WHERE kind = 'recovery' AND payload LIKE '%mismatch%'"),
+             what="the recovery mismatch", rig=rig)
+    wait_for(lambda: rig.query("SELECT 1 FROM trading_state WHERE state = 'halted'"), rig=rig)
+    env = rig.env()
+    cmd = [sys.executable, "-m", "tradebot", "adopt", "--symbol", "ES", "--stop", "6000.00", "--json"]
+    above = subprocess.run(cmd, env=env, cwd=rig.tmp, capture_output=True, text=True, timeout=60)
+    assert above.returncode == 1 and "below the market" in above.stdout, above.stdout + above.stderr
+    cmd[cmd.index("6000.00")] = "5700.00"
+    ok = subprocess.run(cmd, env=env, cwd=rig.tmp, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    sid = json.loads(ok.stdout)["adopted"]
+    wait_for(lambda: [w for w in rig.working() if w[0] == f"{sid}-S2" and w[1] == "stop"], rig=rig,
+             what="the adopted position's stop working at the broker")
+    rig.protected_or_flat()
+    assert rig.query("SELECT qty FROM positions WHERE symbol = 'ES'")[0]["qty"] == 1 == rig.broker_position()
+    assert rig.query("SELECT state FROM trading_state")[0]["state"] == "halted"  # until the operator resumes
+    stop = next(w for w in rig.working() if w[0] == f"{sid}-S2")
+    assert stop[2] == 1 and spec_for("ES").to_ticks("5700.00") == 22800
+    assert rig.stop() == 0
