@@ -283,3 +283,19 @@ def test_the_architecture_page_names_every_layer_and_journal_kind() -> None:
     assert documented == RANK
     missing = [k.value for k in JournalKind if f"| `{k.value}` |" not in text]
     assert missing == [], "add these journal kinds to docs/architecture.md"
+
+
+MAX_LINES = 500
+
+
+def test_no_module_over_500_lines_without_a_reason() -> None:
+    """A module past ~500 lines is split, or says in its docstring why it stays whole (a paragraph ``Size: ...``):
+    size alone is not a reason to split, but it must be a decision, not an accident."""
+    bad = []
+    for module, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if lines > MAX_LINES and not re.search(r"^Size: \S", doc, re.M):
+            bad.append(f"{module} ({lines} lines)")
+    assert bad == [], "split these modules or state why they stay whole in a 'Size:' paragraph of the docstring"

@@ -18,12 +18,16 @@ every notification in :mod:`~tradebot.execution.notices`; recovery and reconcili
 entry points, the journal transaction, the ledger and the broker meet (each entry point's order of record, apply,
 send and pump is the crash-safety argument above), plus the views the daemon reads; splitting that further would
 spread one sequence over modules that all need the manager back.
+
+Size: the orchestrator. The risk checks (gate.py), the risk decisions (rules.py), the session clock (session.py),
+broker-event intake (intake.py), notifications (notices.py), reconciliation and protection already live apart; what
+stays is the one sequence decide -> journal -> apply -> broker for every entry point, which is only auditable in one
+place.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -100,7 +104,6 @@ class ExecutionManager:
         self.loss_limit_cents = usd_to_cents(settings.daily_loss_limit)
         self._timeout_ns = int(self.ex.submit_timeout_seconds * 1e9)
         self._dedupe = FillDeduper(self.ex.fill_dedupe_size)
-        self._fill_lock = threading.RLock()  # re-entrant: a notification callback may call back in
         self._marks: dict[str, int] = {}
         self.clock = SessionClock(settings, self.calendar)
         self.gate = RiskGate()
@@ -288,13 +291,14 @@ class ExecutionManager:
             log.info("broker event dropped", why=stale, broker_event=repr(ev))
             return
         if isinstance(ev, Fill):
-            with self._fill_lock:  # audit C1: the duplicate check and the record are one atomic step
-                if ev.fill_id in self._dedupe or self.store.fill_seen(ev.fill_id):
-                    self.stats["duplicate_fill"] += 1
-                    log.info("duplicate fill dropped", fill_id=ev.fill_id)
-                    return
-                effects = self._record(intake.journal_event(ev, ev.ts_ns, self._day_of), ev.ts_ns)
-                self._dedupe.add(ev.fill_id)
+            # audit C1: the duplicate check and the record are one step. No lock: the manager runs on the daemon's
+            # event-loop thread only (feeds, brokers and the control socket all reach it through the loop).
+            if ev.fill_id in self._dedupe or self.store.fill_seen(ev.fill_id):
+                self.stats["duplicate_fill"] += 1
+                log.info("duplicate fill dropped", fill_id=ev.fill_id)
+                return
+            effects = self._record(intake.journal_event(ev, ev.ts_ns, self._day_of), ev.ts_ns)
+            self._dedupe.add(ev.fill_id)
             self.stats["fills"] += 1
             self._act(effects, ev.ts_ns)
             self._check_limits(ev.ts_ns, ev.symbol)
