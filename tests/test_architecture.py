@@ -11,14 +11,6 @@ What counts as an import (strict on purpose: a cycle that only bites at run time
 A package's ``__init__`` may import its own submodules lazily, inside a function: that is a plugin registry
 (``execution/brokers``' ``open_live_broker`` loads only the chosen vendor's adapter, which imports the interface
 from the package), so such an edge is not counted for cycles; an import of a submodule at the package's top level is.
-
-One exception is listed by name, not by rule: :data:`TYPE_ONLY_BACK_REFERENCES`, modules split out of the execution
-manager that take the manager itself as an argument and name its class under ``TYPE_CHECKING``. Each entry is a
-debt (the module should declare the narrow view it needs, as ``execution/gate.py`` does with ``GateView``); the
-test fails when an entry is no longer needed, so the list only shrinks, and any other TYPE_CHECKING cycle fails.
-
-The layer order (docs/architecture.md explains it): a unit may import only units of strictly earlier layers
-and its own unit; units of one layer are peers that do not import each other.
 """
 
 from __future__ import annotations
@@ -49,11 +41,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("__main__",),
 )
-TYPE_ONLY_BACK_REFERENCES: frozenset[tuple[str, str]] = frozenset({
-    ("tradebot.execution.protection", "tradebot.execution.manager"),
-    ("tradebot.execution.reconcile", "tradebot.execution.manager"),
-})
-"""(module, the module it imports only under TYPE_CHECKING) pairs left out of the cycle check; see above."""
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 LAZY_TARGET = re.compile(rf"^{PACKAGE}(\.\w+)+:\w+$")
 
@@ -205,7 +192,7 @@ def test_no_backwards_edge() -> None:
 def test_no_import_cycle() -> None:
     succ: dict[str, set[str]] = defaultdict(set)
     for e in EDGES:
-        if not (e.type_only and (e.source, e.target) in TYPE_ONLY_BACK_REFERENCES) and not e.plugin_load:
+        if not e.plugin_load:
             succ[e.source].add(e.target)
     # Tarjan's strongly connected components, iterative (the graph is a few hundred modules).
     index: dict[str, int] = {}
@@ -249,12 +236,6 @@ def test_no_import_cycle() -> None:
                 if len(comp) > 1:
                     cycles.append(sorted(comp))
     assert cycles == []
-
-
-def test_the_listed_type_only_back_references_are_still_needed() -> None:
-    """The exception list only shrinks: an entry whose import is gone (or no longer TYPE_CHECKING-only) fails."""
-    present = {(e.source, e.target) for e in EDGES if e.type_only}
-    assert TYPE_ONLY_BACK_REFERENCES - present == set()
 
 
 def test_no_private_name_imported_from_another_module() -> None:

@@ -20,14 +20,17 @@ broker's time order: an exact repeat, or one older than the last applied for tha
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification
 from tradebot.core.types import Side
 from tradebot.execution import notices
-from tradebot.execution.journal import AnomalyRecorded, CancelRequested, ProtectRequested
-from tradebot.execution.ledger import Bracket
+from tradebot.execution.broker import Broker
+from tradebot.execution.journal import AnomalyRecorded, CancelRequested, JournalEvent, ProtectRequested
+from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
     TERMINAL_BRACKET,
     TERMINAL_LEG,
@@ -41,19 +44,34 @@ from tradebot.execution.model import (
     StopRequest,
     client_order_id,
 )
-
-if TYPE_CHECKING:
-    from tradebot.execution.manager import ExecutionManager
+from tradebot.execution.session import SessionClock
 
 log = get_logger(__name__)
 
 _WORKING = (LegState.WORKING, LegState.PARTIALLY_FILLED)
 
 
+class ProtectionHost(Protocol):
+    """What the rule needs of the execution manager (the manager is one; this module never imports it)."""
+
+    clock: SessionClock
+    ledger: Ledger
+    stats: Counter[str]
+    broker: Broker
+
+    def pump(self) -> int: ...
+
+    def _record(self, event: JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]: ...
+
+    def _send(self, method: str, *args: Any) -> None: ...
+
+    def _flatten_bracket(self, b: Bracket, reason: str, ts_ns: int) -> int: ...
+
+
 class Protection:
     """The no-naked-position rule for one manager (active only with a live broker)."""
 
-    def __init__(self, manager: ExecutionManager, protect_seconds: float, *, active: bool) -> None:
+    def __init__(self, manager: ProtectionHost, protect_seconds: float, *, active: bool) -> None:
         self.m = manager
         self.active = active
         self.protect_ns = int(protect_seconds * 1e9)

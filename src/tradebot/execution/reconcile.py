@@ -23,13 +23,19 @@ it halts: a fill can be in flight between the broker's view and its event for a 
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from tradebot.core.config import ExecutionSettings
 from tradebot.core.logging import get_logger
+from tradebot.core.notifications import Notification
 from tradebot.execution import notices
-from tradebot.execution.broker import RestorableBroker
+from tradebot.execution.broker import Broker, RestorableBroker
+from tradebot.execution.intake import FillDeduper
 from tradebot.execution.journal import (
+    JournalEvent,
     OrderAcknowledged,
     OrderCancelled,
     OrderRejected,
@@ -39,19 +45,20 @@ from tradebot.execution.journal import (
     StateChange,
 )
 from tradebot.execution.journal import read as read_journal
-from tradebot.execution.ledger import Ledger
+from tradebot.execution.ledger import Bracket, Effect, Ledger
 from tradebot.execution.model import (
     TERMINAL_LEG,
+    BrokerEvent,
     Fill,
     HaltKind,
     LegRole,
     LegState,
     TradingState,
 )
+from tradebot.execution.protection import Protection
 from tradebot.execution.risk import usd_to_cents
-
-if TYPE_CHECKING:
-    from tradebot.execution.manager import ExecutionManager
+from tradebot.execution.session import SessionClock
+from tradebot.state.store import StateStore
 
 log = get_logger(__name__)
 
@@ -65,11 +72,52 @@ class RecoveryReport:
     actions: list[str] = field(default_factory=list)
 
 
+class ReconcileHost(Protocol):
+    """What recovery and reconciliation need of the execution manager: its books, its broker and the steps of its
+    start-up (the manager is one; this module never imports it)."""
+
+    ex: ExecutionSettings
+    store: StateStore
+    broker: Broker
+    ledger: Ledger
+    clock: SessionClock
+    stats: Counter[str]
+    protection: Protection
+    last_recovery: RecoveryReport | None
+    _dedupe: FillDeduper
+    _status_asked: dict[str, int]
+    _recovered: bool
+
+    def pump(self) -> int: ...
+
+    def mark(self, symbol: str) -> int | None: ...
+
+    def on_broker_event(self, ev: BrokerEvent) -> None: ...
+
+    def _record(self, event: JournalEvent, ts_ns: int, notes: Sequence[Notification] = ()) -> list[Effect]: ...
+
+    def _record_event(self, event: JournalEvent, ts_ns: int) -> None: ...
+
+    def _day_of(self, ts_ns: int) -> str: ...
+
+    def _require(self) -> None: ...
+
+    def _ask_status(self, coid: str, now_ns: int) -> None: ...
+
+    def _complete_flattens(self, ts_ns: int) -> None: ...
+
+    def _complete_session(self, now_ns: int) -> None: ...
+
+    def _enforce(self, b: Bracket, ts_ns: int) -> None: ...
+
+    def _set_session_times(self, now_ns: int) -> None: ...
+
+
 def _halt_state(reason: str) -> StateChange:
     return StateChange(TradingState.HALTED, HaltKind.ERROR, reason)
 
 
-def recover(m: ExecutionManager, now_ns: int) -> RecoveryReport:
+def recover(m: ReconcileHost, now_ns: int) -> RecoveryReport:
     """Rebuild from the journal, restore a journal-backed broker, reconcile, resume open brackets."""
     records = list(read_journal(m.store))
     m.ledger = Ledger(usd_to_cents(m.ex.starting_balance))
@@ -106,7 +154,7 @@ def recover(m: ExecutionManager, now_ns: int) -> RecoveryReport:
     return m.last_recovery
 
 
-def journal_missed_fills(m: ExecutionManager) -> list[str]:
+def journal_missed_fills(m: ReconcileHost) -> list[str]:
     """Journal the broker's fills of our orders that the journal lacks (oldest first); what was done, as text."""
     query = getattr(m.broker, "query_fills", None)
     if query is None:
@@ -136,7 +184,7 @@ def journal_missed_fills(m: ExecutionManager) -> list[str]:
     return actions
 
 
-def reconcile(m: ExecutionManager, *, periodic: bool = False) -> tuple[list[str], list[str]]:
+def reconcile(m: ReconcileHost, *, periodic: bool = False) -> tuple[list[str], list[str]]:
     """Compare orders and positions with the broker; journal what the broker explains, return the rest."""
     mismatches: list[str] = []
     actions: list[str] = []
@@ -201,7 +249,7 @@ def reconcile(m: ExecutionManager, *, periodic: bool = False) -> tuple[list[str]
     return mismatches, actions
 
 
-def live_broker(m: ExecutionManager) -> bool:
+def live_broker(m: ReconcileHost) -> bool:
     """A broker reached over the network (its state lives at the broker, not in our journal)."""
     from tradebot.execution.brokers import LiveBroker
 
@@ -211,7 +259,7 @@ def live_broker(m: ExecutionManager) -> bool:
 class Reconciler:
     """The periodic check (live): drain events, journal missed fills, compare; halt on a persistent mismatch."""
 
-    def __init__(self, manager: ExecutionManager) -> None:
+    def __init__(self, manager: ReconcileHost) -> None:
         self.m = manager
         self.previous: set[str] = set()
         self.checks = 0
@@ -252,7 +300,7 @@ class AdoptError(ValueError):
     """The operator's adoption was refused; the message says why (nothing was journaled or sent)."""
 
 
-def adopt(m: ExecutionManager, symbol: str, stop_price: int, now_ns: int, reason: str = "") -> str:
+def adopt(m: ReconcileHost, symbol: str, stop_price: int, now_ns: int, reason: str = "") -> str:
     """Take over the position the broker holds beyond the journal's on ``symbol``, protected by ``stop_price``.
 
     What adoption requires (and refuses without): the broker holds more (or less) of ``symbol`` than the journal
