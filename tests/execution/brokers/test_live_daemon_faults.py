@@ -233,6 +233,7 @@ def test_a_stop_rejected_twice_flattens(rig: LiveRig) -> None:
     rig.journal_equals_broker()
 
 
+@pytest.mark.soak  # (35 s; adoption is also tested in process in tests/execution/test_live_safety.py)
 @pytest.mark.parametrize("rig", ["projectx"], indirect=True)  # (the position is opened by hand through its REST)
 def test_a_foreign_position_halts_until_the_operator_adopts_it_with_a_stop(rig: LiveRig) -> None:
     from tradebot.core.contracts import spec_for
