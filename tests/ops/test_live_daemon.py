@@ -85,3 +85,25 @@ def test_a_replayed_day_trades_live_as_on_paper(tmp_path: Path, day_file: Path) 
     lf = sqlite3.connect(tmp_path / "live" / "data" / "tradebot-live.db").execute(q).fetchall()
     pf = sqlite3.connect(tmp_path / "paper" / "data" / "tradebot-paper.db").execute(q).fetchall()
     assert lf and lf == pf
+
+
+def test_preflight_logs_in_to_the_broker_and_names_what_failed(tmp_path: Path) -> None:
+    from support.live_harness import StandInThread
+
+    px = StandInThread()
+    try:
+        env = env_for(tmp_path / "data", TRADING_MODE="live", TRADING_BROKER="projectx", PROJECTX_API_URL=px.url,
+                      PROJECTX_USER_HUB_URL=px.server.user_hub_url, PROJECTX_USERNAME="trader",
+                      PROJECTX_API_KEY="test-api-key-123456", PROJECTX_ACCOUNT_ID="465", TRADING_SYMBOL="ES")
+        ok = subprocess.run([sys.executable, "-m", "tradebot", "preflight"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+        broker = [ln for ln in ok.stdout.splitlines() if ln.startswith("broker:")]
+        assert len(broker) == 1 and broker[0].startswith("broker: OK projectx: "), ok.stdout + ok.stderr
+        env["PROJECTX_ACCOUNT_ID"] = "999"
+        bad = subprocess.run([sys.executable, "-m", "tradebot", "preflight"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1
+        line = next(ln for ln in bad.stdout.splitlines() if ln.startswith("broker:"))
+        assert line.startswith("broker: FAIL projectx: ") and "999" in line, bad.stdout
+    finally:
+        px.stop()
