@@ -11,16 +11,20 @@ Evolution rules, because databases outlive binaries:
 
 - A record whose kind this build does not know (written by a newer or an older tradebot) is an error
   (:class:`UnknownJournalKindError`), never skipped: skipping a fill or an adoption would silently give a
-  wrong position.
+  wrong position. The daemon checks the journal's kinds (:func:`check_kinds`) before it replays anything and
+  refuses to start, naming them.
 - A payload key this build does not know is an error too (the record would lose data if decoded).
 - A field added after databases existed gets a default; a record written before it lacks the key and decodes
-  with that default (``armed_ns`` of signals, ``threatens`` of exit signals, the optional ``set_state`` and
-  ``source``). Every other field is required. New records always carry every field.
+  with that default (e.g. ``armed_ns`` of signals, ``threatens`` of exit signals, the optional ``set_state``
+  and ``source``). Every other field is required. New records always carry every field, and journal rows are
+  never rewritten (no migration touches the history; ``tests/state/test_migration.py`` replays a database
+  written before this module existed).
 - The kind strings are the ones the journal has always held, so existing databases replay unchanged.
 
 Adding a kind: add the :class:`JournalKind` member and a ``@journal_event(JournalKind.X)`` frozen dataclass
-here (the import-time check refuses a kind without a class or a class without a kind), then a handler in the
-ledger (its dispatch table is checked against :data:`EVENT_TYPES` by the tests).
+here and in :data:`JournalEvent` (the import-time check refuses a kind without a class or a class without a
+kind), then a handler in the ledger's dispatch table (checked against :data:`EVENT_TYPES` when the ledger
+imports), and, if a journal-backed broker must redo it on restore, a case in ``PaperBroker.restore``.
 
 Size: the journal's whole vocabulary on purpose: a kind is added by one enum member and one event class side by
 side, and the import-time check that every kind has exactly one class reads them together.
