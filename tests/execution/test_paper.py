@@ -7,9 +7,16 @@ from pathlib import Path
 import databento as db
 import pytest
 
-from support.exec_helpers import T0, book, trade
+from support.exec_helpers import T0, S, book, trade
 from tradebot.core.types import Side, Trade
-from tradebot.execution.journal import IntentVerdict, JournalEntry, OrderFilled, SignalDecided
+from tradebot.execution.journal import (
+    CancelRequested,
+    IntentVerdict,
+    JournalEntry,
+    OrderFilled,
+    ProtectRequested,
+    SignalDecided,
+)
 from tradebot.execution.model import (
     Ack,
     BracketRequest,
@@ -21,6 +28,7 @@ from tradebot.execution.model import (
     OrderType,
     Reject,
     StatusReport,
+    StopRequest,
 )
 from tradebot.execution.paper import PaperBroker, PaperConfig
 from tradebot.feeds.dbn_convert import DbnConverter, SymbolMap, iter_store
@@ -313,6 +321,41 @@ def test_restore_from_journal_records_rebuilds_orders_and_positions() -> None:
     for br in (live, restored):
         br.on_market_event(trade(5, 1011))
     assert fills(live.poll_events()) == fills(restored.poll_events())
+
+
+def test_restore_replays_a_re_placed_stop() -> None:
+    """A stop re-placed by the no-naked-position rule (cancel of the bracket's stop, then ``-S2``) is journaled as
+    typed requests; a broker restored from them holds the same orders and stops out identically."""
+    live = broker()
+    sid = "ES-1-abc"
+    live.submit_bracket(bracket())
+    live.on_market_event(trade(1, 1000))
+    (entry_fill,) = fills(live.poll_events())
+    ts = T0 + 2 * S
+    live.cancel(f"{sid}-S", ts, "re-placing the stop")
+    live.place_stop(StopRequest(sid, "ES", f"{sid}-S2", Side.SELL, 1, 995, ts))
+    live.poll_events()
+    f = entry_fill
+    recs = [
+        JournalEntry(1, T0, SignalDecided(sid, T0, "ES", Side.BUY, 1, OrderType.MARKET, None, 990, 1010, 0.5, "p", "",
+                                          (), IntentVerdict.TAKEN, "", "ES", 1, 1250)),
+        JournalEntry(2, f.ts_ns, OrderFilled(f.fill_id, f.client_order_id, f.symbol, f.side, f.quantity, f.price,
+                                             f.ts_ns, f.commission_cents, "2025-03-10", 1250)),
+        JournalEntry(3, ts, CancelRequested(f"{sid}-S", "re-placing the stop")),
+        JournalEntry(4, ts, ProtectRequested(sid, "ES", f"{sid}-S2", Side.SELL, 1, 995, "stop rejected",
+                                             (f"{sid}-S",))),
+    ]
+    restored = broker()
+    restored.restore(recs)
+    assert restored.poll_events() == []
+    assert sorted(restored.query_orders(), key=str) == sorted(live.query_orders(), key=str)
+    assert {o.client_order_id: o.state for o in restored.query_orders()}[f"{sid}-S2"] == LegState.WORKING
+    for br in (live, restored):
+        br.on_market_event(trade(5, 994, side=Side.SELL))
+    stopped = fills(live.poll_events())
+    assert [x.client_order_id for x in stopped] == [f"{sid}-S2"]
+    assert stopped == fills(restored.poll_events())
+    assert live.anomalies == restored.anomalies == {}
 
 
 def _real_trades() -> list[Trade]:
