@@ -141,13 +141,7 @@ def test_duplicate_and_out_of_order_events_apply_once(rig: LiveRig) -> None:
 
 
 @brokers()
-def test_disconnect_mid_bracket_resyncs_and_stays_protected(rig: LiveRig, request: pytest.FixtureRequest) -> None:
-    if rig.broker == "rithmic":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "Rithmic, intermittent: the order plant dropped right after accepting the entry; when the adapter's "
-            "order-history resync after the reconnect times out against the stand-in, the entry's fill is never "
-            "reported and the daemon fails closed (halted: position ES journal 0, broker 1) with the position "
-            "unprotected at the broker. Adapter/stand-in issue, reported to the integrator.")))
+def test_disconnect_mid_bracket_resyncs_and_stays_protected(rig: LiveRig) -> None:
     faults(rig, "disconnect")  # ProjectX: the user hub drops after the entry fill; Rithmic: the order plant drops
     b = open_position(rig)
     wait_for(lambda: rig.query("SELECT 1 FROM orders WHERE role = 'S' AND state = 'working'"), rig=rig)
