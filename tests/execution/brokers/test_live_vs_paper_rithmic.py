@@ -2,24 +2,6 @@
 mode on the same replayed day (``--feed rithmic`` from the stand-in's ticker plant; timestamps cut to the
 microseconds Rithmic carries). The pacing and what "same" means are those of test_live_vs_paper_projectx.py.
 
-The rest of this docstring is the ProjectX test's, for reference:
-
-Both runs are the real daemon process on ``--feed projectx``: the stand-in serves the same recorded day (a
-synthetic ES session, every timestamp cut to the Gateway's 100 ns) on its market hub, and the daemon's wall clock
-is shifted to that day (support/shifted_clock.py) so the data is live to it. The paper run fills with the paper
-broker inside the daemon; the live run sends real orders over REST and the stand-in fills them with the same
-paper rules from the same events.
-
-The race between the market stream and order arrival is removed by pacing, not by luck: the paper run is made
-first and tells where the daemon decides (each taken signal's decision event, each flatten); in the live run the
-stand-in stops serving after such an event until the order it must produce has arrived, and after a fill until
-the adapter's follow-up (the bracket's stop and target after an entry fill, the sibling's cancel after an exit
-fill) has arrived. Orders are therefore armed at the same event as in paper mode, whatever the machine's load.
-
-"Same" means: the same taken signals (id, side, quantity, stop, target) and the same fills, compared as (signal
-id, role, side, quantity, price in ticks, time), plus the same closed brackets with their exit reasons and P&L
-before commission. Commissions are not compared (the stand-in charges the Gateway's fees, the paper broker the
-configured table).
 """
 
 from __future__ import annotations
