@@ -1,7 +1,6 @@
 """Done means, Rithmic: the daemon in live mode against the Rithmic stand-in makes the same trades as in paper
 mode on the same replayed day (``--feed rithmic`` from the stand-in's ticker plant; timestamps cut to the
 microseconds Rithmic carries). The pacing and what "same" means are those of test_live_vs_paper_projectx.py.
-
 """
 
 from __future__ import annotations
