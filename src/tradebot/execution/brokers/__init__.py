@@ -10,7 +10,8 @@ callback given to :meth:`LiveBroker.set_wakeup` tells the daemon to pump the man
 the network inside the trading loop.
 
 Errors say whether retrying can help (freqtrade's hierarchy): a wrong key is fatal and stops the daemon with
-exit 2, a 429/5xx/disconnect is retried with backoff, a broker reject is an answer, not an error to retry.
+exit 2, a 429/5xx/disconnect is retried with backoff; a broker reject is not an error at all but an answer (a
+:class:`~tradebot.execution.model.Reject` event for the order).
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ class BrokerUnavailableError(BrokerError):
     retryable = True
 
 
-class BrokerRejectedError(BrokerError):
-    """The broker answered and said no (``success: false``, an ``rp_code``): an answer, not a fault."""
-
-
 @dataclass(frozen=True, slots=True)
 class PreflightCheck:
     """One line of the live start's checklist; the daemon prints them all and refuses to start on any failure."""
@@ -56,15 +53,6 @@ class PreflightCheck:
     name: str
     ok: bool
     detail: str
-
-
-class PreflightError(BrokerError):
-    """Live mode refused: at least one check failed (each one named in ``checks``)."""
-
-    def __init__(self, checks: list[PreflightCheck]) -> None:
-        self.checks = checks
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
-        super().__init__(f"live preflight failed: {failed}")
 
 
 @dataclass(frozen=True, slots=True)
