@@ -37,6 +37,21 @@ SEED_VARS = ("TRADING_MODE", "TRADING_SYMBOL", "TRADING_BROKER", "DISCORD_WEBHOO
 MS = 1_000_000
 
 
+def read_db(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
+    """A running daemon's database, read-only; empty while it is not there yet or mid-creation."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    except sqlite3.OperationalError:
+        return []
+    con.row_factory = sqlite3.Row
+    try:
+        return con.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
 class StandInThread:
     """A :class:`ProjectXStandIn` served from a background event loop."""
 
@@ -61,6 +76,12 @@ class StandInThread:
             return fn()
 
         return self.call(run())
+
+    def credentials_env(self) -> dict[str, str]:
+        """The settings a daemon needs to log in to this stand-in."""
+        return {"PROJECTX_API_URL": self.url, "PROJECTX_USER_HUB_URL": self.server.user_hub_url,
+                "PROJECTX_MARKET_HUB_URL": self.server.market_hub_url, "PROJECTX_USERNAME": "trader",
+                "PROJECTX_API_KEY": "test-api-key-123456", "PROJECTX_ACCOUNT_ID": "465"}
 
     def stop(self) -> None:
         try:
@@ -100,9 +121,7 @@ class LiveRig:
         return env
 
     def broker_env(self) -> dict[str, str]:
-        return {"PROJECTX_API_URL": self.px.url, "PROJECTX_USER_HUB_URL": self.px.server.user_hub_url,
-                "PROJECTX_MARKET_HUB_URL": self.px.server.market_hub_url, "PROJECTX_USERNAME": "trader",
-                "PROJECTX_API_KEY": "test-api-key-123456", "PROJECTX_ACCOUNT_ID": "465",
+        return {**self.px.credentials_env(),
                 "TRADEBOT_PROJECTX__BACKOFF_INITIAL_SECONDS": "0.1", "TRADEBOT_PROJECTX__BACKOFF_MAX_SECONDS": "0.5"}
 
     def command(self) -> list[str]:
@@ -151,22 +170,8 @@ class LiveRig:
             raise AssertionError(f"daemon exited {self.proc.returncode}:\n{err[-4000:]}\n{out[-4000:]}")
 
     # -- the database -------------------------------------------------------------------------------
-    def db(self) -> sqlite3.Connection:
-        con = sqlite3.connect(f"file:{self.data / 'tradebot-live.db'}?mode=ro", uri=True, timeout=10)
-        con.row_factory = sqlite3.Row
-        return con
-
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        try:
-            con = self.db()
-        except sqlite3.OperationalError:
-            return []
-        try:
-            return con.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            con.close()
+        return read_db(self.data / "tradebot-live.db", sql, *args)
 
     def heartbeat_ok(self) -> bool:
         return (self.data / "heartbeat.json").exists()
@@ -302,6 +307,11 @@ class RithmicThread(StandInThread):
         self.server = self.call(make(), timeout=120)
         self.url = self.server.url
 
+    def credentials_env(self) -> dict[str, str]:
+        return {"RITHMIC_USER": "trader", "RITHMIC_PASSWORD": "secret-pw", "RITHMIC_ACCOUNT_ID": "ACC-1",
+                "RITHMIC_SYSTEM_NAME": "Rithmic Test", "RITHMIC_URL": self.url,
+                "RITHMIC_CA_FILE": str(self.server.ca_file)}
+
 
 class RithmicRig(LiveRig):
     broker = "rithmic"
@@ -310,9 +320,7 @@ class RithmicRig(LiveRig):
         """Kept at the stand-in's restamped day: its fills are stamped in wall time (the fill history's window)."""
 
     def broker_env(self) -> dict[str, str]:
-        return {"RITHMIC_USER": "trader", "RITHMIC_PASSWORD": "secret-pw", "RITHMIC_ACCOUNT_ID": "ACC-1",
-                "RITHMIC_SYSTEM_NAME": "Rithmic Test", "RITHMIC_URL": self.px.url,
-                "RITHMIC_CA_FILE": str(self.px.server.ca_file),
+        return {**self.px.credentials_env(),
                 "TRADEBOT_RITHMIC__RECONNECT_INTERVAL_SECONDS": "0.2", "TRADEBOT_RITHMIC__RECONNECT_MAX_SECONDS": "0.5",
                 "TRADEBOT_RITHMIC__REQUEST_TIMEOUT_SECONDS": "2"}
 

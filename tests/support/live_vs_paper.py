@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support.live_harness import ROOT, SEED_VARS
+from support.live_harness import ROOT, SEED_VARS, read_db
 from support.projectx_server import load_events
 from tradebot.core.calendar import to_ns
 from tradebot.core.types import BookUpdate, Trade
@@ -82,17 +82,7 @@ class DaemonRun:
             raise AssertionError(f"{self.mode} daemon exited {self.proc.returncode}:\n{err[-3000:]}\n{out[-3000:]}")
 
     def query(self, sql: str) -> list[sqlite3.Row]:
-        db = self.data / f"tradebot-{self.mode}.db"
-        if not db.exists():
-            return []
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-        con.row_factory = sqlite3.Row
-        try:
-            return con.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            con.close()
+        return read_db(self.data / f"tradebot-{self.mode}.db", sql)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.query(sql)]

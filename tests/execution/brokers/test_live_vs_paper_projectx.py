@@ -38,10 +38,7 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> list[BookUpdate | Trade]
 
 
 def run(tmp: Path, mode: str, px: StandInThread) -> DaemonRun:
-    return DaemonRun(tmp, mode, "projectx", {
-        "PROJECTX_API_URL": px.url, "PROJECTX_USER_HUB_URL": px.server.user_hub_url,
-        "PROJECTX_MARKET_HUB_URL": px.server.market_hub_url, "PROJECTX_USERNAME": "trader",
-        "PROJECTX_API_KEY": "test-api-key-123456", "PROJECTX_ACCOUNT_ID": "465"})
+    return DaemonRun(tmp, mode, "projectx", px.credentials_env())
 
 
 def subscribed(px: StandInThread) -> bool:

@@ -26,9 +26,7 @@ def events(day_file: Path) -> list[BookUpdate | Trade]:
 
 
 def run(tmp: Path, mode: str, px: StandInThread) -> DaemonRun:
-    return DaemonRun(tmp, mode, "rithmic", {
-        "RITHMIC_USER": "trader", "RITHMIC_PASSWORD": "secret-pw", "RITHMIC_ACCOUNT_ID": "ACC-1",
-        "RITHMIC_SYSTEM_NAME": "Rithmic Test", "RITHMIC_URL": px.url, "RITHMIC_CA_FILE": str(px.server.ca_file)})
+    return DaemonRun(tmp, mode, "rithmic", px.credentials_env())
 
 
 def serve_day(px: StandInThread, run: DaemonRun, events: list[BookUpdate | Trade],
